@@ -1,0 +1,71 @@
+# Development entry points. `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator
+export DATABASE_URL
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins
+
+.PHONY: release
+release: ## Build every binary (release)
+	$(CARGO) build --workspace --bins --release
+
+.PHONY: test
+test: ## Run all tests (needs PostgreSQL at 127.0.0.1:5432; see scripts/ensure-postgres.sh)
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+.PHONY: lint
+lint: ## Formatting, clippy, and the no-I/O rule of orchestrator-core
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@scripts/check-core-deps.sh
+
+.PHONY: schema
+schema: ## Regenerate crates/store/src/schema.rs from the migrations (needs diesel CLI)
+	scripts/check-schema.sh --write
+
+.PHONY: check-schema
+check-schema: ## Fail if the committed schema differs from the migrations (needs diesel CLI)
+	scripts/check-schema.sh
+
+.PHONY: postgres
+postgres: ## Make sure PostgreSQL runs locally
+	scripts/ensure-postgres.sh
+
+.PHONY: db
+db: postgres ## Create the development database and apply migrations
+	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'orchestrator'" | grep -q 1 \
+		|| psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE orchestrator"
+	$(CARGO) run -q -p orchestrator-api -- migrate
+
+.PHONY: mocks
+mocks: ## Run the three mock services on 8001-8003 (foreground)
+	$(CARGO) build -q -p orchestrator-mock-services
+	@trap 'kill 0' EXIT INT TERM; \
+	for port in 8001 8002 8003; do target/debug/mock-services --port $$port & done; wait
+
+.PHONY: api
+api: db ## Run the API on :8000 in inline mode (foreground)
+	$(CARGO) run -p orchestrator-api
+
+.PHONY: worker
+worker: db ## Run a worker (foreground)
+	$(CARGO) run -p orchestrator-worker
+
+.PHONY: clean-test-dbs
+clean-test-dbs: ## Drop databases left behind by crashed test runs
+	@psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'orch\_test\_%' OR datname LIKE 'orch\_template\_%'" \
+		| while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done

@@ -1,0 +1,23 @@
+//! Domain of the orchestrator, free of I/O.
+//!
+//! Everything here is plain data and pure functions so that the API, the worker and
+//! the store agree on one definition of a valid request and of how a task settles:
+//!
+//! - [`request`]: parsing a client's orchestration request into validated domain values
+//!   ("parse, don't validate"), with every problem reported against a JSON pointer.
+//! - [`plan`]: splitting a request into the service requests to run.
+//! - [`status`]: the status values and the rule that settles a task from its service requests.
+//!
+//! This crate must not depend on tokio, diesel, actix, reqwest or rskafka; CI checks it.
+
+pub mod plan;
+pub mod request;
+pub mod service;
+pub mod status;
+pub mod validation;
+
+pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
+pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
+pub use service::ServiceName;
+pub use status::{ServiceRequestOutcome, Settlement, Status, settle_task};
+pub use validation::{FieldError, ValidationErrors};

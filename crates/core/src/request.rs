@@ -1,0 +1,423 @@
+//! Parsing a client's orchestration request.
+//!
+//! The body is parsed from a [`serde_json::Value`] by hand rather than with a serde
+//! derive, because serde stops at the first problem while clients should learn about
+//! every bad field at once, each with a JSON pointer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::ServiceName;
+use crate::validation::{ValidationErrors, pointer_push};
+
+/// A task's name: not blank, at most [`TaskName::MAX_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct TaskName(String);
+
+impl TaskName {
+    pub const MAX_CHARS: usize = 255;
+
+    pub fn parse(name: &str) -> Result<Self, &'static str> {
+        if name.trim().is_empty() {
+            return Err("must not be empty");
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err("must be at most 255 characters");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One downstream call asked for by an item: which scenario and business type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCall {
+    pub scenario_id: Uuid,
+    pub business_type_id: Uuid,
+}
+
+impl ServiceCall {
+    /// The JSON sent to the downstream service and stored as the request payload.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "scenario_id": self.scenario_id,
+            "business_type_id": self.business_type_id,
+        })
+    }
+}
+
+/// What the deployment accepts: which services exist and how large a request may be.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    pub known_services: BTreeSet<ServiceName>,
+    pub max_items: usize,
+}
+
+impl RequestLimits {
+    pub const DEFAULT_MAX_ITEMS: usize = 1_000;
+    pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+}
+
+/// A validated orchestration request. Holding one means every field was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrchestrationRequest {
+    pub task_name: TaskName,
+    pub task_description: Option<String>,
+    /// One map per payload item, from service to call; never empty, in request order.
+    pub items: Vec<BTreeMap<ServiceName, ServiceCall>>,
+}
+
+impl OrchestrationRequest {
+    /// Parses and validates a request body, reporting every problem found.
+    pub fn parse(body: &Value, limits: &RequestLimits) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let Some(object) = body.as_object() else {
+            errors.push("", "the request body must be a JSON object");
+            return Err(errors);
+        };
+        for key in object.keys() {
+            if !matches!(key.as_str(), "task_name" | "task_description" | "payload") {
+                errors.push(
+                    pointer_push("", key),
+                    "unknown field; expected task_name, task_description and payload",
+                );
+            }
+        }
+
+        let task_name = match object.get("task_name") {
+            None | Some(Value::Null) => {
+                errors.push("/task_name", "is required");
+                None
+            }
+            Some(Value::String(name)) => TaskName::parse(name)
+                .map_err(|reason| errors.push("/task_name", reason))
+                .ok(),
+            Some(other) => {
+                errors.push(
+                    "/task_name",
+                    format!("must be a string, not {}", kind(other)),
+                );
+                None
+            }
+        };
+
+        let task_description = match object.get("task_description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text))
+                if text.chars().count() > RequestLimits::MAX_DESCRIPTION_CHARS =>
+            {
+                errors.push("/task_description", "must be at most 10000 characters");
+                None
+            }
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => {
+                errors.push(
+                    "/task_description",
+                    format!("must be a string or null, not {}", kind(other)),
+                );
+                None
+            }
+        };
+
+        let items = parse_items(object.get("payload"), limits, &mut errors);
+
+        match (task_name, items) {
+            (Some(task_name), Some(items)) if errors.is_empty() => Ok(Self {
+                task_name,
+                task_description,
+                items,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The payload in its canonical JSON form, as stored with the task.
+    pub fn payload_json(&self) -> Value {
+        Value::Array(
+            self.items
+                .iter()
+                .map(|item| {
+                    Value::Object(
+                        item.iter()
+                            .map(|(service, call)| (service.to_string(), call.to_json()))
+                            .collect::<Map<String, Value>>(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The number of service requests this request will produce.
+    pub fn service_request_count(&self) -> usize {
+        self.items.iter().map(BTreeMap::len).sum()
+    }
+}
+
+fn parse_items(
+    payload: Option<&Value>,
+    limits: &RequestLimits,
+    errors: &mut ValidationErrors,
+) -> Option<Vec<BTreeMap<ServiceName, ServiceCall>>> {
+    let items = match payload {
+        None | Some(Value::Null) => {
+            errors.push("/payload", "is required");
+            return None;
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            errors.push("/payload", format!("must be an array, not {}", kind(other)));
+            return None;
+        }
+    };
+    if items.is_empty() {
+        errors.push("/payload", "must contain at least one item");
+        return None;
+    }
+    if items.len() > limits.max_items {
+        errors.push(
+            "/payload",
+            format!(
+                "has {} items; at most {} are accepted",
+                items.len(),
+                limits.max_items
+            ),
+        );
+        return None;
+    }
+
+    let before = errors.errors().len();
+    let parsed: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_item(item, &format!("/payload/{index}"), limits, errors))
+        .collect();
+    (errors.errors().len() == before).then_some(parsed)
+}
+
+fn parse_item(
+    item: &Value,
+    pointer: &str,
+    limits: &RequestLimits,
+    errors: &mut ValidationErrors,
+) -> BTreeMap<ServiceName, ServiceCall> {
+    let mut calls = BTreeMap::new();
+    let Some(object) = item.as_object() else {
+        errors.push(pointer, format!("must be an object, not {}", kind(item)));
+        return calls;
+    };
+    if object.is_empty() {
+        errors.push(
+            pointer,
+            format!("must name at least one service ({})", known_list(limits)),
+        );
+        return calls;
+    }
+    for (key, value) in object {
+        let call_pointer = pointer_push(pointer, key);
+        let service = ServiceName::parse(key)
+            .ok()
+            .filter(|name| limits.known_services.contains(name));
+        let Some(service) = service else {
+            errors.push(
+                call_pointer,
+                format!("unknown service; expected one of {}", known_list(limits)),
+            );
+            continue;
+        };
+        if let Some(call) = parse_call(value, &call_pointer, errors) {
+            calls.insert(service, call);
+        }
+    }
+    calls
+}
+
+fn parse_call(value: &Value, pointer: &str, errors: &mut ValidationErrors) -> Option<ServiceCall> {
+    let Some(object) = value.as_object() else {
+        errors.push(pointer, format!("must be an object, not {}", kind(value)));
+        return None;
+    };
+    for key in object.keys() {
+        if !matches!(key.as_str(), "scenario_id" | "business_type_id") {
+            errors.push(
+                pointer_push(pointer, key),
+                "unknown field; expected scenario_id and business_type_id",
+            );
+        }
+    }
+    let scenario_id = parse_uuid(
+        object.get("scenario_id"),
+        &pointer_push(pointer, "scenario_id"),
+        errors,
+    );
+    let business_type_id = parse_uuid(
+        object.get("business_type_id"),
+        &pointer_push(pointer, "business_type_id"),
+        errors,
+    );
+    Some(ServiceCall {
+        scenario_id: scenario_id?,
+        business_type_id: business_type_id?,
+    })
+}
+
+fn parse_uuid(value: Option<&Value>, pointer: &str, errors: &mut ValidationErrors) -> Option<Uuid> {
+    match value {
+        None | Some(Value::Null) => {
+            errors.push(pointer, "is required");
+            None
+        }
+        Some(Value::String(text)) => match Uuid::try_parse(text) {
+            Ok(uuid) => Some(uuid),
+            Err(_) => {
+                errors.push(pointer, format!("{text:?} is not a UUID"));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(
+                pointer,
+                format!("must be a UUID string, not {}", kind(other)),
+            );
+            None
+        }
+    }
+}
+
+fn known_list(limits: &RequestLimits) -> String {
+    let names: Vec<&str> = limits
+        .known_services
+        .iter()
+        .map(ServiceName::as_str)
+        .collect();
+    names.join(", ")
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SCENARIO: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+    const BUSINESS: &str = "9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70";
+
+    fn limits() -> RequestLimits {
+        RequestLimits {
+            known_services: ["revenue", "rebates", "specialty"]
+                .into_iter()
+                .map(|name| ServiceName::parse(name).expect("valid"))
+                .collect(),
+            max_items: 5,
+        }
+    }
+
+    fn call() -> Value {
+        json!({"scenario_id": SCENARIO, "business_type_id": BUSINESS})
+    }
+
+    fn pointers(body: Value) -> Vec<String> {
+        OrchestrationRequest::parse(&body, &limits())
+            .expect_err("should be rejected")
+            .errors()
+            .iter()
+            .map(|error| error.pointer.clone())
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_valid_request() {
+        let body = json!({
+            "task_name": "Quarterly",
+            "task_description": null,
+            "payload": [{"revenue": call(), "rebates": call()}, {"specialty": call()}],
+        });
+        let request = OrchestrationRequest::parse(&body, &limits()).expect("valid");
+        assert_eq!(request.task_name.as_str(), "Quarterly");
+        assert_eq!(request.task_description, None);
+        assert_eq!(request.items.len(), 2);
+        assert_eq!(request.service_request_count(), 3);
+        assert_eq!(request.payload_json(), body["payload"]);
+    }
+
+    #[test]
+    fn reports_every_bad_field_with_a_pointer() {
+        let body = json!({
+            "task_name": "",
+            "task_description": 7,
+            "payload": [
+                {},
+                {"bogus": call()},
+                {"revenue": {"scenario_id": "nope", "business_type_id": 3}},
+                "x",
+            ],
+            "extra": true,
+        });
+        assert_eq!(
+            pointers(body),
+            vec![
+                "/extra",
+                "/task_name",
+                "/task_description",
+                "/payload/0",
+                "/payload/1/bogus",
+                "/payload/2/revenue/scenario_id",
+                "/payload/2/revenue/business_type_id",
+                "/payload/3",
+            ]
+        );
+    }
+
+    #[test]
+    fn requires_name_and_payload() {
+        assert_eq!(pointers(json!({})), vec!["/task_name", "/payload"]);
+        assert_eq!(
+            pointers(json!({"task_name": "   ", "payload": []})),
+            vec!["/task_name", "/payload"]
+        );
+        assert_eq!(pointers(json!([1])), vec![""]);
+    }
+
+    #[test]
+    fn limits_name_length_and_item_count() {
+        let long_name = "n".repeat(256);
+        let body = json!({"task_name": long_name, "payload": [{"revenue": call()}]});
+        assert_eq!(pointers(body), vec!["/task_name"]);
+        let name_255 = "é".repeat(255);
+        let body = json!({"task_name": name_255, "payload": [{"revenue": call()}]});
+        assert!(OrchestrationRequest::parse(&body, &limits()).is_ok());
+
+        let items: Vec<Value> = (0..6).map(|_| json!({"revenue": call()})).collect();
+        let body = json!({"task_name": "t", "payload": items});
+        assert_eq!(pointers(body), vec!["/payload"]);
+    }
+
+    #[test]
+    fn rejects_missing_ids_and_unknown_call_fields() {
+        let body =
+            json!({"task_name": "t", "payload": [{"revenue": {"scenario_id": SCENARIO, "x": 1}}]});
+        assert_eq!(
+            pointers(body),
+            vec![
+                "/payload/0/revenue/x",
+                "/payload/0/revenue/business_type_id"
+            ]
+        );
+    }
+}

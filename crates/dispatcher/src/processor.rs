@@ -1,0 +1,137 @@
+//! Running a whole task: start it, call every unfinished service request, record each
+//! outcome as it arrives, then settle the task.
+
+use futures::StreamExt;
+use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
+use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::{DbPool, ServiceRequestRow, StoreError, tasks};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::client::Dispatcher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("task {0} does not exist")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs tasks to completion. Cheap to clone.
+#[derive(Clone)]
+pub struct TaskProcessor {
+    pool: DbPool,
+    dispatcher: Dispatcher,
+    limits: RequestLimits,
+    task_concurrency: usize,
+}
+
+impl TaskProcessor {
+    pub fn new(
+        pool: DbPool,
+        dispatcher: Dispatcher,
+        max_items: usize,
+        task_concurrency: usize,
+    ) -> Self {
+        let limits = RequestLimits {
+            known_services: dispatcher.registry().names(),
+            max_items,
+        };
+        Self {
+            pool,
+            dispatcher,
+            limits,
+            task_concurrency: task_concurrency.max(1),
+        }
+    }
+
+    /// What a request must satisfy to be accepted: the services this processor knows.
+    pub fn request_limits(&self) -> &RequestLimits {
+        &self.limits
+    }
+
+    /// Processes a task until it settles and returns its final status.
+    ///
+    /// Safe to run again for the same task, concurrently or after a crash: service
+    /// requests are created once, finished ones are not called again, and a finished
+    /// task is returned as it is. Unfinished service requests are called again with
+    /// the same `Idempotency-Key`.
+    #[tracing::instrument(name = "process_task", skip(self), fields(task_id = %task_id))]
+    pub async fn process(&self, task_id: Uuid) -> Result<Status, ProcessError> {
+        let unfinished = {
+            let mut conn = self.pool.get().await.map_err(StoreError::from)?;
+            let task = tasks::find(&mut conn, task_id)
+                .await?
+                .ok_or(ProcessError::NotFound(task_id))?;
+            if task.status.is_terminal() {
+                return Ok(task.status);
+            }
+            let body = json!({
+                "task_name": task.task_name,
+                "task_description": task.task_description,
+                "payload": task.payload,
+            });
+            let request = match OrchestrationRequest::parse(&body, &self.limits) {
+                Ok(request) => request,
+                Err(errors) => {
+                    // Stored before a configuration change, say: it can never run.
+                    let reason = format!("the stored request can no longer be processed: {errors}");
+                    tracing::warn!(%reason, "Failing task.");
+                    tasks::fail_unfinished(&mut conn, task_id, &reason).await?;
+                    return Ok(Status::Failed);
+                }
+            };
+            let planned = plan_service_requests(task_id, &request);
+            match service_requests::start_task(&mut conn, task_id, &planned).await? {
+                StartedTask::Running(rows) => rows,
+                StartedTask::AlreadyFinished(status) => return Ok(status),
+                StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
+            }
+            // The connection goes back to the pool here: none is held during HTTP calls.
+        };
+
+        let recorded: Vec<Result<(), StoreError>> = futures::stream::iter(unfinished)
+            .map(|row| self.run_service_request(row))
+            .buffer_unordered(self.task_concurrency)
+            .collect()
+            .await;
+        // A failed write leaves that service request IN_PROGRESS; a later run redoes it.
+        if let Some(error) = recorded.into_iter().find_map(Result::err) {
+            return Err(error.into());
+        }
+
+        let mut conn = self.pool.get().await.map_err(StoreError::from)?;
+        let status = service_requests::settle(&mut conn, task_id)
+            .await?
+            .ok_or(ProcessError::NotFound(task_id))?;
+        tracing::info!(status = %status, "Task processed.");
+        Ok(status)
+    }
+
+    #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
+    async fn run_service_request(&self, row: ServiceRequestRow) -> Result<(), StoreError> {
+        let outcome = self
+            .dispatcher
+            .call(&row.service_name, row.id, &row.request_payload)
+            .await;
+        let (status, response_payload, error_message) = match outcome.result {
+            Ok(response) => (Status::Completed, Some(response), None),
+            Err(error) => {
+                tracing::info!(attempts = outcome.attempts, %error, "Service request failed.");
+                (Status::Failed, None, Some(error.to_string()))
+            }
+        };
+        let finished = FinishedServiceRequest {
+            status,
+            attempts: i32::try_from(outcome.attempts).unwrap_or(i32::MAX),
+            response_payload,
+            error_message,
+            started_at: outcome.started_at,
+            completed_at: outcome.completed_at,
+        };
+        let mut conn = self.pool.get().await?;
+        service_requests::record_finished(&mut conn, row.id, &finished).await?;
+        Ok(())
+    }
+}

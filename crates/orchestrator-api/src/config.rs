@@ -1,0 +1,113 @@
+//! The API's configuration: one struct, from flags or environment variables.
+
+use std::time::Duration;
+
+use orchestrator_dispatcher::DispatchConfig;
+use orchestrator_store::PoolConfig;
+use orchestrator_telemetry::LogFormat;
+
+/// Configuration of `orchestrator-api`. Every setting is a flag with an environment
+/// variable fallback; a `.env` file in the working directory is read first.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "orchestrator-api",
+    version,
+    about = "HTTP API of the task orchestrator"
+)]
+pub struct ApiConfig {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on.
+    #[arg(long, env = "API_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "API_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/orchestrator",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Database connections kept by this process, at most.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+
+    /// How long a request waits for a database connection, in milliseconds.
+    #[arg(long, env = "DATABASE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub database_timeout_ms: u64,
+
+    /// Hand accepted tasks to Kafka (true) or process them in this process (false).
+    #[arg(long, env = "USE_KAFKA", default_value_t = false, action = clap::ArgAction::Set)]
+    pub use_kafka: bool,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most payload items accepted in one request (more: 422).
+    #[arg(long, env = "MAX_ITEMS", default_value_t = 1_000)]
+    pub max_items: usize,
+
+    /// Tasks processed at the same time by this process in inline mode.
+    #[arg(long, env = "INLINE_CONCURRENCY", default_value_t = 64)]
+    pub inline_concurrency: usize,
+
+    /// HTTP worker threads (0: one per CPU core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// How long a graceful shutdown may take before in-flight work is abandoned, in
+    /// seconds (abandoned inline tasks resume at the next start).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub dispatch: DispatchConfig,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+}
+
+impl ApiConfig {
+    pub fn pool_config(&self) -> PoolConfig {
+        let timeout = Duration::from_millis(self.database_timeout_ms);
+        PoolConfig {
+            database_url: self.database_url.clone(),
+            max_size: self.database_pool_size,
+            acquire_timeout: timeout,
+            connect_timeout: timeout,
+        }
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        ApiConfig::command().debug_assert();
+    }
+}

@@ -1,0 +1,181 @@
+//! What the API sends and receives on the wire, with its OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use orchestrator_core::Status;
+use orchestrator_store::{ServiceRequestRow, TaskRow};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Body of `POST /api/orchestrate` and `POST /api/orchestrate/direct`. Used for the
+/// OpenAPI document only: bodies are parsed by `orchestrator_core` so that every
+/// problem is reported at once.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OrchestrateRequest {
+    /// 1 to 255 characters, not blank.
+    #[schema(example = "Quarterly revenue forecast")]
+    pub task_name: String,
+    #[schema(nullable)]
+    pub task_description: Option<String>,
+    /// One or more items; each names one or more configured services.
+    #[schema(min_items = 1)]
+    pub payload: Vec<BTreeMap<String, ServiceCallBody>>,
+}
+
+/// One service call of an item.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ServiceCallBody {
+    pub scenario_id: Uuid,
+    pub business_type_id: Uuid,
+}
+
+/// The status of a task or service request.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)]
+pub enum StatusSchema {
+    #[schema(rename = "PENDING")]
+    Pending,
+    #[schema(rename = "IN_PROGRESS")]
+    InProgress,
+    #[schema(rename = "COMPLETED")]
+    Completed,
+    #[schema(rename = "FAILED")]
+    Failed,
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-25T06:25:38.123456Z`.
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+fn rfc3339_opt<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskResponse {
+    pub task_id: Uuid,
+    pub task_name: String,
+    #[schema(nullable)]
+    pub task_description: Option<String>,
+    #[schema(value_type = StatusSchema)]
+    pub status: Status,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    /// The items as accepted.
+    #[schema(value_type = Vec<Object>)]
+    pub payload: Value,
+    /// Set when the task failed: which services failed and why.
+    #[schema(nullable)]
+    pub error_message: Option<String>,
+}
+
+impl From<TaskRow> for TaskResponse {
+    fn from(row: TaskRow) -> Self {
+        Self {
+            task_id: row.task_id,
+            task_name: row.task_name,
+            task_description: row.task_description,
+            status: row.status,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            payload: row.payload,
+            error_message: row.error_message,
+        }
+    }
+}
+
+/// One downstream call of a task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceRequestResponse {
+    /// Also the `Idempotency-Key` sent to the service.
+    pub id: Uuid,
+    pub item_index: i32,
+    pub service_name: String,
+    pub scenario_id: Uuid,
+    pub business_type_id: Uuid,
+    #[schema(value_type = StatusSchema)]
+    pub status: Status,
+    /// HTTP attempts made, over all runs.
+    pub attempts: i32,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub request_payload: Value,
+    /// The service's JSON answer, once completed.
+    #[schema(value_type = Option<Object>, nullable)]
+    pub response_payload: Option<Value>,
+    /// The last error, once failed.
+    #[schema(nullable)]
+    pub error_message: Option<String>,
+}
+
+impl From<ServiceRequestRow> for ServiceRequestResponse {
+    fn from(row: ServiceRequestRow) -> Self {
+        Self {
+            id: row.id,
+            item_index: row.item_index,
+            service_name: row.service_name,
+            scenario_id: row.scenario_id,
+            business_type_id: row.business_type_id,
+            status: row.status,
+            attempts: row.attempts,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+            request_payload: row.request_payload,
+            response_payload: row.response_payload,
+            error_message: row.error_message,
+        }
+    }
+}
+
+/// A task with its service requests.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskDetailResponse {
+    #[serde(flatten)]
+    pub task: TaskResponse,
+    pub service_requests: Vec<ServiceRequestResponse>,
+}
+
+/// A page of tasks, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskListResponse {
+    pub tasks: Vec<TaskResponse>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    #[schema(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+/// Liveness and mode.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// `kafka` when accepted tasks go to Kafka, `inline` when this process runs them.
+    #[schema(example = "inline")]
+    pub mode: &'static str,
+}

@@ -1,0 +1,193 @@
+//! The API's errors and the one place where they become HTTP responses: RFC 9457
+//! problem details (`application/problem+json`).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use orchestrator_core::{FieldError, ValidationErrors};
+use orchestrator_dispatcher::ProcessError;
+use orchestrator_store::StoreError;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request is invalid: {0}")]
+    Validation(ValidationErrors),
+    #[error("this Idempotency-Key was used before with a different request")]
+    IdempotencyKeyReused,
+    #[error("the Idempotency-Key header must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("{0:?} is not a valid task id (expected a UUID)")]
+    InvalidTaskId(String),
+    #[error("query parameter {parameter:?}: {detail}")]
+    InvalidQuery {
+        parameter: &'static str,
+        detail: String,
+    },
+    #[error("no task with id {0}")]
+    TaskNotFound(Uuid),
+    #[error("no resource at this path")]
+    RouteNotFound,
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("the service is temporarily unavailable; try again shortly")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            ApiError::Unavailable(error)
+        } else {
+            ApiError::Internal(Box::new(error))
+        }
+    }
+}
+
+impl From<ProcessError> for ApiError {
+    fn from(error: ProcessError) -> Self {
+        match error {
+            ProcessError::NotFound(task_id) => ApiError::TaskNotFound(task_id),
+            ProcessError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem details document.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Identifies the kind of problem; documented in the README.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Each invalid field, for validation problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+}
+
+/// One invalid field of the request body.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ProblemField {
+    /// JSON pointer (RFC 6901) to the invalid value; "" is the whole body.
+    pub pointer: String,
+    pub detail: String,
+}
+
+impl From<&FieldError> for ProblemField {
+    fn from(error: &FieldError) -> Self {
+        Self {
+            pointer: error.pointer.clone(),
+            detail: error.detail.clone(),
+        }
+    }
+}
+
+impl ApiError {
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::InvalidJson(_) => ("/problems/invalid-json", "Invalid JSON"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("/problems/unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                ("/problems/payload-too-large", "Payload too large")
+            }
+            ApiError::Validation(_) => ("/problems/validation", "Invalid request"),
+            ApiError::IdempotencyKeyReused => {
+                ("/problems/idempotency-key-reused", "Idempotency key reused")
+            }
+            ApiError::InvalidIdempotencyKey => (
+                "/problems/invalid-idempotency-key",
+                "Invalid idempotency key",
+            ),
+            ApiError::InvalidTaskId(_) => ("/problems/invalid-task-id", "Invalid task id"),
+            ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
+            ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
+            ApiError::RouteNotFound => ("about:blank", "Not Found"),
+            ApiError::MethodNotAllowed => ("about:blank", "Method Not Allowed"),
+            ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
+            ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        let (problem_type, title) = self.kind();
+        let errors = match self {
+            ApiError::Validation(errors) => {
+                Some(errors.errors().iter().map(ProblemField::from).collect())
+            }
+            _ => None,
+        };
+        Problem {
+            problem_type: problem_type.to_owned(),
+            title: title.to_owned(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            errors,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidIdempotencyKey
+            | ApiError::InvalidTaskId(_)
+            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Unexpected failures are logged here, once, with their cause chain; the
+        // client sees only an opaque problem.
+        if matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+            tracing::error!(error = %error_chain(self), "Request failed.");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        response.json(self.to_problem())
+    }
+}
+
+/// The error and its causes, "outer: inner: innermost".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,36 @@
+//! `orchestrator-api`: the HTTP API of the orchestrator.
+//!
+//! It validates and stores orchestration requests, then has them processed: in this
+//! release by this process itself (inline mode), in the background or, for the direct
+//! endpoint, before answering. Clients follow tasks through `GET /api/tasks`.
+//!
+//! `main.rs` only parses [`config::ApiConfig`] and calls [`run`]; tests build an
+//! [`startup::Application`] on port 0 and talk to it over HTTP.
+
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod inline;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+use anyhow::Context;
+
+pub use config::{ApiConfig, Command};
+pub use startup::Application;
+
+/// Runs the command the configuration names: serve (default) or migrate.
+pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    match config.command {
+        Some(Command::Migrate) => {
+            let applied = orchestrator_store::migrations::run_pending(&config.database_url)
+                .await
+                .context("applying database migrations (DATABASE_URL)")?;
+            tracing::info!(?applied, "Migrations applied.");
+            Ok(())
+        }
+        None | Some(Command::Serve) => Application::build(config).await?.run_until_stopped().await,
+    }
+}

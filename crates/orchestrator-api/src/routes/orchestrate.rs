@@ -1,0 +1,167 @@
+//! Accepting orchestration requests.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
+use orchestrator_core::OrchestrationRequest;
+use orchestrator_store::tasks::{self, InsertedTask, NewTask};
+use orchestrator_store::{StoreError, TaskRow};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::dto::{OrchestrateRequest, TaskDetailResponse, TaskResponse};
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Submits a task: stores it `PENDING` and processes it in the background.
+#[utoipa::path(post, path = "/api/orchestrate", tag = "tasks",
+    request_body(content = OrchestrateRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Repeating a request with the same key returns the original task")),
+    responses(
+        (status = 202, description = "Accepted; follow it at the Location", body = TaskResponse,
+            headers(("Location" = String, description = "/api/tasks/{task_id}"))),
+        (status = 400, description = "Invalid JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(name = "orchestrate", skip_all)]
+pub async fn orchestrate(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, created) = accept(&req, body, &state).await?;
+    if created {
+        state.runner.submit(task.task_id);
+    }
+    tracing::info!(task_id = %task.task_id, created, "Task accepted.");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/tasks/{}", task.task_id)))
+        .json(TaskResponse::from(task)))
+}
+
+/// Submits a task and processes it before answering, with its service requests.
+#[utoipa::path(post, path = "/api/orchestrate/direct", tag = "tasks",
+    request_body(content = OrchestrateRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Repeating a request with the same key returns the original task")),
+    responses(
+        (status = 200, description = "Processed (COMPLETED or FAILED)", body = TaskDetailResponse),
+        (status = 400, description = "Invalid JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(name = "orchestrate_direct", skip_all)]
+pub async fn orchestrate_direct(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, _) = accept(&req, body, &state).await?;
+    state.runner.run(task.task_id).await?;
+    let detail = super::tasks::load_detail(&state, task.task_id).await?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Reads, validates and stores a request; returns the task and whether it is new.
+async fn accept(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<(TaskRow, bool), ApiError> {
+    let idempotency_key = idempotency_key(req)?;
+    let json = read_json(req, body, state.max_body_bytes).await?;
+    let request =
+        OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
+    let payload = request.payload_json();
+
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let new_task = NewTask {
+        task_id: Uuid::new_v4(),
+        task_name: request.task_name.as_str(),
+        task_description: request.task_description.as_deref(),
+        payload: &payload,
+        idempotency_key: idempotency_key.as_deref(),
+    };
+    match tasks::insert(&mut conn, &new_task).await? {
+        InsertedTask::Created(task) => Ok((task, true)),
+        InsertedTask::Existing(task) => {
+            let same_request = task.task_name == request.task_name.as_str()
+                && task.task_description == request.task_description
+                && task.payload == payload;
+            if same_request {
+                Ok((task, false))
+            } else {
+                Err(ApiError::IdempotencyKeyReused)
+            }
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    let valid = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(Some(key.to_owned()))
+    } else {
+        Err(ApiError::InvalidIdempotencyKey)
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes. The body is read here rather than by an
+/// extractor so that every failure is a problem document, and the limit holds for
+/// chunked bodies that announce no length.
+async fn read_json(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
+            "the request needs Content-Type: application/json".to_owned()
+        } else {
+            format!("expected Content-Type application/json, not {content_type:?}")
+        }));
+    }
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut bytes = web::BytesMut::with_capacity(announced.unwrap_or(1024).min(limit));
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidJson(format!("could not read the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}

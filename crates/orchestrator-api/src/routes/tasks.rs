@@ -1,0 +1,144 @@
+//! Following tasks.
+
+use actix_web::web;
+use orchestrator_core::Status;
+use orchestrator_store::{StoreError, TaskCursor, service_requests, tasks};
+use uuid::Uuid;
+
+use crate::dto::{TaskDetailResponse, TaskListResponse, TaskResponse};
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tasks with this status: PENDING, IN_PROGRESS, COMPLETED or FAILED.
+    status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists tasks, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskListResponse),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_tasks(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<TaskListResponse>, ApiError> {
+    let query = parse_list_query(query.into_inner())?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|status| {
+            Status::parse(status).map_err(|e| ApiError::InvalidQuery {
+                parameter: "status",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE_SIZE,
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+            .ok_or_else(|| ApiError::InvalidQuery {
+                parameter: "limit",
+                detail: format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+            })?,
+    };
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            TaskCursor::decode(cursor).map_err(|e| ApiError::InvalidQuery {
+                parameter: "cursor",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()?;
+
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let mut rows = tasks::list_page(&mut conn, status, cursor, limit).await?;
+    let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = has_more
+        .then(|| {
+            rows.last().map(|last| {
+                TaskCursor {
+                    created_at: last.created_at,
+                    id: last.id,
+                }
+                .encode()
+            })
+        })
+        .flatten();
+    Ok(web::Json(TaskListResponse {
+        tasks: rows.into_iter().map(TaskResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Query parameters, each given at most once.
+fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery {
+        status: None,
+        limit: None,
+        cursor: None,
+    };
+    for (name, value) in pairs {
+        let (slot, parameter) = match name.as_str() {
+            "status" => (&mut query.status, "status"),
+            "limit" => (&mut query.limit, "limit"),
+            "cursor" => (&mut query.cursor, "cursor"),
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(ApiError::InvalidQuery {
+                parameter,
+                detail: "may be given only once".into(),
+            });
+        }
+    }
+    Ok(query)
+}
+
+/// A task with its service requests.
+#[utoipa::path(get, path = "/api/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task", body = TaskDetailResponse),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_task(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<TaskDetailResponse>, ApiError> {
+    let raw = path.into_inner();
+    let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
+    Ok(web::Json(load_detail(&state, task_id).await?))
+}
+
+pub(crate) async fn load_detail(
+    state: &AppState,
+    task_id: Uuid,
+) -> Result<TaskDetailResponse, ApiError> {
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let task = tasks::find(&mut conn, task_id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(task_id))?;
+    let service_requests = service_requests::list_for_task(&mut conn, task_id).await?;
+    Ok(TaskDetailResponse {
+        task: task.into(),
+        service_requests: service_requests.into_iter().map(Into::into).collect(),
+    })
+}

@@ -1,0 +1,176 @@
+//! Building and running the API: `Application::build` binds and prepares everything,
+//! `run_until_stopped` serves until a signal or the shutdown token asks it to stop.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use orchestrator_dispatcher::{Dispatcher, TaskProcessor};
+use orchestrator_store::{build_pool, migrations};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::inline::InlineRunner;
+use crate::openapi::ApiDoc;
+use crate::routes;
+use crate::state::{AppState, Mode};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    runner: InlineRunner,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Applies migrations, connects, binds the listener and resumes unfinished inline
+    /// tasks. Serving starts with [`Application::run_until_stopped`].
+    pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        if config.use_kafka {
+            anyhow::bail!(
+                "USE_KAFKA=true: the Kafka mode is not available in this release; set USE_KAFKA=false"
+            );
+        }
+        let registry = config.dispatch.registry()?;
+        let policy = config.dispatch.retry_policy()?;
+        anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
+        anyhow::ensure!(
+            config.max_body_bytes >= 1,
+            "MAX_BODY_BYTES: must be at least 1"
+        );
+
+        let applied = migrations::run_pending(&config.database_url)
+            .await
+            .context("applying database migrations (DATABASE_URL)")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "Applied migrations.");
+        }
+        let pool = build_pool(&config.pool_config())?;
+        let dispatcher = Dispatcher::new(registry, policy).context("building the HTTP client")?;
+        let processor = TaskProcessor::new(
+            pool.clone(),
+            dispatcher,
+            config.max_items,
+            config.dispatch.task_concurrency,
+        );
+        let runner = InlineRunner::new(processor, config.inline_concurrency);
+        let resumed = runner.resume_unfinished(&pool).await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "Resuming unfinished tasks.");
+        }
+
+        let state = web::Data::new(AppState {
+            pool,
+            runner: runner.clone(),
+            mode: Mode::Inline,
+            max_body_bytes: config.max_body_bytes,
+        });
+        let listener =
+            TcpListener::bind((config.host.as_str(), config.port)).with_context(|| {
+                format!(
+                    "binding {}:{} (API_HOST, API_PORT)",
+                    config.host, config.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let openapi = ApiDoc::openapi();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    ApiError::InvalidQuery {
+                        parameter: "query",
+                        detail: error.to_string(),
+                    }
+                    .into()
+                }))
+                .configure(routes::configure)
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .route("/docs", web::get().to(redirect_to_docs))
+                .default_service(web::to(routes::not_found))
+        })
+        // Signals are ours to handle (see run_until_stopped), so shutdown also drains
+        // the inline tasks.
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout_secs);
+        if config.http_workers > 0 {
+            server = server.workers(config.http_workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(port, mode = "inline", "API listening.");
+
+        Ok(Self {
+            port,
+            server,
+            runner,
+            shutdown: CancellationToken::new(),
+            shutdown_timeout: config.shutdown_timeout(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token stops the application as SIGTERM would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM, SIGINT or the shutdown token; then stops accepting
+    /// connections, lets in-flight requests finish and drains inline tasks, each
+    /// within the shutdown timeout.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                return result.context("HTTP server task failed")?.context("HTTP server failed");
+            }
+            () = shutdown_signal(&self.shutdown) => {}
+        }
+        tracing::info!("Shutting down.");
+        handle.stop(true).await;
+        let _ = server.await;
+        if !self.runner.drain(self.shutdown_timeout).await {
+            tracing::warn!(
+                "Inline tasks still running at the shutdown deadline; they resume at the next start."
+            );
+        }
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}
+
+async fn redirect_to_docs() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// Resolves on SIGTERM, SIGINT or cancellation of `token`.
+pub async fn shutdown_signal(token: &CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+        () = token.cancelled() => {}
+    }
+}

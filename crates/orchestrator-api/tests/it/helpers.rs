@@ -1,0 +1,181 @@
+use std::time::Duration;
+
+use clap::Parser;
+use orchestrator_api::{ApiConfig, Application};
+use orchestrator_mock_services::{MockConfig, MockServer};
+use orchestrator_testkit::database::TestDatabase;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SCENARIO_ID: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+pub const BUSINESS_TYPE_ID: &str = "9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70";
+
+/// The README's example: one item naming the three services.
+pub fn example_request() -> Value {
+    let call = json!({"scenario_id": SCENARIO_ID, "business_type_id": BUSINESS_TYPE_ID});
+    json!({
+        "task_name": "Quarterly forecast",
+        "task_description": "Revenue, rebates and specialty for Q4",
+        "payload": [{"revenue": call, "rebates": call, "specialty": call}],
+    })
+}
+
+pub fn request_named(name: &str) -> Value {
+    let mut body = example_request();
+    body["task_name"] = json!(name);
+    body
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDatabase,
+    pub mock: MockServer,
+    pub client: reqwest::Client,
+    shutdown: CancelOnDrop,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Test configuration: everything on loopback, fast retries.
+pub fn test_config(db: &TestDatabase, mock: &MockServer) -> ApiConfig {
+    let mut config = ApiConfig::try_parse_from(["orchestrator-api"]).expect("defaults parse");
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.database_url = db.url().to_owned();
+    config.database_pool_size = 8;
+    config.use_kafka = false;
+    config.http_workers = 2;
+    config.max_body_bytes = 16 * 1024;
+    config.max_items = 5;
+    config.shutdown_timeout_secs = 5;
+    config.dispatch.revenue_service_url = mock.base_url();
+    config.dispatch.rebates_service_url = mock.base_url();
+    config.dispatch.specialty_service_url = mock.base_url();
+    config.dispatch.extra_services = Vec::new();
+    config.dispatch.http_timeout_ms = 2_000;
+    config.dispatch.retry_max_attempts = 3;
+    config.dispatch.retry_initial_backoff_ms = 5;
+    config.dispatch.retry_max_backoff_ms = 20;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(customize: impl FnOnce(&mut ApiConfig)) -> TestApp {
+        let db = TestDatabase::create().await;
+        let mock = MockServer::start(MockConfig::for_tests())
+            .await
+            .expect("mock services start");
+        Self::start(db, mock, customize).await
+    }
+
+    /// Starts the API on an existing database and mock (e.g. to simulate a restart).
+    pub async fn start(
+        db: TestDatabase,
+        mock: MockServer,
+        customize: impl FnOnce(&mut ApiConfig),
+    ) -> TestApp {
+        let mut config = test_config(&db, &mock);
+        customize(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            db,
+            mock,
+            client: reqwest::Client::new(),
+            shutdown: CancelOnDrop(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the API gracefully and hands back its database and mock.
+    pub async fn stop(mut self) -> (TestDatabase, MockServer) {
+        self.shutdown.0.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        let TestApp { db, mock, .. } = self;
+        (db, mock)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Polls the task until its status is final, failing after a deadline.
+    pub async fn wait_until_finished(&self, task_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let task = self.get_json(&format!("/api/tasks/{task_id}")).await;
+            if matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")) {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {task_id} did not finish in time: {task}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Stops the app when the test ends, however it ends.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Asserts a problem+json answer with this status and returns the document.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(problem["status"], status);
+    for field in ["type", "title", "detail"] {
+        assert!(problem[field].is_string(), "problem has {field}: {problem}");
+    }
+    problem
+}

@@ -1,0 +1,10 @@
+//! Black-box tests of the API: the real application on a free port, a PostgreSQL
+//! database of its own, and the mock services on loopback, spoken to over HTTP.
+
+mod helpers;
+
+mod docs;
+mod orchestrate;
+mod resume;
+mod tasks;
+mod validation;

@@ -1,0 +1,31 @@
+//! Ways the store can fail.
+
+/// An error from the database layer. Callers decide what it means to their users.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not get a database connection from the pool")]
+    Pool(#[from] diesel_async::pooled_connection::deadpool::PoolError),
+    #[error("could not build the database pool")]
+    PoolBuild(#[from] diesel_async::pooled_connection::deadpool::BuildError),
+    #[error("could not connect to the database")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    #[error("applying migrations failed: {0}")]
+    Migration(String),
+    #[error("stored row is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the database could not be reached at all (as opposed to a query that
+    /// the database refused), so callers can answer "try again later".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Pool(_)
+                | StoreError::Connect(_)
+                | StoreError::Query(diesel::result::Error::BrokenTransactionManager)
+        )
+    }
+}

@@ -1,0 +1,24 @@
+//! PostgreSQL persistence for the orchestrator.
+//!
+//! - [`pool`]: the one connection pool, built from [`PoolConfig`].
+//! - [`migrations`]: the embedded migrations, applied under an advisory lock.
+//! - [`tasks`] and [`service_requests`]: queries, each taking `&mut AsyncPgConnection`
+//!   so callers can compose them inside a transaction.
+//!
+//! Row types live here and carry [`orchestrator_core`] values (status, service names);
+//! nothing here knows about HTTP or Kafka.
+
+pub mod cursor;
+pub mod error;
+pub mod migrations;
+pub mod models;
+pub mod pool;
+pub mod schema;
+pub mod service_requests;
+pub mod tasks;
+
+pub use cursor::{InvalidCursor, TaskCursor};
+pub use diesel_async::AsyncPgConnection;
+pub use error::StoreError;
+pub use models::{ServiceRequestRow, TaskRow};
+pub use pool::{DbPool, PoolConfig, build_pool};

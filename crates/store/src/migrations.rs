@@ -1,0 +1,40 @@
+//! Embedded migrations, applied at startup by every binary.
+
+use diesel::RunQueryDsl;
+use diesel::connection::Connection;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::StoreError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Key of the PostgreSQL advisory lock that serialises migration runs across processes
+/// (an arbitrary constant: "orch" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6f72_6368;
+
+/// Applies every pending migration and returns the versions applied.
+///
+/// Many replicas may start at once: each takes a session-level advisory lock first, so
+/// one applies the migrations while the others wait and then find nothing to do.
+/// Runs on a blocking thread because diesel's migration harness is synchronous.
+pub async fn run_pending(database_url: &str) -> Result<Vec<String>, StoreError> {
+    let database_url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&database_url)?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|error| StoreError::Migration(error.to_string()));
+        // Closing the connection would release the lock too; unlock explicitly so a
+        // pooled or long-lived connection never keeps it.
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)?;
+        applied
+    })
+    .await
+    .map_err(|error| StoreError::Migration(format!("migration thread failed: {error}")))?
+}

@@ -1,0 +1,69 @@
+//! Row types: what the tables hold, with core types where the database stores them as text.
+
+use chrono::{DateTime, Utc};
+use diesel::deserialize::{FromSql, FromSqlRow};
+use diesel::pg::{Pg, PgValue};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use orchestrator_core::Status;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::schema::{service_requests, tasks};
+
+/// A row of `tasks`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = tasks, check_for_backend(Pg))]
+pub struct TaskRow {
+    pub id: i64,
+    pub task_id: Uuid,
+    pub task_name: String,
+    pub task_description: Option<String>,
+    #[diesel(deserialize_as = DbStatus)]
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub payload: Value,
+    pub error_message: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A row of `service_requests`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = service_requests, check_for_backend(Pg))]
+pub struct ServiceRequestRow {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub item_index: i32,
+    pub service_name: String,
+    pub scenario_id: Uuid,
+    pub business_type_id: Uuid,
+    #[diesel(deserialize_as = DbStatus)]
+    pub status: Status,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub request_payload: Value,
+    pub response_payload: Option<Value>,
+    pub error_message: Option<String>,
+}
+
+/// Reads a status column. A value outside the four (impossible while the CHECK
+/// constraint holds) is a deserialization error rather than a silent default.
+#[derive(Debug, FromSqlRow)]
+pub struct DbStatus(Status);
+
+impl FromSql<Text, Pg> for DbStatus {
+    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(DbStatus(Status::parse(&text)?))
+    }
+}
+
+impl From<DbStatus> for Status {
+    fn from(value: DbStatus) -> Self {
+        value.0
+    }
+}

@@ -1,0 +1,243 @@
+//! Store tests against a real PostgreSQL database per test.
+
+use chrono::Utc;
+use orchestrator_core::{
+    OrchestrationRequest, RequestLimits, ServiceName, Status, plan_service_requests,
+};
+use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::tasks::{self, InsertedTask, NewTask};
+use orchestrator_store::{TaskCursor, migrations};
+use orchestrator_testkit::database::TestDatabase;
+use serde_json::json;
+use uuid::Uuid;
+
+fn request(items: usize) -> OrchestrationRequest {
+    let call = json!({
+        "scenario_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "business_type_id": "9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70",
+    });
+    let payload: Vec<_> = (0..items)
+        .map(|_| json!({"revenue": call, "rebates": call}))
+        .collect();
+    let limits = RequestLimits {
+        known_services: ["revenue", "rebates"]
+            .into_iter()
+            .map(|n| ServiceName::parse(n).expect("valid"))
+            .collect(),
+        max_items: 100,
+    };
+    OrchestrationRequest::parse(&json!({"task_name": "t", "payload": payload}), &limits)
+        .expect("valid request")
+}
+
+async fn insert(db: &TestDatabase, key: Option<&str>) -> (Uuid, InsertedTask) {
+    let mut conn = db.connection().await;
+    let task_id = Uuid::new_v4();
+    let payload = request(1).payload_json();
+    let inserted = tasks::insert(
+        &mut conn,
+        &NewTask {
+            task_id,
+            task_name: "t",
+            task_description: None,
+            payload: &payload,
+            idempotency_key: key,
+        },
+    )
+    .await
+    .expect("insert");
+    (task_id, inserted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_migration_runs_apply_each_migration_once() {
+    let db = TestDatabase::create().await;
+    // The template is already migrated: every concurrent run must find nothing to do
+    // and leave the schema intact.
+    let runs = futures::future::join_all((0..4).map(|_| migrations::run_pending(db.url()))).await;
+    for run in runs {
+        assert_eq!(run.expect("migrations run"), Vec::<String>::new());
+    }
+    assert_eq!(db.count_rows("__diesel_schema_migrations").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_database_is_migrated_once_under_concurrency() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("DROP TABLE service_requests, tasks, __diesel_schema_migrations")
+        .execute(&mut conn)
+        .await
+        .expect("reset schema");
+    let runs = futures::future::join_all((0..3).map(|_| migrations::run_pending(db.url()))).await;
+    let applied: usize = runs
+        .into_iter()
+        .map(|r| r.expect("migrations run").len())
+        .sum();
+    assert_eq!(applied, 1, "each migration applied exactly once");
+    assert_eq!(db.count_rows("tasks").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_key_returns_the_existing_task() {
+    let db = TestDatabase::create().await;
+    let (first_id, first) = insert(&db, Some("key-1")).await;
+    assert!(
+        matches!(first, InsertedTask::Created(ref row) if row.task_id == first_id && row.status == Status::Pending)
+    );
+    let (_, second) = insert(&db, Some("key-1")).await;
+    assert!(matches!(second, InsertedTask::Existing(ref row) if row.task_id == first_id));
+    insert(&db, None).await;
+    insert(&db, None).await;
+    assert_eq!(db.count_rows("tasks").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_rejects_unknown_statuses() {
+    let db = TestDatabase::create().await;
+    let (task_id, _) = insert(&db, None).await;
+    let mut conn = db.connection().await;
+    use diesel_async::RunQueryDsl;
+    let result = diesel::sql_query(format!(
+        "UPDATE tasks SET status = 'DONE' WHERE task_id = '{task_id}'"
+    ))
+    .execute(&mut conn)
+    .await;
+    assert!(result.is_err(), "CHECK constraint must reject DONE");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_newest_first_without_gaps_or_repeats() {
+    let db = TestDatabase::create().await;
+    let mut inserted = Vec::new();
+    for _ in 0..7 {
+        inserted.push(insert(&db, None).await.0);
+    }
+    let mut conn = db.connection().await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut page = tasks::list_page(&mut conn, None, cursor, 3)
+            .await
+            .expect("page");
+        let more = page.len() > 3;
+        page.truncate(3);
+        seen.extend(page.iter().map(|t| t.task_id));
+        // A task inserted while paging lands before the cursor and must not show up.
+        insert(&db, None).await;
+        if !more {
+            break;
+        }
+        let last = page.last().expect("non-empty page");
+        cursor = Some(TaskCursor {
+            created_at: last.created_at,
+            id: last.id,
+        });
+    }
+    inserted.reverse();
+    assert_eq!(seen, inserted);
+
+    let pending = tasks::list_page(&mut conn, Some(Status::Completed), None, 50)
+        .await
+        .expect("page");
+    assert!(pending.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
+    let db = TestDatabase::create().await;
+    let (task_id, _) = insert(&db, None).await;
+    let planned = plan_service_requests(task_id, &request(1));
+    let mut conn = db.connection().await;
+
+    let StartedTask::Running(first) = service_requests::start_task(&mut conn, task_id, &planned)
+        .await
+        .expect("start")
+    else {
+        panic!("task should run");
+    };
+    let StartedTask::Running(again) = service_requests::start_task(&mut conn, task_id, &planned)
+        .await
+        .expect("start")
+    else {
+        panic!("task should run");
+    };
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        again.iter().map(|r| r.id).collect::<Vec<_>>(),
+        first.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    assert_eq!(db.count_rows("service_requests").await, 2);
+    assert_eq!(
+        tasks::find(&mut conn, task_id)
+            .await
+            .expect("find")
+            .expect("exists")
+            .status,
+        Status::InProgress
+    );
+
+    let now = Utc::now();
+    let ok = FinishedServiceRequest {
+        status: Status::Completed,
+        attempts: 1,
+        response_payload: Some(json!({"ok": true})),
+        error_message: None,
+        started_at: now,
+        completed_at: now,
+    };
+    assert!(
+        service_requests::record_finished(&mut conn, first[0].id, &ok)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !service_requests::record_finished(&mut conn, first[0].id, &ok)
+            .await
+            .expect("record"),
+        "recorded once"
+    );
+    assert_eq!(
+        service_requests::settle(&mut conn, task_id)
+            .await
+            .expect("settle"),
+        Some(Status::InProgress)
+    );
+
+    let failed = FinishedServiceRequest {
+        status: Status::Failed,
+        attempts: 3,
+        response_payload: None,
+        error_message: Some("HTTP 500: boom".into()),
+        ..ok
+    };
+    assert!(
+        service_requests::record_finished(&mut conn, first[1].id, &failed)
+            .await
+            .expect("record")
+    );
+    assert_eq!(
+        service_requests::settle(&mut conn, task_id)
+            .await
+            .expect("settle"),
+        Some(Status::Failed)
+    );
+    let task = tasks::find(&mut conn, task_id)
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(task.status, Status::Failed);
+    assert_eq!(
+        task.error_message.as_deref(),
+        Some("1 of 2 service requests failed: revenue (item 0): HTTP 500: boom")
+    );
+
+    // A finished task is never reopened by another start.
+    assert_eq!(
+        service_requests::start_task(&mut conn, task_id, &planned)
+            .await
+            .expect("start"),
+        StartedTask::AlreadyFinished(Status::Failed)
+    );
+}

@@ -1,0 +1,2 @@
+DROP TABLE service_requests;
+DROP TABLE tasks;
