@@ -7,15 +7,21 @@
 //!   ("parse, don't validate"), with every problem reported against a JSON pointer.
 //! - [`plan`]: splitting a request into the service requests to run.
 //! - [`status`]: the status values and the rule that settles a task from its service requests.
+//! - [`envelope`]: the Kafka record that carries a task, and its partition.
+//! - [`assignment`]: which worker replica owns which partition.
 //!
 //! This crate must not depend on tokio, diesel, actix, reqwest or rskafka; CI checks it.
 
+pub mod assignment;
+pub mod envelope;
 pub mod plan;
 pub mod request;
 pub mod service;
 pub mod status;
 pub mod validation;
 
+pub use assignment::assigned_partitions;
+pub use envelope::{EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key};
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
 pub use service::ServiceName;

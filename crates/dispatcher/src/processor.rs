@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
 use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
-use orchestrator_store::{DbPool, ServiceRequestRow, StoreError, tasks};
+use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, tasks};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -57,8 +57,15 @@ impl TaskProcessor {
     /// requests are created once, finished ones are not called again, and a finished
     /// task is returned as it is. Unfinished service requests are called again with
     /// the same `Idempotency-Key`.
-    #[tracing::instrument(name = "process_task", skip(self), fields(task_id = %task_id))]
-    pub async fn process(&self, task_id: Uuid) -> Result<Status, ProcessError> {
+    ///
+    /// A worker passes the `fence` of the partition lease the task's record came from:
+    /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
+    #[tracing::instrument(name = "process_task", skip(self, fence), fields(task_id = %task_id))]
+    pub async fn process(
+        &self,
+        task_id: Uuid,
+        fence: Option<&Fence>,
+    ) -> Result<Status, ProcessError> {
         let unfinished = {
             let mut conn = self.pool.get().await.map_err(StoreError::from)?;
             let task = tasks::find(&mut conn, task_id)
@@ -78,12 +85,12 @@ impl TaskProcessor {
                     // Stored before a configuration change, say: it can never run.
                     let reason = format!("the stored request can no longer be processed: {errors}");
                     tracing::warn!(%reason, "Failing task.");
-                    tasks::fail_unfinished(&mut conn, task_id, &reason).await?;
+                    tasks::fail_unfinished(&mut conn, task_id, &reason, fence).await?;
                     return Ok(Status::Failed);
                 }
             };
             let planned = plan_service_requests(task_id, &request);
-            match service_requests::start_task(&mut conn, task_id, &planned).await? {
+            match service_requests::start_task(&mut conn, task_id, &planned, fence).await? {
                 StartedTask::Running(rows) => rows,
                 StartedTask::AlreadyFinished(status) => return Ok(status),
                 StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
@@ -92,7 +99,7 @@ impl TaskProcessor {
         };
 
         let recorded: Vec<Result<(), StoreError>> = futures::stream::iter(unfinished)
-            .map(|row| self.run_service_request(row))
+            .map(|row| self.run_service_request(row, fence))
             .buffer_unordered(self.task_concurrency)
             .collect()
             .await;
@@ -102,7 +109,7 @@ impl TaskProcessor {
         }
 
         let mut conn = self.pool.get().await.map_err(StoreError::from)?;
-        let status = service_requests::settle(&mut conn, task_id)
+        let status = service_requests::settle(&mut conn, task_id, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
         tracing::info!(status = %status, "Task processed.");
@@ -110,7 +117,11 @@ impl TaskProcessor {
     }
 
     #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
-    async fn run_service_request(&self, row: ServiceRequestRow) -> Result<(), StoreError> {
+    async fn run_service_request(
+        &self,
+        row: ServiceRequestRow,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
         let outcome = self
             .dispatcher
             .call(&row.service_name, row.id, &row.request_payload)
@@ -131,7 +142,7 @@ impl TaskProcessor {
             completed_at: outcome.completed_at,
         };
         let mut conn = self.pool.get().await?;
-        service_requests::record_finished(&mut conn, row.id, &finished).await?;
+        service_requests::record_finished(&mut conn, row.id, &finished, fence).await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use orchestrator_dispatcher::DispatchConfig;
+use orchestrator_kafka::KafkaConfig;
 use orchestrator_store::PoolConfig;
 use orchestrator_telemetry::LogFormat;
 
@@ -43,9 +44,32 @@ pub struct ApiConfig {
     #[arg(long, env = "DATABASE_TIMEOUT_MS", default_value_t = 5_000)]
     pub database_timeout_ms: u64,
 
-    /// Hand accepted tasks to Kafka (true) or process them in this process (false).
+    /// Hand accepted tasks to Kafka for the workers (true) or process them in this
+    /// process (false, "inline mode").
     #[arg(long, env = "USE_KAFKA", default_value_t = false, action = clap::ArgAction::Set)]
     pub use_kafka: bool,
+
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    /// Kafka mode: how long the producer waits for more records to batch with the
+    /// first, in milliseconds. Higher batches more under load; it adds to accept latency.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 2)]
+    pub kafka_linger_ms: u64,
+
+    /// Kafka mode: a produce batch is sent once it holds this many bytes.
+    #[arg(long, env = "KAFKA_MAX_BATCH_BYTES", default_value_t = 512 * 1024)]
+    pub kafka_max_batch_bytes: usize,
+
+    /// Kafka mode: how often the outbox sweeper looks for tasks that were stored but
+    /// never published (their API process died in between), in seconds.
+    #[arg(long, env = "OUTBOX_SWEEP_INTERVAL_SECS", default_value_t = 10)]
+    pub outbox_sweep_interval_secs: u64,
+
+    /// Kafka mode: how old an unpublished task must be before the sweeper publishes it,
+    /// in seconds. Must exceed KAFKA_REQUEST_TIMEOUT_MS.
+    #[arg(long, env = "OUTBOX_GRACE_SECS", default_value_t = 60)]
+    pub outbox_grace_secs: u64,
 
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

@@ -40,6 +40,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable(#[source] StoreError),
+    #[error("the task queue did not take the task; nothing was stored, try again shortly")]
+    QueueUnavailable(#[source] orchestrator_kafka::KafkaError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -121,6 +123,9 @@ impl ApiError {
             ApiError::RouteNotFound => ("about:blank", "Not Found"),
             ApiError::MethodNotAllowed => ("about:blank", "Method Not Allowed"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
+            ApiError::QueueUnavailable(_) => {
+                ("/problems/queue-unavailable", "Task queue unavailable")
+            }
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
         }
     }
@@ -157,7 +162,9 @@ impl ResponseError for ApiError {
             }
             ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,7 +172,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         // Unexpected failures are logged here, once, with their cause chain; the
         // client sees only an opaque problem.
-        if matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+        if matches!(
+            self,
+            ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::QueueUnavailable(_)
+        ) {
             tracing::error!(error = %error_chain(self), "Request failed.");
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -173,7 +183,10 @@ impl ResponseError for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         ));
-        if matches!(self, ApiError::Unavailable(_)) {
+        if matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::QueueUnavailable(_)
+        ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         response.json(self.to_problem())

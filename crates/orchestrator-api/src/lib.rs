@@ -1,8 +1,9 @@
 //! `orchestrator-api`: the HTTP API of the orchestrator.
 //!
-//! It validates and stores orchestration requests, then has them processed: in this
-//! release by this process itself (inline mode), in the background or, for the direct
-//! endpoint, before answering. Clients follow tasks through `GET /api/tasks`.
+//! It validates and stores orchestration requests, then has them processed: by the
+//! workers through Kafka (Kafka mode, [`queue`]) or by this process in the background
+//! (inline mode, [`inline`]); the direct endpoint processes before answering. Clients
+//! follow tasks through `GET /api/tasks`.
 //!
 //! `main.rs` only parses [`config::ApiConfig`] and calls [`run`]; tests build an
 //! [`startup::Application`] on port 0 and talk to it over HTTP.
@@ -12,6 +13,7 @@ pub mod dto;
 pub mod error;
 pub mod inline;
 pub mod openapi;
+pub mod queue;
 pub mod routes;
 pub mod startup;
 pub mod state;

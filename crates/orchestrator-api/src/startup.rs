@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use orchestrator_dispatcher::{Dispatcher, TaskProcessor};
+use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_store::{build_pool, migrations};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -17,6 +18,7 @@ use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::inline::InlineRunner;
 use crate::openapi::ApiDoc;
+use crate::queue::{QueueWorkers, SweepSettings, TaskQueue};
 use crate::routes;
 use crate::state::{AppState, Mode};
 
@@ -24,19 +26,16 @@ pub struct Application {
     port: u16,
     server: Server,
     runner: InlineRunner,
+    queue_workers: Option<QueueWorkers>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 }
 
 impl Application {
-    /// Applies migrations, connects, binds the listener and resumes unfinished inline
-    /// tasks. Serving starts with [`Application::run_until_stopped`].
+    /// Applies migrations, connects (to Kafka too in Kafka mode), binds the listener
+    /// and, in inline mode, resumes unfinished tasks. Serving starts with
+    /// [`Application::run_until_stopped`].
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
-        if config.use_kafka {
-            anyhow::bail!(
-                "USE_KAFKA=true: the Kafka mode is not available in this release; set USE_KAFKA=false"
-            );
-        }
         let registry = config.dispatch.registry()?;
         let policy = config.dispatch.retry_policy()?;
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
@@ -60,15 +59,23 @@ impl Application {
             config.dispatch.task_concurrency,
         );
         let runner = InlineRunner::new(processor, config.inline_concurrency);
-        let resumed = runner.resume_unfinished(&pool).await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "Resuming unfinished tasks.");
-        }
+        let (mode, queue, queue_workers) = if config.use_kafka {
+            let (queue, workers) = start_queue(&config, pool.clone()).await?;
+            (Mode::Kafka, Some(queue), Some(workers))
+        } else {
+            // Kafka mode leaves unfinished tasks to the workers.
+            let resumed = runner.resume_unfinished(&pool).await?;
+            if resumed > 0 {
+                tracing::info!(resumed, "Resuming unfinished tasks.");
+            }
+            (Mode::Inline, None, None)
+        };
 
         let state = web::Data::new(AppState {
             pool,
             runner: runner.clone(),
-            mode: Mode::Inline,
+            queue,
+            mode,
             max_body_bytes: config.max_body_bytes,
         });
         let listener =
@@ -103,12 +110,13 @@ impl Application {
             server = server.workers(config.http_workers);
         }
         let server = server.listen(listener)?.run();
-        tracing::info!(port, mode = "inline", "API listening.");
+        tracing::info!(port, mode = mode.as_str(), "API listening.");
 
         Ok(Self {
             port,
             server,
             runner,
+            queue_workers,
             shutdown: CancellationToken::new(),
             shutdown_timeout: config.shutdown_timeout(),
         })
@@ -138,6 +146,9 @@ impl Application {
         tracing::info!("Shutting down.");
         handle.stop(true).await;
         let _ = server.await;
+        if let Some(workers) = self.queue_workers {
+            workers.stop(self.shutdown_timeout).await;
+        }
         if !self.runner.drain(self.shutdown_timeout).await {
             tracing::warn!(
                 "Inline tasks still running at the shutdown deadline; they resume at the next start."
@@ -146,6 +157,48 @@ impl Application {
         tracing::info!("Stopped.");
         Ok(())
     }
+}
+
+/// Kafka mode: connects, makes sure the topic exists, and starts the publisher with its
+/// outbox mark writer and sweeper.
+async fn start_queue(
+    config: &ApiConfig,
+    pool: orchestrator_store::DbPool,
+) -> anyhow::Result<(TaskQueue, QueueWorkers)> {
+    anyhow::ensure!(
+        config.outbox_grace_secs * 1000 > config.kafka.request_timeout_ms,
+        "OUTBOX_GRACE_SECS: must exceed KAFKA_REQUEST_TIMEOUT_MS, or the sweeper could republish a task a request is still publishing"
+    );
+    anyhow::ensure!(
+        config.outbox_sweep_interval_secs >= 1,
+        "OUTBOX_SWEEP_INTERVAL_SECS: must be at least 1"
+    );
+    let kafka = KafkaConnection::connect(&config.kafka, "orchestrator-api")
+        .await
+        .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;
+    let publisher = TaskPublisher::new(
+        kafka,
+        &config.kafka,
+        BatchSettings {
+            linger: Duration::from_millis(config.kafka_linger_ms),
+            max_batch_bytes: config.kafka_max_batch_bytes.max(1),
+        },
+    )
+    .await
+    .context("preparing the task topic (KAFKA_TOPIC)")?;
+    tracing::info!(
+        topic = publisher.topic(),
+        partitions = publisher.partitions(),
+        "Publishing tasks to Kafka."
+    );
+    Ok(TaskQueue::start(
+        publisher,
+        pool,
+        SweepSettings {
+            interval: Duration::from_secs(config.outbox_sweep_interval_secs),
+            grace: Duration::from_secs(config.outbox_grace_secs),
+        },
+    ))
 }
 
 async fn redirect_to_docs() -> actix_web::HttpResponse {

@@ -4,25 +4,32 @@ use orchestrator_core::RequestLimits;
 use orchestrator_store::DbPool;
 
 use crate::inline::InlineRunner;
+use crate::queue::TaskQueue;
 
 /// How accepted tasks reach a processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// This process runs them (`USE_KAFKA=false`).
     Inline,
+    /// They are published to Kafka for the workers (`USE_KAFKA=true`).
+    Kafka,
 }
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Inline => "inline",
+            Mode::Kafka => "kafka",
         }
     }
 }
 
 pub struct AppState {
     pub pool: DbPool,
+    /// Runs direct requests, and in inline mode every accepted task.
     pub runner: InlineRunner,
+    /// Kafka mode: where accepted tasks go.
+    pub queue: Option<TaskQueue>,
     pub mode: Mode,
     pub max_body_bytes: usize,
 }

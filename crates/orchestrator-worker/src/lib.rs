@@ -1,21 +1,42 @@
-//! `orchestrator-worker`: consumes accepted tasks and runs them against the downstream
-//! services.
+//! `orchestrator-worker`: consumes accepted tasks from Kafka and runs them against the
+//! downstream services.
 //!
-//! In this release the worker applies migrations, validates its configuration and
-//! waits for a stop signal; consuming from Kafka arrives with the Kafka pipeline.
+//! Replicas share the topic's partitions through leases in PostgreSQL (rskafka has no
+//! consumer groups): see [`coordinator`] for ownership and [`consumer`] for consuming
+//! one partition. `main.rs` only parses [`WorkerConfig`] and calls [`run`]; tests start
+//! the same code in-process, or the binary itself.
 
 pub mod config;
+pub mod consumer;
+pub mod coordinator;
+pub mod dead_letters;
+pub mod offsets;
+
+use std::sync::Arc;
 
 use anyhow::Context;
+use orchestrator_dispatcher::{Dispatcher, TaskProcessor};
+use orchestrator_kafka::{KafkaConnection, ensure_topic};
+use orchestrator_store::{build_pool, leases};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Command, WorkerConfig};
 
-/// Runs the command the configuration names: run (default) or migrate.
+use crate::consumer::ConsumerContext;
+use crate::coordinator::{Coordinator, LeaseTiming};
+use crate::dead_letters::DeadLetters;
+
+/// Requests with a payload larger than this many items were refused by the API, so the
+/// worker accepts whatever the API stored.
+const MAX_ITEMS_ACCEPTED: usize = usize::MAX;
+
+/// Runs the command the configuration names: run (default) or migrate. Returns when
+/// `shutdown` is cancelled or SIGTERM/SIGINT arrives, after a graceful stop.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Fail on bad settings at startup, not at the first task.
-    config.dispatch.registry()?;
-    config.dispatch.retry_policy()?;
+    config.validate()?;
+    let registry = config.dispatch.registry()?;
+    let policy = config.dispatch.retry_policy()?;
     let applied = orchestrator_store::migrations::run_pending(&config.database_url)
         .await
         .context("applying database migrations (DATABASE_URL)")?;
@@ -25,8 +46,83 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     if matches!(config.command, Some(Command::Migrate)) {
         return Ok(());
     }
-    tracing::info!("Worker started; waiting for a stop signal.");
-    wait_for_stop(&shutdown).await;
+
+    let worker_id = config.worker_id();
+    let pool = build_pool(&config.pool_config())?;
+    let kafka = KafkaConnection::connect(&config.kafka, &worker_id)
+        .await
+        .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;
+    let timeout = config.kafka.request_timeout();
+    let partitions = ensure_topic(
+        &kafka,
+        &config.kafka.topic,
+        config.kafka.partitions,
+        config.kafka.replication_factor,
+        timeout,
+    )
+    .await
+    .context("creating the task topic (KAFKA_TOPIC)")?;
+    let dlq_partitions = ensure_topic(
+        &kafka,
+        &config.dlq_topic,
+        partitions,
+        config.kafka.replication_factor,
+        timeout,
+    )
+    .await
+    .context("creating the dead-letter topic (KAFKA_DLQ_TOPIC)")?;
+    {
+        let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+        leases::ensure_partitions(&mut conn, &config.kafka.topic, partitions).await?;
+    }
+
+    let dispatcher = Dispatcher::new(registry, policy).context("building the HTTP client")?;
+    let processor = TaskProcessor::new(
+        pool.clone(),
+        dispatcher,
+        MAX_ITEMS_ACCEPTED,
+        config.dispatch.task_concurrency,
+    );
+    let ctx = Arc::new(ConsumerContext {
+        pool,
+        processor,
+        dead_letters: DeadLetters::new(
+            kafka.clone(),
+            config.dlq_topic.clone(),
+            config.kafka.topic.clone(),
+            dlq_partitions,
+        ),
+        max_in_flight: config.max_in_flight,
+        fetch_max_bytes: config.fetch_max_bytes,
+        fetch_max_wait_ms: config.fetch_max_wait_ms,
+        commit_interval: config.commit_interval(),
+    });
+    let timing = LeaseTiming {
+        ttl: config.lease_ttl(),
+        heartbeat: config.heartbeat_interval(),
+        handoff_drain: config.lease_ttl() / 2,
+    };
+    tracing::info!(%worker_id, topic = %config.kafka.topic, partitions, "Worker started.");
+    let coordinator = Coordinator::new(
+        ctx,
+        kafka,
+        config.kafka.topic.clone(),
+        partitions,
+        worker_id,
+        timing,
+    );
+
+    let stop = CancellationToken::new();
+    let signals = {
+        let stop = stop.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_stop(&shutdown).await;
+            stop.cancel();
+        })
+    };
+    coordinator.run(stop, config.shutdown_timeout()).await;
+    signals.abort();
     tracing::info!("Worker stopped.");
     Ok(())
 }

@@ -13,6 +13,10 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
     #[error("applying migrations failed: {0}")]
     Migration(String),
+    #[error(
+        "the lease of partition {partition} moved on from epoch {epoch}; the write was refused"
+    )]
+    Fenced { partition: i32, epoch: i64 },
     #[error("stored row is inconsistent: {0}")]
     Corrupt(String),
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`pool`]: the one connection pool, built from [`PoolConfig`].
 //! - [`migrations`]: the embedded migrations, applied under an advisory lock.
+//! - [`leases`]: partition ownership and offsets of the worker replicas, with fencing.
 //! - [`tasks`] and [`service_requests`]: queries, each taking `&mut AsyncPgConnection`
 //!   so callers can compose them inside a transaction.
 //!
@@ -10,6 +11,7 @@
 
 pub mod cursor;
 pub mod error;
+pub mod leases;
 pub mod migrations;
 pub mod models;
 pub mod pool;
@@ -20,5 +22,6 @@ pub mod tasks;
 pub use cursor::{InvalidCursor, TaskCursor};
 pub use diesel_async::AsyncPgConnection;
 pub use error::StoreError;
+pub use leases::Fence;
 pub use models::{ServiceRequestRow, TaskRow};
 pub use pool::{DbPool, PoolConfig, build_pool};

@@ -1,6 +1,28 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    consumer_members (topic, worker_id) {
+        topic -> Text,
+        worker_id -> Text,
+        joined_at -> Timestamptz,
+        heartbeat_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    partition_leases (topic, partition) {
+        topic -> Text,
+        partition -> Int4,
+        owner -> Nullable<Text>,
+        epoch -> Int8,
+        expires_at -> Nullable<Timestamptz>,
+        committed_offset -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     service_requests (id) {
         id -> Uuid,
         task_id -> Uuid,
@@ -33,7 +55,13 @@ diesel::table! {
         payload -> Jsonb,
         error_message -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
+        enqueued_at -> Nullable<Timestamptz>,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(service_requests, tasks,);
+diesel::allow_tables_to_appear_in_same_query!(
+    consumer_members,
+    partition_leases,
+    service_requests,
+    tasks,
+);

@@ -9,6 +9,7 @@ use orchestrator_core::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::leases::{self, Fence};
 use crate::schema::{service_requests, tasks};
 use crate::{ServiceRequestRow, StoreError};
 
@@ -38,13 +39,18 @@ pub enum StartedTask {
 /// requests unless they exist, moves the task from `PENDING` to `IN_PROGRESS`, and
 /// returns the service requests that have not finished yet, now `IN_PROGRESS`.
 ///
-/// Running it twice creates nothing twice and never reopens a finished task.
+/// Running it twice creates nothing twice and never reopens a finished task. With a
+/// `fence`, refused once the partition's lease has moved on (see [`leases`]).
 pub async fn start_task(
     conn: &mut AsyncPgConnection,
     task_id: Uuid,
     planned: &[PlannedServiceRequest],
+    fence: Option<&Fence>,
 ) -> Result<StartedTask, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
+        if let Some(fence) = fence {
+            leases::check_fence(conn, fence).await?;
+        }
         let status: Option<String> = tasks::table
             .filter(tasks::task_id.eq(task_id))
             .select(tasks::status)
@@ -126,8 +132,27 @@ pub struct FinishedServiceRequest {
 }
 
 /// Records how a service request ended. Returns false (and changes nothing) when it was
-/// not `IN_PROGRESS`, e.g. because another run already recorded it.
+/// not `IN_PROGRESS`, e.g. because another run already recorded it. With a `fence`,
+/// refused once the partition's lease has moved on.
 pub async fn record_finished(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    finished: &FinishedServiceRequest,
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
+    match fence {
+        None => write_finished(conn, id, finished).await,
+        Some(fence) => {
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                leases::check_fence(conn, fence).await?;
+                write_finished(conn, id, finished).await
+            })
+            .await
+        }
+    }
+}
+
+async fn write_finished(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     finished: &FinishedServiceRequest,
@@ -166,12 +191,17 @@ pub async fn list_for_task(
 }
 
 /// Settles a task from its service requests (see [`orchestrator_core::settle_task`]) and
-/// returns its status afterwards. A task already finished is left as it is.
+/// returns its status afterwards. A task already finished is left as it is. With a
+/// `fence`, refused once the partition's lease has moved on.
 pub async fn settle(
     conn: &mut AsyncPgConnection,
     task_id: Uuid,
+    fence: Option<&Fence>,
 ) -> Result<Option<Status>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
+        if let Some(fence) = fence {
+            leases::check_fence(conn, fence).await?;
+        }
         let status: Option<String> = tasks::table
             .filter(tasks::task_id.eq(task_id))
             .select(tasks::status)

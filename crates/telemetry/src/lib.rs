@@ -1,7 +1,7 @@
 //! Logging setup shared by the orchestrator's binaries, so both log alike.
 //!
 //! Human-readable lines by default, one JSON object per line with `LOG_FORMAT=json`;
-//! `RUST_LOG` filters (default `info`).
+//! `RUST_LOG` filters (default `info,rskafka=warn`).
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -18,7 +18,8 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. Call once, at startup; a second call is a no-op.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rskafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)

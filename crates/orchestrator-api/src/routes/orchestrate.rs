@@ -25,7 +25,7 @@ use crate::state::AppState;
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or task queue unavailable; nothing was stored", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(name = "orchestrate", skip_all)]
 pub async fn orchestrate(
@@ -33,13 +33,23 @@ pub async fn orchestrate(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let request_id = request_id(&req);
     let (task, created) = accept(&req, body, &state).await?;
     if created {
-        state.runner.submit(task.task_id);
+        match &state.queue {
+            Some(queue) => {
+                if let Err(error) = queue.publish(task.task_id, &request_id).await {
+                    forget_unpublished(&state, task.task_id).await;
+                    return Err(ApiError::QueueUnavailable(error));
+                }
+            }
+            None => state.runner.submit(task.task_id),
+        }
     }
-    tracing::info!(task_id = %task.task_id, created, "Task accepted.");
+    tracing::info!(task_id = %task.task_id, %request_id, created, "Task accepted.");
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/tasks/{}", task.task_id)))
+        .insert_header((REQUEST_ID_HEADER, request_id))
         .json(TaskResponse::from(task)))
 }
 
@@ -66,6 +76,32 @@ pub async fn orchestrate_direct(
     state.runner.run(task.task_id).await?;
     let detail = super::tasks::load_detail(&state, task.task_id).await?;
     Ok(HttpResponse::Ok().json(detail))
+}
+
+const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
+/// The client's `X-Request-Id` when it sent a usable one, else a new one: it follows the
+/// task into the Kafka record and the worker's logs.
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The broker did not take the task's record: remove the row so the 503 leaves nothing
+/// behind. Should that fail too, the row stays unpublished and the outbox sweeper
+/// publishes it later, so the task is still not stuck.
+async fn forget_unpublished(state: &AppState, task_id: Uuid) {
+    let result = async {
+        let mut conn = state.pool.get().await?;
+        tasks::delete_unenqueued(&mut conn, task_id).await
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%task_id, error = %crate::error::error_chain(&error), "Could not remove an unpublished task; the outbox sweeper will publish it.");
+    }
 }
 
 /// Reads, validates and stores a request; returns the task and whether it is new.

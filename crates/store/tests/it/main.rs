@@ -11,6 +11,12 @@ use orchestrator_testkit::database::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;
 
+mod leases;
+
+fn planned(task_id: Uuid) -> Vec<orchestrator_core::PlannedServiceRequest> {
+    plan_service_requests(task_id, &request(1))
+}
+
 fn request(items: usize) -> OrchestrationRequest {
     let call = json!({
         "scenario_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
@@ -58,7 +64,17 @@ async fn concurrent_migration_runs_apply_each_migration_once() {
     for run in runs {
         assert_eq!(run.expect("migrations run"), Vec::<String>::new());
     }
-    assert_eq!(db.count_rows("__diesel_schema_migrations").await, 1);
+    assert_eq!(
+        db.count_rows("__diesel_schema_migrations").await,
+        embedded_migrations()
+    );
+}
+
+fn embedded_migrations() -> i64 {
+    use diesel::migration::MigrationSource;
+    let all = MigrationSource::<diesel::pg::Pg>::migrations(&migrations::MIGRATIONS)
+        .expect("embedded migrations");
+    i64::try_from(all.len()).expect("few migrations")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,16 +82,22 @@ async fn fresh_database_is_migrated_once_under_concurrency() {
     let db = TestDatabase::create().await;
     let mut conn = db.connection().await;
     use diesel_async::RunQueryDsl;
-    diesel::sql_query("DROP TABLE service_requests, tasks, __diesel_schema_migrations")
-        .execute(&mut conn)
-        .await
-        .expect("reset schema");
+    for statement in ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"] {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("reset schema");
+    }
     let runs = futures::future::join_all((0..3).map(|_| migrations::run_pending(db.url()))).await;
     let applied: usize = runs
         .into_iter()
         .map(|r| r.expect("migrations run").len())
         .sum();
-    assert_eq!(applied, 1, "each migration applied exactly once");
+    assert_eq!(
+        applied as i64,
+        embedded_migrations(),
+        "each migration applied exactly once"
+    );
     assert_eq!(db.count_rows("tasks").await, 0);
 }
 
@@ -151,15 +173,17 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
     let planned = plan_service_requests(task_id, &request(1));
     let mut conn = db.connection().await;
 
-    let StartedTask::Running(first) = service_requests::start_task(&mut conn, task_id, &planned)
-        .await
-        .expect("start")
+    let StartedTask::Running(first) =
+        service_requests::start_task(&mut conn, task_id, &planned, None)
+            .await
+            .expect("start")
     else {
         panic!("task should run");
     };
-    let StartedTask::Running(again) = service_requests::start_task(&mut conn, task_id, &planned)
-        .await
-        .expect("start")
+    let StartedTask::Running(again) =
+        service_requests::start_task(&mut conn, task_id, &planned, None)
+            .await
+            .expect("start")
     else {
         panic!("task should run");
     };
@@ -188,18 +212,18 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
         completed_at: now,
     };
     assert!(
-        service_requests::record_finished(&mut conn, first[0].id, &ok)
+        service_requests::record_finished(&mut conn, first[0].id, &ok, None)
             .await
             .expect("record")
     );
     assert!(
-        !service_requests::record_finished(&mut conn, first[0].id, &ok)
+        !service_requests::record_finished(&mut conn, first[0].id, &ok, None)
             .await
             .expect("record"),
         "recorded once"
     );
     assert_eq!(
-        service_requests::settle(&mut conn, task_id)
+        service_requests::settle(&mut conn, task_id, None)
             .await
             .expect("settle"),
         Some(Status::InProgress)
@@ -213,12 +237,12 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
         ..ok
     };
     assert!(
-        service_requests::record_finished(&mut conn, first[1].id, &failed)
+        service_requests::record_finished(&mut conn, first[1].id, &failed, None)
             .await
             .expect("record")
     );
     assert_eq!(
-        service_requests::settle(&mut conn, task_id)
+        service_requests::settle(&mut conn, task_id, None)
             .await
             .expect("settle"),
         Some(Status::Failed)
@@ -235,7 +259,7 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
 
     // A finished task is never reopened by another start.
     assert_eq!(
-        service_requests::start_task(&mut conn, task_id, &planned)
+        service_requests::start_task(&mut conn, task_id, &planned, None)
             .await
             .expect("start"),
         StartedTask::AlreadyFinished(Status::Failed)

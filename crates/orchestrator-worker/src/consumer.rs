@@ -1,0 +1,437 @@
+//! Consuming one partition under a lease: fetch, process records concurrently, commit
+//! the offset up to the first record not fully processed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use orchestrator_core::TaskEnvelope;
+use orchestrator_dispatcher::{ProcessError, TaskProcessor};
+use orchestrator_store::{DbPool, Fence, StoreError, leases};
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::dead_letters::DeadLetters;
+use crate::offsets::OffsetTracker;
+
+/// Longest wait between two tries of a record whose processing failed for a reason
+/// other than its content (the database was unreachable, say).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// What every partition consumer of a worker shares.
+pub struct ConsumerContext {
+    pub pool: DbPool,
+    pub processor: TaskProcessor,
+    pub dead_letters: DeadLetters,
+    pub max_in_flight: usize,
+    pub fetch_max_bytes: i32,
+    pub fetch_max_wait_ms: i32,
+    pub commit_interval: Duration,
+}
+
+/// How a partition consumer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerExit {
+    /// Stopped on request: drained, committed and released its lease.
+    Released,
+    /// Another replica took the lease over; nothing more was written.
+    Lost,
+}
+
+/// Why a record was not finished.
+#[derive(Debug)]
+enum RecordError {
+    /// The lease moved on: stop the whole partition.
+    Fenced,
+    /// The consumer is stopping; the record stays uncommitted for the next owner.
+    Stopped,
+}
+
+enum Fetched {
+    Record(Box<RecordAndOffset>, OwnedSemaphorePermit),
+    /// Nothing to read below this offset (a gap in the log).
+    SkippedTo(i64),
+    /// The log no longer holds our offset (it was truncated or recreated): resume here.
+    Reset(i64),
+}
+
+/// How long a stopping consumer may wait for its records in flight. Set by whoever
+/// cancels the stop token, before cancelling: a handoff drains briefly so the
+/// rebalance stays within the lease bounds, a shutdown may take longer.
+#[derive(Debug, Clone, Default)]
+pub struct DrainBudget(Arc<AtomicU64>);
+
+impl DrainBudget {
+    pub fn set(&self, budget: Duration) {
+        let millis = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        self.0.store(millis, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Consumes `client`'s partition from `start` under `fence` until `stop` is cancelled
+/// (then drains within the `drain` budget, commits and releases the lease) or the lease
+/// is lost.
+pub async fn consume(
+    ctx: Arc<ConsumerContext>,
+    client: Arc<PartitionClient>,
+    fence: Fence,
+    start: i64,
+    stop: CancellationToken,
+    drain: DrainBudget,
+) -> ConsumerExit {
+    let fence = Arc::new(fence);
+    let permits = Arc::new(Semaphore::new(ctx.max_in_flight));
+    let (tx, mut rx) = mpsc::channel(ctx.max_in_flight);
+    let fetcher = tokio::spawn(
+        fetch_loop(
+            Arc::clone(&ctx),
+            Arc::clone(&client),
+            start,
+            Arc::clone(&permits),
+            tx,
+        )
+        .in_current_span(),
+    );
+    let _abort_fetcher = AbortOnDrop(fetcher);
+
+    let mut tracker = OffsetTracker::new(start);
+    let mut committed = start;
+    let mut records: JoinSet<(i64, Result<(), RecordError>)> = JoinSet::new();
+    let mut commit_tick = tokio::time::interval(ctx.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            Some(joined) = records.join_next(), if !records.is_empty() => {
+                match finished(joined) {
+                    Finished::Done(offset) => tracker.finished(offset),
+                    Finished::Pending => {}
+                    Finished::Fenced => {
+                        records.abort_all();
+                        tracing::warn!("Partition lease lost; stopped without committing.");
+                        return ConsumerExit::Lost;
+                    }
+                }
+            }
+            Some(item) = rx.recv() => match item {
+                Fetched::Record(record, permit) => {
+                    tracker.started(record.offset);
+                    let ctx = Arc::clone(&ctx);
+                    let fence = Arc::clone(&fence);
+                    let stop = stop.clone();
+                    records.spawn(async move {
+                        let offset = record.offset;
+                        let result = process_record(&ctx, &fence, &record, &stop).await;
+                        drop(permit);
+                        (offset, result)
+                    }.in_current_span());
+                }
+                Fetched::SkippedTo(offset) => tracker.skipped_to(offset),
+                Fetched::Reset(offset) => {
+                    // Records of the old log finish first: their offsets mean nothing
+                    // in the new one.
+                    while let Some(joined) = records.join_next().await {
+                        if matches!(finished(joined), Finished::Fenced) {
+                            return ConsumerExit::Lost;
+                        }
+                    }
+                    tracing::warn!(from = committed, to = offset, "Partition log was reset; resuming from its start.");
+                    tracker.reset(offset);
+                    match reset_offset(&ctx.pool, &fence, offset).await {
+                        Ok(()) => committed = offset,
+                        Err(StoreError::Fenced { .. }) => return ConsumerExit::Lost,
+                        Err(error) => tracing::warn!(error = %error_chain(&error), "Could not record the offset reset; will retry."),
+                    }
+                }
+            },
+            _ = commit_tick.tick() => {
+                if let Err(lost) = commit(&ctx.pool, &fence, &tracker, &mut committed).await {
+                    records.abort_all();
+                    return lost;
+                }
+            }
+        }
+    }
+
+    // Graceful stop: no more fetching; let records in flight finish within the budget.
+    drop(_abort_fetcher);
+    drop(rx);
+    let drained = tokio::time::timeout(drain.get(), async {
+        while let Some(joined) = records.join_next().await {
+            match finished(joined) {
+                Finished::Done(offset) => tracker.finished(offset),
+                Finished::Pending => {}
+                Finished::Fenced => return Err(ConsumerExit::Lost),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match drained {
+        Ok(Err(lost)) => return lost,
+        Ok(Ok(())) => {}
+        Err(_) => {
+            tracing::warn!(
+                in_flight = tracker.in_flight(),
+                "Records still running at the drain deadline; the next owner processes them again."
+            );
+            records.abort_all();
+        }
+    }
+    if let Err(lost) = commit(&ctx.pool, &fence, &tracker, &mut committed).await {
+        return lost;
+    }
+    match release(&ctx.pool, &fence).await {
+        Ok(()) => tracing::info!(committed, "Partition released."),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "Could not release the lease; it expires instead.")
+        }
+    }
+    ConsumerExit::Released
+}
+
+enum Finished {
+    Done(i64),
+    Pending,
+    Fenced,
+}
+
+fn finished(joined: Result<(i64, Result<(), RecordError>), tokio::task::JoinError>) -> Finished {
+    match joined {
+        Ok((offset, Ok(()))) => Finished::Done(offset),
+        Ok((_, Err(RecordError::Fenced))) => Finished::Fenced,
+        Ok((_, Err(RecordError::Stopped))) => Finished::Pending,
+        Err(error) => {
+            // A panic in processing: leave the record uncommitted so the next owner (or
+            // this replica after a restart) tries it again, and say so loudly.
+            if error.is_panic() {
+                tracing::error!(%error, "Processing a record panicked; it stays uncommitted.");
+            }
+            Finished::Pending
+        }
+    }
+}
+
+async fn commit(
+    pool: &DbPool,
+    fence: &Fence,
+    tracker: &OffsetTracker,
+    committed: &mut i64,
+) -> Result<(), ConsumerExit> {
+    let point = tracker.commit_point();
+    if point <= *committed {
+        return Ok(());
+    }
+    let result = async {
+        let mut conn = pool.get().await?;
+        leases::commit_offset(&mut conn, fence, point).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            *committed = point;
+            Ok(())
+        }
+        Err(StoreError::Fenced { .. }) => {
+            tracing::warn!(offset = point, "Offset commit refused: the lease moved on.");
+            Err(ConsumerExit::Lost)
+        }
+        Err(error) => {
+            // The records stay done in memory; the next tick commits them.
+            tracing::warn!(error = %error_chain(&error), "Offset commit failed; will retry.");
+            Ok(())
+        }
+    }
+}
+
+async fn reset_offset(pool: &DbPool, fence: &Fence, offset: i64) -> Result<(), StoreError> {
+    let mut conn = pool.get().await?;
+    leases::reset_offset(&mut conn, fence, offset).await
+}
+
+async fn release(pool: &DbPool, fence: &Fence) -> Result<(), StoreError> {
+    let mut conn = pool.get().await?;
+    leases::release(&mut conn, fence).await.map(|_| ())
+}
+
+/// Reads records and hands them over, waiting for a processing slot before each one so
+/// that at most `max_in_flight` records of the partition are in memory and running.
+async fn fetch_loop(
+    ctx: Arc<ConsumerContext>,
+    client: Arc<PartitionClient>,
+    start: i64,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<Fetched>,
+) {
+    let mut next = start;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let fetched = client
+            .fetch_records(next, 1..ctx.fetch_max_bytes, ctx.fetch_max_wait_ms)
+            .await;
+        match fetched {
+            Ok((records, high_watermark)) => {
+                delay = Duration::from_millis(100);
+                if records.is_empty() {
+                    if high_watermark < next {
+                        next = high_watermark.max(0);
+                        if tx.send(Fetched::Reset(next)).await.is_err() {
+                            return;
+                        }
+                    } else if high_watermark > next {
+                        // Data the broker counts but returned nothing of (control batches
+                        // or a gap): step over it rather than ask again at once.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    continue;
+                }
+                for record in records {
+                    let offset = record.offset;
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                        return;
+                    };
+                    if tx
+                        .send(Fetched::Record(Box::new(record), permit))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    next = offset + 1;
+                }
+                if tx.send(Fetched::SkippedTo(next)).await.is_err() {
+                    return;
+                }
+            }
+            Err(ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            }) => {
+                let earliest = client.get_offset(OffsetAt::Earliest).await.unwrap_or(0);
+                tracing::warn!(
+                    offset = next,
+                    earliest,
+                    "Offset out of range; resuming from the earliest record."
+                );
+                next = earliest;
+                if tx.send(Fetched::Reset(next)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(offset = next, error = %error_chain(&error), "Fetch failed; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// Processes one record to the end: its task runs (or it goes to the dead-letter topic).
+/// Failures that another try may cure are retried until the consumer stops.
+async fn process_record(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    record: &RecordAndOffset,
+    stop: &CancellationToken,
+) -> Result<(), RecordError> {
+    let envelope = match TaskEnvelope::decode(record.record.value.as_deref()) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            return dead_letter(ctx, fence, record, &error.to_string(), stop).await;
+        }
+    };
+    let span = tracing::info_span!(
+        "record",
+        offset = record.offset,
+        task_id = %envelope.task_id,
+        request_id = envelope.request_id.as_deref().unwrap_or(""),
+    );
+    async {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match ctx.processor.process(envelope.task_id, Some(fence)).await {
+                Ok(_) => return Ok(()),
+                Err(ProcessError::NotFound(task_id)) => {
+                    let reason = format!("task {task_id} does not exist");
+                    return dead_letter(ctx, fence, record, &reason, stop).await;
+                }
+                Err(ProcessError::Store(StoreError::Fenced { .. })) => {
+                    return Err(RecordError::Fenced);
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), delay_ms = delay.as_millis(), "Processing failed; retrying.");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.cancelled() => return Err(RecordError::Stopped),
+                    }
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dead_letter(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    record: &RecordAndOffset,
+    reason: &str,
+    stop: &CancellationToken,
+) -> Result<(), RecordError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ctx.dead_letters.send(fence.partition, record, reason).await {
+            Ok(()) => {
+                tracing::warn!(
+                    offset = record.offset,
+                    dlq = ctx.dead_letters.topic(),
+                    reason,
+                    "Record sent to the dead-letter topic."
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(offset = record.offset, error = %error_chain(&error), "Dead-lettering failed; retrying.");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Err(RecordError::Stopped),
+                }
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// An error with its causes, for a log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,305 @@
+//! Partition leases: how worker replicas share a topic's partitions without Kafka
+//! consumer groups (rskafka has none).
+//!
+//! Each replica keeps a row in `consumer_members` alive with heartbeats; the live rows
+//! are the membership every replica computes its assignment from. A partition is
+//! consumed only under a lease in `partition_leases`: acquiring one (only when it is
+//! free, expired or already ours) increases its `epoch`, and every offset commit and
+//! every result write names the epoch it was acquired under. Once another replica has
+//! taken the lease over, those writes are refused ([`StoreError::Fenced`]), however long
+//! the old owner was paused.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Interval, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::StoreError;
+use crate::schema::{consumer_members, partition_leases};
+
+/// Proof of ownership that a write carries: the lease it was made under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub topic: String,
+    pub partition: i32,
+    pub epoch: i64,
+    pub owner: String,
+}
+
+/// A lease just acquired: consume from `committed_offset`, write under `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct AcquiredLease {
+    #[diesel(sql_type = Integer)]
+    pub partition: i32,
+    #[diesel(sql_type = BigInt)]
+    pub epoch: i64,
+    #[diesel(sql_type = BigInt)]
+    pub committed_offset: i64,
+}
+
+/// A partition's lease as stored, for observers (health endpoints, tests).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = partition_leases, check_for_backend(diesel::pg::Pg))]
+pub struct LeaseRow {
+    pub topic: String,
+    pub partition: i32,
+    pub owner: Option<String>,
+    pub epoch: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub committed_offset: i64,
+}
+
+fn interval(ttl: Duration) -> diesel::pg::data_types::PgInterval {
+    let micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+    diesel::pg::data_types::PgInterval::from_microseconds(micros)
+}
+
+/// Creates the lease rows of partitions `0..partitions` that do not exist yet.
+pub async fn ensure_partitions(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "INSERT INTO partition_leases (topic, partition) \
+         SELECT $1, p FROM generate_series(0, $2 - 1) AS p \
+         ON CONFLICT (topic, partition) DO NOTHING",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<Integer, _>(partitions)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Registers or renews `worker_id` as a live member and returns every live member of
+/// the topic, sorted. Members past their expiry are removed on the way.
+pub async fn heartbeat_member(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    worker_id: &str,
+    ttl: Duration,
+) -> Result<Vec<String>, StoreError> {
+    diesel::sql_query(
+        "INSERT INTO consumer_members (topic, worker_id, expires_at) VALUES ($1, $2, now() + $3) \
+         ON CONFLICT (topic, worker_id) \
+         DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<Text, _>(worker_id)
+    .bind::<Interval, _>(interval(ttl))
+    .execute(conn)
+    .await?;
+    diesel::delete(consumer_members::table)
+        .filter(consumer_members::topic.eq(topic))
+        .filter(consumer_members::expires_at.lt(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(consumer_members::table
+        .filter(consumer_members::topic.eq(topic))
+        .select(consumer_members::worker_id)
+        .order(consumer_members::worker_id.asc())
+        .load(conn)
+        .await?)
+}
+
+/// Removes `worker_id` from the members and releases every lease it holds, so the
+/// others take its partitions over at their next heartbeat rather than after expiry.
+pub async fn leave(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    worker_id: &str,
+) -> Result<(), StoreError> {
+    diesel::update(partition_leases::table)
+        .filter(partition_leases::topic.eq(topic))
+        .filter(partition_leases::owner.eq(worker_id))
+        .set((
+            partition_leases::owner.eq(None::<String>),
+            partition_leases::expires_at.eq(None::<DateTime<Utc>>),
+            partition_leases::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::delete(consumer_members::table)
+        .filter(consumer_members::topic.eq(topic))
+        .filter(consumer_members::worker_id.eq(worker_id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the lease of `partition` when it is free, expired, or recorded as ours (a
+/// restarted replica with the same id), and moves its epoch on. `None` while another
+/// replica holds it.
+pub async fn acquire(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    partition: i32,
+    worker_id: &str,
+    ttl: Duration,
+) -> Result<Option<AcquiredLease>, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE partition_leases \
+         SET owner = $3, epoch = epoch + 1, expires_at = now() + $4, updated_at = now() \
+         WHERE topic = $1 AND partition = $2 \
+           AND (owner IS NULL OR expires_at < now() OR owner = $3) \
+         RETURNING partition, epoch, committed_offset",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<Integer, _>(partition)
+    .bind::<Text, _>(worker_id)
+    .bind::<Interval, _>(interval(ttl))
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// Extends the leases held under the given (partition, epoch) pairs and returns the
+/// partitions whose lease was extended; a partition missing from the answer was lost.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    worker_id: &str,
+    held: &[(i32, i64)],
+    ttl: Duration,
+) -> Result<Vec<i32>, StoreError> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (partitions, epochs): (Vec<i32>, Vec<i64>) = held.iter().copied().unzip();
+    #[derive(QueryableByName)]
+    struct Renewed {
+        #[diesel(sql_type = Integer)]
+        partition: i32,
+    }
+    let renewed: Vec<Renewed> = diesel::sql_query(
+        "UPDATE partition_leases AS l SET expires_at = now() + $3, updated_at = now() \
+         FROM unnest($4::int4[], $5::int8[]) AS held(partition, epoch) \
+         WHERE l.topic = $1 AND l.owner = $2 \
+           AND l.partition = held.partition AND l.epoch = held.epoch \
+         RETURNING l.partition",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<Text, _>(worker_id)
+    .bind::<Interval, _>(interval(ttl))
+    .bind::<Array<Integer>, _>(partitions)
+    .bind::<Array<BigInt>, _>(epochs)
+    .load(conn)
+    .await?;
+    Ok(renewed.into_iter().map(|r| r.partition).collect())
+}
+
+/// Gives a lease up (after its consumer drained), so the next owner need not wait for
+/// it to expire. Does nothing when the lease was already lost.
+pub async fn release(conn: &mut AsyncPgConnection, fence: &Fence) -> Result<bool, StoreError> {
+    let released = diesel::update(partition_leases::table)
+        .filter(partition_leases::topic.eq(&fence.topic))
+        .filter(partition_leases::partition.eq(fence.partition))
+        .filter(partition_leases::owner.eq(&fence.owner))
+        .filter(partition_leases::epoch.eq(fence.epoch))
+        .set((
+            partition_leases::owner.eq(None::<String>),
+            partition_leases::expires_at.eq(None::<DateTime<Utc>>),
+            partition_leases::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(released == 1)
+}
+
+/// Records that every record before `offset` is fully processed. Refused with
+/// [`StoreError::Fenced`] once the lease has moved on; never moves the offset back.
+pub async fn commit_offset(
+    conn: &mut AsyncPgConnection,
+    fence: &Fence,
+    offset: i64,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(partition_leases::table)
+        .filter(partition_leases::topic.eq(&fence.topic))
+        .filter(partition_leases::partition.eq(fence.partition))
+        .filter(partition_leases::owner.eq(&fence.owner))
+        .filter(partition_leases::epoch.eq(fence.epoch))
+        .set((
+            partition_leases::committed_offset.eq(diesel::dsl::sql::<BigInt>(
+                "GREATEST(committed_offset, ",
+            )
+            .bind::<BigInt, _>(offset)
+            .sql(")")),
+            partition_leases::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced {
+            partition: fence.partition,
+            epoch: fence.epoch,
+        })
+    }
+}
+
+/// Fails with [`StoreError::Fenced`] unless `fence` still names the current lease.
+/// Call inside the transaction of the write it guards: the row lock (`FOR SHARE`) makes
+/// a concurrent takeover wait until that write has committed, so no write made under an
+/// old epoch can land after the new owner started.
+pub async fn check_fence(conn: &mut AsyncPgConnection, fence: &Fence) -> Result<(), StoreError> {
+    let held: Option<i32> = partition_leases::table
+        .filter(partition_leases::topic.eq(&fence.topic))
+        .filter(partition_leases::partition.eq(fence.partition))
+        .filter(partition_leases::owner.eq(&fence.owner))
+        .filter(partition_leases::epoch.eq(fence.epoch))
+        .select(partition_leases::partition)
+        .for_share()
+        .get_result(conn)
+        .await
+        .optional()?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Fenced {
+            partition: fence.partition,
+            epoch: fence.epoch,
+        }),
+    }
+}
+
+/// Every lease of a topic, by partition.
+pub async fn list(conn: &mut AsyncPgConnection, topic: &str) -> Result<Vec<LeaseRow>, StoreError> {
+    Ok(partition_leases::table
+        .filter(partition_leases::topic.eq(topic))
+        .order(partition_leases::partition.asc())
+        .select(LeaseRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Sets the committed offset to `offset`, also backwards: for a partition whose log was
+/// truncated or recreated, so consumption resumes at its new start. Fenced like
+/// [`commit_offset`].
+pub async fn reset_offset(
+    conn: &mut AsyncPgConnection,
+    fence: &Fence,
+    offset: i64,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(partition_leases::table)
+        .filter(partition_leases::topic.eq(&fence.topic))
+        .filter(partition_leases::partition.eq(fence.partition))
+        .filter(partition_leases::owner.eq(&fence.owner))
+        .filter(partition_leases::epoch.eq(fence.epoch))
+        .set((
+            partition_leases::committed_offset.eq(offset.max(0)),
+            partition_leases::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced {
+            partition: fence.partition,
+            epoch: fence.epoch,
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! The lease protocol of the worker replicas, against a real database.
+
+use std::time::Duration;
+
+use orchestrator_core::Status;
+use orchestrator_store::leases::{self, Fence};
+use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::{StoreError, tasks};
+use orchestrator_testkit::database::TestDatabase;
+
+const TOPIC: &str = "orchestrator-events";
+const TTL: Duration = Duration::from_secs(10);
+
+fn fence(owner: &str, partition: i32, epoch: i64) -> Fence {
+    Fence {
+        topic: TOPIC.into(),
+        partition,
+        epoch,
+        owner: owner.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_held_lease_is_exclusive_and_every_takeover_moves_the_epoch() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    leases::ensure_partitions(&mut conn, TOPIC, 4)
+        .await
+        .expect("rows");
+    leases::ensure_partitions(&mut conn, TOPIC, 4)
+        .await
+        .expect("idempotent");
+    assert_eq!(leases::list(&mut conn, TOPIC).await.expect("list").len(), 4);
+
+    let a = leases::acquire(&mut conn, TOPIC, 2, "a", TTL)
+        .await
+        .expect("query")
+        .expect("free lease is granted");
+    assert_eq!((a.partition, a.epoch, a.committed_offset), (2, 1, 0));
+    assert_eq!(
+        leases::acquire(&mut conn, TOPIC, 2, "b", TTL)
+            .await
+            .expect("query"),
+        None,
+        "a live lease of another replica is not granted"
+    );
+
+    // Released: the next owner gets it at once, under a new epoch.
+    assert!(
+        leases::release(&mut conn, &fence("a", 2, 1))
+            .await
+            .expect("release")
+    );
+    let b = leases::acquire(&mut conn, TOPIC, 2, "b", TTL)
+        .await
+        .expect("query")
+        .expect("released lease is granted");
+    assert_eq!(b.epoch, 2);
+    // The old owner's release is now a no-op.
+    assert!(
+        !leases::release(&mut conn, &fence("a", 2, 1))
+            .await
+            .expect("release")
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    leases::ensure_partitions(&mut conn, TOPIC, 1)
+        .await
+        .expect("rows");
+
+    // A zero TTL expires at once: the owner "paused" past its lease.
+    let old = leases::acquire(&mut conn, TOPIC, 0, "old", Duration::ZERO)
+        .await
+        .expect("query")
+        .expect("granted");
+    leases::commit_offset(&mut conn, &fence("old", 0, old.epoch), 7)
+        .await
+        .expect("the owner commits while nobody took over");
+
+    let new = leases::acquire(&mut conn, TOPIC, 0, "new", TTL)
+        .await
+        .expect("query")
+        .expect("an expired lease is granted");
+    assert_eq!(new.epoch, old.epoch + 1);
+    assert_eq!(
+        new.committed_offset, 7,
+        "the new owner resumes where the old committed"
+    );
+
+    // The old owner wakes up: its commit and its renewal are refused.
+    let refused = leases::commit_offset(&mut conn, &fence("old", 0, old.epoch), 9).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { partition: 0, .. })),
+        "{refused:?}"
+    );
+    let renewed = leases::renew(&mut conn, TOPIC, "old", &[(0, old.epoch)], TTL)
+        .await
+        .expect("query");
+    assert!(renewed.is_empty());
+    assert_eq!(
+        leases::renew(&mut conn, TOPIC, "new", &[(0, new.epoch)], TTL)
+            .await
+            .expect("query"),
+        vec![0]
+    );
+
+    // Offsets never move back.
+    leases::commit_offset(&mut conn, &fence("new", 0, new.epoch), 5)
+        .await
+        .expect("commit");
+    let row = &leases::list(&mut conn, TOPIC).await.expect("list")[0];
+    assert_eq!(
+        (row.owner.as_deref(), row.committed_offset),
+        (Some("new"), 7)
+    );
+}
+
+#[tokio::test]
+async fn result_writes_of_a_fenced_owner_are_refused() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    leases::ensure_partitions(&mut conn, TOPIC, 1)
+        .await
+        .expect("rows");
+    let (task_id, _) = crate::insert(&db, None).await;
+    let planned = crate::planned(task_id);
+
+    let old = leases::acquire(&mut conn, TOPIC, 0, "old", Duration::ZERO)
+        .await
+        .expect("query")
+        .expect("granted");
+    let old_fence = fence("old", 0, old.epoch);
+    let StartedTask::Running(rows) =
+        service_requests::start_task(&mut conn, task_id, &planned, Some(&old_fence))
+            .await
+            .expect("start under a valid lease")
+    else {
+        panic!("task should run");
+    };
+
+    let new = leases::acquire(&mut conn, TOPIC, 0, "new", TTL)
+        .await
+        .expect("query")
+        .expect("granted");
+    let finished = FinishedServiceRequest {
+        status: Status::Completed,
+        attempts: 1,
+        response_payload: Some(serde_json::json!({"ok": true})),
+        error_message: None,
+        started_at: chrono::Utc::now(),
+        completed_at: chrono::Utc::now(),
+    };
+    let refused =
+        service_requests::record_finished(&mut conn, rows[0].id, &finished, Some(&old_fence)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let refused = service_requests::settle(&mut conn, task_id, Some(&old_fence)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let refused =
+        service_requests::start_task(&mut conn, task_id, &planned, Some(&old_fence)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+
+    // Nothing of the old owner landed; the new owner writes fine.
+    let stored = service_requests::list_for_task(&mut conn, task_id)
+        .await
+        .expect("list");
+    assert!(stored.iter().all(|sr| sr.status == Status::InProgress));
+    assert!(
+        service_requests::record_finished(
+            &mut conn,
+            rows[0].id,
+            &finished,
+            Some(&fence("new", 0, new.epoch))
+        )
+        .await
+        .expect("new owner writes")
+    );
+    let task = tasks::find(&mut conn, task_id)
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(task.status, Status::InProgress);
+}
+
+#[tokio::test]
+async fn members_expire_and_leaving_releases_every_lease() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    leases::ensure_partitions(&mut conn, TOPIC, 3)
+        .await
+        .expect("rows");
+
+    let members = leases::heartbeat_member(&mut conn, TOPIC, "b", TTL)
+        .await
+        .expect("hb");
+    assert_eq!(members, vec!["b".to_owned()]);
+    // "dead" registers with a lease that is already over: the next heartbeat drops it.
+    leases::heartbeat_member(&mut conn, TOPIC, "dead", Duration::ZERO)
+        .await
+        .expect("hb");
+    let members = leases::heartbeat_member(&mut conn, TOPIC, "a", TTL)
+        .await
+        .expect("hb");
+    assert_eq!(members, vec!["a".to_owned(), "b".to_owned()]);
+
+    for p in 0..3 {
+        leases::acquire(&mut conn, TOPIC, p, "a", TTL)
+            .await
+            .expect("query")
+            .expect("granted");
+    }
+    leases::leave(&mut conn, TOPIC, "a").await.expect("leave");
+    let rows = leases::list(&mut conn, TOPIC).await.expect("list");
+    assert!(
+        rows.iter()
+            .all(|row| row.owner.is_none() && row.expires_at.is_none())
+    );
+    let members = leases::heartbeat_member(&mut conn, TOPIC, "b", TTL)
+        .await
+        .expect("hb");
+    assert_eq!(members, vec!["b".to_owned()]);
+}
+
+#[tokio::test]
+async fn the_outbox_finds_unpublished_tasks_and_forgets_published_ones() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let (published, _) = crate::insert(&db, None).await;
+    let (stranded, _) = crate::insert(&db, None).await;
+    let (refused, _) = crate::insert(&db, None).await;
+
+    assert_eq!(
+        tasks::mark_enqueued(&mut conn, &[published])
+            .await
+            .expect("mark"),
+        1
+    );
+    assert_eq!(
+        tasks::mark_enqueued(&mut conn, &[published])
+            .await
+            .expect("mark"),
+        0
+    );
+    assert!(
+        tasks::delete_unenqueued(&mut conn, refused)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !tasks::delete_unenqueued(&mut conn, published)
+            .await
+            .expect("delete")
+    );
+
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let found = tasks::lock_unenqueued(&mut conn, later, 10)
+        .await
+        .expect("lock");
+    assert_eq!(found, vec![stranded]);
+    let earlier = chrono::Utc::now() - chrono::Duration::seconds(60);
+    assert!(
+        tasks::lock_unenqueued(&mut conn, earlier, 10)
+            .await
+            .expect("lock")
+            .is_empty()
+    );
+    assert!(
+        tasks::find(&mut conn, refused)
+            .await
+            .expect("find")
+            .is_none()
+    );
+}
