@@ -17,7 +17,8 @@ pub const HEADER_SOURCE_OFFSET: &str = "dlq-source-offset";
 
 /// Sends records to the dead-letter topic, keeping their key, value and headers and
 /// adding the reason and the source position as headers. Source partition `p` goes to
-/// dead-letter partition `p mod n`, so one partition's poison stays in order.
+/// dead-letter partition `p mod n`, so one partition's poison stays together (records
+/// of a partition are processed concurrently, so not necessarily in order).
 pub struct DeadLetters {
     kafka: KafkaConnection,
     topic: String,

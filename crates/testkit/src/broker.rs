@@ -135,6 +135,33 @@ impl TestBroker {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing is answered, as
+    /// with a hung broker or a network partition. Unlike [`TestBroker::stop`], its
+    /// topics and records survive until [`TestBroker::resume`].
+    ///
+    /// # Panics
+    /// If the broker is not running or the signal cannot be sent.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [paused](TestBroker::pause) broker run again (SIGCONT).
+    ///
+    /// # Panics
+    /// If the broker is not running or the signal cannot be sent.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let running = self.running.as_ref().expect("the broker is running");
+        let status = Command::new("kill")
+            .args([signal, &running.broker.id().to_string()])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run kill {signal}: {err}"));
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
     /// Starts it again on the SAME port (memory storage: topics are gone afterwards).
     /// Stops it first if it is still running.
     ///

@@ -1,0 +1,244 @@
+//! One worker, the API in Kafka mode: the happy path, poison records, a broker outage.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use orchestrator_core::{EnvelopeKind, TaskEnvelope, partition_for_key};
+use orchestrator_store::tasks::{self, NewTask};
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+use serde_json::Value;
+
+use crate::support::{PARTITIONS, Stack, example_request};
+
+const FINISH: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readme_example_goes_through_kafka_and_a_worker_to_completed() {
+    let stack = Stack::start(0).await;
+    let api = stack.start_api().await;
+    let worker = stack.spawn_worker("solo");
+
+    let health = api.get_json("/health").await;
+    assert_eq!(health["mode"], "kafka");
+
+    let response = api
+        .client
+        .post(api.url("/api/orchestrate"))
+        .header("X-Request-Id", "req-readme-1")
+        .json(&example_request("Quarterly forecast"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["x-request-id"], "req-readme-1");
+    let task: Value = response.json().await.expect("task");
+    let task_id = task["task_id"].as_str().expect("task_id").to_owned();
+    assert_eq!(task["status"], "PENDING");
+
+    let finished = api.wait_until_finished(&task_id, FINISH).await;
+    assert_eq!(finished["status"], "COMPLETED", "{finished}");
+    let requests = finished["service_requests"].as_array().expect("array");
+    assert_eq!(requests.len(), 3);
+    for request in requests {
+        assert_eq!(request["status"], "COMPLETED");
+        assert_eq!(request["attempts"], 1);
+        assert!(request["response_payload"].is_object(), "{request}");
+    }
+    assert_eq!(stack.mock.stats().total, 3);
+
+    // The record: keyed by the task id, a version 1 envelope, content type and request id
+    // headers, on the partition Kafka's default partitioner picks for the key.
+    let partition =
+        i32::try_from(partition_for_key(task_id.as_bytes(), PARTITIONS as u32)).expect("small");
+    let records = stack.read_records(&stack.topic, partition, 1, FINISH).await;
+    let record = &records[0].record;
+    assert_eq!(record.key.as_deref(), Some(task_id.as_bytes()));
+    let envelope: Value =
+        serde_json::from_slice(record.value.as_deref().expect("value")).expect("JSON envelope");
+    assert_eq!(envelope["version"], 1);
+    assert_eq!(envelope["task_id"], task_id.as_str());
+    assert_eq!(envelope["request_id"], "req-readme-1");
+    assert!(String::from_utf8_lossy(&record.headers["content-type"]).starts_with("application/"));
+    assert_eq!(record.headers["x-request-id"], b"req-readme-1");
+
+    // The mark the outbox keeps: published tasks are never swept again.
+    let mut conn = stack.db.connection().await;
+    let later = Utc::now() + chrono::Duration::seconds(3600);
+    assert!(
+        tasks::lock_unenqueued(&mut conn, later, 10)
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
+    let stack = Stack::start(0).await;
+    // The worker creates the topics; the test then writes to one partition directly.
+    let worker = stack.spawn_worker("solo");
+    stack.wait_for_owners(&[("solo", 12)], FINISH).await;
+
+    // A task stored as the API would store it, so a valid record can follow the poison.
+    let task_id = uuid::Uuid::new_v4();
+    let body = example_request("after the poison");
+    {
+        let mut conn = stack.db.connection().await;
+        tasks::insert(
+            &mut conn,
+            &NewTask {
+                task_id,
+                task_name: "after the poison",
+                task_description: None,
+                payload: &body["payload"],
+                idempotency_key: None,
+            },
+        )
+        .await
+        .expect("task stored");
+    }
+    let key = task_id.to_string().into_bytes();
+    let partition =
+        i32::try_from(partition_for_key(&key, PARTITIONS as u32)).expect("small partition");
+    let record = |value: Vec<u8>| Record {
+        key: Some(key.clone()),
+        value: Some(value),
+        headers: BTreeMap::from([("x-request-id".to_owned(), b"req-poison".to_vec())]),
+        timestamp: Utc::now(),
+    };
+    let valid = TaskEnvelope::new(task_id, EnvelopeKind::Submitted, None, Utc::now());
+    let client = stack
+        .kafka_client()
+        .await
+        .partition_client(stack.topic.clone(), partition, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
+    let offsets = client
+        .produce(
+            vec![
+                record(b"this is not an envelope".to_vec()),
+                record(br#"{"version": 99, "task_id": "x"}"#.to_vec()),
+                record(valid.encode()),
+            ],
+            Compression::NoCompression,
+        )
+        .await
+        .expect("produced");
+
+    stack.wait_for_completed(1, FINISH).await;
+    stack.assert_exact_rows(1, 3).await;
+
+    let dead = stack
+        .read_records(&stack.dlq_topic(), partition, 2, FINISH)
+        .await;
+    assert_eq!(
+        dead.len(),
+        2,
+        "only the two poison records are dead-lettered"
+    );
+    for (dead, source_offset) in dead.iter().zip(&offsets) {
+        let headers = &dead.record.headers;
+        assert_eq!(headers["dlq-source-topic"], stack.topic.as_bytes());
+        assert_eq!(
+            headers["dlq-source-partition"],
+            partition.to_string().as_bytes()
+        );
+        assert_eq!(
+            headers["dlq-source-offset"],
+            source_offset.to_string().as_bytes()
+        );
+        assert_eq!(
+            headers["x-request-id"], b"req-poison",
+            "original headers kept"
+        );
+        assert!(!headers["dlq-error"].is_empty());
+    }
+    assert_eq!(
+        dead[0].record.value.as_deref(),
+        Some(&b"this is not an envelope"[..])
+    );
+    assert!(String::from_utf8_lossy(&dead[1].record.headers["dlq-error"]).contains("version 99"));
+
+    // The offset moves past all three records.
+    let deadline = tokio::time::Instant::now() + FINISH;
+    loop {
+        let committed =
+            stack.leases().await[usize::try_from(partition).expect("small")].committed_offset;
+        if committed == offsets[2] + 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed {committed}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task() {
+    // Downstream latency keeps accepted tasks waiting in the topic during the outage.
+    let stack = Stack::start(50).await;
+    let api = stack.start_api().await;
+    let worker = stack.spawn_worker("solo");
+
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        accepted.push(api.submit_accepted(&example_request(&format!("before {i}"))).await);
+    }
+
+    // The broker hangs (SIGSTOP keeps its data, as a real broker's disk would): the
+    // API gives up after its request timeout and answers 503.
+    stack.broker.pause();
+    for i in 0..2 {
+        let response = api.submit(&example_request(&format!("during {i}"))).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.expect("problem");
+        assert_eq!(problem["type"], "/problems/queue-unavailable");
+    }
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use orchestrator_store::schema::tasks;
+        let mut conn = stack.db.connection().await;
+        let during: i64 = tasks::table
+            .filter(tasks::task_name.like("during%"))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(during, 0, "a request answered 503 leaves nothing behind");
+    }
+
+    stack.broker.resume();
+    let deadline = tokio::time::Instant::now() + FINISH;
+    let mut after = 0;
+    while after < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "API did not recover");
+        let response = api.submit(&example_request(&format!("after {after}"))).await;
+        match response.status().as_u16() {
+            202 => {
+                let task: Value = response.json().await.expect("task");
+                accepted.push(task["task_id"].as_str().expect("id").to_owned());
+                after += 1;
+            }
+            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    for task_id in &accepted {
+        let task = api.wait_until_finished(task_id, FINISH).await;
+        assert_eq!(task["status"], "COMPLETED", "{task}");
+    }
+    assert_eq!(stack.db.count_rows("tasks").await, 25);
+    stack.assert_exact_rows(25, 3).await;
+    worker.stop().await;
+}
