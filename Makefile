@@ -5,7 +5,10 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator
-export DATABASE_URL
+KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export DATABASE_URL KAFKA_BOOTSTRAP_SERVERS
+# Other settings (USE_KAFKA, WORKER_ID, ...) reach the binaries as given on the command
+# line (`make api USE_KAFKA=true`) or in the environment.
 
 .PHONY: help
 help: ## List the targets
@@ -58,12 +61,19 @@ mocks: ## Run the three mock services on 8001-8003 (foreground)
 	for port in 8001 8002 8003; do target/debug/mock-services --port $$port & done; wait
 
 .PHONY: api
-api: db ## Run the API on :8000 in inline mode (foreground)
+api: db ## Run the API on :8000 (foreground; USE_KAFKA=true for Kafka mode)
 	$(CARGO) run -p orchestrator-api
 
 .PHONY: worker
-worker: db ## Run a worker (foreground)
+worker: db ## Run a worker against KAFKA_BOOTSTRAP_SERVERS (foreground; set WORKER_ID to run several)
 	$(CARGO) run -p orchestrator-worker
+
+.PHONY: broker
+broker: ## Run a Kafka-protocol broker (Tansu, memory storage) on 127.0.0.1:9092 (foreground)
+	@bin=$$(scripts/install-tansu.sh) && exec $$bin broker \
+		--listener-url tcp://127.0.0.1:9092 \
+		--advertised-listener-url tcp://127.0.0.1:9092 \
+		--storage-engine memory://tansu/
 
 .PHONY: clean-test-dbs
 clean-test-dbs: ## Drop databases left behind by crashed test runs

@@ -84,3 +84,48 @@ async fn killing_a_worker_mid_load_loses_no_task_and_duplicates_no_row() {
         .wait_for_owners(&[("worker-a", 6), ("worker-c", 6)], rebalance_bound())
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_worker_loses_its_leases_and_cannot_write_after_waking() {
+    let stack = Stack::start(20).await;
+    let api = stack.start_api().await;
+    let mut a = stack.spawn_worker_process("worker-a");
+    let _b = stack.spawn_worker_process("worker-b");
+    stack
+        .wait_for_owners(&[("worker-a", 6), ("worker-b", 6)], Duration::from_secs(30))
+        .await;
+
+    // Freeze worker-a (a long GC pause, a VM migration): its leases expire and
+    // worker-b takes every partition over under new epochs.
+    a.pause();
+    let before = stack.leases().await;
+    for i in 0..60 {
+        api.submit_accepted(&example_request(&format!("while paused {i}")))
+            .await;
+    }
+    stack
+        .wait_for_owners(&[("worker-b", 12)], rebalance_bound())
+        .await;
+
+    // worker-a wakes up believing it still owns six partitions: whatever it tries to
+    // commit or write under its old epochs is refused, and it rejoins as a new owner.
+    a.resume();
+    stack.wait_for_completed(60, Duration::from_secs(60)).await;
+    stack
+        .wait_for_owners(&[("worker-a", 6), ("worker-b", 6)], rebalance_bound())
+        .await;
+    stack.assert_exact_rows(60, 3).await;
+    // Each of worker-a's partitions went to worker-b and back: two new epochs.
+    let after = stack.leases().await;
+    for (old, new) in before.iter().zip(&after) {
+        if old.owner.as_deref() == Some("worker-a") {
+            assert!(new.epoch >= old.epoch + 2, "partition {}: {old:?} -> {new:?}", old.partition);
+        }
+    }
+    let log = std::fs::read_to_string(&a.log_path).expect("worker-a log");
+    assert!(
+        log.contains("Lease lost") || log.contains("refused") || log.contains("expired without renewal"),
+        "worker-a noticed it was fenced; log: {}",
+        a.log_path.display()
+    );
+}
