@@ -105,6 +105,22 @@ pub struct BehaviourFlags {
     /// Fail the first N requests of every Idempotency-Key.
     #[arg(long, env = "MOCK_FAIL_FIRST")]
     pub fail_first: Option<u32>,
+
+    /// Never answer: hold every request until the client gives up.
+    #[arg(long, env = "MOCK_HANG", default_value_t = false, action = clap::ArgAction::Set)]
+    pub hang: bool,
+
+    /// Send the status line and part of the body, then close the connection.
+    #[arg(long, env = "MOCK_RESET_CONNECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub reset_connection: bool,
+
+    /// Answer 200 with a JSON content type and a body that is not JSON.
+    #[arg(long, env = "MOCK_MALFORMED_BODY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub malformed_body: bool,
+
+    /// Answer 200 with a streamed JSON body of this many bytes (at least 14).
+    #[arg(long, env = "MOCK_HUGE_BODY_BYTES", value_parser = clap::value_parser!(u64).range(14..))]
+    pub huge_body_bytes: Option<u64>,
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -129,6 +145,10 @@ impl Default for BehaviourFlags {
             failure_status: DEFAULT_FAILURE_STATUS,
             retry_after_secs: None,
             fail_first: None,
+            hang: false,
+            reset_connection: false,
+            malformed_body: false,
+            huge_body_bytes: None,
         }
     }
 }
@@ -155,7 +175,10 @@ impl BehaviourFlags {
             failure_status: self.failure_status,
             retry_after_secs: self.retry_after_secs,
             fail_first: self.fail_first,
-            ..Behaviour::default()
+            hang: self.hang,
+            reset_connection: self.reset_connection,
+            malformed_body: self.malformed_body,
+            huge_body_bytes: self.huge_body_bytes,
         }
     }
 }
@@ -273,6 +296,19 @@ mod tests {
             }
         );
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn fault_flags_form_the_default_behaviour() {
+        let config = parse(&["--hang", "true", "--huge-body-bytes", "2000000"]).expect("parses");
+        let behaviour = config.resolved_default_behaviour();
+        assert!(behaviour.hang);
+        assert_eq!(behaviour.huge_body_bytes, Some(2_000_000));
+        let config =
+            parse(&["--reset-connection", "true", "--malformed-body", "true"]).expect("parses");
+        let behaviour = config.resolved_default_behaviour();
+        assert!(behaviour.reset_connection && behaviour.malformed_body);
+        assert!(parse(&["--huge-body-bytes", "3"]).is_err());
     }
 
     #[test]

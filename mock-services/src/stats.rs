@@ -19,6 +19,8 @@ pub struct StatsSnapshot {
     pub by_path: BTreeMap<String, u64>,
     /// Requests per `Idempotency-Key` header value, over all services.
     pub by_idempotency_key: BTreeMap<String, u64>,
+    /// Requests per `X-Request-Id` header value, over all services.
+    pub by_request_id: BTreeMap<String, u64>,
     /// Service requests being handled right now.
     pub in_flight: u64,
     /// Highest `in_flight` since the last reset.
@@ -31,6 +33,11 @@ impl StatsSnapshot {
     /// Requests carrying this `Idempotency-Key` (0 if none).
     pub fn key_count(&self, key: &str) -> u64 {
         self.by_idempotency_key.get(key).copied().unwrap_or(0)
+    }
+
+    /// Requests carrying this `X-Request-Id` (0 if none).
+    pub fn request_id_count(&self, request_id: &str) -> u64 {
+        self.by_request_id.get(request_id).copied().unwrap_or(0)
     }
 
     /// Requests to this path, e.g. `/revenue` (0 if none).
@@ -53,6 +60,7 @@ struct Inner {
     in_flight: u64,
     peak_in_flight: u64,
     services: Box<[ServiceCounters]>,
+    by_request_id: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +103,7 @@ impl Stats {
                 in_flight: 0,
                 peak_in_flight: 0,
                 services,
+                by_request_id: HashMap::new(),
             }),
         }
     }
@@ -106,10 +115,21 @@ impl Stats {
     }
 
     /// Counts a request to service number `service` as it arrives.
-    pub(crate) fn begin(&self, service: usize, key: Option<&str>) -> Attempt<'_> {
+    pub(crate) fn begin(
+        &self,
+        service: usize,
+        key: Option<&str>,
+        request_id: Option<&str>,
+    ) -> Attempt<'_> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.total += 1;
+        if let Some(request_id) = request_id {
+            *inner
+                .by_request_id
+                .entry(request_id.to_owned())
+                .or_default() += 1;
+        }
         inner.in_flight += 1;
         inner.peak_in_flight = inner.peak_in_flight.max(inner.in_flight);
         let counters = &mut inner.services[service];
@@ -142,6 +162,11 @@ impl Stats {
             total: inner.total,
             in_flight: inner.in_flight,
             peak_in_flight: inner.peak_in_flight,
+            by_request_id: inner
+                .by_request_id
+                .iter()
+                .map(|(id, count)| (id.clone(), *count))
+                .collect(),
             ..StatsSnapshot::default()
         };
         for (path, counters) in self.paths.iter().zip(inner.services.iter()) {
@@ -165,6 +190,7 @@ impl Stats {
         let inner = &mut *guard;
         inner.total = 0;
         inner.peak_in_flight = inner.in_flight;
+        inner.by_request_id.clear();
         for counters in inner.services.iter_mut() {
             counters.requests = 0;
             counters.peak_in_flight = counters.in_flight;
@@ -184,11 +210,11 @@ mod tests {
     #[test]
     fn counts_attempts_per_key_and_service() {
         let stats = stats();
-        assert_eq!(stats.begin(0, Some("k")).number, Some(1));
-        assert_eq!(stats.begin(0, Some("k")).number, Some(2));
+        assert_eq!(stats.begin(0, Some("k"), None).number, Some(1));
+        assert_eq!(stats.begin(0, Some("k"), None).number, Some(2));
         // Another service has its own attempt numbers for the same key.
-        assert_eq!(stats.begin(1, Some("k")).number, Some(1));
-        assert_eq!(stats.begin(1, None).number, None);
+        assert_eq!(stats.begin(1, Some("k"), None).number, Some(1));
+        assert_eq!(stats.begin(1, None, None).number, None);
 
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.total, 4);
@@ -200,11 +226,24 @@ mod tests {
     }
 
     #[test]
+    fn counts_requests_per_request_id() {
+        let stats = stats();
+        drop(stats.begin(1, None, Some("req-1")));
+        drop(stats.begin(0, Some("k"), Some("req-1")));
+        drop(stats.begin(0, Some("k"), Some("req-2")));
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.request_id_count("req-1"), 2);
+        assert_eq!(snapshot.request_id_count("req-2"), 1);
+        stats.reset();
+        assert!(stats.snapshot().by_request_id.is_empty());
+    }
+
+    #[test]
     fn tracks_in_flight_and_peaks() {
         let stats = stats();
-        let first = stats.begin(0, None);
-        let second = stats.begin(0, None);
-        let third = stats.begin(1, None);
+        let first = stats.begin(0, None, None);
+        let second = stats.begin(0, None, None);
+        let third = stats.begin(1, None, None);
         assert_eq!(stats.snapshot().in_flight, 3);
         drop((first, second, third));
 
@@ -218,8 +257,8 @@ mod tests {
     #[test]
     fn reset_keeps_requests_in_flight() {
         let stats = stats();
-        let running = stats.begin(0, Some("k"));
-        drop(stats.begin(0, None));
+        let running = stats.begin(0, Some("k"), None);
+        drop(stats.begin(0, None, None));
         stats.reset();
 
         let snapshot = stats.snapshot();
@@ -231,6 +270,6 @@ mod tests {
 
         drop(running);
         assert_eq!(stats.snapshot().in_flight, 0);
-        assert_eq!(stats.begin(0, Some("k")).number, Some(1));
+        assert_eq!(stats.begin(0, Some("k"), None).number, Some(1));
     }
 }

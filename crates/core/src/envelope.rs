@@ -23,11 +23,20 @@ pub enum EnvelopeKind {
     Submitted,
     /// A task whose earlier publication was not confirmed, sent again by the sweeper.
     Republished,
+    /// A failed task re-driven by a client.
+    Redriven,
+    /// A kind added by a later release: processed like any other, since processing
+    /// reads the task's state from the database.
+    #[serde(other)]
+    Other,
 }
 
 /// The value of a task record: `{"version": 1, "task_id": ..., ...}`.
+///
+/// Fields and kinds may be added within a version (readers ignore what they do not
+/// know, so an older worker keeps working during a rolling upgrade); anything a reader
+/// could not ignore needs a new version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskEnvelope {
     pub version: u32,
     pub task_id: Uuid,
@@ -200,5 +209,12 @@ mod tests {
             TaskEnvelope::decode(Some(br#"{"version": 1, "task_id": "nope"}"#)),
             Err(EnvelopeError::Malformed(_))
         ));
+        // A later release's additions within version 1 are read, not refused.
+        let newer = format!(
+            r#"{{"version": 1, "task_id": "{}", "kind": "rescheduled", "priority": 3, "published_at": "2026-01-01T00:00:00Z"}}"#,
+            envelope.task_id
+        );
+        let read = TaskEnvelope::decode(Some(newer.as_bytes())).expect("forward compatible");
+        assert_eq!(read.kind, EnvelopeKind::Other);
     }
 }

@@ -1,39 +1,23 @@
-//! One service request's downstream call, with retries.
+//! One service request's downstream call: retries, time limits, Retry-After, the
+//! per-service concurrency limit and circuit breaker.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use orchestrator_core::ServiceName;
 use orchestrator_core::status::excerpt;
-use rand::Rng;
 use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
 use uuid::Uuid;
 
-use crate::registry::ServiceRegistry;
-
-/// When to try again and how long to wait.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub attempt_timeout: Duration,
-    pub max_response_bytes: usize,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with full jitter: a uniform draw from zero up to
-    /// `initial * 2^(retry-1)`, capped. The jitter spreads out the retries of many
-    /// requests that failed together, so they don't hit a recovering service at once.
-    fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)));
-        let ceiling = exp.min(self.max_backoff);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
-    }
-}
+use crate::breaker::{BreakerState, CircuitBreaker};
+use crate::policy::ServicePolicy;
 
 /// Why a call did not produce a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +25,12 @@ pub enum CallError {
     #[error("no service named {0:?} is configured")]
     UnknownService(String),
     #[error("HTTP {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        status: u16,
+        body: String,
+        /// The service's `Retry-After`, on 429 and 503.
+        retry_after: Option<Duration>,
+    },
     #[error("timed out after {0} ms")]
     Timeout(u64),
     #[error("transport error: {0}")]
@@ -50,6 +39,15 @@ pub enum CallError {
     InvalidBody(String),
     #[error("response body exceeds {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "circuit breaker open: the service failed repeatedly; no call was made before the {deadline_ms} ms deadline"
+    )]
+    CircuitOpen { deadline_ms: u64 },
+    #[error("gave up at the {deadline_ms} ms deadline; last error: {last}")]
+    DeadlineExceeded {
+        deadline_ms: u64,
+        last: Box<CallError>,
+    },
 }
 
 impl CallError {
@@ -63,7 +61,41 @@ impl CallError {
             }
             CallError::UnknownService(_)
             | CallError::InvalidBody(_)
-            | CallError::TooLarge { .. } => false,
+            | CallError::TooLarge { .. }
+            | CallError::CircuitOpen { .. }
+            | CallError::DeadlineExceeded { .. } => false,
+        }
+    }
+
+    /// Whether the failure says the service is in trouble, which is what the circuit
+    /// breaker counts. A 4xx other than 408/429, or a bad body, is the request's
+    /// problem, not the service's health.
+    fn is_service_failure(&self) -> bool {
+        match self {
+            CallError::Timeout(_) | CallError::Transport(_) => true,
+            CallError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short name of the outcome, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::UnknownService(_) => "unknown_service",
+            CallError::Status { .. } => "http_status",
+            CallError::Timeout(_) => "timeout",
+            CallError::Transport(_) => "transport",
+            CallError::InvalidBody(_) => "invalid_body",
+            CallError::TooLarge { .. } => "too_large",
+            CallError::CircuitOpen { .. } => "circuit_open",
+            CallError::DeadlineExceeded { .. } => "deadline",
         }
     }
 }
@@ -77,44 +109,85 @@ pub struct CallOutcome {
     pub completed_at: DateTime<Utc>,
 }
 
-/// Calls downstream services. Cheap to clone: the HTTP client and its connection
-/// pool are shared.
+/// A service's endpoint, policy and the state that protects it.
+#[derive(Debug)]
+struct Service {
+    endpoint: Url,
+    policy: ServicePolicy,
+    in_flight: Arc<Semaphore>,
+    breaker: CircuitBreaker,
+}
+
+/// Calls downstream services. Cheap to clone: the HTTP client (and its connection
+/// pool), the concurrency limits and the breakers are shared by the clones.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     http: reqwest::Client,
-    registry: ServiceRegistry,
-    policy: RetryPolicy,
+    services: Arc<BTreeMap<ServiceName, Service>>,
 }
 
 /// How much of an error body goes into the recorded error.
 const ERROR_BODY_EXCERPT_CHARS: usize = 200;
 
 impl Dispatcher {
-    pub fn new(registry: ServiceRegistry, policy: RetryPolicy) -> Result<Self, reqwest::Error> {
+    /// A dispatcher for these services, each with its endpoint and policy.
+    pub fn new(
+        services: impl IntoIterator<Item = (ServiceName, Url, ServicePolicy)>,
+        connect_timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             // Small JSON requests: send them at once rather than wait to coalesce.
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(60))
-            .connect_timeout(policy.attempt_timeout)
+            .connect_timeout(connect_timeout)
             .build()?;
+        let services = services
+            .into_iter()
+            .map(|(name, endpoint, policy)| {
+                let service = Service {
+                    endpoint,
+                    in_flight: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
+                    breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown),
+                    policy,
+                };
+                (name, service)
+            })
+            .collect();
         Ok(Self {
             http,
-            registry,
-            policy,
+            services: Arc::new(services),
         })
     }
 
-    pub fn registry(&self) -> &ServiceRegistry {
-        &self.registry
+    /// The names of the services this dispatcher can call.
+    pub fn service_names(&self) -> std::collections::BTreeSet<ServiceName> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// Each service's breaker state, for health reports and metrics.
+    pub fn breaker_states(&self) -> Vec<(ServiceName, BreakerState)> {
+        self.services
+            .iter()
+            .map(|(name, service)| (name.clone(), service.breaker.state()))
+            .collect()
     }
 
     /// Calls `POST {endpoint}` for one service request until it succeeds, fails for
-    /// good, or runs out of attempts. The `Idempotency-Key` is the service request's id,
-    /// identical on every attempt and every re-run.
-    pub async fn call(&self, service: &str, idempotency_key: Uuid, payload: &Value) -> CallOutcome {
+    /// good, runs out of attempts or reaches its deadline. The `Idempotency-Key` is the
+    /// service request's id, identical on every attempt and every re-run.
+    pub async fn call(
+        &self,
+        service: &str,
+        idempotency_key: Uuid,
+        payload: &Value,
+        request_id: Option<&str>,
+    ) -> CallOutcome {
         let started_at = Utc::now();
-        let Some(endpoint) = self.registry.endpoint(service) else {
+        let found = ServiceName::parse(service)
+            .ok()
+            .and_then(|name| self.services.get(&name));
+        let Some(target) = found else {
             return CallOutcome {
                 result: Err(CallError::UnknownService(service.to_owned())),
                 attempts: 0,
@@ -122,19 +195,9 @@ impl Dispatcher {
                 completed_at: Utc::now(),
             };
         };
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let result = self.attempt(endpoint, idempotency_key, payload).await;
-            match result {
-                Err(ref error) if error.is_retryable() && attempts < self.policy.max_attempts => {
-                    let delay = self.policy.backoff(attempts);
-                    tracing::debug!(service, attempt = attempts, error = %error, delay_ms = delay.as_millis(), "Retrying service request.");
-                    tokio::time::sleep(delay).await;
-                }
-                other => break other,
-            }
-        };
+        let (result, attempts) = self
+            .call_with_policy(target, idempotency_key, payload, request_id)
+            .await;
         CallOutcome {
             result,
             attempts,
@@ -143,29 +206,111 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(
+    async fn call_with_policy(
         &self,
-        endpoint: &url::Url,
+        service: &Service,
         idempotency_key: Uuid,
         payload: &Value,
+        request_id: Option<&str>,
+    ) -> (Result<Value, CallError>, u32) {
+        let policy = &service.policy;
+        let deadline = Instant::now() + policy.deadline;
+        let deadline_ms = u64::try_from(policy.deadline.as_millis()).unwrap_or(u64::MAX);
+        let give_up = |last: Option<CallError>| match last {
+            Some(last) => CallError::DeadlineExceeded {
+                deadline_ms,
+                last: Box::new(last),
+            },
+            None => CallError::CircuitOpen { deadline_ms },
+        };
+        let mut attempts = 0;
+        let mut last: Option<CallError> = None;
+        loop {
+            // An open breaker makes us wait (or give up at the deadline) without
+            // spending an attempt: no call was made.
+            let Some(permit) = service.breaker.acquire_before(deadline).await else {
+                return (Err(give_up(last)), attempts);
+            };
+            let slot = match tokio::time::timeout_at(
+                deadline,
+                Arc::clone(&service.in_flight).acquire_owned(),
+            )
+            .await
+            {
+                Ok(Ok(slot)) => slot,
+                _ => return (Err(give_up(last)), attempts),
+            };
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = self
+                .attempt(
+                    service,
+                    idempotency_key,
+                    payload,
+                    request_id,
+                    policy.attempt_timeout.min(remaining),
+                )
+                .await;
+            drop(slot);
+            permit.record(
+                result
+                    .as_ref()
+                    .err()
+                    .is_none_or(|e| !e.is_service_failure()),
+            );
+            let error = match result {
+                Ok(value) => return (Ok(value), attempts),
+                Err(error) => error,
+            };
+            if !error.is_retryable() || attempts >= policy.max_attempts {
+                return (Err(error), attempts);
+            }
+            let delay = error
+                .retry_after()
+                .unwrap_or_else(|| policy.backoff(attempts));
+            if Instant::now() + delay >= deadline {
+                // Waiting as asked would pass the deadline: stop now rather than later.
+                return (Err(give_up(Some(error))), attempts);
+            }
+            tracing::debug!(attempt = attempts, error = %error, delay_ms = delay.as_millis(), "Retrying service request.");
+            tokio::time::sleep(delay).await;
+            last = Some(error);
+        }
+    }
+
+    async fn attempt(
+        &self,
+        service: &Service,
+        idempotency_key: Uuid,
+        payload: &Value,
+        request_id: Option<&str>,
+        timeout: Duration,
     ) -> Result<Value, CallError> {
-        let timeout_ms = u64::try_from(self.policy.attempt_timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let limit = service.policy.max_response_bytes;
         let exchange = async {
-            let mut response = self
+            let mut request = self
                 .http
-                .post(endpoint.clone())
+                .post(service.endpoint.clone())
                 .header("Idempotency-Key", idempotency_key.to_string())
-                .json(payload)
-                .send()
-                .await
-                .map_err(transport_error)?;
+                .json(payload);
+            if let Some(request_id) = request_id {
+                request = request.header("X-Request-Id", request_id);
+            }
+            let mut response = request.send().await.map_err(transport_error)?;
             let status = response.status();
-            let body = read_limited(&mut response, self.policy.max_response_bytes).await?;
+            let retry_after = if matches!(status.as_u16(), 429 | 503) {
+                retry_after(response.headers(), SystemTime::now())
+            } else {
+                None
+            };
+            let body = read_limited(&mut response, limit).await?;
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body);
                 return Err(CallError::Status {
                     status: status.as_u16(),
                     body: excerpt(text.trim(), ERROR_BODY_EXCERPT_CHARS),
+                    retry_after,
                 });
             }
             if status == StatusCode::NO_CONTENT || body.is_empty() {
@@ -173,10 +318,20 @@ impl Dispatcher {
             }
             serde_json::from_slice(&body).map_err(|e| CallError::InvalidBody(e.to_string()))
         };
-        tokio::time::timeout(self.policy.attempt_timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(CallError::Timeout(timeout_ms)))
     }
+}
+
+/// `Retry-After` as a delay from `now`: delta-seconds or an HTTP date (RFC 9110).
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Reads the body chunk by chunk, refusing it as soon as it passes `limit`, so an
@@ -216,51 +371,63 @@ fn transport_error(error: reqwest::Error) -> CallError {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::header::HeaderValue;
+
     use super::*;
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1_000),
-            attempt_timeout: Duration::from_secs(1),
-            max_response_bytes: 1024,
-        }
-    }
-
-    #[test]
-    fn backoff_stays_under_the_exponential_ceiling_and_the_cap() {
-        let policy = policy();
-        for _ in 0..200 {
-            assert!(policy.backoff(1) <= Duration::from_millis(100));
-            assert!(policy.backoff(3) <= Duration::from_millis(400));
-            assert!(policy.backoff(30) <= Duration::from_millis(1_000));
+    fn status(status: u16) -> CallError {
+        CallError::Status {
+            status,
+            body: String::new(),
+            retry_after: None,
         }
     }
 
     #[test]
     fn only_transient_failures_are_retried() {
-        for status in [408, 429, 500, 502, 503, 504] {
-            assert!(
-                CallError::Status {
-                    status,
-                    body: String::new()
-                }
-                .is_retryable()
-            );
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(status(code).is_retryable(), "{code}");
         }
-        for status in [400, 401, 404, 409, 422, 501] {
-            assert!(
-                !CallError::Status {
-                    status,
-                    body: String::new()
-                }
-                .is_retryable()
-            );
+        for code in [400, 401, 404, 409, 422, 501] {
+            assert!(!status(code).is_retryable(), "{code}");
         }
         assert!(CallError::Timeout(1).is_retryable());
         assert!(CallError::Transport("reset".into()).is_retryable());
         assert!(!CallError::InvalidBody("x".into()).is_retryable());
         assert!(!CallError::TooLarge { limit: 1 }.is_retryable());
+    }
+
+    #[test]
+    fn only_signs_of_trouble_count_against_the_breaker() {
+        assert!(status(503).is_service_failure());
+        assert!(status(429).is_service_failure());
+        assert!(CallError::Timeout(1).is_service_failure());
+        assert!(!status(400).is_service_failure());
+        assert!(!CallError::InvalidBody("x".into()).is_service_failure());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
+        // 2015-10-21T07:28:10Z, ten seconds after `now`.
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:10 GMT"),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(10)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:00:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(Duration::ZERO),
+            "a past date"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, now), None);
     }
 }

@@ -4,15 +4,22 @@
 //!
 //! - [`config`]: the settings both binaries flatten into their own configuration.
 //! - [`registry`]: which services exist and where they live.
-//! - [`client`]: one service request's HTTP call, with retries.
+//! - [`policy`]: a service's retry policy, time limits and protections.
+//! - [`breaker`]: the circuit breaker of a service.
+//! - [`client`]: one service request's HTTP call: retries, deadline, `Retry-After`,
+//!   concurrency limit and breaker.
 //! - [`processor`]: a whole task, from `PENDING` to `COMPLETED` or `FAILED`.
 
+pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod policy;
 pub mod processor;
 pub mod registry;
 
-pub use client::{CallError, CallOutcome, Dispatcher, RetryPolicy};
+pub use breaker::BreakerState;
+pub use client::{CallError, CallOutcome, Dispatcher};
 pub use config::{ConfigError, DispatchConfig};
+pub use policy::ServicePolicy;
 pub use processor::{ProcessError, TaskProcessor};
 pub use registry::ServiceRegistry;

@@ -35,7 +35,7 @@ impl TaskProcessor {
         task_concurrency: usize,
     ) -> Self {
         let limits = RequestLimits {
-            known_services: dispatcher.registry().names(),
+            known_services: dispatcher.service_names(),
             max_items,
         };
         Self {
@@ -60,11 +60,13 @@ impl TaskProcessor {
     ///
     /// A worker passes the `fence` of the partition lease the task's record came from:
     /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
+    /// `request_id` (the accepting request's `X-Request-Id`) goes downstream as a header.
     #[tracing::instrument(name = "process_task", skip(self, fence), fields(task_id = %task_id))]
     pub async fn process(
         &self,
         task_id: Uuid,
         fence: Option<&Fence>,
+        request_id: Option<&str>,
     ) -> Result<Status, ProcessError> {
         let unfinished = {
             let mut conn = self.pool.get().await.map_err(StoreError::from)?;
@@ -99,7 +101,7 @@ impl TaskProcessor {
         };
 
         let recorded: Vec<Result<(), StoreError>> = futures::stream::iter(unfinished)
-            .map(|row| self.run_service_request(row, fence))
+            .map(|row| self.run_service_request(row, fence, request_id))
             .buffer_unordered(self.task_concurrency)
             .collect()
             .await;
@@ -121,10 +123,11 @@ impl TaskProcessor {
         &self,
         row: ServiceRequestRow,
         fence: Option<&Fence>,
+        request_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let outcome = self
             .dispatcher
-            .call(&row.service_name, row.id, &row.request_payload)
+            .call(&row.service_name, row.id, &row.request_payload, request_id)
             .await;
         let (status, response_payload, error_message) = match outcome.result {
             Ok(response) => (Status::Completed, Some(response), None),

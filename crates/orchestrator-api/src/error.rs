@@ -34,6 +34,11 @@ pub enum ApiError {
     },
     #[error("no task with id {0}")]
     TaskNotFound(Uuid),
+    #[error("task {task_id} is {status}; only a FAILED task can be retried")]
+    NotRetryable {
+        task_id: Uuid,
+        status: orchestrator_core::Status,
+    },
     #[error("no resource at this path")]
     RouteNotFound,
     #[error("this method is not allowed on this resource")]
@@ -120,6 +125,7 @@ impl ApiError {
             ApiError::InvalidTaskId(_) => ("/problems/invalid-task-id", "Invalid task id"),
             ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
+            ApiError::NotRetryable { .. } => ("/problems/task-not-retryable", "Task not retryable"),
             ApiError::RouteNotFound => ("about:blank", "Not Found"),
             ApiError::MethodNotAllowed => ("about:blank", "Method Not Allowed"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
@@ -162,6 +168,7 @@ impl ResponseError for ApiError {
             }
             ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -55,7 +55,7 @@ impl InlineRunner {
         let processor = self.processor.clone();
         let handle = self
             .tracker
-            .spawn(async move { processor.process(task_id, None).await });
+            .spawn(async move { processor.process(task_id, None, None).await });
         match handle.await {
             Ok(result) => result,
             Err(join_error) => Err(ProcessError::Store(StoreError::Corrupt(format!(
@@ -96,7 +96,7 @@ impl InlineRunner {
 async fn process_with_retries(processor: &TaskProcessor, task_id: Uuid) {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=MAX_TRIES {
-        match processor.process(task_id, None).await {
+        match processor.process(task_id, None, None).await {
             Ok(_) => return,
             Err(ProcessError::NotFound(_)) => {
                 tracing::warn!(%task_id, "Queued task no longer exists.");

@@ -17,6 +17,7 @@ use crate::routes;
         routes::orchestrate::orchestrate_direct,
         routes::tasks::list_tasks,
         routes::tasks::get_task,
+        routes::tasks::retry_task,
         routes::health::health,
     ),
     components(schemas(

@@ -103,6 +103,20 @@ impl TaskQueue {
     }
 }
 
+impl TaskQueue {
+    /// Publishes a re-driven task; the caller holds its row locked until this returns,
+    /// so no outbox mark is needed: a failure rolls the re-drive back.
+    pub async fn publish_redrive(&self, task_id: Uuid, request_id: &str) -> Result<(), KafkaError> {
+        let envelope = TaskEnvelope::new(
+            task_id,
+            EnvelopeKind::Redriven,
+            Some(request_id.to_owned()),
+            Utc::now(),
+        );
+        self.publisher.publish(&envelope).await.map(|_| ())
+    }
+}
+
 impl QueueWorkers {
     /// Stops the sweeper and writes the marks still queued (the queue's senders must be
     /// gone, i.e. the HTTP server stopped), within `timeout`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use orchestrator_dispatcher::{Dispatcher, TaskProcessor};
+use orchestrator_dispatcher::TaskProcessor;
 use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_store::{build_pool, migrations};
 use tokio_util::sync::CancellationToken;
@@ -36,8 +36,7 @@ impl Application {
     /// and, in inline mode, resumes unfinished tasks. Serving starts with
     /// [`Application::run_until_stopped`].
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
-        let registry = config.dispatch.registry()?;
-        let policy = config.dispatch.retry_policy()?;
+        let dispatcher = config.dispatch.dispatcher()?;
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
         anyhow::ensure!(
             config.max_body_bytes >= 1,
@@ -51,7 +50,6 @@ impl Application {
             tracing::info!(?applied, "Applied migrations.");
         }
         let pool = build_pool(&config.pool_config())?;
-        let dispatcher = Dispatcher::new(registry, policy).context("building the HTTP client")?;
         let processor = TaskProcessor::new(
             pool.clone(),
             dispatcher,

@@ -361,7 +361,11 @@ async fn process_record(
     async {
         let mut delay = Duration::from_millis(100);
         loop {
-            match ctx.processor.process(envelope.task_id, Some(fence)).await {
+            match ctx
+                .processor
+                .process(envelope.task_id, Some(fence), envelope.request_id.as_deref())
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(ProcessError::NotFound(task_id)) => {
                     let reason = format!("task {task_id} does not exist");

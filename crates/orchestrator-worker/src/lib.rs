@@ -15,7 +15,7 @@ pub mod offsets;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator_dispatcher::{Dispatcher, TaskProcessor};
+use orchestrator_dispatcher::TaskProcessor;
 use orchestrator_kafka::{KafkaConnection, ensure_topic};
 use orchestrator_store::{build_pool, leases};
 use tokio_util::sync::CancellationToken;
@@ -35,8 +35,7 @@ const MAX_ITEMS_ACCEPTED: usize = usize::MAX;
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Fail on bad settings at startup, not at the first task.
     config.validate()?;
-    let registry = config.dispatch.registry()?;
-    let policy = config.dispatch.retry_policy()?;
+    let dispatcher = config.dispatch.dispatcher()?;
     let applied = orchestrator_store::migrations::run_pending(&config.database_url)
         .await
         .context("applying database migrations (DATABASE_URL)")?;
@@ -76,7 +75,6 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         leases::ensure_partitions(&mut conn, &config.kafka.topic, partitions).await?;
     }
 
-    let dispatcher = Dispatcher::new(registry, policy).context("building the HTTP client")?;
     let processor = TaskProcessor::new(
         pool.clone(),
         dispatcher,

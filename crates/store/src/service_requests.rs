@@ -51,17 +51,9 @@ pub async fn start_task(
         if let Some(fence) = fence {
             leases::check_fence(conn, fence).await?;
         }
-        let status: Option<String> = tasks::table
-            .filter(tasks::task_id.eq(task_id))
-            .select(tasks::status)
-            .for_update()
-            .get_result(conn)
-            .await
-            .optional()?;
-        let Some(status) = status else {
+        let Some(status) = lock_task_status(conn, task_id).await? else {
             return Ok(StartedTask::NotFound);
         };
-        let status = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if status.is_terminal() {
             return Ok(StartedTask::AlreadyFinished(status));
         }
@@ -202,17 +194,9 @@ pub async fn settle(
         if let Some(fence) = fence {
             leases::check_fence(conn, fence).await?;
         }
-        let status: Option<String> = tasks::table
-            .filter(tasks::task_id.eq(task_id))
-            .select(tasks::status)
-            .for_update()
-            .get_result(conn)
-            .await
-            .optional()?;
-        let Some(status) = status else {
+        let Some(status) = lock_task_status(conn, task_id).await? else {
             return Ok(None);
         };
-        let status = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if status.is_terminal() {
             return Ok(Some(status));
         }
@@ -258,4 +242,75 @@ pub async fn settle(
         Ok(Some(new_status))
     })
     .await
+}
+
+/// What a re-drive found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redrive {
+    /// The task was `FAILED`: it is `IN_PROGRESS` again and these many failed service
+    /// requests are `PENDING`, their attempts kept.
+    Reopened {
+        service_requests: usize,
+    },
+    /// Only a `FAILED` task can be re-driven.
+    NotFailed(Status),
+    NotFound,
+}
+
+/// Reopens a `FAILED` task for another run of its failed service requests: they go
+/// back to `PENDING` (attempts of earlier runs stay counted; their last error is
+/// cleared), the task to `IN_PROGRESS`. The task row is locked until the caller's
+/// transaction ends, so the caller can hand the task on (publish it) before anyone
+/// processes it; call inside a transaction.
+pub async fn redrive(conn: &mut AsyncPgConnection, task_id: Uuid) -> Result<Redrive, StoreError> {
+    let Some(status) = lock_task_status(conn, task_id).await? else {
+        return Ok(Redrive::NotFound);
+    };
+    if status != Status::Failed {
+        return Ok(Redrive::NotFailed(status));
+    }
+    let reopened = diesel::update(service_requests::table)
+        .filter(service_requests::task_id.eq(task_id))
+        .filter(service_requests::status.eq(Status::Failed.as_str()))
+        .set((
+            service_requests::status.eq(Status::Pending.as_str()),
+            service_requests::error_message.eq(None::<String>),
+            service_requests::response_payload.eq(None::<Value>),
+            service_requests::started_at.eq(None::<DateTime<Utc>>),
+            service_requests::completed_at.eq(None::<DateTime<Utc>>),
+            service_requests::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(tasks::table)
+        .filter(tasks::task_id.eq(task_id))
+        .set((
+            tasks::status.eq(Status::InProgress.as_str()),
+            tasks::error_message.eq(None::<String>),
+            tasks::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(Redrive::Reopened {
+        service_requests: reopened,
+    })
+}
+
+/// Locks the task's row until the transaction ends and returns its status (`None`
+/// when there is no such task). Every status change of a task goes through this lock,
+/// so concurrent runs, settles and re-drives of one task are serialised.
+async fn lock_task_status(
+    conn: &mut AsyncPgConnection,
+    task_id: Uuid,
+) -> Result<Option<Status>, StoreError> {
+    let status: Option<String> = tasks::table
+        .filter(tasks::task_id.eq(task_id))
+        .select(tasks::status)
+        .for_update()
+        .get_result(conn)
+        .await
+        .optional()?;
+    status
+        .map(|status| Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }

@@ -24,7 +24,10 @@ pub(super) async fn handle(
         .and_then(|value| value.to_str().ok());
     // Counted before anything can fail, and in flight until this future completes or is
     // dropped (client gone, server stopping).
-    let attempt = state.stats.begin(index, key);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok());
+    let attempt = state.stats.begin(index, key, request_id);
 
     let request = match serde_json::from_slice::<ServiceRequest>(&body) {
         Ok(request) => request,

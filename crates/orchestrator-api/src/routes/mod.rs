@@ -31,6 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/api/tasks/{task_id}/retry")
+            .route(web::post().to(tasks::retry_task))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/health")
             .route(web::get().to(health::health))
             .default_service(web::to(method_not_allowed)),

@@ -78,11 +78,11 @@ pub async fn orchestrate_direct(
     Ok(HttpResponse::Ok().json(detail))
 }
 
-const REQUEST_ID_HEADER: &str = "X-Request-Id";
+pub(crate) const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
 /// The client's `X-Request-Id` when it sent a usable one, else a new one: it follows the
 /// task into the Kafka record and the worker's logs.
-fn request_id(req: &HttpRequest) -> String {
+pub(crate) fn request_id(req: &HttpRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())

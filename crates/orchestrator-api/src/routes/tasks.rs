@@ -1,7 +1,10 @@
 //! Following tasks.
 
-use actix_web::web;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
 use orchestrator_core::Status;
+use orchestrator_store::service_requests::Redrive;
 use orchestrator_store::{StoreError, TaskCursor, service_requests, tasks};
 use uuid::Uuid;
 
@@ -126,6 +129,86 @@ pub async fn get_task(
     let raw = path.into_inner();
     let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
     Ok(web::Json(load_detail(&state, task_id).await?))
+}
+
+/// Why a re-drive did not happen, inside its transaction.
+enum RedriveError {
+    Store(StoreError),
+    Api(ApiError),
+}
+
+impl From<diesel::result::Error> for RedriveError {
+    fn from(error: diesel::result::Error) -> Self {
+        RedriveError::Store(error.into())
+    }
+}
+
+impl From<StoreError> for RedriveError {
+    fn from(error: StoreError) -> Self {
+        RedriveError::Store(error)
+    }
+}
+
+/// Re-runs the failed service requests of a `FAILED` task.
+#[utoipa::path(post, path = "/api/tasks/{task_id}/retry", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task's id")),
+    responses(
+        (status = 202, description = "Re-driven: the task is IN_PROGRESS again", body = TaskResponse,
+            headers(("Location" = String, description = "/api/tasks/{task_id}"))),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task is not FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or task queue unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(name = "redrive", skip_all, fields(task_id = tracing::field::Empty))]
+pub async fn retry_task(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
+    tracing::Span::current().record("task_id", tracing::field::display(task_id));
+    let request_id = super::orchestrate::request_id(&req);
+    let queue = state.queue.clone();
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    // In Kafka mode the record is published while the task row is still locked, so a
+    // publish failure rolls the re-drive back and a worker cannot start before it lands.
+    let reopened = conn
+        .transaction::<_, RedriveError, _>(async |conn| {
+            match service_requests::redrive(conn, task_id).await? {
+                Redrive::NotFound => Err(RedriveError::Api(ApiError::TaskNotFound(task_id))),
+                Redrive::NotFailed(status) => Err(RedriveError::Api(ApiError::NotRetryable {
+                    task_id,
+                    status,
+                })),
+                Redrive::Reopened { service_requests } => {
+                    if let Some(queue) = &queue {
+                        queue
+                            .publish_redrive(task_id, &request_id)
+                            .await
+                            .map_err(|e| RedriveError::Api(ApiError::QueueUnavailable(e)))?;
+                    }
+                    Ok(service_requests)
+                }
+            }
+        })
+        .await
+        .map_err(|error| match error {
+            RedriveError::Store(error) => ApiError::from(error),
+            RedriveError::Api(error) => error,
+        })?;
+    if queue.is_none() {
+        state.runner.submit(task_id);
+    }
+    tracing::info!(%request_id, service_requests = reopened, "Task re-driven.");
+    let task = tasks::find(&mut conn, task_id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(task_id))?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/tasks/{task_id}")))
+        .insert_header((super::orchestrate::REQUEST_ID_HEADER, request_id))
+        .json(TaskResponse::from(task)))
 }
 
 pub(crate) async fn load_detail(

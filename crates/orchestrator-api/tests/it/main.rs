@@ -5,6 +5,7 @@ mod helpers;
 
 mod docs;
 mod orchestrate;
+mod redrive;
 mod resume;
 mod tasks;
 mod validation;

@@ -188,7 +188,10 @@ async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task()
 
     let mut accepted = Vec::new();
     for i in 0..20 {
-        accepted.push(api.submit_accepted(&example_request(&format!("before {i}"))).await);
+        accepted.push(
+            api.submit_accepted(&example_request(&format!("before {i}")))
+                .await,
+        );
     }
 
     // The broker hangs (SIGSTOP keeps its data, as a real broker's disk would): the
@@ -222,8 +225,13 @@ async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task()
     let deadline = tokio::time::Instant::now() + FINISH;
     let mut after = 0;
     while after < 5 {
-        assert!(tokio::time::Instant::now() < deadline, "API did not recover");
-        let response = api.submit(&example_request(&format!("after {after}"))).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "API did not recover"
+        );
+        let response = api
+            .submit(&example_request(&format!("after {after}")))
+            .await;
         match response.status().as_u16() {
             202 => {
                 let task: Value = response.json().await.expect("task");
@@ -240,5 +248,49 @@ async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task()
     }
     assert_eq!(stack.db.count_rows("tasks").await, 25);
     stack.assert_exact_rows(25, 3).await;
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_task_is_redriven_through_kafka() {
+    let stack = Stack::start(0).await;
+    stack.mock.set_behaviour(
+        "specialty",
+        orchestrator_mock_services::Behaviour {
+            failure_rate: 1.0,
+            failure_status: 500,
+            ..orchestrator_mock_services::Behaviour::default()
+        },
+    );
+    let api = stack.start_api().await;
+    let worker = stack.spawn_worker("solo");
+    let task_id = api
+        .submit_accepted(&example_request("flaky specialty"))
+        .await;
+    let failed = api.wait_until_finished(&task_id, FINISH).await;
+    assert_eq!(failed["status"], "FAILED");
+
+    stack.mock.reset_behaviours();
+    let response = api
+        .client
+        .post(api.url(&format!("/api/tasks/{task_id}/retry")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let done = api.wait_until_finished(&task_id, FINISH).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let specialty = done["service_requests"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|sr| sr["service_name"] == "specialty")
+        .expect("specialty")
+        .clone();
+    assert_eq!(
+        specialty["attempts"], 4,
+        "3 failed attempts, then 1 that worked"
+    );
+    stack.assert_exact_rows(1, 3).await;
     worker.stop().await;
 }

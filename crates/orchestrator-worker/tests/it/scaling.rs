@@ -89,7 +89,7 @@ async fn killing_a_worker_mid_load_loses_no_task_and_duplicates_no_row() {
 async fn a_paused_worker_loses_its_leases_and_cannot_write_after_waking() {
     let stack = Stack::start(20).await;
     let api = stack.start_api().await;
-    let mut a = stack.spawn_worker_process("worker-a");
+    let a = stack.spawn_worker_process("worker-a");
     let _b = stack.spawn_worker_process("worker-b");
     stack
         .wait_for_owners(&[("worker-a", 6), ("worker-b", 6)], Duration::from_secs(30))
@@ -119,12 +119,18 @@ async fn a_paused_worker_loses_its_leases_and_cannot_write_after_waking() {
     let after = stack.leases().await;
     for (old, new) in before.iter().zip(&after) {
         if old.owner.as_deref() == Some("worker-a") {
-            assert!(new.epoch >= old.epoch + 2, "partition {}: {old:?} -> {new:?}", old.partition);
+            assert!(
+                new.epoch >= old.epoch + 2,
+                "partition {}: {old:?} -> {new:?}",
+                old.partition
+            );
         }
     }
     let log = std::fs::read_to_string(&a.log_path).expect("worker-a log");
     assert!(
-        log.contains("Lease lost") || log.contains("refused") || log.contains("expired without renewal"),
+        log.contains("Lease lost")
+            || log.contains("refused")
+            || log.contains("expired without renewal"),
         "worker-a noticed it was fenced; log: {}",
         a.log_path.display()
     );
