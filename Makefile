@@ -44,6 +44,26 @@ schema: ## Regenerate crates/store/src/schema.rs from the migrations (needs dies
 check-schema: ## Fail if the committed schema differs from the migrations (needs diesel CLI)
 	scripts/check-schema.sh
 
+.PHONY: run
+run: ## Start the whole stack in the background, no Docker (WORKERS=2, PROFILE=debug|release, RUN_DIR=.run, ports: see README)
+	@CARGO="$(CARGO)" scripts/stack.sh run
+
+.PHONY: stop
+stop: ## Stop what `make run` started (and only that)
+	@scripts/stack.sh stop
+
+.PHONY: status
+status: ## Show what `make run` started and whether it still runs
+	@scripts/stack.sh status
+
+.PHONY: up
+up: ## Start the whole stack with Docker Compose and wait until it is healthy
+	docker compose up --build --wait
+
+.PHONY: down
+down: ## Stop and remove the Docker Compose stack (volumes are kept)
+	docker compose down
+
 .PHONY: postgres
 postgres: ## Make sure PostgreSQL runs locally
 	scripts/ensure-postgres.sh

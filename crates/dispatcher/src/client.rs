@@ -17,6 +17,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::breaker::{BreakerState, CircuitBreaker};
+use crate::metrics::DispatchMetrics;
 use crate::policy::ServicePolicy;
 
 /// Why a call did not produce a usable answer.
@@ -86,6 +87,15 @@ impl CallError {
     }
 
     /// A short name of the outcome, for metrics labels.
+    /// The metric label of a failed attempt: the kind, with the status code for
+    /// HTTP errors (`http_503`).
+    pub fn outcome(&self) -> String {
+        match self {
+            CallError::Status { status, .. } => format!("http_{status}"),
+            other => other.kind().to_owned(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::UnknownService(_) => "unknown_service",
@@ -124,6 +134,7 @@ struct Service {
 pub struct Dispatcher {
     http: reqwest::Client,
     services: Arc<BTreeMap<ServiceName, Service>>,
+    metrics: DispatchMetrics,
 }
 
 /// How much of an error body goes into the recorded error.
@@ -157,7 +168,30 @@ impl Dispatcher {
         Ok(Self {
             http,
             services: Arc::new(services),
+            metrics: DispatchMetrics::default(),
         })
+    }
+
+    /// Reports attempts, outcomes and breaker states to these metrics (by default
+    /// they go to metrics registered nowhere).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: DispatchMetrics) -> Self {
+        self.metrics = metrics;
+        self.publish_breaker_states();
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> &DispatchMetrics {
+        &self.metrics
+    }
+
+    /// Sets the breaker gauges to the breakers' current states. Called before each
+    /// scrape too, since an open breaker turns half-open by the clock alone.
+    pub fn publish_breaker_states(&self) {
+        for (name, service) in self.services.iter() {
+            self.metrics
+                .breaker_state(name.as_str(), service.breaker.state());
+        }
     }
 
     /// The names of the services this dispatcher can call.
@@ -196,7 +230,7 @@ impl Dispatcher {
             };
         };
         let (result, attempts) = self
-            .call_with_policy(target, idempotency_key, payload, request_id)
+            .call_with_policy(service, target, idempotency_key, payload, request_id)
             .await;
         CallOutcome {
             result,
@@ -208,6 +242,7 @@ impl Dispatcher {
 
     async fn call_with_policy(
         &self,
+        name: &str,
         service: &Service,
         idempotency_key: Uuid,
         payload: &Value,
@@ -241,7 +276,8 @@ impl Dispatcher {
                 _ => return (Err(give_up(last)), attempts),
             };
             attempts += 1;
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt_started = Instant::now();
+            let remaining = deadline.saturating_duration_since(attempt_started);
             let result = self
                 .attempt(
                     service,
@@ -257,6 +293,16 @@ impl Dispatcher {
                     .as_ref()
                     .err()
                     .is_none_or(|e| !e.is_service_failure()),
+            );
+            self.metrics.breaker_state(name, service.breaker.state());
+            self.metrics.attempt(
+                name,
+                &result
+                    .as_ref()
+                    .err()
+                    .map_or_else(|| "success".to_owned(), CallError::outcome),
+                attempt_started.elapsed().as_secs_f64(),
+                attempts > 1,
             );
             let error = match result {
                 Ok(value) => return (Ok(value), attempts),

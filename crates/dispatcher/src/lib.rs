@@ -9,10 +9,12 @@
 //! - [`client`]: one service request's HTTP call: retries, deadline, `Retry-After`,
 //!   concurrency limit and breaker.
 //! - [`processor`]: a whole task, from `PENDING` to `COMPLETED` or `FAILED`.
+//! - [`metrics`]: what all of the above report to Prometheus.
 
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod processor;
 pub mod registry;
@@ -20,6 +22,7 @@ pub mod registry;
 pub use breaker::BreakerState;
 pub use client::{CallError, CallOutcome, Dispatcher};
 pub use config::{ConfigError, DispatchConfig};
+pub use metrics::DispatchMetrics;
 pub use policy::ServicePolicy;
 pub use processor::{ProcessError, TaskProcessor};
 pub use registry::ServiceRegistry;

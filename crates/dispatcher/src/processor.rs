@@ -46,6 +46,11 @@ impl TaskProcessor {
         }
     }
 
+    /// Sets the breaker gauges to the breakers' current states (before a scrape).
+    pub fn publish_breaker_states(&self) {
+        self.dispatcher.publish_breaker_states();
+    }
+
     /// What a request must satisfy to be accepted: the services this processor knows.
     pub fn request_limits(&self) -> &RequestLimits {
         &self.limits
@@ -61,7 +66,11 @@ impl TaskProcessor {
     /// A worker passes the `fence` of the partition lease the task's record came from:
     /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
     /// `request_id` (the accepting request's `X-Request-Id`) goes downstream as a header.
-    #[tracing::instrument(name = "process_task", skip(self, fence), fields(task_id = %task_id))]
+    #[tracing::instrument(
+        name = "process_task",
+        skip(self, fence, request_id),
+        fields(task_id = %task_id, request_id = request_id.unwrap_or_default())
+    )]
     pub async fn process(
         &self,
         task_id: Uuid,
@@ -88,6 +97,7 @@ impl TaskProcessor {
                     let reason = format!("the stored request can no longer be processed: {errors}");
                     tracing::warn!(%reason, "Failing task.");
                     tasks::fail_unfinished(&mut conn, task_id, &reason, fence).await?;
+                    self.dispatcher.metrics().task_finished(Status::Failed);
                     return Ok(Status::Failed);
                 }
             };
@@ -114,6 +124,9 @@ impl TaskProcessor {
         let status = service_requests::settle(&mut conn, task_id, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
+        if status.is_terminal() {
+            self.dispatcher.metrics().task_finished(status);
+        }
         tracing::info!(status = %status, "Task processed.");
         Ok(status)
     }
@@ -146,6 +159,9 @@ impl TaskProcessor {
         };
         let mut conn = self.pool.get().await?;
         service_requests::record_finished(&mut conn, row.id, &finished, fence).await?;
+        self.dispatcher
+            .metrics()
+            .service_request_finished(&row.service_name, status);
         Ok(())
     }
 }

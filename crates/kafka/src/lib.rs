@@ -2,7 +2,8 @@
 //! `orchestrator-worker` (which consumes them).
 //!
 //! - [`config`]: the settings both binaries flatten into their configuration.
-//! - [`client`]: connecting, with retries bounded by a deadline.
+//! - [`client`]: connecting, with retries bounded by a deadline, TLS and SASL.
+//! - [`security`]: the TLS configuration (certificate authorities) for SSL and SASL_SSL.
 //! - [`relay`]: an in-process SOCKS5 relay that takes rskafka's connections and sets
 //!   `TCP_NODELAY` on the broker side, removing the ~40 ms Nagle stall per request.
 //! - [`topics`]: creating the topics when missing.
@@ -10,12 +11,14 @@
 
 pub mod client;
 pub mod config;
+pub mod health;
 pub mod publisher;
 pub mod relay;
+pub mod security;
 pub mod topics;
 
 pub use client::KafkaConnection;
-pub use config::KafkaConfig;
+pub use config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use publisher::{BatchSettings, Published, TaskPublisher};
 pub use topics::{ensure_topic, partition_count};
 
@@ -29,6 +32,8 @@ pub enum KafkaError {
     },
     #[error("could not start the connection relay")]
     Relay(#[source] std::io::Error),
+    #[error("could not set up TLS for Kafka")]
+    Tls(#[source] rustls::Error),
     #[error("Kafka request failed")]
     Client(#[source] rskafka::client::error::Error),
     #[error("the broker did not take the record")]

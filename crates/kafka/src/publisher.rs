@@ -110,6 +110,11 @@ impl TaskPublisher {
         self.producers.len()
     }
 
+    /// The connection records go out on.
+    pub fn connection(&self) -> &KafkaConnection {
+        &self.kafka
+    }
+
     /// Publishes one envelope and returns once the broker acknowledged it (or failed to,
     /// within the request timeout).
     pub async fn publish(&self, envelope: &TaskEnvelope) -> Result<Published, KafkaError> {

@@ -27,7 +27,8 @@ pub struct ApiConfig {
     #[arg(long, env = "API_PORT", default_value_t = 8000)]
     pub port: u16,
 
-    /// PostgreSQL connection URL.
+    /// PostgreSQL connection URL. TLS as libpq's `sslmode` (disable, prefer, require,
+    /// verify-ca, verify-full) and `sslrootcert` (CA file, or `system`) parameters say.
     #[arg(
         long,
         env = "DATABASE_URL",

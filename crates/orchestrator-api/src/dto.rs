@@ -179,3 +179,39 @@ pub struct HealthResponse {
     #[schema(example = "inline")]
     pub mode: &'static str,
 }
+
+/// Readiness and what it was decided on.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyResponse {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    #[schema(example = "kafka")]
+    pub mode: &'static str,
+    pub checks: ReadyChecks,
+}
+
+/// Each dependency: `ok` or `unreachable` (details are in the server log).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyChecks {
+    #[schema(example = "ok")]
+    pub database: &'static str,
+    /// Absent in inline mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ok")]
+    pub kafka: Option<&'static str>,
+}
+
+impl ReadyResponse {
+    pub fn new(ready: bool, mode: &'static str, database: bool, kafka: Option<bool>) -> Self {
+        let check = |ok: bool| if ok { "ok" } else { "unreachable" };
+        Self {
+            status: if ready { "ready" } else { "unavailable" },
+            mode,
+            checks: ReadyChecks {
+                database: check(database),
+                kafka: kafka.map(check),
+            },
+        }
+    }
+}

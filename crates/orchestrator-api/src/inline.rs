@@ -37,25 +37,32 @@ impl InlineRunner {
         &self.processor
     }
 
-    /// Queues a task for background processing.
-    pub fn submit(&self, task_id: Uuid) {
+    /// Queues a task for background processing. `request_id` goes into its logs and
+    /// downstream calls.
+    pub fn submit(&self, task_id: Uuid, request_id: Option<String>) {
         let permits = Arc::clone(&self.permits);
         let processor = self.processor.clone();
         self.tracker.spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            process_with_retries(&processor, task_id).await;
+            process_with_retries(&processor, task_id, request_id.as_deref()).await;
         });
     }
 
     /// Processes a task to the end and returns its status. It runs as a tracked task of
     /// its own, so a client that disconnects does not cut the processing short.
-    pub async fn run(&self, task_id: Uuid) -> Result<Status, ProcessError> {
+    pub async fn run(
+        &self,
+        task_id: Uuid,
+        request_id: Option<String>,
+    ) -> Result<Status, ProcessError> {
         let processor = self.processor.clone();
-        let handle = self
-            .tracker
-            .spawn(async move { processor.process(task_id, None, None).await });
+        let handle = self.tracker.spawn(async move {
+            processor
+                .process(task_id, None, request_id.as_deref())
+                .await
+        });
         match handle.await {
             Ok(result) => result,
             Err(join_error) => Err(ProcessError::Store(StoreError::Corrupt(format!(
@@ -76,7 +83,7 @@ impl InlineRunner {
             };
             after = Some(*last);
             for (_, task_id) in &batch {
-                self.submit(*task_id);
+                self.submit(*task_id, None);
             }
             resumed += batch.len();
         }
@@ -93,10 +100,10 @@ impl InlineRunner {
     }
 }
 
-async fn process_with_retries(processor: &TaskProcessor, task_id: Uuid) {
+async fn process_with_retries(processor: &TaskProcessor, task_id: Uuid, request_id: Option<&str>) {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=MAX_TRIES {
-        match processor.process(task_id, None, None).await {
+        match processor.process(task_id, None, request_id).await {
             Ok(_) => return,
             Err(ProcessError::NotFound(_)) => {
                 tracing::warn!(%task_id, "Queued task no longer exists.");

@@ -3,7 +3,8 @@
 //! It validates and stores orchestration requests, then has them processed: by the
 //! workers through Kafka (Kafka mode, [`queue`]) or by this process in the background
 //! (inline mode, [`inline`]); the direct endpoint processes before answering. Clients
-//! follow tasks through `GET /api/tasks`.
+//! follow tasks through `GET /api/tasks`, and operators through the dashboard at `/ui`
+//! ([`ui`]).
 //!
 //! `main.rs` only parses [`config::ApiConfig`] and calls [`run`]; tests build an
 //! [`startup::Application`] on port 0 and talk to it over HTTP.
@@ -12,11 +13,14 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod inline;
+pub mod intake;
+pub mod metrics;
 pub mod openapi;
 pub mod queue;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod ui;
 
 use anyhow::Context;
 

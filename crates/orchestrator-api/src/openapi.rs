@@ -19,6 +19,8 @@ use crate::routes;
         routes::tasks::get_task,
         routes::tasks::retry_task,
         routes::health::health,
+        routes::health::ready,
+        routes::health::metrics,
     ),
     components(schemas(
         dto::OrchestrateRequest,
@@ -29,6 +31,8 @@ use crate::routes;
         dto::TaskDetailResponse,
         dto::TaskListResponse,
         dto::HealthResponse,
+        dto::ReadyResponse,
+        dto::ReadyChecks,
         Problem,
         ProblemField,
     )),

@@ -58,6 +58,11 @@ pub struct QueueWorkers {
 }
 
 impl TaskQueue {
+    /// Succeeds when the broker answers a metadata request within `timeout`.
+    pub async fn ping_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
+        orchestrator_kafka::health::ping(self.publisher.connection(), timeout).await
+    }
+
     pub fn start(
         publisher: Arc<TaskPublisher>,
         pool: DbPool,

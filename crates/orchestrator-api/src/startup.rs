@@ -2,14 +2,16 @@
 //! `run_until_stopped` serves until a signal or the shutdown token asks it to stop.
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use orchestrator_dispatcher::TaskProcessor;
+use orchestrator_dispatcher::{DispatchMetrics, TaskProcessor};
 use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_store::{build_pool, migrations};
+use orchestrator_telemetry::metrics;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -17,10 +19,17 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::inline::InlineRunner;
+use crate::intake::TaskWriter;
+use crate::metrics::HttpMetrics;
 use crate::openapi::ApiDoc;
 use crate::queue::{QueueWorkers, SweepSettings, TaskQueue};
 use crate::routes;
 use crate::state::{AppState, Mode};
+
+/// Writer loops storing accepted tasks, and the most tasks one commit carries. Four
+/// loops keep commits overlapping without taking many of the pool's connections.
+const TASK_WRITERS: usize = 4;
+const TASK_WRITE_BATCH: usize = 512;
 
 pub struct Application {
     port: u16,
@@ -36,7 +45,12 @@ impl Application {
     /// and, in inline mode, resumes unfinished tasks. Serving starts with
     /// [`Application::run_until_stopped`].
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
-        let dispatcher = config.dispatch.dispatcher()?;
+        let mut registry = metrics::new_registry();
+        let dispatcher = config
+            .dispatch
+            .dispatcher()?
+            .with_metrics(DispatchMetrics::register(&mut registry));
+        let http_metrics = HttpMetrics::register(&mut registry);
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
         anyhow::ensure!(
             config.max_body_bytes >= 1,
@@ -70,11 +84,13 @@ impl Application {
         };
 
         let state = web::Data::new(AppState {
+            task_writer: TaskWriter::start(pool.clone(), TASK_WRITERS, TASK_WRITE_BATCH),
             pool,
             runner: runner.clone(),
             queue,
             mode,
             max_body_bytes: config.max_body_bytes,
+            metrics: Arc::new(registry),
         });
         let listener =
             TcpListener::bind((config.host.as_str(), config.port)).with_context(|| {
@@ -86,7 +102,24 @@ impl Application {
         let port = listener.local_addr()?.port();
         let openapi = ApiDoc::openapi();
         let mut server = HttpServer::new(move || {
+            let http_metrics = http_metrics.clone();
             App::new()
+                .wrap_fn(move |request, service| {
+                    let started = Instant::now();
+                    let method = request.method().clone();
+                    let http_metrics = http_metrics.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        http_metrics.observe(
+                            &method,
+                            response.request().match_pattern().as_deref(),
+                            response.status(),
+                            started.elapsed(),
+                        );
+                        Ok(response)
+                    }
+                })
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::InvalidQuery {

@@ -1,9 +1,13 @@
 //! What every handler shares.
 
+use std::sync::Arc;
+
 use orchestrator_core::RequestLimits;
 use orchestrator_store::DbPool;
+use orchestrator_telemetry::metrics::Registry;
 
 use crate::inline::InlineRunner;
+use crate::intake::TaskWriter;
 use crate::queue::TaskQueue;
 
 /// How accepted tasks reach a processor.
@@ -26,12 +30,16 @@ impl Mode {
 
 pub struct AppState {
     pub pool: DbPool,
+    /// Stores accepted tasks, many per commit.
+    pub task_writer: TaskWriter,
     /// Runs direct requests, and in inline mode every accepted task.
     pub runner: InlineRunner,
     /// Kafka mode: where accepted tasks go.
     pub queue: Option<TaskQueue>,
     pub mode: Mode,
     pub max_body_bytes: usize,
+    /// Served by `GET /metrics`.
+    pub metrics: Arc<Registry>,
 }
 
 impl AppState {

@@ -19,7 +19,8 @@ pub struct WorkerConfig {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// PostgreSQL connection URL.
+    /// PostgreSQL connection URL. TLS as libpq's `sslmode` (disable, prefer, require,
+    /// verify-ca, verify-full) and `sslrootcert` (CA file, or `system`) parameters say.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -83,6 +84,14 @@ pub struct WorkerConfig {
     /// back: the next owner processes them again from the committed offset.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// Address of the worker's HTTP port (`/health`, `/ready`, `/metrics`).
+    #[arg(long, env = "WORKER_HTTP_HOST", default_value = "0.0.0.0")]
+    pub http_host: String,
+
+    /// The worker's HTTP port (0 picks a free one).
+    #[arg(long, env = "WORKER_HTTP_PORT", default_value_t = 9000)]
+    pub http_port: u16,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -174,6 +183,12 @@ impl WorkerConfig {
         }
         if self.dlq_topic.trim().is_empty() || self.dlq_topic == self.kafka.topic {
             return invalid("KAFKA_DLQ_TOPIC", "must be set and differ from KAFKA_TOPIC");
+        }
+        // Before the migrations run, not at the first Kafka connection.
+        if let Err(orchestrator_kafka::KafkaError::InvalidSetting { setting, reason }) =
+            self.kafka.validate()
+        {
+            return Err(InvalidSetting { setting, reason });
         }
         Ok(())
     }

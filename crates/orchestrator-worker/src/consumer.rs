@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::dead_letters::DeadLetters;
 use crate::offsets::OffsetTracker;
+use crate::status::{PartitionProgress, WorkerStatus};
 
 /// Longest wait between two tries of a record whose processing failed for a reason
 /// other than its content (the database was unreachable, say).
@@ -32,6 +33,8 @@ pub struct ConsumerContext {
     pub fetch_max_bytes: i32,
     pub fetch_max_wait_ms: i32,
     pub commit_interval: Duration,
+    /// What this replica reports on its HTTP port.
+    pub status: Arc<WorkerStatus>,
 }
 
 /// How a partition consumer ended.
@@ -87,6 +90,7 @@ pub async fn consume(
     start: i64,
     stop: CancellationToken,
     drain: DrainBudget,
+    progress: Arc<PartitionProgress>,
 ) -> ConsumerExit {
     let fence = Arc::new(fence);
     let permits = Arc::new(Semaphore::new(ctx.max_in_flight));
@@ -98,6 +102,7 @@ pub async fn consume(
             start,
             Arc::clone(&permits),
             tx,
+            Arc::clone(&progress),
         )
         .in_current_span(),
     );
@@ -110,6 +115,7 @@ pub async fn consume(
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        progress.in_flight(tracker.in_flight());
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -149,7 +155,10 @@ pub async fn consume(
                     tracing::warn!(from = committed, to = offset, "Partition log was reset; resuming from its start.");
                     tracker.reset(offset);
                     match reset_offset(&ctx.pool, &fence, offset).await {
-                        Ok(()) => committed = offset,
+                        Ok(()) => {
+                            committed = offset;
+                            progress.committed(offset);
+                        }
                         Err(StoreError::Fenced { .. }) => return ConsumerExit::Lost,
                         Err(error) => tracing::warn!(error = %error_chain(&error), "Could not record the offset reset; will retry."),
                     }
@@ -160,6 +169,7 @@ pub async fn consume(
                     records.abort_all();
                     return lost;
                 }
+                progress.committed(committed);
             }
         }
     }
@@ -273,6 +283,7 @@ async fn fetch_loop(
     start: i64,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Fetched>,
+    progress: Arc<PartitionProgress>,
 ) {
     let mut next = start;
     let mut delay = Duration::from_millis(100);
@@ -283,6 +294,7 @@ async fn fetch_loop(
         match fetched {
             Ok((records, high_watermark)) => {
                 delay = Duration::from_millis(100);
+                progress.high_watermark(high_watermark);
                 if records.is_empty() {
                     if high_watermark < next {
                         next = high_watermark.max(0);
@@ -366,7 +378,10 @@ async fn process_record(
                 .process(envelope.task_id, Some(fence), envelope.request_id.as_deref())
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    ctx.status.metrics().processed();
+                    return Ok(());
+                }
                 Err(ProcessError::NotFound(task_id)) => {
                     let reason = format!("task {task_id} does not exist");
                     return dead_letter(ctx, fence, record, &reason, stop).await;
@@ -406,6 +421,7 @@ async fn dead_letter(
                     reason,
                     "Record sent to the dead-letter topic."
                 );
+                ctx.status.metrics().dead_lettered();
                 return Ok(());
             }
             Err(error) => {

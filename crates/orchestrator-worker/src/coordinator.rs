@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::consumer::{ConsumerContext, ConsumerExit, DrainBudget, consume, error_chain};
+use crate::status::PartitionProgress;
 
 /// Timing of the lease protocol.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,7 @@ struct Owned {
     /// Asked to stop because another replica should own it; still renewed until the
     /// consumer has drained and released it.
     handing_off: bool,
+    progress: Arc<PartitionProgress>,
 }
 
 pub struct Coordinator {
@@ -108,6 +110,7 @@ impl Coordinator {
             .collect();
         for partition in ended {
             if let Some(owned) = self.owned.remove(&partition) {
+                self.ctx.status.untrack(partition);
                 let exit = owned.handle.await.unwrap_or(ConsumerExit::Lost);
                 tracing::info!(partition, ?exit, "Partition consumer ended.");
             }
@@ -129,6 +132,7 @@ impl Coordinator {
         .into_iter()
         .collect();
         self.last_renewed = Instant::now();
+        self.ctx.status.renewed();
         let lost: Vec<i32> = held
             .iter()
             .map(|(p, _)| *p)
@@ -141,6 +145,7 @@ impl Coordinator {
                     epoch = owned.fence.epoch,
                     "Lease lost; stopping the partition."
                 );
+                self.ctx.status.untrack(partition);
                 owned.stop.cancel();
                 owned.handle.abort();
             }
@@ -160,6 +165,7 @@ impl Coordinator {
                     "Handing partition over."
                 );
                 owned.handing_off = true;
+                owned.progress.handing_off();
                 owned.drain.set(self.timing.handoff_drain);
                 owned.stop.cancel();
             }
@@ -192,6 +198,10 @@ impl Coordinator {
             let stop = CancellationToken::new();
             let drain = DrainBudget::default();
             let span = tracing::info_span!("partition", partition, epoch = lease.epoch);
+            let progress = self
+                .ctx
+                .status
+                .track(partition, lease.epoch, lease.committed_offset);
             let handle = tokio::spawn(
                 consume(
                     Arc::clone(&self.ctx),
@@ -200,6 +210,7 @@ impl Coordinator {
                     lease.committed_offset,
                     stop.clone(),
                     drain.clone(),
+                    Arc::clone(&progress),
                 )
                 .instrument(span),
             );
@@ -217,6 +228,7 @@ impl Coordinator {
                     drain,
                     handle,
                     handing_off: false,
+                    progress,
                 },
             );
         }
@@ -233,7 +245,8 @@ impl Coordinator {
             partitions = self.owned.len(),
             "Leases expired without renewal; stopping every partition."
         );
-        for (_, owned) in std::mem::take(&mut self.owned) {
+        for (partition, owned) in std::mem::take(&mut self.owned) {
+            self.ctx.status.untrack(partition);
             owned.stop.cancel();
             owned.handle.abort();
         }
@@ -256,6 +269,9 @@ impl Coordinator {
             .is_err()
         {
             tracing::warn!("Partitions still draining at the shutdown deadline.");
+        }
+        for partition in 0..self.partitions {
+            self.ctx.status.untrack(partition);
         }
         let left = async {
             let mut conn = self.ctx.pool.get().await?;

@@ -10,14 +10,17 @@ pub mod config;
 pub mod consumer;
 pub mod coordinator;
 pub mod dead_letters;
+pub mod http;
 pub mod offsets;
+pub mod status;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator_dispatcher::TaskProcessor;
+use orchestrator_dispatcher::{DispatchMetrics, TaskProcessor};
 use orchestrator_kafka::{KafkaConnection, ensure_topic};
 use orchestrator_store::{build_pool, leases};
+use orchestrator_telemetry::metrics;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Command, WorkerConfig};
@@ -25,6 +28,8 @@ pub use config::{Command, WorkerConfig};
 use crate::consumer::ConsumerContext;
 use crate::coordinator::{Coordinator, LeaseTiming};
 use crate::dead_letters::DeadLetters;
+use crate::http::{HttpState, WorkerHttp};
+use crate::status::{ConsumerMetrics, WorkerStatus};
 
 /// Requests with a payload larger than this many items were refused by the API, so the
 /// worker accepts whatever the API stored.
@@ -35,94 +40,163 @@ const MAX_ITEMS_ACCEPTED: usize = usize::MAX;
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Fail on bad settings at startup, not at the first task.
     config.validate()?;
-    let dispatcher = config.dispatch.dispatcher()?;
-    let applied = orchestrator_store::migrations::run_pending(&config.database_url)
-        .await
-        .context("applying database migrations (DATABASE_URL)")?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "Applied migrations.");
-    }
     if matches!(config.command, Some(Command::Migrate)) {
+        let applied = orchestrator_store::migrations::run_pending(&config.database_url)
+            .await
+            .context("applying database migrations (DATABASE_URL)")?;
+        tracing::info!(?applied, "Migrations applied.");
         return Ok(());
     }
-
-    let worker_id = config.worker_id();
-    let pool = build_pool(&config.pool_config())?;
-    let kafka = KafkaConnection::connect(&config.kafka, &worker_id)
+    Worker::build(config)
+        .await?
+        .run_until_stopped(shutdown)
         .await
-        .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;
-    let timeout = config.kafka.request_timeout();
-    let partitions = ensure_topic(
-        &kafka,
-        &config.kafka.topic,
-        config.kafka.partitions,
-        config.kafka.replication_factor,
-        timeout,
-    )
-    .await
-    .context("creating the task topic (KAFKA_TOPIC)")?;
-    let dlq_partitions = ensure_topic(
-        &kafka,
-        &config.dlq_topic,
-        partitions,
-        config.kafka.replication_factor,
-        timeout,
-    )
-    .await
-    .context("creating the dead-letter topic (KAFKA_DLQ_TOPIC)")?;
-    {
-        let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
-        leases::ensure_partitions(&mut conn, &config.kafka.topic, partitions).await?;
+}
+
+/// A started worker: connected, topics created, HTTP port bound. Consuming starts with
+/// [`Worker::run_until_stopped`].
+pub struct Worker {
+    coordinator: Coordinator,
+    http: WorkerHttp,
+    shutdown_timeout: std::time::Duration,
+}
+
+impl Worker {
+    /// Applies migrations, connects to PostgreSQL and Kafka, creates the topics when
+    /// missing and binds the HTTP port.
+    pub async fn build(config: WorkerConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let mut registry = metrics::new_registry();
+        let dispatcher = config
+            .dispatch
+            .dispatcher()?
+            .with_metrics(DispatchMetrics::register(&mut registry));
+        let consumer_metrics = ConsumerMetrics::register(&mut registry);
+        let applied = orchestrator_store::migrations::run_pending(&config.database_url)
+            .await
+            .context("applying database migrations (DATABASE_URL)")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "Applied migrations.");
+        }
+
+        let worker_id = config.worker_id();
+        let pool = build_pool(&config.pool_config())?;
+        let kafka = KafkaConnection::connect(&config.kafka, &worker_id)
+            .await
+            .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;
+        let timeout = config.kafka.request_timeout();
+        let partitions = ensure_topic(
+            &kafka,
+            &config.kafka.topic,
+            config.kafka.partitions,
+            config.kafka.replication_factor,
+            timeout,
+        )
+        .await
+        .context("creating the task topic (KAFKA_TOPIC)")?;
+        let dlq_partitions = ensure_topic(
+            &kafka,
+            &config.dlq_topic,
+            partitions,
+            config.kafka.replication_factor,
+            timeout,
+        )
+        .await
+        .context("creating the dead-letter topic (KAFKA_DLQ_TOPIC)")?;
+        {
+            let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+            leases::ensure_partitions(&mut conn, &config.kafka.topic, partitions).await?;
+        }
+
+        let processor = TaskProcessor::new(
+            pool.clone(),
+            dispatcher,
+            MAX_ITEMS_ACCEPTED,
+            config.dispatch.task_concurrency,
+        );
+        let status = Arc::new(WorkerStatus::new(
+            worker_id.clone(),
+            config.kafka.topic.clone(),
+            consumer_metrics,
+        ));
+        let http = WorkerHttp::bind(
+            &config.http_host,
+            config.http_port,
+            HttpState {
+                pool: pool.clone(),
+                kafka: kafka.clone(),
+                processor: processor.clone(),
+                status: Arc::clone(&status),
+                registry: Arc::new(registry),
+            },
+        )?;
+        let ctx = Arc::new(ConsumerContext {
+            pool,
+            processor,
+            dead_letters: DeadLetters::new(
+                kafka.clone(),
+                config.dlq_topic.clone(),
+                config.kafka.topic.clone(),
+                dlq_partitions,
+            ),
+            max_in_flight: config.max_in_flight,
+            fetch_max_bytes: config.fetch_max_bytes,
+            fetch_max_wait_ms: config.fetch_max_wait_ms,
+            commit_interval: config.commit_interval(),
+            status,
+        });
+        let timing = LeaseTiming {
+            ttl: config.lease_ttl(),
+            heartbeat: config.heartbeat_interval(),
+            handoff_drain: config.lease_ttl() / 2,
+        };
+        tracing::info!(
+            %worker_id,
+            topic = %config.kafka.topic,
+            partitions,
+            http_port = http.port,
+            "Worker started."
+        );
+        let coordinator = Coordinator::new(
+            ctx,
+            kafka,
+            config.kafka.topic.clone(),
+            partitions,
+            worker_id,
+            timing,
+        );
+        Ok(Self {
+            coordinator,
+            http,
+            shutdown_timeout: config.shutdown_timeout(),
+        })
     }
 
-    let processor = TaskProcessor::new(
-        pool.clone(),
-        dispatcher,
-        MAX_ITEMS_ACCEPTED,
-        config.dispatch.task_concurrency,
-    );
-    let ctx = Arc::new(ConsumerContext {
-        pool,
-        processor,
-        dead_letters: DeadLetters::new(
-            kafka.clone(),
-            config.dlq_topic.clone(),
-            config.kafka.topic.clone(),
-            dlq_partitions,
-        ),
-        max_in_flight: config.max_in_flight,
-        fetch_max_bytes: config.fetch_max_bytes,
-        fetch_max_wait_ms: config.fetch_max_wait_ms,
-        commit_interval: config.commit_interval(),
-    });
-    let timing = LeaseTiming {
-        ttl: config.lease_ttl(),
-        heartbeat: config.heartbeat_interval(),
-        handoff_drain: config.lease_ttl() / 2,
-    };
-    tracing::info!(%worker_id, topic = %config.kafka.topic, partitions, "Worker started.");
-    let coordinator = Coordinator::new(
-        ctx,
-        kafka,
-        config.kafka.topic.clone(),
-        partitions,
-        worker_id,
-        timing,
-    );
+    /// The bound HTTP port (useful when configured as 0).
+    pub fn http_port(&self) -> u16 {
+        self.http.port
+    }
 
-    let stop = CancellationToken::new();
-    let signals = {
-        let stop = stop.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_stop(&shutdown).await;
-            stop.cancel();
-        })
-    };
-    coordinator.run(stop, config.shutdown_timeout()).await;
-    signals.abort();
-    tracing::info!("Worker stopped.");
-    Ok(())
+    /// Consumes until `shutdown` is cancelled or SIGTERM/SIGINT arrives, then drains,
+    /// releases the leases and stops the HTTP port last, so probes see the drain.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let http_handle = self.http.handle();
+        let http = tokio::spawn(self.http.server);
+        let stop = CancellationToken::new();
+        let signals = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                wait_for_stop(&shutdown).await;
+                stop.cancel();
+            })
+        };
+        self.coordinator.run(stop, self.shutdown_timeout).await;
+        signals.abort();
+        http_handle.stop(true).await;
+        let _ = http.await;
+        tracing::info!("Worker stopped.");
+        Ok(())
+    }
 }
 
 /// Resolves on SIGTERM, SIGINT or cancellation of `token`.

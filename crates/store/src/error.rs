@@ -19,6 +19,12 @@ pub enum StoreError {
     Fenced { partition: i32, epoch: i64 },
     #[error("stored row is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the database did not answer in time")]
+    Timeout,
+    /// A batched write failed because the database could not be reached; every caller
+    /// whose write was in the batch gets this (the cause is logged once by the batcher).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -29,6 +35,8 @@ impl StoreError {
             self,
             StoreError::Pool(_)
                 | StoreError::Connect(_)
+                | StoreError::Timeout
+                | StoreError::Unavailable(_)
                 | StoreError::Query(diesel::result::Error::BrokenTransactionManager)
         )
     }

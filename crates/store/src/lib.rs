@@ -5,17 +5,23 @@
 //! - [`leases`]: partition ownership and offsets of the worker replicas, with fencing.
 //! - [`tasks`] and [`service_requests`]: queries, each taking `&mut AsyncPgConnection`
 //!   so callers can compose them inside a transaction.
+//! - [`dashboard`]: counts per status, throughput and search for the dashboard, each
+//!   reading a bounded amount of data however many tasks there are; [`seed`] fills a
+//!   database with many tasks to measure that.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
 
 pub mod cursor;
+pub mod dashboard;
 pub mod error;
+pub mod health;
 pub mod leases;
 pub mod migrations;
 pub mod models;
 pub mod pool;
 pub mod schema;
+pub mod seed;
 pub mod service_requests;
 pub mod tasks;
 

@@ -1,7 +1,6 @@
 //! Embedded migrations, applied at startup by every binary.
 
 use diesel::RunQueryDsl;
-use diesel::connection::Connection;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -20,9 +19,11 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f72_6368;
 /// one applies the migrations while the others wait and then find nothing to do.
 /// Runs on a blocking thread because diesel's migration harness is synchronous.
 pub async fn run_pending(database_url: &str) -> Result<Vec<String>, StoreError> {
-    let database_url = database_url.to_owned();
+    // Connected like the pool's connections (TLS as the URL says); diesel-async's own
+    // `establish` has no TLS.
+    let conn = crate::pool::establish(database_url).await?;
     tokio::task::spawn_blocking(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&database_url)?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
             .execute(&mut conn)?;
         let applied = conn

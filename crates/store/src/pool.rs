@@ -1,10 +1,23 @@
-//! The connection pool: built here, once, with explicit size and timeouts.
+//! The connection pool: built here, once, with explicit size and timeouts; and how every
+//! connection is opened, TLS included.
+//!
+//! diesel-async opens connections with tokio-postgres and no TLS connector, so on its own
+//! `sslmode=require` fails and the libpq-only values (`verify-ca`, `verify-full`,
+//! `sslrootcert`) do not even parse. [`PgConnector`] reads those settings from the URL
+//! the way libpq does, connects with tokio-postgres and a TLS connector (OpenSSL, through
+//! native-tls), and hands the connection to diesel-async. The pool and the migrations
+//! both connect through it.
 
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::time::Duration;
 
+use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use postgres_native_tls::MakeTlsConnector;
 
 use crate::StoreError;
 
@@ -52,9 +65,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Builds the pool. No connection is opened until the first one is needed.
+/// Builds the pool. No connection is opened until the first one is needed, but the URL's
+/// TLS settings are checked (and a CA file read) now, so a mistake stops the start.
 pub fn build_pool(config: &PoolConfig) -> Result<DbPool, StoreError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&config.database_url);
+    let connector = PgConnector::from_url(&config.database_url)?;
+    let mut manager_config = ManagerConfig::default();
+    manager_config.custom_setup = Box::new(move |_url| {
+        let connector = connector.clone();
+        Box::pin(async move { connector.connect().await })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        &config.database_url,
+        manager_config,
+    );
     let pool = Pool::builder(manager)
         .max_size(config.max_size)
         .wait_timeout(Some(config.acquire_timeout))
@@ -65,9 +88,383 @@ pub fn build_pool(config: &PoolConfig) -> Result<DbPool, StoreError> {
     Ok(pool)
 }
 
+/// Opens one connection to `database_url` with its TLS settings, outside the pool (the
+/// migrations use this).
+///
+/// # Errors
+/// If the URL or its TLS settings are invalid, or the connection fails.
+pub async fn establish(database_url: &str) -> Result<AsyncPgConnection, StoreError> {
+    Ok(PgConnector::from_url(database_url)?.connect().await?)
+}
+
+/// libpq's `sslmode`: whether to use TLS and what to check of the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, else plaintext; the certificate is not checked.
+    /// libpq's default, and so ours.
+    Prefer,
+    /// TLS or fail; the certificate is not checked, unless `sslrootcert` is given, which
+    /// makes it `VerifyCa` (as in libpq).
+    Require,
+    /// TLS, and the certificate must be signed by a trusted CA.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<SslMode> {
+        Some(match value {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// Where the trusted CA certificates come from (`sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// A PEM file of CA certificates: only these are trusted.
+    File(PathBuf),
+    /// `sslrootcert=system`: the system's trusted CAs (as libpq 16 does).
+    System,
+}
+
+/// The TLS settings of a DATABASE_URL, as libpq reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    /// `None`: the system's trusted CAs, when the mode checks certificates at all.
+    pub root_cert: Option<RootCert>,
+}
+
+/// Opens connections as a DATABASE_URL says, TLS included. Cheap to clone: the TLS
+/// connector (with the CA file already read) is shared.
+#[derive(Clone)]
+pub struct PgConnector {
+    config: tokio_postgres::Config,
+    tls: Option<MakeTlsConnector>,
+    settings: TlsSettings,
+}
+
+impl std::fmt::Debug for PgConnector {
+    // `tokio_postgres::Config` prints the password; never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnector")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgConnector {
+    /// Parses the URL, takes out the TLS settings tokio-postgres does not know
+    /// (`sslmode=verify-ca|verify-full`, `sslrootcert`), and builds the TLS connector.
+    ///
+    /// # Errors
+    /// If the URL does not parse, a TLS setting is invalid, or the CA file cannot be read;
+    /// the message names the setting.
+    pub fn from_url(database_url: &str) -> Result<PgConnector, StoreError> {
+        let invalid = |reason: String| {
+            StoreError::Connect(ConnectionError::InvalidConnectionUrl(format!(
+                "DATABASE_URL: {reason}"
+            )))
+        };
+        let (rest, settings) = split_tls_settings(database_url).map_err(invalid)?;
+        let mut config = tokio_postgres::Config::from_str(&rest)
+            .map_err(|error| invalid(error_chain(&error)))?;
+        let settings = settings.unwrap_or_else(|| TlsSettings {
+            // A key=value connection string: tokio-postgres has read its sslmode.
+            mode: match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+                tokio_postgres::config::SslMode::Require => SslMode::Require,
+                _ => SslMode::Prefer,
+            },
+            root_cert: None,
+        });
+        config.ssl_mode(match settings.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+        let tls = match settings.mode {
+            SslMode::Disable => None,
+            _ => Some(tls_connector(&settings).map_err(invalid)?),
+        };
+        Ok(PgConnector {
+            config,
+            tls,
+            settings,
+        })
+    }
+
+    pub fn tls_settings(&self) -> &TlsSettings {
+        &self.settings
+    }
+
+    /// Opens a connection; its I/O runs on a spawned task, as with diesel-async's own.
+    pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        let failed =
+            |error: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&error));
+        match &self.tls {
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(failed)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.map_err(failed)?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+        }
+    }
+}
+
+/// The OpenSSL connector for `settings` (which use TLS).
+fn tls_connector(settings: &TlsSettings) -> Result<MakeTlsConnector, String> {
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(RootCert::File(path)) = &settings.root_cert {
+        let pem = std::fs::read(path)
+            .map_err(|error| format!("sslrootcert: cannot read {}: {error}", path.display()))?;
+        let certificates = native_tls::Certificate::stack_from_pem(&pem).map_err(|error| {
+            format!(
+                "sslrootcert: {} is not a PEM file of certificates: {error}",
+                path.display()
+            )
+        })?;
+        if certificates.is_empty() {
+            return Err(format!(
+                "sslrootcert: {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        // Only the given CAs, as with libpq: a public CA must not vouch for the server.
+        builder.disable_built_in_roots(true);
+        for certificate in certificates {
+            builder.add_root_certificate(certificate);
+        }
+    }
+    let mode = match (settings.mode, &settings.root_cert) {
+        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+        (mode, _) => mode,
+    };
+    match mode {
+        // Encrypted but not authenticated, as libpq does in these modes.
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+            builder.danger_accept_invalid_certs(true);
+        }
+        SslMode::VerifyCa => {
+            builder.danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyFull => {}
+    }
+    let connector = builder
+        .build()
+        .map_err(|error| format!("cannot set up TLS: {}", error_chain(&error)))?;
+    Ok(MakeTlsConnector::new(connector))
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL's query, leaving the
+/// rest byte for byte. A key=value connection string is returned whole, with `None`:
+/// tokio-postgres parses its `sslmode` (disable, prefer or require) itself.
+fn split_tls_settings(url: &str) -> Result<(String, Option<TlsSettings>), String> {
+    let is_url = ["postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme));
+    if !is_url {
+        return Ok((url.to_owned(), None));
+    }
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), Some(TlsSettings::from_parts(None, None)?)));
+    };
+    let mut mode = None;
+    let mut root_cert = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match decode(key)?.as_ref() {
+            "sslmode" => {
+                let value = decode(value)?;
+                mode = Some(SslMode::parse(&value).ok_or_else(|| {
+                    format!(
+                        "sslmode={value} is not one of disable, prefer, require, verify-ca, \
+                         verify-full"
+                    )
+                })?);
+            }
+            "sslrootcert" => {
+                root_cert = Some(match decode(value)?.as_ref() {
+                    "" => return Err("sslrootcert is empty".to_owned()),
+                    "system" => RootCert::System,
+                    path => RootCert::File(PathBuf::from(path)),
+                });
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, Some(TlsSettings::from_parts(mode, root_cert)?)))
+}
+
+impl TlsSettings {
+    fn from_parts(mode: Option<SslMode>, root_cert: Option<RootCert>) -> Result<Self, String> {
+        let mode = match (mode, &root_cert) {
+            // As libpq 16: the system's CAs vouch for anyone's name, so only verify-full
+            // makes sense with them, and it is then the default.
+            (None, Some(RootCert::System)) => SslMode::VerifyFull,
+            (Some(mode), Some(RootCert::System)) if mode != SslMode::VerifyFull => {
+                return Err("sslrootcert=system needs sslmode=verify-full".to_owned());
+            }
+            (mode, _) => mode.unwrap_or(SslMode::Prefer),
+        };
+        Ok(TlsSettings { mode, root_cert })
+    }
+}
+
+fn decode(text: &str) -> Result<Cow<'_, str>, String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_err(|error| format!("{text:?} is not percent-encoded UTF-8: {error}"))
+}
+
+/// The error with its causes, for messages that keep only a string.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // OpenSSL's errors repeat their cause in their own message.
+        let text = cause.to_string();
+        if !chain.contains(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(url: &str) -> TlsSettings {
+        PgConnector::from_url(url)
+            .unwrap_or_else(|error| panic!("{url}: {error}"))
+            .tls_settings()
+            .clone()
+    }
+
+    fn refused(url: &str) -> String {
+        match PgConnector::from_url(url) {
+            Err(StoreError::Connect(ConnectionError::InvalidConnectionUrl(message))) => message,
+            other => panic!("{url} should be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn libpq_tls_settings_are_taken_out_of_the_url() {
+        let (rest, settings) = split_tls_settings(
+            "postgres://app:p%40ss@db:5432/orch?application_name=api&sslmode=verify-full\
+             &sslrootcert=%2Fetc%2Fpostgres%20ca%2Froot.crt&connect_timeout=5",
+        )
+        .expect("valid URL");
+        assert_eq!(
+            rest,
+            "postgres://app:p%40ss@db:5432/orch?application_name=api&connect_timeout=5"
+        );
+        assert_eq!(
+            settings,
+            Some(TlsSettings {
+                mode: SslMode::VerifyFull,
+                root_cert: Some(RootCert::File("/etc/postgres ca/root.crt".into())),
+            })
+        );
+        let (rest, _) = split_tls_settings("postgresql://db/orch?sslmode=disable").expect("valid");
+        assert_eq!(rest, "postgresql://db/orch");
+    }
+
+    #[test]
+    fn sslmode_defaults_to_prefer_as_in_libpq() {
+        for url in [
+            "postgres://db/orch",
+            "postgres://db/orch?application_name=x",
+        ] {
+            assert_eq!(settings(url).mode, SslMode::Prefer, "{url}");
+        }
+        for (value, mode) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("verify-full", SslMode::VerifyFull),
+        ] {
+            assert_eq!(
+                settings(&format!("postgres://db/orch?sslmode={value}")).mode,
+                mode
+            );
+        }
+    }
+
+    #[test]
+    fn key_value_strings_keep_tokio_postgres_sslmodes() {
+        let settings = settings("host=127.0.0.1 user=postgres sslmode=require");
+        assert_eq!(settings.mode, SslMode::Require);
+        assert_eq!(settings.root_cert, None);
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full() {
+        let settings = settings("postgres://db/orch?sslrootcert=system");
+        assert_eq!(settings.mode, SslMode::VerifyFull);
+        assert_eq!(settings.root_cert, Some(RootCert::System));
+        let message = refused("postgres://db/orch?sslrootcert=system&sslmode=require");
+        assert_eq!(
+            message,
+            "DATABASE_URL: sslrootcert=system needs sslmode=verify-full"
+        );
+    }
+
+    #[test]
+    fn invalid_tls_settings_are_named() {
+        let message = refused("postgres://db/orch?sslmode=verify");
+        assert!(
+            message.starts_with("DATABASE_URL: sslmode=verify is not one of"),
+            "{message}"
+        );
+        let message = refused("postgres://db/orch?sslmode=require&sslrootcert=/nonexistent/ca.pem");
+        assert!(
+            message.starts_with("DATABASE_URL: sslrootcert: cannot read /nonexistent/ca.pem"),
+            "{message}"
+        );
+        let message = refused("postgres://db/orch?sslrootcert=");
+        assert_eq!(message, "DATABASE_URL: sslrootcert is empty");
+        // Client certificates are not supported: refused rather than ignored.
+        let message = refused("postgres://db/orch?sslmode=require&sslcert=/etc/client.crt");
+        assert!(message.contains("sslcert"), "{message}");
+    }
+
+    #[test]
+    fn the_connector_never_prints_the_password() {
+        let connector = PgConnector::from_url("postgres://app:s3cret@db/orch?sslmode=require")
+            .expect("valid URL");
+        let debug = format!("{connector:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -59,6 +59,45 @@ pub async fn insert(
     Ok(InsertedTask::Existing(existing))
 }
 
+/// Inserts many tasks in one statement (one transaction, one commit): the API's group
+/// commit. Answers in the order given. Tasks whose idempotency key was taken (by an
+/// earlier request, or an earlier entry of `new_tasks`) come back as the stored task.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask<'_>],
+) -> Result<Vec<InsertedTask>, StoreError> {
+    if new_tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let created: Vec<TaskRow> = diesel::insert_into(tasks::table)
+        .values(new_tasks)
+        .on_conflict(tasks::idempotency_key)
+        .do_nothing()
+        .returning(TaskRow::as_returning())
+        .get_results(conn)
+        .await?;
+    let mut created: std::collections::HashMap<Uuid, TaskRow> =
+        created.into_iter().map(|row| (row.task_id, row)).collect();
+    let mut answers = Vec::with_capacity(new_tasks.len());
+    for new_task in new_tasks {
+        match created.remove(&new_task.task_id) {
+            Some(row) => answers.push(InsertedTask::Created(row)),
+            None => {
+                let key = new_task.idempotency_key.ok_or_else(|| {
+                    StoreError::Corrupt("insert skipped without an idempotency key".into())
+                })?;
+                let existing = tasks::table
+                    .filter(tasks::idempotency_key.eq(key))
+                    .select(TaskRow::as_select())
+                    .get_result(conn)
+                    .await?;
+                answers.push(InsertedTask::Existing(existing));
+            }
+        }
+    }
+    Ok(answers)
+}
+
 pub async fn find(
     conn: &mut AsyncPgConnection,
     task_id: Uuid,

@@ -1,7 +1,12 @@
-//! Logging setup shared by the orchestrator's binaries, so both log alike.
+//! Logging and metrics setup shared by the orchestrator's binaries, so both log and
+//! report alike. Metrics: see [`metrics`].
 //!
 //! Human-readable lines by default, one JSON object per line with `LOG_FORMAT=json`;
 //! `RUST_LOG` filters (default `info,rskafka=warn`).
+
+pub mod metrics;
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -23,6 +28,8 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
+        // Colours only for a person at a terminal, not in log files and collectors.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_target(true);
     let result = match format {
         LogFormat::Text => builder.try_init(),

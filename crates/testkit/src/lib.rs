@@ -5,3 +5,4 @@
 
 pub mod broker;
 pub mod database;
+pub mod proxy;

@@ -22,14 +22,7 @@ pub const DEFAULT_PARTITIONS: u32 = 12;
 /// PENDING: variables of the deployment contract that the binaries do not read yet; they
 /// are being added to the code at the same time as these files. Remove each entry once
 /// the binary's `--help` lists it (the test prints a note when that happens).
-pub const PENDING_ENV: &[(&str, &[Binary])] = &[
-    ("WORKER_HTTP_PORT", &[Binary::Worker]),
-    ("KAFKA_SECURITY_PROTOCOL", &[Binary::Api, Binary::Worker]),
-    ("KAFKA_SASL_MECHANISM", &[Binary::Api, Binary::Worker]),
-    ("KAFKA_SASL_USERNAME", &[Binary::Api, Binary::Worker]),
-    ("KAFKA_SASL_PASSWORD", &[Binary::Api, Binary::Worker]),
-    ("KAFKA_TLS_CA_FILE", &[Binary::Api, Binary::Worker]),
-];
+pub const PENDING_ENV: &[(&str, &[Binary])] = &[];
 
 /// Variables the binaries read that are not command-line flags, so `--help` does not list
 /// them: `RUST_LOG` is the log filter (`crates/telemetry`, `mock-services/src/telemetry.rs`).

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
 
+pub mod dashboard;
 pub mod health;
 pub mod orchestrate;
 pub mod tasks;
@@ -25,6 +26,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(tasks::list_tasks))
             .default_service(web::to(method_not_allowed)),
     )
+    // Registered before /api/tasks/{task_id}, which would otherwise take these names
+    // (and answer 400: not a UUID).
+    .service(
+        web::resource("/api/tasks/counts")
+            .route(web::get().to(dashboard::task_counts))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/tasks/throughput")
+            .route(web::get().to(dashboard::task_throughput))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/tasks/search")
+            .route(web::get().to(dashboard::search_tasks))
+            .default_service(web::to(method_not_allowed)),
+    )
     .service(
         web::resource("/api/tasks/{task_id}")
             .route(web::get().to(tasks::get_task))
@@ -39,7 +57,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/health")
             .route(web::get().to(health::health))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/ready")
+            .route(web::get().to(health::ready))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(health::metrics))
+            .default_service(web::to(method_not_allowed)),
     );
+    crate::ui::configure(cfg);
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -4,13 +4,14 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use orchestrator_core::OrchestrationRequest;
-use orchestrator_store::tasks::{self, InsertedTask, NewTask};
-use orchestrator_store::{StoreError, TaskRow};
+use orchestrator_store::TaskRow;
+use orchestrator_store::tasks::{self, InsertedTask};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dto::{OrchestrateRequest, TaskDetailResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
+use crate::intake::TaskToStore;
 use crate::state::AppState;
 
 /// Submits a task: stores it `PENDING` and processes it in the background.
@@ -27,13 +28,14 @@ use crate::state::AppState;
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database or task queue unavailable; nothing was stored", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "orchestrate", skip_all)]
+#[tracing::instrument(name = "orchestrate", skip_all, fields(request_id = tracing::field::Empty))]
 pub async fn orchestrate(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
+    tracing::Span::current().record("request_id", request_id.as_str());
     let (task, created) = accept(&req, body, &state).await?;
     if created {
         match &state.queue {
@@ -43,10 +45,10 @@ pub async fn orchestrate(
                     return Err(ApiError::QueueUnavailable(error));
                 }
             }
-            None => state.runner.submit(task.task_id),
+            None => state.runner.submit(task.task_id, Some(request_id.clone())),
         }
     }
-    tracing::info!(task_id = %task.task_id, %request_id, created, "Task accepted.");
+    tracing::info!(task_id = %task.task_id, created, "Task accepted.");
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/tasks/{}", task.task_id)))
         .insert_header((REQUEST_ID_HEADER, request_id))
@@ -66,16 +68,23 @@ pub async fn orchestrate(
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "orchestrate_direct", skip_all)]
+#[tracing::instrument(name = "orchestrate_direct", skip_all, fields(request_id = tracing::field::Empty))]
 pub async fn orchestrate_direct(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let request_id = request_id(&req);
+    tracing::Span::current().record("request_id", request_id.as_str());
     let (task, _) = accept(&req, body, &state).await?;
-    state.runner.run(task.task_id).await?;
+    state
+        .runner
+        .run(task.task_id, Some(request_id.clone()))
+        .await?;
     let detail = super::tasks::load_detail(&state, task.task_id).await?;
-    Ok(HttpResponse::Ok().json(detail))
+    Ok(HttpResponse::Ok()
+        .insert_header((REQUEST_ID_HEADER, request_id))
+        .json(detail))
 }
 
 pub(crate) const REQUEST_ID_HEADER: &str = "X-Request-Id";
@@ -116,15 +125,14 @@ async fn accept(
         OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
     let payload = request.payload_json();
 
-    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let new_task = NewTask {
+    let stored = TaskToStore {
         task_id: Uuid::new_v4(),
-        task_name: request.task_name.as_str(),
-        task_description: request.task_description.as_deref(),
-        payload: &payload,
-        idempotency_key: idempotency_key.as_deref(),
+        task_name: request.task_name.as_str().to_owned(),
+        task_description: request.task_description.clone(),
+        payload: payload.clone(),
+        idempotency_key,
     };
-    match tasks::insert(&mut conn, &new_task).await? {
+    match state.task_writer.insert(stored).await? {
         InsertedTask::Created(task) => Ok((task, true)),
         InsertedTask::Existing(task) => {
             let same_request = task.task_name == request.task_name.as_str()

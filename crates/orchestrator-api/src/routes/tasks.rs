@@ -160,7 +160,11 @@ impl From<StoreError> for RedriveError {
         (status = 409, description = "The task is not FAILED", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database or task queue unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "redrive", skip_all, fields(task_id = tracing::field::Empty))]
+#[tracing::instrument(
+    name = "redrive",
+    skip_all,
+    fields(task_id = tracing::field::Empty, request_id = tracing::field::Empty)
+)]
 pub async fn retry_task(
     req: HttpRequest,
     path: web::Path<String>,
@@ -170,6 +174,7 @@ pub async fn retry_task(
     let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
     let request_id = super::orchestrate::request_id(&req);
+    tracing::Span::current().record("request_id", request_id.as_str());
     let queue = state.queue.clone();
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
@@ -199,9 +204,9 @@ pub async fn retry_task(
             RedriveError::Api(error) => error,
         })?;
     if queue.is_none() {
-        state.runner.submit(task_id);
+        state.runner.submit(task_id, Some(request_id.clone()));
     }
-    tracing::info!(%request_id, service_requests = reopened, "Task re-driven.");
+    tracing::info!(service_requests = reopened, "Task re-driven.");
     let task = tasks::find(&mut conn, task_id)
         .await?
         .ok_or(ApiError::TaskNotFound(task_id))?;

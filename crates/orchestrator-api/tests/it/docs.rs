@@ -47,7 +47,10 @@ async fn swagger_ui_and_openapi_document_are_served() {
         "/api/orchestrate/direct",
         "/api/tasks",
         "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/retry",
         "/health",
+        "/ready",
+        "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
@@ -100,5 +103,10 @@ async fn openapi_schemas_match_real_responses() {
     assert_eq!(
         keys(&health),
         properties(&doc, schema(&doc, "HealthResponse"))
+    );
+    let ready = app.get_json("/ready").await;
+    assert_eq!(
+        keys(&ready),
+        properties(&doc, schema(&doc, "ReadyResponse"))
     );
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod docs;
+mod operations;
 mod orchestrate;
 mod redrive;
 mod resume;

@@ -184,7 +184,9 @@ async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task()
     // Downstream latency keeps accepted tasks waiting in the topic during the outage.
     let stack = Stack::start(50).await;
     let api = stack.start_api().await;
-    let worker = stack.spawn_worker("solo");
+    // Connected before the outage: a worker that cannot reach the broker at startup
+    // exits (for its supervisor to restart), which is not what this test is about.
+    let worker = stack.start_worker("solo").await;
 
     let mut accepted = Vec::new();
     for i in 0..20 {

@@ -108,6 +108,8 @@ impl Stack {
             ("KAFKA_PARTITIONS", PARTITIONS.to_string()),
             ("KAFKA_REQUEST_TIMEOUT_MS", "2000".to_owned()),
             ("WORKER_ID", worker_id.to_owned()),
+            // Several workers share this machine: each takes a free port.
+            ("WORKER_HTTP_PORT", "0".to_owned()),
             ("LEASE_TTL_MS", LEASE_TTL_MS.to_string()),
             ("HEARTBEAT_INTERVAL_MS", HEARTBEAT_MS.to_string()),
             ("FETCH_MAX_WAIT_MS", "100".to_owned()),
@@ -153,13 +155,36 @@ impl Stack {
     /// A worker running in this test process.
     pub fn spawn_worker(&self, worker_id: &str) -> InProcessWorker {
         let token = CancellationToken::new();
-        let handle = tokio::spawn(orchestrator_worker::run(
-            self.worker_config(worker_id),
-            token.clone(),
-        ));
+        let run = orchestrator_worker::run(self.worker_config(worker_id), token.clone());
+        let worker_id = worker_id.to_owned();
+        let handle = tokio::spawn(async move {
+            let result = run.await;
+            // Shown with the test's output should the worker end early.
+            if let Err(error) = &result {
+                eprintln!("worker {worker_id} failed: {error:#}");
+            }
+            result
+        });
         InProcessWorker {
             token: CancelOnDrop(token),
             handle,
+            http_port: None,
+        }
+    }
+
+    /// A worker running in this test process, built (connected, HTTP port bound)
+    /// before this returns.
+    pub async fn start_worker(&self, worker_id: &str) -> InProcessWorker {
+        let worker = orchestrator_worker::Worker::build(self.worker_config(worker_id))
+            .await
+            .expect("worker builds");
+        let http_port = worker.http_port();
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(worker.run_until_stopped(token.clone()));
+        InProcessWorker {
+            token: CancelOnDrop(token),
+            handle,
+            http_port: Some(http_port),
         }
     }
 
@@ -340,6 +365,7 @@ fn apply(config: &mut WorkerConfig, name: &str, value: &str) {
         "KAFKA_PARTITIONS" => config.kafka.partitions = number() as i32,
         "KAFKA_REQUEST_TIMEOUT_MS" => config.kafka.request_timeout_ms = number(),
         "WORKER_ID" => config.worker_id = Some(value.to_owned()),
+        "WORKER_HTTP_PORT" => config.http_port = u16::try_from(number()).expect("port"),
         "LEASE_TTL_MS" => config.lease_ttl_ms = number(),
         "HEARTBEAT_INTERVAL_MS" => config.heartbeat_interval_ms = number(),
         "FETCH_MAX_WAIT_MS" => config.fetch_max_wait_ms = number() as i32,
@@ -405,6 +431,8 @@ impl TestApi {
 pub struct InProcessWorker {
     token: CancelOnDrop,
     handle: JoinHandle<anyhow::Result<()>>,
+    /// Known when started with [`Stack::start_worker`].
+    pub http_port: Option<u16>,
 }
 
 impl InProcessWorker {

@@ -12,6 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 mod leases;
+mod tls;
 
 fn planned(task_id: Uuid) -> Vec<orchestrator_core::PlannedServiceRequest> {
     plan_service_requests(task_id, &request(1))

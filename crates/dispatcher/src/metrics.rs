@@ -1,0 +1,149 @@
+//! What the dispatcher reports to Prometheus: every downstream attempt by service and
+//! outcome with its latency, retries, finished service requests and tasks, and each
+//! service's breaker state.
+
+use orchestrator_core::Status;
+use orchestrator_telemetry::metrics::{Registry, latency_histogram};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::BreakerState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceOutcomeLabels {
+    service: String,
+    /// `success` or the error kind (`http_status`, `timeout`, `connect`, ...).
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceStatusLabels {
+    service: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Cheap to clone; clones update the same series. [`DispatchMetrics::default`] is not
+/// registered anywhere (for tests and tools that do not serve metrics).
+#[derive(Debug, Clone)]
+pub struct DispatchMetrics {
+    attempts: Family<ServiceOutcomeLabels, Counter>,
+    attempt_duration: HistogramFamily<ServiceOutcomeLabels>,
+    retries: Family<ServiceLabel, Counter>,
+    service_requests: Family<ServiceStatusLabels, Counter>,
+    tasks: Family<StatusLabel, Counter>,
+    breaker_state: Family<ServiceLabel, Gauge>,
+}
+
+impl Default for DispatchMetrics {
+    fn default() -> Self {
+        Self {
+            attempts: Family::default(),
+            attempt_duration: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+            service_requests: Family::default(),
+            tasks: Family::default(),
+            breaker_state: Family::default(),
+        }
+    }
+}
+
+impl DispatchMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "service_calls",
+            "Downstream HTTP attempts, by service and outcome",
+            metrics.attempts.clone(),
+        );
+        registry.register(
+            "service_call_duration_seconds",
+            "Duration of downstream HTTP attempts, by service and outcome",
+            metrics.attempt_duration.clone(),
+        );
+        registry.register(
+            "service_call_retries",
+            "Downstream attempts that were retries of an earlier failed attempt",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "service_requests_finished",
+            "Service requests finished, by service and final status",
+            metrics.service_requests.clone(),
+        );
+        registry.register(
+            "tasks_finished",
+            "Tasks this process settled, by final status",
+            metrics.tasks.clone(),
+        );
+        registry.register(
+            "circuit_breaker_state",
+            "Each service's circuit breaker: 0 closed, 1 open, 2 half-open",
+            metrics.breaker_state.clone(),
+        );
+        metrics
+    }
+
+    pub(crate) fn attempt(&self, service: &str, outcome: &str, seconds: f64, retry: bool) {
+        let labels = ServiceOutcomeLabels {
+            service: service.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.attempts.get_or_create(&labels).inc();
+        self.attempt_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+        if retry {
+            self.retries
+                .get_or_create(&ServiceLabel {
+                    service: service.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    pub(crate) fn service_request_finished(&self, service: &str, status: Status) {
+        self.service_requests
+            .get_or_create(&ServiceStatusLabels {
+                service: service.to_owned(),
+                status: status.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn task_finished(&self, status: Status) {
+        self.tasks
+            .get_or_create(&StatusLabel {
+                status: status.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn breaker_state(&self, service: &str, state: BreakerState) {
+        let value = match state {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        };
+        self.breaker_state
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .set(value);
+    }
+}

@@ -1,0 +1,251 @@
+//! What the dashboard (`/ui`) reads besides the task list and a task: counts per
+//! status, throughput per minute and search. Each answers in milliseconds with
+//! millions of tasks; see `orchestrator_store::dashboard` for how.
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use orchestrator_core::Status;
+use orchestrator_store::dashboard::{self, TaskSearch};
+use orchestrator_store::{StoreError, TaskCursor, TaskRow};
+use serde::Serialize;
+
+use crate::dto::{TaskListResponse, TaskResponse};
+use crate::error::{ApiError, Problem};
+use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::state::AppState;
+
+/// Minutes of throughput when the client does not say.
+pub const DEFAULT_THROUGHPUT_MINUTES: i32 = 15;
+pub const MAX_THROUGHPUT_MINUTES: i32 = 60;
+
+/// How many tasks have each status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusCountsResponse {
+    pub counts: CountsByStatus,
+    /// All tasks.
+    pub total: i64,
+}
+
+/// One count per status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CountsByStatus {
+    #[serde(rename = "PENDING")]
+    pub pending: i64,
+    #[serde(rename = "IN_PROGRESS")]
+    pub in_progress: i64,
+    #[serde(rename = "COMPLETED")]
+    pub completed: i64,
+    #[serde(rename = "FAILED")]
+    pub failed: i64,
+}
+
+/// Tasks submitted and finished per minute.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThroughputResponse {
+    /// Length of a bucket: 60.
+    pub bucket_seconds: u32,
+    /// One bucket per minute, oldest first; the last is the current, partial minute.
+    pub buckets: Vec<ThroughputBucket>,
+}
+
+/// One minute.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThroughputBucket {
+    /// The minute's first instant, RFC 3339 in UTC.
+    pub start: DateTime<Utc>,
+    /// Tasks accepted during the minute.
+    pub submitted: i64,
+    /// Tasks that finished `COMPLETED` during the minute.
+    pub completed: i64,
+    /// Tasks that finished `FAILED` during the minute.
+    pub failed: i64,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameters; they are read by `Params`.
+pub struct ThroughputQuery {
+    /// Minutes to cover, the current one included: 1 to 60 (default 15).
+    minutes: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameters; they are read by `Params`.
+pub struct SearchQuery {
+    /// A task id (whole, or at least its first 4 hexadecimal digits) or at least 3
+    /// characters of a name (case-insensitive substring).
+    q: String,
+    /// Only tasks with this status: PENDING, IN_PROGRESS, COMPLETED or FAILED.
+    status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page of the same search.
+    cursor: Option<String>,
+}
+
+/// Counts of tasks per status.
+///
+/// Exact, and read from a small table kept up to date by triggers, so it costs the same
+/// with a million tasks as with ten.
+#[utoipa::path(get, path = "/api/tasks/counts", tag = "dashboard",
+    responses(
+        (status = 200, description = "Counts per status", body = StatusCountsResponse),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn task_counts(
+    state: web::Data<AppState>,
+) -> Result<web::Json<StatusCountsResponse>, ApiError> {
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let counts = dashboard::status_counts(&mut conn).await?;
+    Ok(web::Json(StatusCountsResponse {
+        counts: CountsByStatus {
+            pending: counts.pending,
+            in_progress: counts.in_progress,
+            completed: counts.completed,
+            failed: counts.failed,
+        },
+        total: counts.total(),
+    }))
+}
+
+/// Tasks submitted, completed and failed per minute over the last minutes.
+#[utoipa::path(get, path = "/api/tasks/throughput", tag = "dashboard", params(ThroughputQuery),
+    responses(
+        (status = 200, description = "One bucket per minute, oldest first", body = ThroughputResponse),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn task_throughput(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ThroughputResponse>, ApiError> {
+    let mut params = Params::parse(query.into_inner(), &["minutes"])?;
+    let minutes = match params.take("minutes") {
+        None => DEFAULT_THROUGHPUT_MINUTES,
+        Some(minutes) => minutes
+            .parse::<i32>()
+            .ok()
+            .filter(|minutes| (1..=MAX_THROUGHPUT_MINUTES).contains(minutes))
+            .ok_or_else(|| ApiError::InvalidQuery {
+                parameter: "minutes",
+                detail: format!("must be a whole number from 1 to {MAX_THROUGHPUT_MINUTES}"),
+            })?,
+    };
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let buckets = dashboard::throughput(&mut conn, minutes).await?;
+    Ok(web::Json(ThroughputResponse {
+        bucket_seconds: 60,
+        buckets: buckets
+            .into_iter()
+            .map(|bucket| ThroughputBucket {
+                start: bucket.start,
+                submitted: bucket.submitted,
+                completed: bucket.completed,
+                failed: bucket.failed,
+            })
+            .collect(),
+    }))
+}
+
+/// Finds tasks by id or name, newest first, a page at a time.
+///
+/// A whole id finds that task; 4 or more hexadecimal digits (dashes allowed) also find
+/// the tasks whose id starts with them; any text of 3 or more characters finds the
+/// tasks whose name contains it, ignoring case. Paged like `GET /api/tasks`.
+#[utoipa::path(get, path = "/api/tasks/search", tag = "dashboard", params(SearchQuery),
+    responses(
+        (status = 200, description = "A page of matching tasks", body = TaskListResponse),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn search_tasks(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<TaskListResponse>, ApiError> {
+    let mut params = Params::parse(query.into_inner(), &["q", "status", "limit", "cursor"])?;
+    let search = TaskSearch::parse(&params.take("q").unwrap_or_default()).map_err(|e| {
+        ApiError::InvalidQuery {
+            parameter: "q",
+            detail: e.to_string(),
+        }
+    })?;
+    let status = params
+        .take("status")
+        .map(|status| {
+            Status::parse(&status).map_err(|e| ApiError::InvalidQuery {
+                parameter: "status",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let limit = match params.take("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+            .ok_or_else(|| ApiError::InvalidQuery {
+                parameter: "limit",
+                detail: format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+            })?,
+    };
+    let cursor = params
+        .take("cursor")
+        .map(|cursor| {
+            TaskCursor::decode(&cursor).map_err(|e| ApiError::InvalidQuery {
+                parameter: "cursor",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()?;
+
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    let rows = dashboard::search_page(&mut conn, &search, status, cursor, limit).await?;
+    Ok(web::Json(page(rows, limit)))
+}
+
+/// The page of at most `limit` rows out of `limit + 1` fetched, with the cursor of the
+/// next page when there is one.
+fn page(mut rows: Vec<TaskRow>, limit: i64) -> TaskListResponse {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = rows.last().filter(|_| has_more).map(|last| {
+        TaskCursor {
+            created_at: last.created_at,
+            id: last.id,
+        }
+        .encode()
+    });
+    TaskListResponse {
+        tasks: rows.into_iter().map(TaskResponse::from).collect(),
+        next_cursor,
+    }
+}
+
+/// Query parameters, each given at most once; unknown ones are ignored, as by
+/// `GET /api/tasks`.
+struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    fn parse(pairs: Vec<(String, String)>, known: &[&'static str]) -> Result<Self, ApiError> {
+        let mut params = Vec::new();
+        for (name, value) in pairs {
+            let Some(&parameter) = known.iter().find(|known| **known == name) else {
+                continue;
+            };
+            if params.iter().any(|(seen, _)| *seen == parameter) {
+                return Err(ApiError::InvalidQuery {
+                    parameter,
+                    detail: "may be given only once".into(),
+                });
+            }
+            params.push((parameter, value));
+        }
+        Ok(Self(params))
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let index = self.0.iter().position(|(seen, _)| *seen == name)?;
+        Some(self.0.swap_remove(index).1)
+    }
+}

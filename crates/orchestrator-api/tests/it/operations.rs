@@ -1,0 +1,164 @@
+//! Readiness and metrics: what load balancers, orchestrators and Prometheus see.
+
+use std::time::Duration;
+
+use orchestrator_mock_services::{MockConfig, MockServer};
+use orchestrator_testkit::database::TestDatabase;
+use orchestrator_testkit::proxy::TcpProxy;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, example_request};
+
+/// `/ready` turns 503 once PostgreSQL is unreachable, while `/health` (liveness) stays
+/// 200: a load balancer takes the replica out, the orchestrator does not restart it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_turns_503_when_the_database_is_unreachable() {
+    let db = TestDatabase::create().await;
+    let mock = MockServer::start(MockConfig::for_tests())
+        .await
+        .expect("mock services start");
+    let (proxy, url) = TcpProxy::in_front_of(db.url()).await;
+    let app = TestApp::start(db, mock, |config| {
+        config.database_url = url;
+        config.database_timeout_ms = 1_000;
+    })
+    .await;
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({"status": "ready", "mode": "inline", "checks": {"database": "ok"}})
+    );
+
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let response = app.get("/ready").await;
+        if response.status() == 503 {
+            assert!(response.headers().contains_key("retry-after"));
+            break response.json::<Value>().await.expect("JSON");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready still {} with the database gone",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["database"], "unreachable");
+    assert_eq!(app.get("/health").await.status(), 200);
+}
+
+/// The metrics an operator dashboards on, under their documented names, counting what
+/// really happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_service_calls_and_tasks() {
+    let app = TestApp::spawn().await;
+    let direct = app
+        .post_json("/api/orchestrate/direct", &example_request())
+        .await;
+    assert_eq!(direct.status(), 200);
+    assert_eq!(app.get("/api/tasks/not-a-uuid").await.status(), 400);
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("body");
+    for expected in [
+        r#"orchestrator_http_requests_total{method="POST",route="/api/orchestrate/direct",status="200"} 1"#,
+        r#"orchestrator_http_requests_total{method="GET",route="/api/tasks/{task_id}",status="400"} 1"#,
+        r#"orchestrator_http_request_duration_seconds_count{method="POST",route="/api/orchestrate/direct"} 1"#,
+        r#"orchestrator_service_calls_total{service="revenue",outcome="success"} 1"#,
+        r#"orchestrator_service_calls_total{service="rebates",outcome="success"} 1"#,
+        r#"orchestrator_service_calls_total{service="specialty",outcome="success"} 1"#,
+        r#"orchestrator_service_call_duration_seconds_count{service="revenue",outcome="success"} 1"#,
+        r#"orchestrator_service_requests_finished_total{service="revenue",status="COMPLETED"} 1"#,
+        r#"orchestrator_tasks_finished_total{status="COMPLETED"} 1"#,
+        r#"orchestrator_circuit_breaker_state{service="revenue"} 0"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+}
+
+/// Retries and a downstream error show up by service and outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_retries_and_failed_attempts() {
+    let app = TestApp::spawn().await;
+    // The mock fails the first attempt of every Idempotency-Key with a 503.
+    let control = app
+        .client
+        .put(format!("{}/control/revenue", app.mock.base_url()))
+        .json(&json!({"fail_first": 1, "failure_status": 503}))
+        .send()
+        .await
+        .expect("control");
+    assert!(control.status().is_success());
+    let revenue_only = json!({
+        "task_name": "flaky revenue",
+        "payload": [{"revenue": example_request()["payload"][0]["revenue"].clone()}],
+    });
+    let response = app
+        .post_json("/api/orchestrate/direct", &revenue_only)
+        .await;
+    assert_eq!(response.status(), 200);
+    let task: Value = response.json().await.expect("JSON");
+    assert_eq!(task["status"], "COMPLETED");
+    assert_eq!(task["service_requests"][0]["attempts"], 2);
+
+    let text = app.get("/metrics").await.text().await.expect("body");
+    for expected in [
+        r#"orchestrator_service_calls_total{service="revenue",outcome="http_503"} 1"#,
+        r#"orchestrator_service_calls_total{service="revenue",outcome="success"} 1"#,
+        r#"orchestrator_service_call_retries_total{service="revenue"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+}
+
+/// In inline mode too, the client's `X-Request-Id` is echoed and sent with every
+/// downstream call of the task.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_id_goes_downstream_in_inline_and_direct_modes() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/api/orchestrate"))
+        .header("X-Request-Id", "inline-trace-1")
+        .json(&example_request())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["x-request-id"], "inline-trace-1");
+    let task: Value = response.json().await.expect("JSON");
+    let finished = app
+        .wait_until_finished(task["task_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(finished["status"], "COMPLETED");
+    assert_eq!(app.mock.stats().request_id_count("inline-trace-1"), 3);
+
+    let mut direct = example_request();
+    direct["task_name"] = json!("direct traced");
+    let response = app
+        .client
+        .post(app.url("/api/orchestrate/direct"))
+        .header("X-Request-Id", "direct-trace-1")
+        .json(&direct)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "direct-trace-1");
+    assert_eq!(app.mock.stats().request_id_count("direct-trace-1"), 3);
+}

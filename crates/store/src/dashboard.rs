@@ -1,0 +1,315 @@
+//! Queries behind the dashboard (`/ui`) that stay fast with millions of tasks: counts
+//! per status, throughput per minute, and search by task id or name.
+//!
+//! Each reads a bounded amount of data whatever the size of `tasks`:
+//! - counts sum the short delta log `task_status_counts` kept by triggers (see the
+//!   migration `2026-12-01-000001_dashboard`), never `tasks` itself;
+//! - throughput walks the recent end of `tasks_newest_first_idx` (submitted) and
+//!   `tasks_finished_at_idx` (finished), one range per minute;
+//! - search finds ids through the primary key's unique index (a whole id, or an id
+//!   prefix as a range) and names through the trigram index, newest first with the same
+//!   keyset cursor as the task list.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_core::Status;
+use uuid::Uuid;
+
+use crate::schema::tasks;
+use crate::{StoreError, TaskCursor, TaskRow};
+
+/// How many tasks have each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending: i64,
+    pub in_progress: i64,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, status: Status) -> i64 {
+        match status {
+            Status::Pending => self.pending,
+            Status::InProgress => self.in_progress,
+            Status::Completed => self.completed,
+            Status::Failed => self.failed,
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.pending + self.in_progress + self.completed + self.failed
+    }
+
+    fn slot(&mut self, status: Status) -> &mut i64 {
+        match status {
+            Status::Pending => &mut self.pending,
+            Status::InProgress => &mut self.in_progress,
+            Status::Completed => &mut self.completed,
+            Status::Failed => &mut self.failed,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// Exact counts per status, as of the statement's snapshot: the sum of the delta log,
+/// a few hundred rows however many tasks there are.
+pub async fn status_counts(conn: &mut AsyncPgConnection) -> Result<StatusCounts, StoreError> {
+    let rows: Vec<CountRow> = diesel::sql_query(
+        "SELECT status, sum(delta)::bigint AS count FROM task_status_counts GROUP BY status",
+    )
+    .load(conn)
+    .await?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let status = Status::parse(&row.status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        *counts.slot(status) = row.count;
+    }
+    Ok(counts)
+}
+
+/// Tasks submitted and finished during one minute.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ThroughputBucket {
+    /// The minute's first instant (UTC, on the database's clock).
+    #[diesel(sql_type = Timestamptz)]
+    pub start: DateTime<Utc>,
+    /// Tasks created during the minute.
+    #[diesel(sql_type = BigInt)]
+    pub submitted: i64,
+    /// Tasks that are `COMPLETED` and finished (last updated) during the minute.
+    #[diesel(sql_type = BigInt)]
+    pub completed: i64,
+    /// The same for `FAILED`.
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+}
+
+/// The last `minutes` whole minutes, the current one included, oldest first; every
+/// minute is present, with zeros when nothing happened.
+///
+/// One index range per minute (a correlated subquery each), so the plan does not depend
+/// on how the planner estimates "the last N minutes" and the work grows with the tasks
+/// of the window only.
+pub async fn throughput(
+    conn: &mut AsyncPgConnection,
+    minutes: i32,
+) -> Result<Vec<ThroughputBucket>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT b.start,
+                (SELECT count(*) FROM tasks t
+                  WHERE t.created_at >= b.start
+                    AND t.created_at < b.start + interval '1 minute') AS submitted,
+                f.completed,
+                f.failed
+         FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                              date_trunc('minute', now()),
+                              interval '1 minute') AS b(start)
+         CROSS JOIN LATERAL (
+             SELECT count(*) FILTER (WHERE t.status = 'COMPLETED') AS completed,
+                    count(*) FILTER (WHERE t.status = 'FAILED') AS failed
+             FROM tasks t
+             WHERE t.status IN ('COMPLETED', 'FAILED')
+               AND t.updated_at >= b.start
+               AND t.updated_at < b.start + interval '1 minute'
+         ) AS f
+         ORDER BY b.start",
+    )
+    .bind::<Integer, _>(minutes)
+    .load(conn)
+    .await?)
+}
+
+/// What a search looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskSearch {
+    /// A whole task id.
+    Id(Uuid),
+    /// Text that could be the start of an id (hexadecimal digits, maybe with dashes) or
+    /// part of a name: either matches.
+    IdPrefixOrName {
+        low: Uuid,
+        high: Uuid,
+        name_pattern: String,
+    },
+    /// Part of a name, case-insensitive.
+    Name { name_pattern: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSearch {
+    #[error("must be a task id or at least {MIN_SEARCH_CHARS} characters of a name")]
+    TooShort,
+    #[error("must be at most {MAX_SEARCH_CHARS} characters")]
+    TooLong,
+}
+
+/// Shorter text cannot use the trigram index (a trigram is three characters).
+pub const MIN_SEARCH_CHARS: usize = 3;
+/// Names are at most 255 characters.
+pub const MAX_SEARCH_CHARS: usize = 255;
+/// An id prefix needs this many hexadecimal digits to be taken as one (4 digits narrow
+/// a million tasks to about 15).
+const MIN_ID_PREFIX_DIGITS: usize = 4;
+
+impl TaskSearch {
+    /// Reads what a user typed: surrounding white space is ignored.
+    pub fn parse(text: &str) -> Result<Self, InvalidSearch> {
+        let text = text.trim();
+        if let Ok(id) = Uuid::try_parse(text) {
+            return Ok(TaskSearch::Id(id));
+        }
+        let chars = text.chars().count();
+        if chars < MIN_SEARCH_CHARS {
+            return Err(InvalidSearch::TooShort);
+        }
+        if chars > MAX_SEARCH_CHARS {
+            return Err(InvalidSearch::TooLong);
+        }
+        let name_pattern = format!("%{}%", escape_like(text));
+        let digits: String = text.chars().filter(|c| *c != '-').collect();
+        let looks_like_id = text.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+            && (MIN_ID_PREFIX_DIGITS..32).contains(&digits.len());
+        if looks_like_id {
+            let bound = |fill: char| {
+                let mut hex = digits.to_ascii_lowercase();
+                hex.extend(std::iter::repeat_n(fill, 32 - digits.len()));
+                Uuid::try_parse(&hex)
+            };
+            if let (Ok(low), Ok(high)) = (bound('0'), bound('f')) {
+                return Ok(TaskSearch::IdPrefixOrName {
+                    low,
+                    high,
+                    name_pattern,
+                });
+            }
+        }
+        Ok(TaskSearch::Name { name_pattern })
+    }
+}
+
+/// Escapes LIKE's wildcards so the text matches literally (backslash is the default
+/// escape character).
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// One page of the tasks a search finds, newest first, optionally of one status, after
+/// `cursor`. Fetches `limit + 1` rows so the caller can tell whether another page
+/// follows, like [`crate::tasks::list_page`].
+pub async fn search_page(
+    conn: &mut AsyncPgConnection,
+    search: &TaskSearch,
+    status: Option<Status>,
+    cursor: Option<TaskCursor>,
+    limit: i64,
+) -> Result<Vec<TaskRow>, StoreError> {
+    let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
+    query = match search {
+        TaskSearch::Id(id) => query.filter(tasks::task_id.eq(*id)),
+        TaskSearch::IdPrefixOrName {
+            low,
+            high,
+            name_pattern,
+        } => query.filter(
+            tasks::task_id
+                .between(*low, *high)
+                .or(tasks::task_name.ilike(name_pattern.as_str())),
+        ),
+        TaskSearch::Name { name_pattern } => {
+            query.filter(tasks::task_name.ilike(name_pattern.as_str()))
+        }
+    };
+    if let Some(status) = status {
+        query = query.filter(tasks::status.eq(status.as_str()));
+    }
+    if let Some(cursor) = cursor {
+        query = query.filter(
+            sql::<Bool>("(tasks.created_at, tasks.id) < (")
+                .bind::<Timestamptz, _>(cursor.created_at)
+                .sql(", ")
+                .bind::<BigInt, _>(cursor.id)
+                .sql(")"),
+        );
+    }
+    Ok(query
+        .order((tasks::created_at.desc(), tasks::id.desc()))
+        .limit(limit + 1)
+        .load(conn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_id_is_looked_up_exactly() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            TaskSearch::parse(&format!("  {id} ")),
+            Ok(TaskSearch::Id(id))
+        );
+        assert_eq!(
+            TaskSearch::parse(&id.simple().to_string()),
+            Ok(TaskSearch::Id(id))
+        );
+    }
+
+    #[test]
+    fn hexadecimal_text_is_an_id_prefix_or_a_name() {
+        let TaskSearch::IdPrefixOrName {
+            low,
+            high,
+            name_pattern,
+        } = TaskSearch::parse("7DCF4835-c1").expect("valid")
+        else {
+            panic!("not a prefix search");
+        };
+        assert_eq!(low.to_string(), "7dcf4835-c100-0000-0000-000000000000");
+        assert_eq!(high.to_string(), "7dcf4835-c1ff-ffff-ffff-ffffffffffff");
+        assert_eq!(name_pattern, "%7DCF4835-c1%");
+        // Three digits are too few to narrow anything down: a name search.
+        assert!(matches!(
+            TaskSearch::parse("abc"),
+            Ok(TaskSearch::Name { .. })
+        ));
+    }
+
+    #[test]
+    fn names_match_literally() {
+        assert_eq!(
+            TaskSearch::parse("50%_off\\"),
+            Ok(TaskSearch::Name {
+                name_pattern: "%50\\%\\_off\\\\%".into()
+            })
+        );
+    }
+
+    #[test]
+    fn too_short_or_too_long() {
+        assert_eq!(TaskSearch::parse(" ab "), Err(InvalidSearch::TooShort));
+        assert_eq!(TaskSearch::parse(""), Err(InvalidSearch::TooShort));
+        assert_eq!(
+            TaskSearch::parse(&"x".repeat(256)),
+            Err(InvalidSearch::TooLong)
+        );
+    }
+}
