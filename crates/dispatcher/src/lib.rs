@@ -9,6 +9,7 @@
 //! - [`client`]: one service request's HTTP call: retries, deadline, `Retry-After`,
 //!   concurrency limit and breaker.
 //! - [`processor`]: a whole task, from `PENDING` to `COMPLETED` or `FAILED`.
+//! - [`writer`]: the processor's database writes, with group commit.
 //! - [`metrics`]: what all of the above report to Prometheus.
 
 pub mod breaker;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod policy;
 pub mod processor;
 pub mod registry;
+pub mod writer;
 
 pub use breaker::BreakerState;
 pub use client::{CallError, CallOutcome, Dispatcher};

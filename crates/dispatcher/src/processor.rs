@@ -3,12 +3,13 @@
 
 use futures::StreamExt;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
-use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, tasks};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::client::Dispatcher;
+use crate::writer::ResultWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -22,6 +23,7 @@ pub enum ProcessError {
 #[derive(Clone)]
 pub struct TaskProcessor {
     pool: DbPool,
+    writer: ResultWriter,
     dispatcher: Dispatcher,
     limits: RequestLimits,
     task_concurrency: usize,
@@ -39,6 +41,7 @@ impl TaskProcessor {
             max_items,
         };
         Self {
+            writer: ResultWriter::start(&pool),
             pool,
             dispatcher,
             limits,
@@ -102,12 +105,14 @@ impl TaskProcessor {
                 }
             };
             let planned = plan_service_requests(task_id, &request);
-            match service_requests::start_task(&mut conn, task_id, &planned, fence).await? {
+            // The connection goes back to the pool before the (batched) start.
+            drop(conn);
+            match self.writer.start_task(task_id, planned, fence).await? {
                 StartedTask::Running(rows) => rows,
                 StartedTask::AlreadyFinished(status) => return Ok(status),
                 StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
             }
-            // The connection goes back to the pool here: none is held during HTTP calls.
+            // No connection is held during HTTP calls.
         };
 
         let recorded: Vec<Result<(), StoreError>> = futures::stream::iter(unfinished)
@@ -120,8 +125,9 @@ impl TaskProcessor {
             return Err(error.into());
         }
 
-        let mut conn = self.pool.get().await.map_err(StoreError::from)?;
-        let status = service_requests::settle(&mut conn, task_id, fence)
+        let status = self
+            .writer
+            .settle(task_id, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
         if status.is_terminal() {
@@ -157,8 +163,7 @@ impl TaskProcessor {
             started_at: outcome.started_at,
             completed_at: outcome.completed_at,
         };
-        let mut conn = self.pool.get().await?;
-        service_requests::record_finished(&mut conn, row.id, &finished, fence).await?;
+        self.writer.record(row.id, finished, fence).await?;
         self.dispatcher
             .metrics()
             .service_request_finished(&row.service_name, status);

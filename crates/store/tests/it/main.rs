@@ -11,6 +11,7 @@ use orchestrator_testkit::database::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;
 
+mod batch;
 mod leases;
 mod tls;
 
