@@ -56,6 +56,23 @@ stop: ## Stop what `make run` started (and only that)
 status: ## Show what `make run` started and whether it still runs
 	@scripts/stack.sh status
 
+.PHONY: bench
+bench: ## Measure throughput and latency against this machine's ceilings (release build, a stack of its own on free ports; BENCH_ARGS=--help); reports in target/bench/
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -q -p orchestrator-bench -- $(BENCH_ARGS)
+
+DASHBOARD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench
+DASHBOARD_TASKS ?= 1000000
+export DASHBOARD_DATABASE_URL
+
+.PHONY: bench-dashboard
+bench-dashboard: postgres ## Fill DASHBOARD_DATABASE_URL with DASHBOARD_TASKS (1,000,000) tasks once, then time the dashboard's endpoints and screens; report in target/bench-dashboard.md
+	@url='$(DASHBOARD_DATABASE_URL)'; admin="$${url%/*}/postgres"; name="$${url##*/}"; name="$${name%%\?*}"; \
+		psql "$$admin" -tc "SELECT 1 FROM pg_database WHERE datname = '$$name'" | grep -q 1 \
+		|| psql "$$admin" -c "CREATE DATABASE $$name"
+	$(CARGO) run --release -q -p orchestrator-api --bin seed-tasks -- --tasks $(DASHBOARD_TASKS)
+	$(CARGO) bench -q -p orchestrator-api --bench dashboard
+
 .PHONY: up
 up: ## Start the whole stack with Docker Compose and wait until it is healthy
 	docker compose up --build --wait

@@ -54,9 +54,12 @@ impl Process {
         Some((utime + stime) as f64 / clock_ticks())
     }
 
-    /// Peak resident set size (VmHWM) in MiB.
-    pub fn peak_rss_mib(&self) -> Option<f64> {
-        status_kib(self.pid, "VmHWM:").map(|kib| kib as f64 / 1024.0)
+    /// Peak resident set size (VmHWM) in MB (10^6 bytes, as the targets say).
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        if !self.is_alive() {
+            return None;
+        }
+        status_kib(self.pid, "VmHWM:").map(|kib| kib as f64 * 1024.0 / 1e6)
     }
 
     /// Starts a new peak: writing 5 to `clear_refs` resets VmHWM to the current RSS
@@ -220,7 +223,7 @@ mod tests {
         }
         assert!(x != 1);
         assert!(me.cpu_seconds().expect("cpu time") >= 0.0);
-        assert!(me.peak_rss_mib().expect("VmHWM") > 0.0);
+        assert!(me.peak_rss_mb().expect("VmHWM") > 0.0);
         assert!(machine_busy_seconds().expect("/proc/stat") > 0.0);
     }
 

@@ -18,6 +18,9 @@ use crate::routes;
         routes::tasks::list_tasks,
         routes::tasks::get_task,
         routes::tasks::retry_task,
+        routes::dashboard::task_counts,
+        routes::dashboard::task_throughput,
+        routes::dashboard::search_tasks,
         routes::health::health,
         routes::health::ready,
         routes::health::metrics,
@@ -33,11 +36,16 @@ use crate::routes;
         dto::HealthResponse,
         dto::ReadyResponse,
         dto::ReadyChecks,
+        routes::dashboard::StatusCountsResponse,
+        routes::dashboard::CountsByStatus,
+        routes::dashboard::ThroughputResponse,
+        routes::dashboard::ThroughputBucket,
         Problem,
         ProblemField,
     )),
     tags(
         (name = "tasks", description = "Submit tasks and follow them"),
+        (name = "dashboard", description = "Counts, throughput and search, as the dashboard at /ui shows them"),
         (name = "operations", description = "Health"),
     )
 )]

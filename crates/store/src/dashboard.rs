@@ -12,9 +12,10 @@
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::Status;
 use uuid::Uuid;
 
@@ -105,30 +106,39 @@ pub async fn throughput(
     conn: &mut AsyncPgConnection,
     minutes: i32,
 ) -> Result<Vec<ThroughputBucket>, StoreError> {
-    Ok(diesel::sql_query(
-        "SELECT b.start,
-                (SELECT count(*) FROM tasks t
-                  WHERE t.created_at >= b.start
-                    AND t.created_at < b.start + interval '1 minute') AS submitted,
-                f.completed,
-                f.failed
-         FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
-                              date_trunc('minute', now()),
-                              interval '1 minute') AS b(start)
-         CROSS JOIN LATERAL (
-             SELECT count(*) FILTER (WHERE t.status = 'COMPLETED') AS completed,
-                    count(*) FILTER (WHERE t.status = 'FAILED') AS failed
-             FROM tasks t
-             WHERE t.status IN ('COMPLETED', 'FAILED')
-               AND t.updated_at >= b.start
-               AND t.updated_at < b.start + interval '1 minute'
-         ) AS f
-         ORDER BY b.start",
-    )
-    .bind::<Integer, _>(minutes)
-    .load(conn)
-    .await?)
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // The planner cannot size the series and overestimates the plan, enough to
+        // have it compiled first (JIT), which takes far longer than running it.
+        diesel::sql_query("SET LOCAL jit = off")
+            .execute(conn)
+            .await?;
+        Ok(diesel::sql_query(THROUGHPUT_SQL)
+            .bind::<Integer, _>(minutes)
+            .load(conn)
+            .await?)
+    })
+    .await
 }
+
+const THROUGHPUT_SQL: &str = "
+SELECT b.start,
+       (SELECT count(*) FROM tasks t
+         WHERE t.created_at >= b.start
+           AND t.created_at < b.start + interval '1 minute') AS submitted,
+       f.completed,
+       f.failed
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                     date_trunc('minute', now()),
+                     interval '1 minute') AS b(start)
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE t.status = 'COMPLETED') AS completed,
+           count(*) FILTER (WHERE t.status = 'FAILED') AS failed
+    FROM tasks t
+    WHERE t.status IN ('COMPLETED', 'FAILED')
+      AND t.updated_at >= b.start
+      AND t.updated_at < b.start + interval '1 minute'
+) AS f
+ORDER BY b.start";
 
 /// What a search looks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,9 +221,25 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
+/// How many of the newest tasks (after the cursor, of the status asked for) a search
+/// reads in order before it turns to the trigram index. Bounds the first step: a name
+/// common among recent tasks fills its page within these rows.
+const RECENT_WINDOW: i64 = 10_000;
+
+type TaskFilter<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Bool> + 'a>;
+
 /// One page of the tasks a search finds, newest first, optionally of one status, after
 /// `cursor`. Fetches `limit + 1` rows so the caller can tell whether another page
 /// follows, like [`crate::tasks::list_page`].
+///
+/// Two steps, so that neither a common nor a rare name scans the table:
+/// 1. the newest [`RECENT_WINDOW`] candidates, read in index order and filtered: a
+///    name found often among recent tasks fills the page here;
+/// 2. if the page is not full, the older tasks through the trigram (and id) indexes
+///    only, sorted afterwards: their cost grows with the matches, not with the table.
+///    Plain index scans are turned off for this step, or the planner, misled by a
+///    LIMIT, may walk the whole newest-first index looking for a name that only old
+///    tasks have.
 pub async fn search_page(
     conn: &mut AsyncPgConnection,
     search: &TaskSearch,
@@ -221,37 +247,113 @@ pub async fn search_page(
     cursor: Option<TaskCursor>,
     limit: i64,
 ) -> Result<Vec<TaskRow>, StoreError> {
-    let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
-    query = match search {
-        TaskSearch::Id(id) => query.filter(tasks::task_id.eq(*id)),
+    let wanted = limit + 1;
+    if let TaskSearch::Id(_) = search {
+        return load_page(conn, matching(search, status, cursor), wanted).await;
+    }
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // A plan costed high enough (a sort of many matches) would be compiled first,
+        // which takes longer than running it.
+        diesel::sql_query("SET LOCAL jit = off")
+            .execute(conn)
+            .await?;
+        let mut window = tasks::table
+            .select((tasks::created_at, tasks::id))
+            .into_boxed();
+        if let Some(status) = status {
+            window = window.filter(tasks::status.eq(status.as_str()));
+        }
+        if let Some(cursor) = cursor {
+            window = window.filter(before(cursor));
+        }
+        let oldest_recent: Option<(DateTime<Utc>, i64)> = window
+            .order((tasks::created_at.desc(), tasks::id.desc()))
+            .offset(RECENT_WINDOW - 1)
+            .limit(1)
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some((created_at, id)) = oldest_recent else {
+            // Fewer candidates than the window: step 1 covers them all.
+            return load_page(conn, matching(search, status, cursor), wanted).await;
+        };
+        let boundary = TaskCursor { created_at, id };
+        let recent = Box::new(matching(search, status, cursor).and(not_before(boundary)));
+        let mut rows = load_page(conn, recent, wanted).await?;
+        let missing = wanted - i64::try_from(rows.len()).unwrap_or(wanted);
+        if missing > 0 {
+            diesel::sql_query("SET LOCAL enable_indexscan = off")
+                .execute(conn)
+                .await?;
+            let older = matching(search, status, Some(boundary));
+            rows.extend(load_page(conn, older, missing).await?);
+        }
+        Ok(rows)
+    })
+    .await
+}
+
+/// Tasks the search finds, of `status`, older than `cursor`.
+fn matching<'a>(
+    search: &'a TaskSearch,
+    status: Option<Status>,
+    cursor: Option<TaskCursor>,
+) -> TaskFilter<'a> {
+    let mut filter: TaskFilter<'a> = match search {
+        TaskSearch::Id(id) => Box::new(tasks::task_id.eq(*id)),
         TaskSearch::IdPrefixOrName {
             low,
             high,
             name_pattern,
-        } => query.filter(
+        } => Box::new(
             tasks::task_id
                 .between(*low, *high)
                 .or(tasks::task_name.ilike(name_pattern.as_str())),
         ),
         TaskSearch::Name { name_pattern } => {
-            query.filter(tasks::task_name.ilike(name_pattern.as_str()))
+            Box::new(tasks::task_name.ilike(name_pattern.as_str()))
         }
     };
     if let Some(status) = status {
-        query = query.filter(tasks::status.eq(status.as_str()));
+        filter = Box::new(filter.and(tasks::status.eq(status.as_str())));
     }
     if let Some(cursor) = cursor {
-        query = query.filter(
-            sql::<Bool>("(tasks.created_at, tasks.id) < (")
-                .bind::<Timestamptz, _>(cursor.created_at)
-                .sql(", ")
-                .bind::<BigInt, _>(cursor.id)
-                .sql(")"),
-        );
+        filter = Box::new(filter.and(before(cursor)));
     }
-    Ok(query
+    filter
+}
+
+/// Rows after `cursor` in the newest-first order. A row comparison, so PostgreSQL can
+/// start an index scan there.
+fn before(cursor: TaskCursor) -> TaskFilter<'static> {
+    row_compare("<", cursor)
+}
+
+/// Rows at or before `cursor` in the newest-first order.
+fn not_before(cursor: TaskCursor) -> TaskFilter<'static> {
+    row_compare(">=", cursor)
+}
+
+fn row_compare(operator: &str, cursor: TaskCursor) -> TaskFilter<'static> {
+    Box::new(
+        sql::<Bool>(&format!("(tasks.created_at, tasks.id) {operator} ("))
+            .bind::<Timestamptz, _>(cursor.created_at)
+            .sql(", ")
+            .bind::<BigInt, _>(cursor.id)
+            .sql(")"),
+    )
+}
+
+async fn load_page(
+    conn: &mut AsyncPgConnection,
+    filter: TaskFilter<'_>,
+    limit: i64,
+) -> Result<Vec<TaskRow>, StoreError> {
+    Ok(tasks::table
+        .select(TaskRow::as_select())
+        .filter(filter)
         .order((tasks::created_at.desc(), tasks::id.desc()))
-        .limit(limit + 1)
+        .limit(limit)
         .load(conn)
         .await?)
 }

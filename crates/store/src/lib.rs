@@ -12,9 +12,11 @@
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
 
+pub mod batch;
 pub mod cursor;
 pub mod dashboard;
 pub mod error;
+pub mod group_commit;
 pub mod health;
 pub mod leases;
 pub mod migrations;

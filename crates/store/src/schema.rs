@@ -43,6 +43,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_status_counts (id) {
+        id -> Int8,
+        status -> Text,
+        delta -> Int8,
+    }
+}
+
+diesel::table! {
     tasks (id) {
         id -> Int8,
         task_id -> Uuid,
@@ -63,5 +71,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     consumer_members,
     partition_leases,
     service_requests,
+    task_status_counts,
     tasks,
 );

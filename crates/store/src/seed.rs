@@ -97,3 +97,12 @@ CROSS JOIN (VALUES ('revenue', 1), ('rebates', 2), ('specialty', 3)) AS s(name, 
 CROSS JOIN LATERAL (SELECT t.status = 'FAILED' AND s.name = 'revenue' AS failed) AS f
 WHERE $5
 "#;
+
+/// Vacuums and analyses the seeded tables, as autovacuum would soon after such a load:
+/// up-to-date statistics for the planner and a visibility map for index-only scans.
+pub async fn vacuum(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::sql_query("VACUUM (ANALYZE) tasks, service_requests")
+        .execute(conn)
+        .await?;
+    Ok(())
+}

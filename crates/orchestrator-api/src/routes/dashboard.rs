@@ -4,14 +4,13 @@
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
-use orchestrator_core::Status;
+use orchestrator_store::StoreError;
 use orchestrator_store::dashboard::{self, TaskSearch};
-use orchestrator_store::{StoreError, TaskCursor, TaskRow};
 use serde::Serialize;
 
-use crate::dto::{TaskListResponse, TaskResponse};
+use crate::dto::TaskListResponse;
 use crate::error::{ApiError, Problem};
-use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::routes::tasks::PageRequest;
 use crate::state::AppState;
 
 /// Minutes of throughput when the client does not say.
@@ -168,58 +167,15 @@ pub async fn search_tasks(
             detail: e.to_string(),
         }
     })?;
-    let status = params
-        .take("status")
-        .map(|status| {
-            Status::parse(&status).map_err(|e| ApiError::InvalidQuery {
-                parameter: "status",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()?;
-    let limit = match params.take("limit") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
-            .ok_or_else(|| ApiError::InvalidQuery {
-                parameter: "limit",
-                detail: format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-            })?,
-    };
-    let cursor = params
-        .take("cursor")
-        .map(|cursor| {
-            TaskCursor::decode(&cursor).map_err(|e| ApiError::InvalidQuery {
-                parameter: "cursor",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()?;
-
+    let page = PageRequest::parse(
+        params.take("status").as_deref(),
+        params.take("limit").as_deref(),
+        params.take("cursor").as_deref(),
+    )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let rows = dashboard::search_page(&mut conn, &search, status, cursor, limit).await?;
-    Ok(web::Json(page(rows, limit)))
-}
-
-/// The page of at most `limit` rows out of `limit + 1` fetched, with the cursor of the
-/// next page when there is one.
-fn page(mut rows: Vec<TaskRow>, limit: i64) -> TaskListResponse {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = rows.last().filter(|_| has_more).map(|last| {
-        TaskCursor {
-            created_at: last.created_at,
-            id: last.id,
-        }
-        .encode()
-    });
-    TaskListResponse {
-        tasks: rows.into_iter().map(TaskResponse::from).collect(),
-        next_cursor,
-    }
+    let rows =
+        dashboard::search_page(&mut conn, &search, page.status, page.cursor, page.limit).await?;
+    Ok(web::Json(page.respond(rows)))
 }
 
 /// Query parameters, each given at most once; unknown ones are ignored, as by

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use orchestrator_core::Status;
 use orchestrator_store::service_requests::Redrive;
-use orchestrator_store::{StoreError, TaskCursor, service_requests, tasks};
+use orchestrator_store::{StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
 use crate::dto::{TaskDetailResponse, TaskListResponse, TaskResponse};
@@ -37,57 +37,82 @@ pub async fn list_tasks(
     state: web::Data<AppState>,
 ) -> Result<web::Json<TaskListResponse>, ApiError> {
     let query = parse_list_query(query.into_inner())?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|status| {
-            Status::parse(status).map_err(|e| ApiError::InvalidQuery {
-                parameter: "status",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE_SIZE,
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
-            .ok_or_else(|| ApiError::InvalidQuery {
-                parameter: "limit",
-                detail: format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-            })?,
-    };
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            TaskCursor::decode(cursor).map_err(|e| ApiError::InvalidQuery {
-                parameter: "cursor",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()?;
-
+    let page = PageRequest::parse(
+        query.status.as_deref(),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let mut rows = tasks::list_page(&mut conn, status, cursor, limit).await?;
-    let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = has_more
-        .then(|| {
-            rows.last().map(|last| {
-                TaskCursor {
-                    created_at: last.created_at,
-                    id: last.id,
-                }
-                .encode()
+    let rows = tasks::list_page(&mut conn, page.status, page.cursor, page.limit).await?;
+    Ok(web::Json(page.respond(rows)))
+}
+
+/// The `status`, `limit` and `cursor` of a request for a page of tasks, checked; shared
+/// by the list and the search (`routes::dashboard`).
+pub(crate) struct PageRequest {
+    pub status: Option<Status>,
+    pub limit: i64,
+    pub cursor: Option<TaskCursor>,
+}
+
+impl PageRequest {
+    pub(crate) fn parse(
+        status: Option<&str>,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let status = status
+            .map(|status| {
+                Status::parse(status).map_err(|e| ApiError::InvalidQuery {
+                    parameter: "status",
+                    detail: e.to_string(),
+                })
             })
+            .transpose()?;
+        let limit = match limit {
+            None => DEFAULT_PAGE_SIZE,
+            Some(limit) => limit
+                .parse::<i64>()
+                .ok()
+                .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+                .ok_or_else(|| ApiError::InvalidQuery {
+                    parameter: "limit",
+                    detail: format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                })?,
+        };
+        let cursor = cursor
+            .map(|cursor| {
+                TaskCursor::decode(cursor).map_err(|e| ApiError::InvalidQuery {
+                    parameter: "cursor",
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            status,
+            limit,
+            cursor,
         })
-        .flatten();
-    Ok(web::Json(TaskListResponse {
-        tasks: rows.into_iter().map(TaskResponse::from).collect(),
-        next_cursor,
-    }))
+    }
+
+    /// The page out of the `limit + 1` rows the store fetched, with the cursor of the
+    /// next page when there is one.
+    pub(crate) fn respond(&self, mut rows: Vec<TaskRow>) -> TaskListResponse {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = rows.last().filter(|_| has_more).map(|last| {
+            TaskCursor {
+                created_at: last.created_at,
+                id: last.id,
+            }
+            .encode()
+        });
+        TaskListResponse {
+            tasks: rows.into_iter().map(TaskResponse::from).collect(),
+            next_cursor,
+        }
+    }
 }
 
 /// Query parameters, each given at most once.

@@ -3,10 +3,12 @@
 
 mod helpers;
 
+mod dashboard;
 mod docs;
 mod operations;
 mod orchestrate;
 mod redrive;
 mod resume;
 mod tasks;
+mod ui;
 mod validation;

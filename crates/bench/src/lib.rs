@@ -1,0 +1,965 @@
+//! `orchestrator-bench`: measures the orchestrator on the machine it runs on, against
+//! that machine's own ceilings, in one run (`make bench`).
+//!
+//! - [`config`]: flags, and the [`config::Plan`] of a run (`--smoke` shrinks it).
+//! - [`stack`]: starts the stack with `scripts/stack.sh` (or targets a running one),
+//!   stops and starts its workers, finds its processes.
+//! - [`load`]: HTTP load, closed loop and open loop (coordinated omission corrected).
+//! - [`ceilings`]: pgbench with the naive-writes scripts, the broker's produce rate, a
+//!   mock service's raw rate.
+//! - [`db`]: drains, completion times and the end-of-phase checks in PostgreSQL.
+//! - [`resources`]: CPU seconds and peak RSS from `/proc`.
+//! - [`report`]: JSON, Markdown and SVG, with the targets.
+//!
+//! [`run`] runs the phases in order: ceilings (stack idle), accept path (workers
+//! stopped, when the benchmark owns the stack), the backlog drain, a steady rate with
+//! the workers processing, then end to end for each worker count and mock latency.
+//! After each phase that submitted tasks, every accepted task must be `COMPLETED` with
+//! exactly three `COMPLETED` service requests, or the run fails.
+
+pub mod ceilings;
+pub mod config;
+pub mod db;
+pub mod load;
+pub mod machine;
+pub mod report;
+pub mod resources;
+pub mod stack;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use crate::config::{BenchConfig, Plan};
+use crate::load::{LoadResult, Percentiles, Submitted, Target, Until};
+use crate::report::{Accept, AcceptRun, Ceilings, E2eRun, Report, Settings, Steady};
+use crate::resources::{CpuSnapshot, CpuUsage, Groups, Process};
+use crate::stack::{Endpoints, Ports, Stack, StartSettings};
+
+/// Ways a run fails.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("stack: {0}")]
+    Stack(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] orchestrator_kafka::KafkaError),
+    #[error("pgbench: {0}")]
+    Pgbench(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("the run's checks failed; see {0}")]
+    ChecksFailed(PathBuf),
+}
+
+impl BenchError {
+    fn io(path: &Path, source: std::io::Error) -> BenchError {
+        BenchError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The three services of the README example, in the order of the stack's mock ports.
+const SERVICES: [&str; 3] = ["revenue", "rebates", "specialty"];
+/// How long the workers may take to share the partitions after a start or stop.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+/// Where the files of a run go.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub svg: PathBuf,
+}
+
+/// Runs the benchmark and writes its reports; fails when a check failed.
+pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
+    let plan = config.plan();
+    let repo_root = repo_root(config.repo_root.as_deref())?;
+    let output_dir = config
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| repo_root.join("target/bench"));
+    std::fs::create_dir_all(&output_dir).map_err(|e| BenchError::io(&output_dir, e))?;
+    let bin_dir = match &config.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                BenchError::Setup("cannot tell where this binary is: pass --bin-dir".into())
+            })?,
+    };
+    let machine = machine::Machine::describe(&repo_root);
+    let (db_name, admin_url) = db::split_url(&config.database_url)?;
+
+    let mut stack = match &config.api_url {
+        Some(api) => {
+            let kafka = config.kafka_bootstrap_servers.clone().unwrap_or_default();
+            if config.mock_urls.len() != SERVICES.len() {
+                return Err(BenchError::Setup(
+                    "--mock-urls needs the three mock services: revenue,rebates,specialty".into(),
+                ));
+            }
+            Stack::running(
+                Endpoints {
+                    api: api.clone(),
+                    mocks: config.mock_urls.clone(),
+                    kafka,
+                },
+                config.run_dir.clone(),
+            )
+        }
+        None => {
+            ensure_postgres(&repo_root, &admin_url)?;
+            let run_dir = config
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| output_dir.join("run"));
+            stop_leftover_stack(&repo_root, &run_dir);
+            db::recreate_database(&admin_url, &db_name).await?;
+            let ports = Ports::pick(config.base_port, config.max_workers())?;
+            progress(&format!(
+                "starting the stack from {} (API on port {}, RUN_DIR {})",
+                bin_dir.display(),
+                ports.api,
+                run_dir.display()
+            ));
+            let settings = StartSettings {
+                repo_root: repo_root.clone(),
+                run_dir,
+                bin_dir: bin_dir.clone(),
+                database_url: config.database_url.clone(),
+                ports,
+                workers: config.max_workers(),
+                keep: config.keep_stack,
+            };
+            tokio::task::block_in_place(|| Stack::start(&settings))?
+        }
+    };
+
+    let client = load::http_client()?;
+    let db = db::connect(&config.database_url).await?;
+    let postgres = db::server_info(&db).await?;
+    let mut bench = Bench {
+        plan: plan.clone(),
+        config: config.clone(),
+        orchestrate: Target::orchestrate(&client, &stack.endpoints.api),
+        client,
+        db,
+        accepted: 0,
+        checks: Vec::new(),
+        notes: Vec::new(),
+        rss_reset_works: true,
+    };
+
+    let mut workers = if stack.controllable() {
+        config.max_workers()
+    } else if stack.run_dir.is_some() {
+        stack.workers().len()
+    } else {
+        db::live_owners(&bench.db, &config.topic).await?
+    };
+    if workers == 0 {
+        return Err(BenchError::Setup(format!(
+            "no worker holds the partitions of {}: start the workers",
+            config.topic
+        )));
+    }
+    progress(&format!(
+        "waiting for {workers} workers to share the partitions"
+    ));
+    db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
+
+    // 1. Ceilings, with the stack idle.
+    let ceilings = bench
+        .ceilings(&stack, &bin_dir, &admin_url, &db_name, &output_dir)
+        .await?;
+
+    // 2. Accept path: alone when the workers can be stopped.
+    let workers_stopped = stack.controllable();
+    if workers_stopped {
+        progress("stopping the workers: the accept path is measured alone");
+        for n in (1..=workers).rev() {
+            tokio::task::block_in_place(|| stack.stop_worker(n))?;
+        }
+    }
+    let accept_started = Utc::now();
+    let accept = bench.accept(&stack, !workers_stopped).await?;
+
+    // 3. The backlog the accept path left, processed.
+    let backlog_drain = if workers_stopped {
+        let backlog = db::unfinished(&bench.db).await?;
+        progress(&format!(
+            "starting {workers} workers again; they process the backlog of {backlog} tasks"
+        ));
+        let groups = bench.groups(&stack).await?;
+        bench.reset_peaks(&groups);
+        let cpu = CpuSnapshot::take(&groups);
+        let restarted = Utc::now();
+        tokio::task::block_in_place(|| stack.start_workers(workers))?;
+        db::wait_drained(&bench.db, plan.drain_timeout).await?;
+        let groups = bench.groups(&stack).await?;
+        let usage = cpu.until(&groups);
+        let finished = db::finish_times(&bench.db, accept_started).await?;
+        let last = finished
+            .iter()
+            .map(|(_, at, _)| *at)
+            .max()
+            .unwrap_or(restarted);
+        let tasks = u64::try_from(backlog).unwrap_or(0);
+        let seconds = (last - restarted).to_std().unwrap_or_default();
+        let drain = E2eRun {
+            label: format!("backlog drain, {workers} workers, 0 ms (includes worker start)"),
+            workers,
+            mock_latency_ms: 0,
+            tasks,
+            submit_errors: BTreeMap::new(),
+            submit_rate: 0.0,
+            throughput: load::per_second(tasks, seconds),
+            seconds: seconds.as_secs_f64(),
+            latency: None,
+            cpu_per_1000: per_1000(&usage, tasks),
+            cpu: Some(usage),
+            api_peak_rss_mb: None,
+            worker_peak_rss_mb: bench.worker_peak(&stack),
+        };
+        Some(drain)
+    } else {
+        db::wait_drained(&bench.db, plan.drain_timeout).await?;
+        None
+    };
+    bench.check("accept path").await?;
+
+    // 4. Steady state: a fixed rate with the workers processing.
+    db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
+    let steady = if plan.steady_rate > 0 {
+        progress(&format!(
+            "steady state: {}/s for {:?} with {workers} workers processing",
+            plan.steady_rate, plan.phase
+        ));
+        let label = format!("steady {}/s, {workers} workers, 0 ms", plan.steady_rate);
+        let (accept_run, e2e) = bench
+            .e2e_phase(&stack, &label, workers, 0, Load::Open(plan.steady_rate))
+            .await?;
+        bench.check(&label).await?;
+        Some(Steady {
+            accept: accept_run,
+            e2e,
+        })
+    } else {
+        None
+    };
+
+    // 5. End to end, per worker count and mock latency.
+    let mut e2e = Vec::new();
+    for &count in &plan.worker_counts {
+        if count > workers {
+            bench.notes.push(format!(
+                "end to end with {count} workers skipped: only {workers} run"
+            ));
+            continue;
+        }
+        if count < workers {
+            if !stack.controllable() {
+                bench.notes.push(format!(
+                    "end to end with {count} workers skipped: the benchmark does not stop the workers of a stack it did not start"
+                ));
+                continue;
+            }
+            progress(&format!("stopping workers {}..={workers}", count + 1));
+            for n in (count + 1..=workers).rev() {
+                tokio::task::block_in_place(|| stack.stop_worker(n))?;
+            }
+            workers = count;
+            db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
+        }
+        for &latency in &plan.mock_latencies_ms {
+            bench.set_mock_latency(&stack, latency).await?;
+            let label = format!(
+                "{workers} worker{}, {latency} ms mocks",
+                if workers == 1 { "" } else { "s" }
+            );
+            progress(&format!("end to end: {label}, {} tasks", plan.e2e_tasks));
+            let (_, run) = bench
+                .e2e_phase(
+                    &stack,
+                    &label,
+                    workers,
+                    latency,
+                    Load::Closed(plan.e2e_tasks),
+                )
+                .await?;
+            let latency = run.latency.unwrap_or_default();
+            progress(&format!(
+                "  {} completed/s, p50 {:.0} ms, p99 {:.0} ms",
+                report::number(run.throughput),
+                latency.p50_ms,
+                latency.p99_ms
+            ));
+            e2e.push(run);
+            bench.check(&label).await?;
+        }
+    }
+    bench.set_mock_latency(&stack, 0).await?;
+
+    if !bench.rss_reset_works {
+        bench.notes.push(
+            "peak RSS could not be reset between phases (/proc/PID/clear_refs refused): peaks are since each process started".into(),
+        );
+    }
+    if !workers_stopped {
+        bench.notes.push("the accept path was measured with the workers running (a stack the benchmark did not start)".into());
+    }
+    bench.notes.push(
+        "completion time is the settling transaction's now() (tasks.updated_at); submission time is when the request was sent (closed loop) or due (open loop), both on this machine's clock".into(),
+    );
+
+    let binaries = bin_dir.display().to_string();
+    let mut report = Report {
+        machine,
+        postgres,
+        release_build: binaries.ends_with("release") || binaries.ends_with("release/"),
+        binaries,
+        smoke: plan.smoke,
+        settings: Settings {
+            phase_secs: plan.phase.as_secs(),
+            connections: plan.connections,
+            rates: plan.rates.clone(),
+            steady_rate: plan.steady_rate,
+            e2e_tasks: plan.e2e_tasks,
+            worker_counts: plan.worker_counts.clone(),
+            mock_latencies_ms: plan.mock_latencies_ms.clone(),
+            pgbench_clients: plan.pgbench_clients,
+            produce_in_flight: plan.produce_in_flight,
+        },
+        ceilings,
+        accept,
+        backlog_drain,
+        steady,
+        e2e,
+        checks: bench.checks,
+        targets: Vec::new(),
+        notes: bench.notes,
+        passed: false,
+    };
+    report.evaluate_targets();
+
+    if let Err(error) = tokio::task::block_in_place(|| stack.stop()) {
+        progress(&format!("stopping the stack failed: {error}"));
+    }
+    drop(stack);
+
+    let outputs = write_reports(&report, &output_dir)?;
+    if !report.passed {
+        return Err(BenchError::ChecksFailed(outputs.markdown));
+    }
+    Ok((report, outputs))
+}
+
+fn write_reports(report: &Report, dir: &Path) -> Result<Outputs, BenchError> {
+    let outputs = Outputs {
+        json: dir.join("report.json"),
+        markdown: dir.join("report.md"),
+        svg: dir.join("report.svg"),
+    };
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| BenchError::Setup(format!("serialising the report: {e}")))?;
+    for (path, text) in [
+        (&outputs.json, json),
+        (&outputs.markdown, report.markdown()),
+        (&outputs.svg, report.svg()),
+    ] {
+        std::fs::write(path, text).map_err(|e| BenchError::io(path, e))?;
+    }
+    Ok(outputs)
+}
+
+/// The repository: given, else the first folder holding `scripts/stack.sh` from the
+/// working directory up, else the one this crate was built from.
+fn repo_root(given: Option<&Path>) -> Result<PathBuf, BenchError> {
+    let holds_stack = |dir: &Path| dir.join("scripts/stack.sh").is_file();
+    if let Some(dir) = given {
+        return if holds_stack(dir) {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(BenchError::Setup(format!(
+                "{} holds no scripts/stack.sh",
+                dir.display()
+            )))
+        };
+    }
+    let cwd = std::env::current_dir().map_err(|e| BenchError::io(Path::new("."), e))?;
+    if let Some(dir) = cwd.ancestors().find(|dir| holds_stack(dir)) {
+        return Ok(dir.to_path_buf());
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
+    built_from
+        .ancestors()
+        .find(|dir| holds_stack(dir))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            BenchError::Setup(
+                "cannot find the repository (scripts/stack.sh): pass --repo-root".into(),
+            )
+        })
+}
+
+/// `scripts/ensure-postgres.sh` when the server is the local default one and does not
+/// answer (what `make run` does too), so the database can be created first.
+fn ensure_postgres(repo_root: &Path, admin_url: &str) -> Result<(), BenchError> {
+    let local = [
+        "@127.0.0.1:5432/",
+        "@localhost:5432/",
+        "@127.0.0.1/",
+        "@localhost/",
+    ]
+    .iter()
+    .any(|host| admin_url.contains(host));
+    let answers = std::process::Command::new("pg_isready")
+        .args(["-q", "-d", admin_url])
+        .status()
+        .is_ok_and(|s| s.success());
+    if answers || !local {
+        return Ok(());
+    }
+    progress("PostgreSQL does not answer: scripts/ensure-postgres.sh");
+    let status = std::process::Command::new("bash")
+        .arg(repo_root.join("scripts/ensure-postgres.sh"))
+        .status()
+        .map_err(|e| BenchError::io(Path::new("scripts/ensure-postgres.sh"), e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Setup(format!(
+            "scripts/ensure-postgres.sh: {status}"
+        )))
+    }
+}
+
+/// A stack left running in this RUN_DIR by an earlier run that did not finish: stop
+/// it, or its ports and database would be taken.
+fn stop_leftover_stack(repo_root: &Path, run_dir: &Path) {
+    if !run_dir.join("pids").is_dir() {
+        return;
+    }
+    progress(&format!(
+        "stopping what an earlier run left in {}",
+        run_dir.display()
+    ));
+    let status = std::process::Command::new("bash")
+        .arg(repo_root.join("scripts/stack.sh"))
+        .arg("stop")
+        .env("RUN_DIR", run_dir)
+        .stdin(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        progress("stopping the earlier stack failed; starting anyway");
+    }
+}
+
+/// How an end-to-end phase submits.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// This many tasks, as fast as the connections go.
+    Closed(u64),
+    /// A fixed rate for the phase's duration.
+    Open(u32),
+}
+
+/// The state of a run.
+struct Bench {
+    plan: Plan,
+    config: BenchConfig,
+    client: reqwest::Client,
+    orchestrate: Target,
+    db: Client,
+    /// 202 answers so far: what the database must hold.
+    accepted: u64,
+    checks: Vec<db::Check>,
+    notes: Vec<String>,
+    rss_reset_works: bool,
+}
+
+impl Bench {
+    async fn ceilings(
+        &mut self,
+        stack: &Stack,
+        bin_dir: &Path,
+        admin_url: &str,
+        db_name: &str,
+        output_dir: &Path,
+    ) -> Result<Ceilings, BenchError> {
+        let plan = &self.plan;
+        let mut ceilings = Ceilings::default();
+
+        match ceilings::find_pgbench() {
+            Some(pgbench) => {
+                let name = format!("{db_name}_pgbench");
+                let url = db::with_database(&self.config.database_url, &name)?;
+                db::recreate_database(admin_url, &name).await?;
+                migrate(bin_dir, &url)?;
+                for script in [ceilings::NAIVE_TASK, ceilings::NAIVE_ACCEPT] {
+                    progress(&format!(
+                        "ceiling: PostgreSQL, {} with pgbench, {} clients, {:?}",
+                        script.name, plan.pgbench_clients, plan.phase
+                    ));
+                    let result = ceilings::pgbench(
+                        &pgbench,
+                        &url,
+                        output_dir,
+                        script,
+                        plan.pgbench_clients,
+                        plan.phase,
+                    )
+                    .await?;
+                    progress(&format!(
+                        "  {} tasks/s ({} commits/s)",
+                        report::number(result.tasks_per_s),
+                        report::number(result.transactions_per_s)
+                    ));
+                    if script.name == ceilings::NAIVE_TASK.name {
+                        ceilings.postgres_task = Some(result);
+                    } else {
+                        ceilings.postgres_accept = Some(result);
+                    }
+                }
+                db::drop_database(admin_url, &name).await?;
+            }
+            None => self.notes.push(
+                "no pgbench found (Debian: the postgresql package): PostgreSQL ceilings not measured".into(),
+            ),
+        }
+
+        progress(&format!(
+            "ceiling: broker produce, {} in flight, {:?}",
+            plan.produce_in_flight, plan.phase
+        ));
+        let broker =
+            ceilings::broker_produce(&stack.endpoints.kafka, plan.produce_in_flight, plan.phase)
+                .await?;
+        progress(&format!(
+            "  {} records/s",
+            report::number(broker.records_per_s)
+        ));
+        ceilings.broker = Some(broker);
+
+        let mock_base = stack
+            .endpoints
+            .mocks
+            .first()
+            .ok_or_else(|| BenchError::Setup("no mock service URL".into()))?;
+        progress(&format!(
+            "ceiling: mock service {}, {} connections, {:?}",
+            SERVICES[0], plan.connections, plan.phase
+        ));
+        let mock = ceilings::mock_raw(
+            &self.client,
+            mock_base,
+            SERVICES[0],
+            plan.connections,
+            plan.phase,
+        )
+        .await;
+        progress(&format!(
+            "  {} requests/s",
+            report::number(mock.requests_per_s)
+        ));
+        ceilings.mock = Some(mock);
+        Ok(ceilings)
+    }
+
+    /// The accept path: a closed loop, then each open-loop rate.
+    async fn accept(&mut self, stack: &Stack, workers_running: bool) -> Result<Accept, BenchError> {
+        let plan = self.plan.clone();
+        progress(&format!(
+            "accept path: closed loop, {} connections, {:?}",
+            plan.connections, plan.phase
+        ));
+        let closed_loop = self
+            .accept_run(
+                stack,
+                format!("closed loop, {} connections", plan.connections),
+                Some(plan.connections),
+                None,
+            )
+            .await?;
+        progress(&format!(
+            "  {} tasks/s, p99 {:.1} ms",
+            report::number(closed_loop.rate),
+            closed_loop.latency.p99_ms
+        ));
+        let mut open_loop = Vec::new();
+        for &rate in &plan.rates {
+            progress(&format!(
+                "accept path: open loop, {rate}/s, {:?}",
+                plan.phase
+            ));
+            let run = self
+                .accept_run(stack, format!("open loop, {rate}/s"), None, Some(rate))
+                .await?;
+            progress(&format!(
+                "  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                run.latency.p50_ms, run.latency.p99_ms, run.latency.max_ms
+            ));
+            open_loop.push(run);
+        }
+        Ok(Accept {
+            workers_running,
+            closed_loop,
+            open_loop,
+        })
+    }
+
+    async fn accept_run(
+        &mut self,
+        stack: &Stack,
+        load: String,
+        connections: Option<usize>,
+        rate: Option<u32>,
+    ) -> Result<AcceptRun, BenchError> {
+        let groups = self.groups(stack).await?;
+        self.reset_peaks(&groups);
+        let cpu = CpuSnapshot::take(&groups);
+        let result = match (connections, rate) {
+            (_, Some(rate)) => {
+                load::open_loop(
+                    &self.orchestrate,
+                    rate,
+                    self.plan.phase,
+                    self.plan.max_in_flight,
+                )
+                .await
+            }
+            (connections, None) => {
+                load::closed_loop(
+                    &self.orchestrate,
+                    connections.unwrap_or(self.plan.connections),
+                    Until::Elapsed(self.plan.phase),
+                )
+                .await
+            }
+        };
+        self.accepted += result.ok;
+        let groups = self.groups(stack).await?;
+        let usage = cpu.until(&groups);
+        Ok(self.accept_record(stack, load, connections, rate, &result, usage))
+    }
+
+    fn accept_record(
+        &self,
+        stack: &Stack,
+        load: String,
+        connections: Option<usize>,
+        rate: Option<u32>,
+        result: &LoadResult,
+        usage: CpuUsage,
+    ) -> AcceptRun {
+        AcceptRun {
+            load,
+            connections,
+            offered_rate: rate,
+            sent: result.sent,
+            accepted: result.ok,
+            errors: result.errors.clone(),
+            rate: result.rate(),
+            seconds: result.elapsed.as_secs_f64(),
+            latency: Percentiles::of(&result.latency),
+            cpu_per_1000: per_1000(&usage, result.ok),
+            cpu: Some(usage),
+            api_peak_rss_mb: stack.process("api").and_then(|p| p.peak_rss_mb()),
+        }
+    }
+
+    /// Submits tasks, waits until all finished, and times them from submission to
+    /// `COMPLETED`.
+    async fn e2e_phase(
+        &mut self,
+        stack: &Stack,
+        label: &str,
+        workers: usize,
+        mock_latency_ms: u64,
+        load: Load,
+    ) -> Result<(AcceptRun, E2eRun), BenchError> {
+        let groups = self.groups(stack).await?;
+        self.reset_peaks(&groups);
+        let cpu = CpuSnapshot::take(&groups);
+        let started = Utc::now();
+        let (result, accept_label, connections, rate) = match load {
+            Load::Closed(tasks) => (
+                load::closed_loop(
+                    &self.orchestrate,
+                    self.plan.connections,
+                    Until::Count(tasks),
+                )
+                .await,
+                format!("{label}: submission, closed loop"),
+                Some(self.plan.connections),
+                None,
+            ),
+            Load::Open(rate) => (
+                load::open_loop(
+                    &self.orchestrate,
+                    rate,
+                    self.plan.phase,
+                    self.plan.max_in_flight,
+                )
+                .await,
+                format!("open loop, {rate}/s, {workers} workers processing"),
+                None,
+                Some(rate),
+            ),
+        };
+        self.accepted += result.ok;
+        let submit_usage = cpu.until(&self.groups(stack).await?);
+        db::wait_drained(&self.db, self.plan.drain_timeout).await?;
+        let groups = self.groups(stack).await?;
+        let usage = cpu.until(&groups);
+        let finished = db::finish_times(&self.db, started).await?;
+        let (latency, last_finish) = completion_latency(&result.submitted, &finished);
+        let first_sent = result
+            .submitted
+            .iter()
+            .map(|s| s.sent_at)
+            .min()
+            .unwrap_or(started);
+        let seconds = last_finish
+            .map(|last| (last - first_sent).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let run = E2eRun {
+            label: label.to_owned(),
+            workers,
+            mock_latency_ms,
+            tasks: result.ok,
+            submit_errors: result.errors.clone(),
+            submit_rate: result.rate(),
+            throughput: load::per_second(result.ok, seconds),
+            seconds: seconds.as_secs_f64(),
+            latency: Some(latency),
+            cpu_per_1000: per_1000(&usage, result.ok),
+            cpu: Some(usage),
+            api_peak_rss_mb: stack.process("api").and_then(|p| p.peak_rss_mb()),
+            worker_peak_rss_mb: self.worker_peak(stack),
+        };
+        let accept = self.accept_record(
+            stack,
+            accept_label,
+            connections,
+            rate,
+            &result,
+            submit_usage,
+        );
+        Ok((accept, run))
+    }
+
+    /// Checks the database against what was accepted so far; a failure is recorded (the
+    /// run goes on and fails at the end).
+    async fn check(&mut self, after: &str) -> Result<(), BenchError> {
+        let check = db::check(&self.db, after, self.accepted).await?;
+        if !check.passed {
+            progress(&format!("CHECK FAILED after {after}: {check:?}"));
+        }
+        self.checks.push(check);
+        Ok(())
+    }
+
+    /// Sets every mock service's latency (`PUT /control/{service}`).
+    async fn set_mock_latency(&self, stack: &Stack, ms: u64) -> Result<(), BenchError> {
+        let behaviour = serde_json::json!({"latency": {"kind": "fixed", "ms": ms}});
+        for (base, service) in stack.endpoints.mocks.iter().zip(SERVICES) {
+            let response = self
+                .client
+                .put(format!("{}/control/{service}", base.trim_end_matches('/')))
+                .json(&behaviour)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                return Err(BenchError::Setup(format!(
+                    "PUT {base}/control/{service}: HTTP {}",
+                    response.status()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The processes measured now: the stack's (from RUN_DIR), PostgreSQL's (this
+    /// database's connections and the server's background processes) and this one.
+    async fn groups(&self, stack: &Stack) -> Result<Groups, BenchError> {
+        let mut groups = Groups::default();
+        if let Some(api) = stack.process("api") {
+            groups.add("api", api);
+        }
+        for (_, worker) in stack.workers() {
+            groups.add("workers", worker);
+        }
+        if let Some(broker) = stack.process("broker") {
+            groups.add("broker", broker);
+        }
+        for service in SERVICES {
+            if let Some(mock) = stack.process(&format!("mock-{service}")) {
+                groups.add("mocks", mock);
+            }
+        }
+        let (backends, background) = db::server_pids(&self.db).await?;
+        for pid in backends.into_iter().chain(background) {
+            if let Some(process) = Process::current(pid) {
+                groups.add("postgres", process);
+            }
+        }
+        if let Some(me) = Process::current(std::process::id()) {
+            groups.add("bench", me);
+        }
+        Ok(groups)
+    }
+
+    fn reset_peaks(&mut self, groups: &Groups) {
+        for group in ["api", "workers"] {
+            for process in groups.groups.get(group).into_iter().flatten() {
+                if !process.reset_peak_rss() {
+                    self.rss_reset_works = false;
+                }
+            }
+        }
+    }
+
+    fn worker_peak(&self, stack: &Stack) -> Option<f64> {
+        stack
+            .workers()
+            .iter()
+            .filter_map(|(_, p)| p.peak_rss_mb())
+            .fold(None, |acc, v| Some(acc.map_or(v, |a: f64| a.max(v))))
+    }
+}
+
+/// `orchestrator-api migrate` against `url` (the pgbench database gets our schema).
+fn migrate(bin_dir: &Path, url: &str) -> Result<(), BenchError> {
+    let api = bin_dir.join("orchestrator-api");
+    let output = std::process::Command::new(&api)
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .map_err(|e| BenchError::io(&api, e))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Setup(format!(
+            "{} migrate: {}\n{}",
+            api.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
+/// CPU seconds per 1,000 tasks per group, plus `stack` (all groups but the load
+/// generator).
+fn per_1000(usage: &CpuUsage, tasks: u64) -> BTreeMap<String, f64> {
+    if tasks == 0 {
+        return BTreeMap::new();
+    }
+    let scale = 1000.0 / tasks as f64;
+    let mut out: BTreeMap<String, f64> = usage
+        .per_group
+        .iter()
+        .map(|(group, seconds)| (group.clone(), seconds * scale))
+        .collect();
+    out.insert("stack".into(), usage.stack_seconds() * scale);
+    out
+}
+
+/// Submission-to-`COMPLETED` latency of the submitted tasks, and the last completion.
+fn completion_latency(
+    submitted: &[Submitted],
+    finished: &[(String, DateTime<Utc>, String)],
+) -> (Percentiles, Option<DateTime<Utc>>) {
+    let sent: HashMap<&str, DateTime<Utc>> = submitted
+        .iter()
+        .map(|s| (s.task_id.as_str(), s.sent_at))
+        .collect();
+    let mut histogram = load::new_histogram();
+    let mut last = None;
+    for (task_id, at, status) in finished {
+        let Some(sent_at) = sent.get(task_id.as_str()) else {
+            continue;
+        };
+        if status != "COMPLETED" {
+            continue;
+        }
+        last = Some(last.map_or(*at, |l: DateTime<Utc>| l.max(*at)));
+        let micros = (*at - *sent_at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(1);
+        histogram.saturating_record(u64::try_from(micros).unwrap_or(1));
+    }
+    (Percentiles::of(&histogram), last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_latency_joins_on_task_id() {
+        let t0 = Utc::now();
+        let ms = chrono::Duration::milliseconds;
+        let submitted = vec![
+            Submitted {
+                task_id: "a".into(),
+                sent_at: t0,
+            },
+            Submitted {
+                task_id: "b".into(),
+                sent_at: t0 + ms(10),
+            },
+        ];
+        let finished = vec![
+            ("a".to_owned(), t0 + ms(100), "COMPLETED".to_owned()),
+            ("b".to_owned(), t0 + ms(60), "COMPLETED".to_owned()),
+            ("c".to_owned(), t0 + ms(900), "COMPLETED".to_owned()),
+        ];
+        let (latency, last) = completion_latency(&submitted, &finished);
+        assert_eq!(last, Some(t0 + ms(100)));
+        assert!((latency.max_ms - 100.0).abs() < 0.5, "{latency:?}");
+        assert!((latency.p50_ms - 50.0).abs() < 0.5, "{latency:?}");
+    }
+
+    #[test]
+    fn cpu_per_thousand_tasks() {
+        let usage = CpuUsage {
+            per_group: BTreeMap::from([
+                ("api".to_owned(), 2.0),
+                ("workers".to_owned(), 3.0),
+                ("bench".to_owned(), 1.0),
+            ]),
+            machine_seconds: Some(7.0),
+            other_seconds: Some(1.0),
+        };
+        let per = per_1000(&usage, 2000);
+        assert_eq!(per["api"], 1.0);
+        assert_eq!(per["stack"], 2.5);
+        assert!(per_1000(&usage, 0).is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! `orchestrator-bench --smoke`: the benchmark starts a stack of its own (the debug
+//! binaries as built, free ports, its own RUN_DIR and database), runs every phase
+//! tiny, writes its reports, and its checks pass. Not a timed test: the figures are
+//! not looked at, only that the benchmark still works.
+//!
+//! The stack's binaries must be built (`cargo build --workspace --bins`; `cargo nextest
+//! run --workspace` does it).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator_testkit::database::TestDatabase;
+use serde_json::Value;
+
+/// Starting a debug stack takes ~20 s on a busy 2-core machine; the phases ~30 s.
+const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[tokio::test]
+async fn smoke_run_writes_reports_and_its_checks_pass() {
+    let root = workspace_root();
+    let bin_dir = bin_dir();
+    for binary in ["orchestrator-api", "orchestrator-worker", "mock-services"] {
+        assert!(
+            bin_dir.join(binary).is_file(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins)",
+            bin_dir.join(binary).display()
+        );
+    }
+    let database = TestDatabase::create().await;
+    let scratch = Scratch::new(&root);
+    let out_dir = scratch.path.join("out");
+    let log_path = scratch.path.join("bench.out");
+    let log = fs::File::create(&log_path).expect("creating the output file");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator-bench"));
+    command
+        .arg("--smoke")
+        .args(["--database-url", database.url()])
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--repo-root")
+        .arg(&root)
+        .arg("--output-dir")
+        .arg(&out_dir)
+        .arg("--run-dir")
+        .arg(&scratch.run_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cloning the output file"))
+        .stderr(log);
+    for var in [
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+        "RUST_LOG",
+        "BENCH_API_URL",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command.spawn().expect("starting orchestrator-bench");
+    let deadline = Instant::now() + SMOKE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the benchmark") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "orchestrator-bench --smoke {}:\n{output}",
+        status.map_or(format!("killed after {SMOKE_TIMEOUT:?}"), |s| s.to_string())
+    );
+
+    let json = fs::read_to_string(out_dir.join("report.json")).expect("report.json");
+    let report: Value = serde_json::from_str(&json).expect("report.json is JSON");
+    assert_eq!(report["passed"], true, "{json}");
+    assert_eq!(report["smoke"], true);
+    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
+    // 2 and 1 workers × 0 and 50 ms mocks.
+    let e2e = report["e2e"].as_array().expect("e2e runs");
+    assert_eq!(e2e.len(), 4, "{json}");
+    for run in e2e {
+        assert!(run["tasks"].as_u64().is_some_and(|t| t > 0), "{run}");
+        assert!(run["throughput"].as_f64().is_some_and(|t| t > 0.0), "{run}");
+        assert!(
+            run["latency"]["p99_ms"].as_f64().is_some_and(|l| l > 0.0),
+            "{run}"
+        );
+        assert!(run["cpu_per_1000"]["api"].as_f64().is_some(), "{run}");
+        assert!(
+            run["worker_peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0),
+            "{run}"
+        );
+    }
+    for ceiling in ["postgres_task", "postgres_accept", "broker", "mock"] {
+        assert!(
+            report["ceilings"][ceiling].is_object(),
+            "ceiling {ceiling}: {json}"
+        );
+    }
+    assert!(
+        report["ceilings"]["postgres_task"]["tasks_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    assert!(
+        report["ceilings"]["broker"]["records_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    assert!(
+        report["accept"]["closed_loop"]["accepted"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    assert_eq!(
+        report["accept"]["open_loop"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let checks = report["checks"].as_array().expect("checks");
+    assert!(checks.len() >= 6, "{json}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
+    assert!(
+        report["targets"].as_array().is_some_and(|t| t.len() >= 7),
+        "{json}"
+    );
+
+    let markdown = fs::read_to_string(out_dir.join("report.md")).expect("report.md");
+    for section in [
+        "### Targets",
+        "### Ceilings",
+        "### Accept path",
+        "### End to end",
+        "### Checks",
+    ] {
+        assert!(
+            markdown.contains(section),
+            "report.md lacks {section}:\n{markdown}"
+        );
+    }
+    let svg = fs::read_to_string(out_dir.join("report.svg")).expect("report.svg");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+
+    // The benchmark stopped its stack: nothing answers on its API port any more.
+    assert!(
+        !scratch.run_dir.join("stack.env").exists(),
+        "the benchmark left its stack running:\n{output}"
+    );
+}
+
+/// A scratch folder with the benchmark's RUN_DIR; whatever the benchmark left running
+/// there (it was killed) is stopped when this is dropped.
+struct Scratch {
+    root: PathBuf,
+    path: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(root: &Path) -> Scratch {
+        let path = std::env::temp_dir().join(format!(
+            "orchestrator-bench-smoke-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        fs::create_dir_all(&path).expect("creating the scratch folder");
+        Scratch {
+            root: root.to_path_buf(),
+            run_dir: path.join("run"),
+            path,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.run_dir.join("pids").is_dir() {
+            let _ = Command::new("bash")
+                .arg(self.root.join("scripts/stack.sh"))
+                .arg("stop")
+                .env("RUN_DIR", &self.run_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if std::thread::panicking() {
+            eprintln!("kept for inspection: {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::hash::BuildHasher as _;
+    format!(
+        "{:x}",
+        std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+    )
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the crate lives two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// Where the binaries were built: the target folder this test runs from
+/// (`target/<profile>/deps/<test>` → `target/<profile>`).
+fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| workspace_root().join("target/debug"))
+}

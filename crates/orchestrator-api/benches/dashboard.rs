@@ -1,0 +1,327 @@
+//! How fast the dashboard answers with a large database: every endpoint a screen reads,
+//! then each screen's load in headless Chromium (when installed). A benchmark, not a
+//! test: it prints figures and asserts nothing about them.
+//!
+//! Needs a database filled by `seed-tasks` (`make bench-dashboard` does both):
+//! `DASHBOARD_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench`.
+//! `DASHBOARD_RUNS` timed requests per endpoint (default 30). The API runs in this process,
+//! in inline mode, as the tests start it.
+
+#[path = "../tests/it/ui/browser.rs"]
+#[allow(dead_code)]
+mod browser;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::RunQueryDsl;
+use orchestrator_api::{ApiConfig, Application};
+use orchestrator_store::{TaskCursor, dashboard, pool};
+use serde_json::Value;
+
+const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench";
+
+#[derive(QueryableByName)]
+struct Position {
+    #[diesel(sql_type = Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+struct Figures {
+    name: String,
+    median: Duration,
+    p95: Duration,
+    max: Duration,
+    detail: String,
+}
+
+fn figures(name: &str, mut samples: Vec<Duration>, detail: String) -> Figures {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Figures {
+        name: name.to_owned(),
+        median: at(0.5),
+        p95: at(0.95),
+        max: at(1.0),
+        detail,
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let database_url =
+        std::env::var("DASHBOARD_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    let runs: usize = std::env::var("DASHBOARD_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(30)
+        .max(1);
+
+    let mut conn = pool::establish(&database_url)
+        .await
+        .context("connecting to DASHBOARD_DATABASE_URL (run `make bench-dashboard`)")?;
+    let total = dashboard::status_counts(&mut conn).await?.total();
+    anyhow::ensure!(
+        total >= 1_000,
+        "{total} tasks in the database: fill it first with `make bench-dashboard` (or the seed-tasks binary)"
+    );
+    // A position half-way down the list: a deep page.
+    let middle: Position = sql_query(
+        "SELECT created_at, id FROM tasks ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+    )
+    .bind::<BigInt, _>(total / 2)
+    .get_result(&mut conn)
+    .await?;
+    let deep_cursor = TaskCursor {
+        created_at: middle.created_at,
+        id: middle.id,
+    }
+    .encode();
+
+    let mut config = ApiConfig::try_parse_from(["orchestrator-api"])?;
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.database_url = database_url.clone();
+    config.use_kafka = false;
+    config.http_workers = 2;
+    let app = Application::build(config).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    // Sample ids: the newest task and one from the middle.
+    let newest: Value = client
+        .get(format!("{base}/api/tasks?limit=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let newest_id = newest["tasks"][0]["task_id"]
+        .as_str()
+        .context("the newest task")?
+        .to_owned();
+    let deep: Value = client
+        .get(format!("{base}/api/tasks?limit=1&cursor={deep_cursor}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let deep_id = deep["tasks"][0]["task_id"]
+        .as_str()
+        .context("a task half-way down")?
+        .to_owned();
+    // Seeded names end with "#<number>"; the number is unique.
+    let deep_number = deep["tasks"][0]["task_name"]
+        .as_str()
+        .and_then(|name| name.rsplit_once('#'))
+        .map(|(_, number)| number.to_owned())
+        .context("a seeded task name")?;
+
+    let endpoints: Vec<(&str, String)> = vec![
+        ("page shell `/ui`", "/ui".into()),
+        ("script `/ui/assets/app.js`", "/ui/assets/app.js".into()),
+        ("list, newest 50", "/api/tasks?limit=50".into()),
+        (
+            "list, page half-way down (cursor)",
+            format!("/api/tasks?limit=50&cursor={deep_cursor}"),
+        ),
+        ("list, FAILED", "/api/tasks?status=FAILED&limit=50".into()),
+        (
+            "list, PENDING (none)",
+            "/api/tasks?status=PENDING&limit=50".into(),
+        ),
+        ("counts per status", "/api/tasks/counts".into()),
+        (
+            "throughput, 15 min",
+            "/api/tasks/throughput?minutes=15".into(),
+        ),
+        (
+            "throughput, 60 min",
+            "/api/tasks/throughput?minutes=60".into(),
+        ),
+        (
+            "task with its service requests",
+            format!("/api/tasks/{newest_id}"),
+        ),
+        (
+            "old task with its service requests",
+            format!("/api/tasks/{deep_id}"),
+        ),
+        ("search: whole id", format!("/api/tasks/search?q={deep_id}")),
+        (
+            "search: id prefix (8 digits)",
+            format!("/api/tasks/search?q={}", &deep_id[..8]),
+        ),
+        (
+            "search: common name (`forecast`, 1 in 10)",
+            "/api/tasks/search?q=forecast&limit=50".into(),
+        ),
+        (
+            "search: rare name (one task, half-way down)",
+            format!("/api/tasks/search?q=%23{deep_number}&limit=50"),
+        ),
+        (
+            "search: only old tasks match (`#12`: 11,111 tasks, the oldest 13%)",
+            "/api/tasks/search?q=%2312&limit=50".into(),
+        ),
+        (
+            "search: no match",
+            "/api/tasks/search?q=no%20such%20task&limit=50".into(),
+        ),
+        (
+            "search: name and status",
+            "/api/tasks/search?q=forecast&status=FAILED&limit=50".into(),
+        ),
+    ];
+
+    let mut results = Vec::new();
+    for (name, path) in &endpoints {
+        let url = format!("{base}{path}");
+        let mut samples = Vec::with_capacity(runs);
+        let mut detail = String::new();
+        for run in 0..runs + 3 {
+            let started = Instant::now();
+            let response = client.get(&url).send().await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            let took = started.elapsed();
+            anyhow::ensure!(status.is_success(), "{name}: {url} answered {status}");
+            if run >= 3 {
+                samples.push(took);
+            }
+            if run == 0 {
+                detail = match serde_json::from_slice::<Value>(&body) {
+                    Ok(json) if json["tasks"].is_array() => {
+                        format!("{} tasks", json["tasks"].as_array().map_or(0, Vec::len))
+                    }
+                    _ => format!("{} bytes", body.len()),
+                };
+            }
+        }
+        results.push(figures(name, samples, detail));
+    }
+
+    let mut report = format!(
+        "Dashboard at {total} tasks ({runs} requests each, after 3 warm-ups; milliseconds, \
+         client-side, over loopback):\n\n\
+         | endpoint | median | p95 | max | answer |\n|---|---:|---:|---:|---|\n"
+    );
+    for f in &results {
+        writeln!(
+            report,
+            "| {} | {} | {} | {} | {} |",
+            f.name,
+            ms(f.median),
+            ms(f.p95),
+            ms(f.max),
+            f.detail
+        )?;
+    }
+
+    match screens(&base, &newest_id, runs.min(10)).await {
+        Ok(screens) => {
+            writeln!(
+                report,
+                "\nScreens in headless Chromium, from navigation until the data is on \
+                 screen (cache warm; milliseconds):\n\n\
+                 | screen | median | p95 | max |\n|---|---:|---:|---:|"
+            )?;
+            for f in &screens {
+                writeln!(
+                    report,
+                    "| {} | {} | {} | {} |",
+                    f.name,
+                    ms(f.median),
+                    ms(f.p95),
+                    ms(f.max)
+                )?;
+            }
+        }
+        Err(error) => writeln!(report, "\nScreens not measured: {error:#}")?,
+    }
+
+    println!("{report}");
+    let out = browser::screenshot_dir().with_file_name("bench-dashboard.md");
+    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("Report written to {}", out.display());
+    shutdown.cancel();
+    let _ = server.await;
+    Ok(())
+}
+
+/// Loads each screen `runs` times and times it until its data is shown.
+async fn screens(base: &str, task_id: &str, runs: usize) -> anyhow::Result<Vec<Figures>> {
+    if !std::path::Path::new("/usr/bin/chromium").exists()
+        && std::env::var_os("CHROMIUM_BIN").is_none()
+    {
+        anyhow::bail!("Chromium is not installed (apt-get install -y chromium chromium-driver)");
+    }
+    let browser = browser::Browser::start().await;
+    let screens = [
+        (
+            "task list (50 tasks, counts, throughput)",
+            format!("{base}/ui"),
+            "return document.querySelectorAll('#task-rows tr[data-task-id]').length === 50 \
+             && document.querySelector('[data-count=\"ALL\"] .value').textContent !== '—' \
+             && document.querySelector('.chart') !== null",
+        ),
+        (
+            "task list, searched (`forecast`)",
+            format!("{base}/ui?q=forecast"),
+            "return document.querySelectorAll('#task-rows tr[data-task-id]').length === 50",
+        ),
+        (
+            "task page",
+            format!("{base}/ui/tasks/{task_id}"),
+            "return document.querySelectorAll('#service-requests tr').length === 3",
+        ),
+        (
+            "new task form",
+            format!("{base}/ui/new"),
+            "return document.getElementById('task-payload') !== null",
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, url, ready) in screens {
+        let mut samples = Vec::with_capacity(runs);
+        for run in 0..runs + 1 {
+            browser.goto("about:blank").await;
+            let started = Instant::now();
+            browser.goto(&url).await;
+            loop {
+                if browser.eval(ready).await == Value::Bool(true) {
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "{name}: not ready within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if run > 0 {
+                samples.push(started.elapsed());
+            }
+        }
+        if name == "task list (50 tasks, counts, throughput)" {
+            browser.screenshot_window("bench-task-list").await;
+        }
+        if name == "task page" {
+            browser.screenshot_window("bench-task-detail").await;
+        }
+        results.push(figures(name, samples, String::new()));
+    }
+    browser.close().await;
+    Ok(results)
+}

@@ -1,0 +1,896 @@
+// The orchestrator dashboard: three screens rendered from the JSON API.
+//   /ui                 tasks, newest first, live; counts per status; throughput
+//   /ui/tasks/{id}      one task: fields, timeline, service requests, payload, re-drive
+//   /ui/new             submit a task
+// Plain JavaScript, no build step, no dependency. Everything the API returns is put
+// into the page as text (textContent), never as HTML.
+'use strict';
+
+(() => {
+  const STATUSES = ['PENDING', 'IN_PROGRESS', 'COMPLETED', 'FAILED'];
+  const LABELS = { PENDING: 'Pending', IN_PROGRESS: 'In progress', COMPLETED: 'Completed', FAILED: 'Failed' };
+  const PAGE_SIZE = 50;
+  const LIST_POLL_MS = 2000;
+  const TASK_POLL_MS = 1000;
+  const THROUGHPUT_MINUTES = 15;
+  const THROUGHPUT_EVERY_MS = 10000;
+  const EXAMPLE_IDS = {
+    scenario_id: '3fa85f64-5717-4562-b3fc-2c963f66afa6',
+    business_type_id: '9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70',
+  };
+  const EXAMPLE = {
+    task_name: 'Quarterly forecast',
+    task_description: 'Revenue, rebates and specialty for Q4',
+    payload: [{ revenue: EXAMPLE_IDS, rebates: EXAMPLE_IDS, specialty: EXAMPLE_IDS }],
+  };
+
+  // ---- DOM -------------------------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function setAttrs(el, attrs) {
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'on') {
+        for (const [event, handler] of Object.entries(value)) el.addEventListener(event, handler);
+      } else if (key === 'text') {
+        el.textContent = value;
+      } else {
+        el.setAttribute(key, value === true ? '' : String(value));
+      }
+    }
+  }
+
+  function append(el, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  function replaceChildren(el, ...children) {
+    el.replaceChildren();
+    append(el, children);
+  }
+
+  function announce(message) {
+    const region = document.getElementById('announcer');
+    region.textContent = '';
+    // A fresh text node after a tick, so the same message is announced again.
+    setTimeout(() => { region.textContent = message; }, 50);
+  }
+
+  // ---- API -------------------------------------------------------------------------
+
+  class ApiProblem extends Error {
+    constructor(status, problem) {
+      super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  async function api(path, options = {}) {
+    const response = await fetch(path, {
+      ...options,
+      headers: { Accept: 'application/json', ...(options.headers || {}) },
+    });
+    const text = await response.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch (_) { body = { detail: text }; }
+    if (!response.ok) throw new ApiProblem(response.status, body);
+    return body;
+  }
+
+  function describeError(error) {
+    if (error instanceof ApiProblem) return error.message;
+    return `The API could not be reached (${error.message}).`;
+  }
+
+  // ---- Formatting ------------------------------------------------------------------
+
+  const numberFormat = new Intl.NumberFormat('en-US');
+  const fmtNumber = (n) => numberFormat.format(n);
+  const pad = (n, width = 2) => String(n).padStart(width, '0');
+
+  function fmtTime(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function fmtClock(date) {
+    return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  // 17:58:18.123: service requests of one task start within the same second.
+  function fmtClockPrecise(iso) {
+    const d = new Date(iso);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  }
+
+  function fmtAgo(iso) {
+    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+    return `${Math.floor(seconds / 86400)} d ago`;
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+    const minutes = Math.floor(ms / 60000);
+    return `${minutes} min ${Math.round((ms % 60000) / 1000)} s`;
+  }
+
+  const isFinal = (status) => status === 'COMPLETED' || status === 'FAILED';
+
+  function badge(status, big) {
+    return h('span', { class: big ? 'badge big' : 'badge', 'data-status': status, text: LABELS[status] || status });
+  }
+
+  function when(iso) {
+    return h('span', { class: 'when' },
+      h('time', { datetime: iso, title: iso, text: fmtTime(iso) }),
+      h('span', { class: 'ago', text: fmtAgo(iso) }));
+  }
+
+  // ---- curl ------------------------------------------------------------------------
+
+  const shellQuote = (text) => `'${String(text).replace(/'/g, `'\\''`)}'`;
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try { await navigator.clipboard.writeText(text); return true; } catch (_) { /* fall back */ }
+    }
+    // Plain http on another host than localhost has no clipboard API.
+    const area = h('textarea', { class: 'visually-hidden', readonly: true });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let copied = false;
+    try { copied = document.execCommand('copy'); } catch (_) { copied = false; }
+    area.remove();
+    return copied;
+  }
+
+  function copyButton(label, getText) {
+    const button = h('button', { type: 'button', 'data-copy': label, text: label });
+    button.addEventListener('click', async () => {
+      const copied = await copyText(getText());
+      button.textContent = copied ? 'Copied' : 'Copy failed: select the text';
+      announce(copied ? 'Copied to the clipboard.' : 'Could not copy; select the text instead.');
+      setTimeout(() => { button.textContent = label; }, 1500);
+    });
+    return button;
+  }
+
+  // A card listing curl commands for what is on screen; `commands()` is re-read on
+  // every refresh so the commands follow the filters.
+  function curlCard(commands) {
+    const list = h('div', { class: 'curl' });
+    const card = h('section', { class: 'card', 'aria-labelledby': 'curl-heading' },
+      h('h2', { id: 'curl-heading', text: 'The same with curl' }), list);
+    const render = () => {
+      replaceChildren(list, commands().map(({ label, command }) =>
+        h('div', { class: 'curl-row' },
+          h('pre', { 'aria-label': label, 'data-curl': label }, h('code', { text: command })),
+          copyButton('Copy curl', () => command))));
+    };
+    render();
+    return { card, render };
+  }
+
+  // ---- Polling ---------------------------------------------------------------------
+
+  // Runs `tick` every `interval` ms, one at a time, not while the tab is hidden.
+  class Poller {
+    constructor(tick, interval) {
+      this.tick = tick;
+      this.interval = interval;
+      this.timer = null;
+      this.running = false;
+      this.again = false;
+      this.stopped = true;
+      this.onVisibility = () => { if (!document.hidden && !this.stopped) this.now(); };
+    }
+    start() {
+      this.stopped = false;
+      document.addEventListener('visibilitychange', this.onVisibility);
+      this.now();
+    }
+    stop() {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      document.removeEventListener('visibilitychange', this.onVisibility);
+    }
+    async now() {
+      clearTimeout(this.timer);
+      if (this.running) {
+        // Asked again mid-tick (e.g. the filters changed): run once more right after.
+        this.again = true;
+        return;
+      }
+      this.running = true;
+      try {
+        do {
+          this.again = false;
+          await this.tick();
+        } while (this.again);
+      } finally {
+        this.running = false;
+      }
+      if (!this.stopped && !document.hidden) {
+        this.timer = setTimeout(() => this.now(), this.interval);
+      }
+    }
+  }
+
+  // ---- Screens ---------------------------------------------------------------------
+
+  const main = () => document.getElementById('main');
+  let currentPoller = null;
+
+  function setScreen(nav, title, ...children) {
+    if (currentPoller) { currentPoller.stop(); currentPoller = null; }
+    document.title = `${title} · orchestrator`;
+    for (const link of document.querySelectorAll('[data-nav]')) {
+      if (link.dataset.nav === nav) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    replaceChildren(main(), children);
+  }
+
+  // ---- Task list -------------------------------------------------------------------
+
+  function listScreen() {
+    const params = new URLSearchParams(location.search);
+    const state = {
+      status: STATUSES.includes(params.get('status')) ? params.get('status') : '',
+      q: (params.get('q') || '').trim(),
+      cursor: params.get('cursor') || '',
+      previous: [], // cursors of the pages before this one
+      nextCursor: null,
+      paused: false,
+      lastThroughput: 0,
+    };
+
+    const listUrl = () => {
+      const query = new URLSearchParams();
+      if (state.q) query.set('q', state.q);
+      if (state.status) query.set('status', state.status);
+      query.set('limit', String(PAGE_SIZE));
+      if (state.cursor) query.set('cursor', state.cursor);
+      return `${state.q ? '/api/tasks/search' : '/api/tasks'}?${query}`;
+    };
+
+    // The page's own address follows the filters, so a reload or a shared link shows
+    // the same list.
+    const syncAddress = () => {
+      const query = new URLSearchParams();
+      if (state.q) query.set('q', state.q);
+      if (state.status) query.set('status', state.status);
+      if (state.cursor) query.set('cursor', state.cursor);
+      const search = query.toString();
+      history.replaceState(null, '', search ? `/ui?${search}` : '/ui');
+    };
+
+    // Header and live indicator.
+    const liveText = h('span', { id: 'live-text', text: 'Connecting…' });
+    const pauseButton = h('button', { type: 'button', 'aria-pressed': 'false', text: 'Pause updates' });
+    // Not a live region: announcing "updated" every 2 s would drown everything else.
+    const live = h('div', { class: 'live' },
+      h('span', { class: 'live-dot', 'aria-hidden': 'true' }), liveText, pauseButton);
+
+    // Counts.
+    const countValues = {};
+    const countLinks = {};
+    const countTile = (status, label) => {
+      countValues[status || 'ALL'] = h('span', { class: 'value', text: '—' });
+      const link = h('a', { class: 'count', href: status ? `/ui?status=${status}` : '/ui', 'data-count': status || 'ALL' },
+        h('span', { class: 'label', text: label }), countValues[status || 'ALL']);
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        state.status = status;
+        statusSelect.value = status;
+        resetPaging();
+        refresh();
+      });
+      countLinks[status || 'ALL'] = link;
+      return h('li', null, link);
+    };
+    const counts = h('ul', { class: 'counts', 'aria-label': 'Tasks per status' },
+      countTile('', 'All tasks'), STATUSES.map((status) => countTile(status, LABELS[status])));
+
+    // Throughput.
+    const chartHolder = h('div', null);
+    const chartSummary = h('p', { class: 'muted', id: 'throughput-summary' });
+    const throughput = h('section', { class: 'card', 'aria-labelledby': 'throughput-heading' },
+      h('div', { class: 'throughput-head' },
+        h('h2', { id: 'throughput-heading', text: `Throughput, last ${THROUGHPUT_MINUTES} minutes` }),
+        chartSummary),
+      chartHolder,
+      h('ul', { class: 'legend' },
+        h('li', null, h('span', { class: 'swatch submitted', 'aria-hidden': 'true' }), 'Submitted'),
+        h('li', null, h('span', { class: 'swatch completed', 'aria-hidden': 'true' }), 'Completed'),
+        h('li', null, h('span', { class: 'swatch failed', 'aria-hidden': 'true' }), 'Failed')));
+
+    // Filters.
+    const statusSelect = h('select', { id: 'filter-status', name: 'status' },
+      h('option', { value: '', text: 'All statuses' }),
+      STATUSES.map((status) => h('option', { value: status, text: LABELS[status] })));
+    statusSelect.value = state.status;
+    const searchError = h('p', { class: 'field-error', id: 'search-error', hidden: true });
+    const searchInput = h('input', {
+      id: 'filter-q', name: 'q', type: 'search', autocomplete: 'off', spellcheck: 'false',
+      placeholder: 'e.g. 7dcf4835 or forecast', 'aria-describedby': 'search-hint search-error',
+    });
+    searchInput.value = state.q;
+    const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter tasks' },
+      h('div', { class: 'field' }, h('label', { for: 'filter-status', text: 'Status' }), statusSelect),
+      h('div', { class: 'field grow' },
+        h('label', { for: 'filter-q', text: 'Search by task id or name' }),
+        searchInput,
+        h('p', { class: 'hint', id: 'search-hint', text: 'A whole id, its first digits, or part of a name.' }),
+        searchError),
+      h('div', { class: 'field' }, h('button', { type: 'submit', class: 'primary', text: 'Search' })),
+      h('div', { class: 'field' }, h('button', { type: 'button', id: 'filter-clear', text: 'Clear' })));
+    filters.addEventListener('submit', (event) => {
+      event.preventDefault();
+      state.q = searchInput.value.trim();
+      state.status = statusSelect.value;
+      resetPaging();
+      refresh();
+    });
+    statusSelect.addEventListener('change', () => {
+      state.status = statusSelect.value;
+      resetPaging();
+      refresh();
+    });
+    filters.querySelector('#filter-clear').addEventListener('click', () => {
+      state.q = '';
+      state.status = '';
+      searchInput.value = '';
+      statusSelect.value = '';
+      resetPaging();
+      refresh();
+      searchInput.focus();
+    });
+
+    // Table.
+    const caption = h('caption', { class: 'visually-hidden', text: 'Tasks, newest first' });
+    const tbody = h('tbody', { id: 'task-rows' });
+    const table = h('div', { class: 'table-wrap' },
+      h('table', { class: 'stack', id: 'task-table' }, caption,
+        h('thead', null, h('tr', null,
+          h('th', { scope: 'col', text: 'Task' }),
+          h('th', { scope: 'col', text: 'Status' }),
+          h('th', { scope: 'col', text: 'Submitted' }),
+          h('th', { scope: 'col', text: 'Updated' }),
+          h('th', { scope: 'col', text: 'Id' }))),
+        tbody));
+    const listError = h('div', { class: 'alert error', role: 'alert', hidden: true });
+    const resultNote = h('p', { class: 'muted', id: 'result-note' });
+
+    // Paging.
+    const newerButton = h('button', { type: 'button', id: 'page-newer', text: '← Newer' });
+    const newestButton = h('button', { type: 'button', id: 'page-newest', text: 'Newest' });
+    const olderButton = h('button', { type: 'button', id: 'page-older', text: 'Older →' });
+    const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' }, newestButton, newerButton, olderButton);
+    newerButton.addEventListener('click', () => {
+      state.cursor = state.previous.pop() || '';
+      refresh();
+    });
+    newestButton.addEventListener('click', () => { resetPaging(); refresh(); });
+    olderButton.addEventListener('click', () => {
+      if (!state.nextCursor) return;
+      state.previous.push(state.cursor);
+      state.cursor = state.nextCursor;
+      refresh();
+    });
+
+    const curl = curlCard(() => [{ label: 'List these tasks', command: `curl -s ${shellQuote(location.origin + listUrl())}` }]);
+
+    function resetPaging() {
+      state.cursor = '';
+      state.previous = [];
+    }
+
+    pauseButton.addEventListener('click', () => {
+      state.paused = !state.paused;
+      pauseButton.setAttribute('aria-pressed', String(state.paused));
+      pauseButton.textContent = state.paused ? 'Resume updates' : 'Pause updates';
+      live.classList.toggle('paused', state.paused);
+      if (state.paused) {
+        poller.stop();
+        liveText.textContent = 'Paused';
+      } else {
+        poller.start();
+      }
+    });
+
+    function renderCounts(data) {
+      countValues.ALL.textContent = fmtNumber(data.total);
+      for (const status of STATUSES) countValues[status].textContent = fmtNumber(data.counts[status]);
+      for (const [key, link] of Object.entries(countLinks)) {
+        const selected = (state.status || 'ALL') === key && !state.q;
+        if (selected) link.setAttribute('aria-current', 'true');
+        else link.removeAttribute('aria-current');
+      }
+    }
+
+    function renderRow(row, task) {
+      // Rebuilt only when something shown changed, so focus inside stays put.
+      const key = `${task.status}|${task.updated_at}|${task.task_name}`;
+      if (row.dataset.key === key) {
+        // Keep the relative times fresh.
+        row.querySelectorAll('.ago').forEach((el, i) => {
+          el.textContent = fmtAgo(i === 0 ? task.created_at : task.updated_at);
+        });
+        return;
+      }
+      row.dataset.key = key;
+      row.dataset.status = task.status;
+      replaceChildren(row,
+        h('td', { 'data-label': 'Task' },
+          h('a', { class: 'task-name', href: `/ui/tasks/${encodeURIComponent(task.task_id)}`, text: task.task_name })),
+        h('td', { 'data-label': 'Status', class: 'status-cell' }, badge(task.status)),
+        h('td', { 'data-label': 'Submitted' }, when(task.created_at)),
+        h('td', { 'data-label': 'Updated' }, when(task.updated_at)),
+        h('td', { 'data-label': 'Id' }, h('span', { class: 'mono', title: task.task_id, text: task.task_id.slice(0, 8) })));
+    }
+
+    function renderTasks(data) {
+      const existing = new Map([...tbody.querySelectorAll('tr[data-task-id]')].map((row) => [row.dataset.taskId, row]));
+      const wanted = new Set(data.tasks.map((task) => task.task_id));
+      for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
+      tbody.querySelector('tr.empty-row')?.remove();
+      data.tasks.forEach((task, index) => {
+        let row = existing.get(task.task_id);
+        if (!row) row = h('tr', { 'data-task-id': task.task_id });
+        renderRow(row, task);
+        const at = tbody.children[index];
+        if (at !== row) tbody.insertBefore(row, at || null);
+      });
+      if (data.tasks.length === 0) {
+        const text = state.q ? 'No task matches this search.'
+          : state.status ? `No ${LABELS[state.status].toLowerCase()} tasks.` : 'No tasks yet.';
+        tbody.append(h('tr', { class: 'empty-row' }, h('td', { class: 'empty', colspan: 5 },
+          text, ' ', state.q || state.status ? null : h('a', { href: '/ui/new', text: 'Submit one.' }))));
+      }
+      state.nextCursor = data.next_cursor;
+      olderButton.disabled = !data.next_cursor;
+      newerButton.disabled = !state.cursor;
+      newestButton.disabled = !state.cursor;
+      const what = state.q ? `Tasks matching “${state.q}”` : 'Tasks';
+      const which = state.status ? `, ${LABELS[state.status].toLowerCase()}` : '';
+      resultNote.textContent = `${what}${which}, newest first${state.cursor ? ' (an older page)' : ''}.`;
+      caption.textContent = resultNote.textContent;
+    }
+
+    function renderThroughput(data) {
+      const buckets = data.buckets;
+      const width = 600;
+      const height = 110;
+      const top = 2;
+      const bottom = 1;
+      const plot = height - top - bottom;
+      const max = Math.max(1, ...buckets.map((b) => Math.max(b.submitted, b.completed + b.failed)));
+      const slot = width / Math.max(1, buckets.length);
+      const bar = Math.max(2, slot * 0.36);
+      const y = (value) => top + plot - (value / max) * plot;
+      const bars = buckets.map((b, i) => {
+        const x = i * slot + slot * 0.1;
+        const start = new Date(b.start);
+        const title = `${fmtClock(start)}: ${b.submitted} submitted, ${b.completed} completed, ${b.failed} failed`;
+        return s('g', null, s('title', { text: title }),
+          s('rect', { class: 'bar-submitted', x, y: y(b.submitted), width: bar, height: top + plot - y(b.submitted) }),
+          s('rect', { class: 'bar-completed', x: x + bar + 1, y: y(b.completed), width: bar, height: top + plot - y(b.completed) }),
+          s('rect', { class: 'bar-failed', x: x + bar + 1, y: y(b.completed + b.failed), width: bar, height: top + plot - y(b.failed) }));
+      });
+      const first = buckets.length ? new Date(buckets[0].start) : new Date();
+      // Bars stretch with the width; text stays outside the SVG so it never does.
+      const chart = s('svg', {
+        class: 'chart', viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none',
+        role: 'img', 'aria-labelledby': 'throughput-summary',
+      },
+      s('line', { class: 'axis', x1: 0, x2: width, y1: top + plot + 0.5, y2: top + plot + 0.5 }),
+      bars);
+      replaceChildren(chartHolder,
+        h('p', { class: 'chart-max', 'aria-hidden': 'true', text: `${fmtNumber(max)} per minute` }),
+        chart,
+        h('div', { class: 'chart-axis', 'aria-hidden': 'true' },
+          h('span', { text: fmtClock(first) }), h('span', { text: 'now' })));
+      const sum = (key) => buckets.reduce((total, b) => total + b[key], 0);
+      chartSummary.textContent = `${fmtNumber(sum('submitted'))} submitted, ` +
+        `${fmtNumber(sum('completed'))} completed, ${fmtNumber(sum('failed'))} failed ` +
+        `in the last ${buckets.length} minutes`;
+    }
+
+    async function tick() {
+      syncAddress();
+      curl.render();
+      const wantThroughput = Date.now() - state.lastThroughput >= THROUGHPUT_EVERY_MS;
+      const [list, countsData, throughputData] = await Promise.allSettled([
+        api(listUrl()),
+        api('/api/tasks/counts'),
+        wantThroughput ? api(`/api/tasks/throughput?minutes=${THROUGHPUT_MINUTES}`) : Promise.resolve(null),
+      ]);
+      if (list.status === 'fulfilled') {
+        listError.hidden = true;
+        searchError.hidden = true;
+        searchInput.removeAttribute('aria-invalid');
+        renderTasks(list.value);
+      } else if (list.reason instanceof ApiProblem && list.reason.status === 400 && state.q) {
+        searchError.textContent = list.reason.message;
+        searchError.hidden = false;
+        searchInput.setAttribute('aria-invalid', 'true');
+      } else {
+        listError.textContent = describeError(list.reason);
+        listError.hidden = false;
+      }
+      if (countsData.status === 'fulfilled') renderCounts(countsData.value);
+      if (throughputData.status === 'fulfilled' && throughputData.value) {
+        state.lastThroughput = Date.now();
+        renderThroughput(throughputData.value);
+      }
+      const ok = list.status === 'fulfilled';
+      liveText.textContent = ok ? `Live · updated ${fmtTime(new Date().toISOString()).slice(11)}` : 'Reconnecting…';
+    }
+
+    const poller = new Poller(tick, LIST_POLL_MS);
+    const refresh = () => {
+      if (state.paused) tick().catch(() => {}); else poller.now();
+    };
+
+    setScreen('tasks', 'Tasks',
+      h('div', { class: 'screen-head' }, h('div', { class: 'title' }, h('h1', { text: 'Tasks' })), live),
+      counts, throughput,
+      h('section', { class: 'card', 'aria-labelledby': 'list-heading' },
+        h('h2', { id: 'list-heading', class: 'visually-hidden', text: 'Task list' }),
+        filters, listError, resultNote, table, pager),
+      curl.card);
+    currentPoller = poller;
+    poller.start();
+  }
+
+  // ---- One task --------------------------------------------------------------------
+
+  function taskScreen(taskId) {
+    const title = h('h1', { id: 'task-title', text: 'Task' });
+    const statusHolder = h('span', { id: 'task-status' });
+    const notice = h('div', { class: 'alert info', role: 'status', hidden: true });
+    const failure = h('div', { class: 'alert error', id: 'task-error', hidden: true });
+    const redriveButton = h('button', { type: 'button', class: 'primary', id: 'redrive', hidden: true, text: 'Re-drive failed service requests' });
+    const actions = h('div', { class: 'actions' }, redriveButton, copyButton('Copy id', () => taskId));
+    const fields = h('dl', { class: 'fields', id: 'task-fields' });
+    const timeline = h('ol', { class: 'timeline', id: 'timeline', 'aria-describedby': 'timeline-hint' });
+    const scale = h('div', { class: 'scale', 'aria-hidden': 'true' });
+    const srBody = h('tbody', { id: 'service-requests' });
+    const payload = h('pre', { id: 'task-payload', tabindex: '0', 'aria-label': 'Payload' });
+    const openDetails = new Set();
+    let task = null;
+    let lastKey = '';
+
+    const curl = curlCard(() => {
+      const base = `${location.origin}/api/tasks/${taskId}`;
+      const commands = [{ label: 'This task', command: `curl -s ${shellQuote(base)}` }];
+      if (task && task.status === 'FAILED') {
+        commands.push({ label: 'Re-drive it', command: `curl -si -X POST ${shellQuote(`${base}/retry`)}` });
+      }
+      return commands;
+    });
+
+    const body = h('div', { id: 'task-body', hidden: true },
+      h('section', { class: 'card', 'aria-labelledby': 'fields-heading' },
+        h('h2', { id: 'fields-heading', text: 'Task' }), fields),
+      h('section', { class: 'card', 'aria-labelledby': 'timeline-heading' },
+        h('h2', { id: 'timeline-heading', text: 'Timeline' }),
+        h('p', { class: 'hint', id: 'timeline-hint', text: 'When each service request started and finished, from the moment the task was submitted.' }),
+        timeline, scale),
+      h('section', { class: 'card', 'aria-labelledby': 'sr-heading' },
+        h('h2', { id: 'sr-heading', text: 'Service requests' }),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'stack', id: 'sr-table' },
+          h('caption', { class: 'visually-hidden', text: 'Service requests of this task' }),
+          h('thead', null, h('tr', null,
+            ['Service', 'Item', 'Status', 'Attempts', 'Started', 'Duration', 'Response or error']
+              .map((text) => h('th', { scope: 'col', text })))),
+          srBody))),
+      h('section', { class: 'card', 'aria-labelledby': 'payload-heading' },
+        h('h2', { id: 'payload-heading', text: 'Payload' }), payload),
+      curl.card);
+
+    const loadError = h('div', { class: 'alert error', role: 'alert', hidden: true });
+
+    function durationOf(sr) {
+      if (!sr.started_at) return null;
+      const end = sr.completed_at ? new Date(sr.completed_at) : (isFinal(sr.status) ? null : new Date());
+      return end ? end - new Date(sr.started_at) : null;
+    }
+
+    function renderFields() {
+      const done = task.service_requests.filter((sr) => sr.status === 'COMPLETED').length;
+      const failed = task.service_requests.filter((sr) => sr.status === 'FAILED').length;
+      const rows = [
+        ['Id', h('span', { class: 'mono', text: task.task_id })],
+        ['Status', badge(task.status)],
+        ['Description', task.task_description || h('span', { class: 'muted', text: 'none' })],
+        ['Submitted', when(task.created_at)],
+        ['Updated', when(task.updated_at)],
+        ['Took', isFinal(task.status) ? fmtDuration(new Date(task.updated_at) - new Date(task.created_at)) : 'still running'],
+        ['Service requests', `${task.service_requests.length} (${done} completed, ${failed} failed)`],
+      ];
+      replaceChildren(fields, rows.map(([name, value]) => [h('dt', { text: name }), h('dd', null, value)]));
+    }
+
+    function renderTimeline() {
+      const t0 = new Date(task.created_at).getTime();
+      let t1 = new Date(task.updated_at).getTime();
+      for (const sr of task.service_requests) {
+        if (sr.completed_at) t1 = Math.max(t1, new Date(sr.completed_at).getTime());
+        else if (sr.started_at && !isFinal(sr.status)) t1 = Math.max(t1, Date.now());
+      }
+      const span = Math.max(1, t1 - t0);
+      const durations = task.service_requests.map(durationOf);
+      const longest = Math.max(...durations.filter((d) => d !== null), 0);
+      const several = task.service_requests.length > 1;
+      replaceChildren(timeline, task.service_requests.map((sr, i) => {
+        const duration = durations[i];
+        const slowest = several && duration !== null && duration === longest && longest > 0;
+        const bar = h('span', { class: 'span', 'data-status': sr.status });
+        if (sr.started_at) {
+          const start = new Date(sr.started_at).getTime() - t0;
+          const end = (sr.completed_at ? new Date(sr.completed_at).getTime() : Date.now()) - t0;
+          bar.style.left = `${Math.min(100, (start / span) * 100)}%`;
+          bar.style.width = `${Math.max(0, Math.min(100, ((end - start) / span) * 100))}%`;
+        } else {
+          bar.hidden = true;
+        }
+        const label = `${sr.service_name}, item ${sr.item_index}: ${LABELS[sr.status]}, ` +
+          (sr.started_at ? `started ${fmtDuration(new Date(sr.started_at) - t0)} after submission, took ${fmtDuration(duration)}` : 'not started');
+        return h('li', { 'data-service': sr.service_name, class: slowest ? 'slowest' : null },
+          h('span', { class: 'who' }, sr.service_name, ' ', h('small', { text: `item ${sr.item_index}` })),
+          h('span', { class: 'track', role: 'img', 'aria-label': label }, bar),
+          h('span', { class: 'took' }, fmtDuration(duration), slowest ? h('span', { class: 'slowest-tag', text: 'slowest' }) : null));
+      }));
+      replaceChildren(scale, h('span', { text: '0' }), h('span', { text: fmtDuration(span) }));
+    }
+
+    function renderServiceRequests() {
+      replaceChildren(srBody, task.service_requests.map((sr) => {
+        let result;
+        if (sr.error_message) {
+          result = h('span', { class: 'error-text', text: sr.error_message });
+        } else if (sr.response_payload !== null && sr.response_payload !== undefined) {
+          const details = h('details', { 'data-sr': sr.id, open: openDetails.has(sr.id) },
+            h('summary', { text: 'Response' }),
+            h('pre', { text: JSON.stringify(sr.response_payload, null, 2) }));
+          details.addEventListener('toggle', () => {
+            if (details.open) openDetails.add(sr.id); else openDetails.delete(sr.id);
+          });
+          result = details;
+        } else {
+          result = h('span', { class: 'muted', text: '—' });
+        }
+        return h('tr', { 'data-service': sr.service_name, 'data-status': sr.status },
+          h('td', { 'data-label': 'Service', class: 'service-name', text: sr.service_name }),
+          h('td', { 'data-label': 'Item', class: 'num', text: sr.item_index }),
+          h('td', { 'data-label': 'Status' }, badge(sr.status)),
+          h('td', { 'data-label': 'Attempts', class: 'num', text: sr.attempts }),
+          h('td', { 'data-label': 'Started', class: 'num' }, sr.started_at ? h('time', { datetime: sr.started_at, title: fmtTime(sr.started_at), text: fmtClockPrecise(sr.started_at) }) : '—'),
+          h('td', { 'data-label': 'Duration', class: 'num', text: fmtDuration(durationOf(sr)) }),
+          h('td', { 'data-label': 'Result' }, result));
+      }));
+    }
+
+    function render() {
+      title.textContent = task.task_name;
+      document.title = `${task.task_name} · orchestrator`;
+      replaceChildren(statusHolder, badge(task.status, true));
+      redriveButton.hidden = task.status !== 'FAILED';
+      failure.hidden = !task.error_message;
+      replaceChildren(failure, h('p', null, h('strong', { text: 'Failed: ' }), task.error_message || ''));
+      const key = JSON.stringify(task);
+      const running = !isFinal(task.status);
+      // Finished tasks are drawn once; running ones every tick (their bars grow).
+      if (key !== lastKey || running) {
+        renderFields();
+        renderTimeline();
+        renderServiceRequests();
+        payload.textContent = JSON.stringify(task.payload, null, 2);
+        curl.render();
+        lastKey = key;
+      }
+      body.hidden = false;
+    }
+
+    async function tick() {
+      try {
+        task = await api(`/api/tasks/${encodeURIComponent(taskId)}`);
+        loadError.hidden = true;
+        render();
+        if (isFinal(task.status)) poller.stop();
+      } catch (error) {
+        loadError.textContent = error instanceof ApiProblem && error.status === 404
+          ? 'There is no task with this id.' : describeError(error);
+        loadError.hidden = false;
+        if (error instanceof ApiProblem && error.status < 500) poller.stop();
+      }
+    }
+
+    redriveButton.addEventListener('click', async () => {
+      redriveButton.disabled = true;
+      try {
+        task = { ...task, ...(await api(`/api/tasks/${encodeURIComponent(taskId)}/retry`, { method: 'POST' })) };
+        notice.textContent = 'Re-driven: the failed service requests run again.';
+        notice.hidden = false;
+        announce(notice.textContent);
+        poller.start();
+      } catch (error) {
+        notice.hidden = true;
+        loadError.textContent = describeError(error);
+        loadError.hidden = false;
+      } finally {
+        redriveButton.disabled = false;
+      }
+    });
+
+    const poller = new Poller(tick, TASK_POLL_MS);
+    setScreen('', 'Task',
+      h('nav', { 'aria-label': 'Breadcrumb', class: 'muted' }, h('a', { href: '/ui', text: 'Tasks' }), ' › this task'),
+      h('div', { class: 'screen-head' }, h('div', { class: 'title' }, title, statusHolder), actions),
+      loadError, notice, failure, body);
+    currentPoller = poller;
+    poller.start();
+  }
+
+  // ---- Submit ----------------------------------------------------------------------
+
+  function newScreen() {
+    const field = (id, label, control, hint) => h('div', { class: 'field' },
+      h('label', { for: id, text: label }), control,
+      hint ? h('p', { class: 'hint', id: `${id}-hint`, text: hint }) : null,
+      h('p', { class: 'field-error', id: `${id}-error`, hidden: true }));
+    const name = h('input', { id: 'task-name', name: 'task_name', required: true, maxlength: 255, autocomplete: 'off', 'aria-describedby': 'task-name-error' });
+    const description = h('textarea', { id: 'task-description', name: 'task_description', rows: 2, 'aria-describedby': 'task-description-error' });
+    const payload = h('textarea', { id: 'task-payload', name: 'payload', rows: 14, class: 'mono', spellcheck: 'false', required: true, 'aria-describedby': 'task-payload-hint task-payload-error' });
+    const key = h('input', { id: 'idempotency-key', name: 'idempotency_key', maxlength: 255, autocomplete: 'off', 'aria-describedby': 'idempotency-key-hint idempotency-key-error' });
+    const errors = h('div', { class: 'alert error', id: 'form-errors', role: 'alert', tabindex: '-1', hidden: true });
+    const submit = h('button', { type: 'submit', class: 'primary', id: 'submit-task', text: 'Submit task' });
+    const reset = h('button', { type: 'button', id: 'reset-example', text: 'Reset to the example' });
+
+    const fill = () => {
+      name.value = EXAMPLE.task_name;
+      description.value = EXAMPLE.task_description;
+      payload.value = JSON.stringify(EXAMPLE.payload, null, 2);
+      key.value = '';
+    };
+    fill();
+
+    const pointerField = { '/task_name': name, '/task_description': description, '/payload': payload };
+    const clearErrors = () => {
+      errors.hidden = true;
+      for (const control of [name, description, payload, key]) {
+        control.removeAttribute('aria-invalid');
+        document.getElementById(`${control.id}-error`).hidden = true;
+      }
+    };
+    const fieldError = (control, message) => {
+      control.setAttribute('aria-invalid', 'true');
+      const el = document.getElementById(`${control.id}-error`);
+      el.textContent = message;
+      el.hidden = false;
+    };
+
+    // The body as it would be sent; `null` payload when the JSON does not parse.
+    const body = () => {
+      let items = null;
+      try { items = JSON.parse(payload.value); } catch (_) { items = null; }
+      return { task_name: name.value, task_description: description.value.trim() ? description.value : null, payload: items };
+    };
+
+    const curl = curlCard(() => {
+      const headers = [`-H 'Content-Type: application/json'`];
+      if (key.value.trim()) headers.push(`-H ${shellQuote(`Idempotency-Key: ${key.value.trim()}`)}`);
+      const current = body();
+      const data = current.payload === null ? { ...current, payload: '…' } : current;
+      return [{
+        label: 'Submit this task',
+        command: `curl -s -X POST ${shellQuote(`${location.origin}/api/orchestrate`)} \\\n  ${headers.join(' ')} \\\n  -d ${shellQuote(JSON.stringify(data))}`,
+      }];
+    });
+
+    const form = h('form', { class: 'card form-grid', id: 'task-form', novalidate: true },
+      errors,
+      field('task-name', 'Task name', name),
+      field('task-description', 'Description (optional)', description),
+      field('task-payload', 'Payload', payload,
+        'A JSON array of items. Each item names one or more services (revenue, rebates, specialty) with a scenario_id and a business_type_id.'),
+      field('idempotency-key', 'Idempotency-Key (optional)', key,
+        'Sending the same key again returns the first task instead of creating another.'),
+      h('div', { class: 'form-actions' }, submit, reset));
+
+    form.addEventListener('input', () => curl.render());
+    reset.addEventListener('click', () => { fill(); clearErrors(); curl.render(); name.focus(); });
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearErrors();
+      const current = body();
+      const problems = [];
+      if (!name.value.trim()) { fieldError(name, 'Give the task a name.'); problems.push('Task name: give the task a name.'); }
+      if (current.payload === null) {
+        fieldError(payload, 'This is not valid JSON.');
+        problems.push('Payload: this is not valid JSON.');
+      }
+      if (problems.length) {
+        showErrors('The task was not submitted:', problems);
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const headers = { 'Content-Type': 'application/json' };
+        if (key.value.trim()) headers['Idempotency-Key'] = key.value.trim();
+        const created = await api('/api/orchestrate', { method: 'POST', headers, body: JSON.stringify(current) });
+        location.assign(`/ui/tasks/${encodeURIComponent(created.task_id)}`);
+      } catch (error) {
+        const list = [];
+        if (error instanceof ApiProblem && Array.isArray(error.problem.errors)) {
+          for (const item of error.problem.errors) {
+            const top = `/${(item.pointer || '').split('/')[1] || ''}`;
+            if (pointerField[top]) fieldError(pointerField[top], item.detail);
+            list.push(`${item.pointer || '(body)'}: ${item.detail}`);
+          }
+        }
+        if (error instanceof ApiProblem && error.status === 400 && !list.length && /Idempotency/i.test(error.message)) {
+          fieldError(key, error.message);
+        }
+        showErrors(list.length ? 'The API refused the task:' : describeError(error), list);
+        submit.disabled = false;
+      }
+    });
+
+    function showErrors(heading, items) {
+      replaceChildren(errors, h('p', null, h('strong', { text: heading })),
+        items.length ? h('ul', null, items.map((text) => h('li', { text }))) : null);
+      errors.hidden = false;
+      errors.focus();
+    }
+
+    setScreen('new', 'New task',
+      h('div', { class: 'screen-head' }, h('div', { class: 'title' }, h('h1', { text: 'Submit a task' }))),
+      form, curl.card);
+  }
+
+  function notFoundScreen() {
+    setScreen('', 'Not found', h('h1', { text: 'Page not found' }),
+      h('p', null, 'Back to ', h('a', { href: '/ui', text: 'the tasks' }), '.'));
+  }
+
+  // ---- Routing ---------------------------------------------------------------------
+
+  function route() {
+    const path = location.pathname.replace(/\/+$/, '') || '/ui';
+    const task = path.match(/^\/ui\/tasks\/([^/]+)$/);
+    if (path === '/ui') listScreen();
+    else if (path === '/ui/new') newScreen();
+    else if (task) taskScreen(decodeURIComponent(task[1]));
+    else notFoundScreen();
+  }
+
+  document.addEventListener('DOMContentLoaded', route);
+})();
