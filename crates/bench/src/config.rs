@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Measures the orchestrator on this machine: the accept path, end to end with one and
 /// two workers and mock latencies, and the machine's ceilings (PostgreSQL written the
@@ -122,9 +122,45 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 600)]
     pub drain_timeout_secs: u64,
 
+    /// Phases to run (all by default): ceilings, accept (with the backlog drain),
+    /// steady, e2e. A subset is for iterating on one figure; `make bench` runs all.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ceilings,accept,steady,e2e"
+    )]
+    pub phases: Vec<Phase>,
+
     /// The task topic (for the partition leases).
     #[arg(long, env = "KAFKA_TOPIC", default_value = "orchestrator-events")]
     pub topic: String,
+}
+
+/// A part of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    /// PostgreSQL (pgbench), broker and mock service ceilings.
+    Ceilings,
+    /// The accept path, workers stopped, then the backlog drain.
+    Accept,
+    /// A steady open-loop rate with the workers processing.
+    Steady,
+    /// End to end per worker count and mock latency.
+    E2e,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Ceilings, Phase::Accept, Phase::Steady, Phase::E2e];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Ceilings => "ceilings",
+            Phase::Accept => "accept",
+            Phase::Steady => "steady",
+            Phase::E2e => "e2e",
+        }
+    }
 }
 
 /// The sizes of one run, after `--smoke` shrank them.
@@ -142,6 +178,13 @@ pub struct Plan {
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
     pub smoke: bool,
+    pub phases: Vec<Phase>,
+}
+
+impl Plan {
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
 }
 
 impl BenchConfig {
@@ -167,6 +210,7 @@ impl BenchConfig {
             max_in_flight: self.max_in_flight.max(1),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs.max(1)),
             smoke: self.smoke,
+            phases: self.phases.clone(),
         };
         if self.smoke {
             plan.phase = Duration::from_secs(1);
@@ -205,6 +249,15 @@ mod tests {
         assert_eq!(plan.phase, Duration::from_secs(1));
         assert!(plan.e2e_tasks * 4 < 1_000);
         assert_eq!(plan.worker_counts, vec![2, 1]);
+        assert!(Phase::ALL.iter().all(|phase| plan.runs(*phase)));
+    }
+
+    #[test]
+    fn phases_can_be_picked() {
+        let config = BenchConfig::parse_from(["orchestrator-bench", "--phases", "e2e"]);
+        let plan = config.plan();
+        assert!(plan.runs(Phase::E2e));
+        assert!(!plan.runs(Phase::Ceilings));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use crate::config::{BenchConfig, Plan};
+use crate::config::{BenchConfig, Phase, Plan};
 use crate::load::{LoadResult, Percentiles, Submitted, Target, Until};
 use crate::report::{Accept, AcceptRun, Ceilings, E2eRun, Report, Settings, Steady};
 use crate::resources::{CpuSnapshot, CpuUsage, Groups, Process};
@@ -171,6 +171,7 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         checks: Vec::new(),
         notes: Vec::new(),
         rss_reset_works: true,
+        since: Utc::now(),
     };
 
     let mut workers = if stack.controllable() {
@@ -191,69 +192,45 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
     ));
     db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
 
+    let since = Utc::now();
+    bench.since = since;
+
     // 1. Ceilings, with the stack idle.
-    let ceilings = bench
-        .ceilings(&stack, &bin_dir, &admin_url, &db_name, &output_dir)
-        .await?;
+    let ceilings = if plan.runs(Phase::Ceilings) {
+        bench
+            .ceilings(&stack, &bin_dir, &admin_url, &db_name, &output_dir)
+            .await?
+    } else {
+        Ceilings::default()
+    };
 
     // 2. Accept path: alone when the workers can be stopped.
-    let workers_stopped = stack.controllable();
-    if workers_stopped {
-        progress("stopping the workers: the accept path is measured alone");
-        for n in (1..=workers).rev() {
-            tokio::task::block_in_place(|| stack.stop_worker(n))?;
+    let mut workers_stopped = false;
+    let mut accept = None;
+    let mut backlog_drain = None;
+    if plan.runs(Phase::Accept) {
+        workers_stopped = stack.controllable();
+        if workers_stopped {
+            progress("stopping the workers: the accept path is measured alone");
+            for n in (1..=workers).rev() {
+                tokio::task::block_in_place(|| stack.stop_worker(n))?;
+            }
         }
-    }
-    let accept_started = Utc::now();
-    let accept = bench.accept(&stack, !workers_stopped).await?;
-
-    // 3. The backlog the accept path left, processed.
-    let backlog_drain = if workers_stopped {
-        let backlog = db::unfinished(&bench.db).await?;
-        progress(&format!(
-            "starting {workers} workers again; they process the backlog of {backlog} tasks"
-        ));
-        let groups = bench.groups(&stack).await?;
-        bench.reset_peaks(&groups);
-        let cpu = CpuSnapshot::take(&groups);
-        let restarted = Utc::now();
-        tokio::task::block_in_place(|| stack.start_workers(workers))?;
-        db::wait_drained(&bench.db, plan.drain_timeout).await?;
-        let groups = bench.groups(&stack).await?;
-        let usage = cpu.until(&groups);
-        let finished = db::finish_times(&bench.db, accept_started).await?;
-        let last = finished
-            .iter()
-            .map(|(_, at, _)| *at)
-            .max()
-            .unwrap_or(restarted);
-        let tasks = u64::try_from(backlog).unwrap_or(0);
-        let seconds = (last - restarted).to_std().unwrap_or_default();
-        let drain = E2eRun {
-            label: format!("backlog drain, {workers} workers, 0 ms (includes worker start)"),
-            workers,
-            mock_latency_ms: 0,
-            tasks,
-            submit_errors: BTreeMap::new(),
-            submit_rate: 0.0,
-            throughput: load::per_second(tasks, seconds),
-            seconds: seconds.as_secs_f64(),
-            latency: None,
-            cpu_per_1000: per_1000(&usage, tasks),
-            cpu: Some(usage),
-            api_peak_rss_mb: None,
-            worker_peak_rss_mb: bench.worker_peak(&stack),
+        accept = Some(bench.accept(&stack, !workers_stopped).await?);
+        // 3. The backlog the accept path left, processed.
+        backlog_drain = if workers_stopped {
+            Some(bench.drain_backlog(&mut stack, workers).await?)
+        } else {
+            db::wait_drained(&bench.db, plan.drain_timeout).await?;
+            None
         };
-        Some(drain)
-    } else {
-        db::wait_drained(&bench.db, plan.drain_timeout).await?;
-        None
-    };
-    bench.check("accept path").await?;
+        bench.check("accept path").await?;
+        db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
+    }
 
     // 4. Steady state: a fixed rate with the workers processing.
-    db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
-    let steady = if plan.steady_rate > 0 {
+    let mut steady = None;
+    if plan.runs(Phase::Steady) && plan.steady_rate > 0 {
         progress(&format!(
             "steady state: {}/s for {:?} with {workers} workers processing",
             plan.steady_rate, plan.phase
@@ -263,17 +240,20 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
             .e2e_phase(&stack, &label, workers, 0, Load::Open(plan.steady_rate))
             .await?;
         bench.check(&label).await?;
-        Some(Steady {
+        steady = Some(Steady {
             accept: accept_run,
             e2e,
-        })
-    } else {
-        None
-    };
+        });
+    }
 
     // 5. End to end, per worker count and mock latency.
     let mut e2e = Vec::new();
-    for &count in &plan.worker_counts {
+    let counts = if plan.runs(Phase::E2e) {
+        plan.worker_counts.clone()
+    } else {
+        Vec::new()
+    };
+    for count in counts {
         if count > workers {
             bench.notes.push(format!(
                 "end to end with {count} workers skipped: only {workers} run"
@@ -328,8 +308,18 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
             "peak RSS could not be reset between phases (/proc/PID/clear_refs refused): peaks are since each process started".into(),
         );
     }
-    if !workers_stopped {
+    if accept.is_some() && !workers_stopped {
         bench.notes.push("the accept path was measured with the workers running (a stack the benchmark did not start)".into());
+    }
+    let skipped: Vec<&str> = Phase::ALL
+        .iter()
+        .filter(|phase| !plan.runs(**phase))
+        .map(|phase| phase.name())
+        .collect();
+    if !skipped.is_empty() {
+        bench
+            .notes
+            .push(format!("phases not run: {}", skipped.join(", ")));
     }
     bench.notes.push(
         "completion time is the settling transaction's now() (tasks.updated_at); submission time is when the request was sent (closed loop) or due (open loop), both on this machine's clock".into(),
@@ -499,6 +489,8 @@ struct Bench {
     checks: Vec<db::Check>,
     notes: Vec<String>,
     rss_reset_works: bool,
+    /// When the first load started: the checks look at tasks created since.
+    since: DateTime<Utc>,
 }
 
 impl Bench {
@@ -628,6 +620,50 @@ impl Bench {
             workers_running,
             closed_loop,
             open_loop,
+        })
+    }
+
+    /// Starts the stopped workers again and times how fast they process the backlog
+    /// the accept path left.
+    async fn drain_backlog(
+        &mut self,
+        stack: &mut Stack,
+        workers: usize,
+    ) -> Result<E2eRun, BenchError> {
+        let backlog = db::unfinished(&self.db).await?;
+        progress(&format!(
+            "starting {workers} workers again; they process the backlog of {backlog} tasks"
+        ));
+        let groups = self.groups(stack).await?;
+        self.reset_peaks(&groups);
+        let cpu = CpuSnapshot::take(&groups);
+        let restarted = Utc::now();
+        tokio::task::block_in_place(|| stack.start_workers(workers))?;
+        db::wait_drained(&self.db, self.plan.drain_timeout).await?;
+        let groups = self.groups(stack).await?;
+        let usage = cpu.until(&groups);
+        let finished = db::finish_times(&self.db, self.since).await?;
+        let last = finished
+            .iter()
+            .map(|(_, at, _)| *at)
+            .max()
+            .unwrap_or(restarted);
+        let tasks = u64::try_from(backlog).unwrap_or(0);
+        let seconds = (last - restarted).to_std().unwrap_or_default();
+        Ok(E2eRun {
+            label: format!("backlog drain, {workers} workers, 0 ms (includes worker start)"),
+            workers,
+            mock_latency_ms: 0,
+            tasks,
+            submit_errors: BTreeMap::new(),
+            submit_rate: 0.0,
+            throughput: load::per_second(tasks, seconds),
+            seconds: seconds.as_secs_f64(),
+            latency: None,
+            cpu_per_1000: per_1000(&usage, tasks),
+            cpu: Some(usage),
+            api_peak_rss_mb: None,
+            worker_peak_rss_mb: self.worker_peak(stack),
         })
     }
 
@@ -775,7 +811,7 @@ impl Bench {
     /// Checks the database against what was accepted so far; a failure is recorded (the
     /// run goes on and fails at the end).
     async fn check(&mut self, after: &str) -> Result<(), BenchError> {
-        let check = db::check(&self.db, after, self.accepted).await?;
+        let check = db::check(&self.db, after, self.accepted, self.since).await?;
         if !check.passed {
             progress(&format!("CHECK FAILED after {after}: {check:?}"));
         }

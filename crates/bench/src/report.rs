@@ -23,7 +23,7 @@ pub struct Report {
     pub smoke: bool,
     pub settings: Settings,
     pub ceilings: Ceilings,
-    pub accept: Accept,
+    pub accept: Option<Accept>,
     /// The accept phase's backlog, processed once the workers started again.
     pub backlog_drain: Option<E2eRun>,
     /// Two workers processing while tasks arrive at a steady rate.
@@ -184,6 +184,23 @@ fn max_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 impl Report {
+    fn closed_loop(&self) -> Option<&AcceptRun> {
+        self.accept.as_ref().map(|a| &a.closed_loop)
+    }
+
+    fn open_loop(&self) -> &[AcceptRun] {
+        self.accept.as_ref().map_or(&[], |a| a.open_loop.as_slice())
+    }
+
+    /// The accept path's closed and open loops.
+    fn accept_runs(&self) -> impl Iterator<Item = &AcceptRun> {
+        self.closed_loop().into_iter().chain(self.open_loop())
+    }
+
+    fn workers_running(&self) -> bool {
+        self.accept.as_ref().is_some_and(|a| a.workers_running)
+    }
+
     /// The targets against this run's figures.
     pub fn evaluate_targets(&mut self) {
         let e2e = |workers: usize, latency: u64| {
@@ -219,17 +236,16 @@ impl Report {
             target(
                 "accept path, closed loop",
                 Goal::AtLeast(TARGET_ACCEPT),
-                Some(self.accept.closed_loop.rate),
+                self.closed_loop().map(|r| r.rate),
                 "tasks/s",
             ),
         ];
         let at_rate = self
-            .accept
-            .open_loop
+            .open_loop()
             .iter()
             .find(|r| r.offered_rate == Some(TARGET_ACCEPT_P99_RATE))
             .map(|r| r.latency.p99_ms);
-        let alone = if self.accept.workers_running {
+        let alone = if self.workers_running() {
             ""
         } else {
             " (workers stopped)"
@@ -256,8 +272,8 @@ impl Report {
             ));
         }
         let api_peak = max_of(
-            std::iter::once(self.accept.closed_loop.api_peak_rss_mb)
-                .chain(self.accept.open_loop.iter().map(|r| r.api_peak_rss_mb))
+            self.accept_runs()
+                .map(|r| r.api_peak_rss_mb)
                 .chain(self.e2e.iter().map(|r| r.api_peak_rss_mb))
                 .chain(self.steady.iter().map(|s| s.e2e.api_peak_rss_mb)),
         );
@@ -393,7 +409,7 @@ impl Report {
         let _ = writeln!(
             md,
             "\n### Accept path (`POST /api/orchestrate`, README example){}\n",
-            if self.accept.workers_running {
+            if self.workers_running() {
                 ", workers running"
             } else {
                 ", workers stopped"
@@ -401,22 +417,22 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| load | accepted | errors | tasks/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive accept | vs broker | API CPU s / 1,000 | API peak RSS MB |"
+            "| load | accepted | errors | tasks/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive accept | vs broker | API CPU s / 1,000 | API peak RSS MB | other load |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let pg_accept = self
             .ceilings
             .postgres_accept
             .as_ref()
             .map(|p| p.tasks_per_s);
         let broker = self.ceilings.broker.as_ref().map(|b| b.records_per_s);
-        let accept_rows = std::iter::once(&self.accept.closed_loop)
-            .chain(&self.accept.open_loop)
+        let accept_rows = self
+            .accept_runs()
             .chain(self.steady.iter().map(|s| &s.accept));
         for r in accept_rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.load,
                 r.accepted,
                 errors(&r.errors),
@@ -431,6 +447,7 @@ impl Report {
                     .get("api")
                     .map_or("—".into(), |v| format!("{v:.2}")),
                 opt(r.api_peak_rss_mb),
+                other_load(r.cpu.as_ref()),
             );
         }
 
@@ -440,9 +457,9 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| run | tasks | completed/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive | vs one mock | CPU s / 1,000 tasks (API · workers · PostgreSQL · broker · mocks = stack) | peak RSS MB (API · worker) |"
+            "| run | tasks | completed/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive | vs one mock | CPU s / 1,000 tasks (API · workers · PostgreSQL · broker · mocks = stack) | peak RSS MB (API · worker) | other load |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         let pg_task = self.ceilings.postgres_task.as_ref().map(|p| p.tasks_per_s);
         let mock = self.ceilings.mock.as_ref().map(|c| c.requests_per_s);
         let e2e_rows = self
@@ -458,7 +475,7 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} · {} · {} · {} · {} = {} | {} · {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} · {} · {} · {} · {} = {} | {} · {} | {} |",
                 r.label,
                 r.tasks,
                 number(r.throughput),
@@ -476,40 +493,14 @@ impl Report {
                 cpu("stack"),
                 opt(r.api_peak_rss_mb),
                 opt(r.worker_peak_rss_mb),
+                other_load(r.cpu.as_ref()),
             );
         }
 
-        let others: Vec<String> = std::iter::once(&self.accept.closed_loop)
-            .chain(&self.accept.open_loop)
-            .filter_map(|r| r.cpu.as_ref().map(|c| (r.load.clone(), c)))
-            .chain(
-                self.e2e
-                    .iter()
-                    .chain(self.backlog_drain.iter())
-                    .filter_map(|r| r.cpu.as_ref().map(|c| (r.label.clone(), c))),
-            )
-            .filter_map(|(name, c)| {
-                let other = c.other_seconds?;
-                let machine = c.machine_seconds?;
-                Some(format!(
-                    "{name}: {:.0}% ({:.1} of {:.1} CPU s)",
-                    if machine > 0.0 {
-                        other / machine * 100.0
-                    } else {
-                        0.0
-                    },
-                    other,
-                    machine
-                ))
-            })
-            .collect();
-        if !others.is_empty() {
-            let _ = writeln!(
-                md,
-                "\nCPU used by processes outside the stack and the load generator (the load generator's own CPU is in the JSON, group `bench`): {}.",
-                others.join("; ")
-            );
-        }
+        let _ = writeln!(
+            md,
+            "\n*other load*: the share of the machine's CPU time that went to processes outside the stack and the load generator during the phase (other work on the machine; PostgreSQL autovacuum workers that came and went within it count here too). The load generator's own CPU is in the JSON (group `bench`)."
+        );
 
         let _ = writeln!(md, "\n### Checks\n");
         let _ = writeln!(
@@ -576,8 +567,7 @@ impl Report {
 
         // Panel 2: accept latency.
         let groups: Vec<(String, [f64; 4])> = self
-            .accept
-            .open_loop
+            .open_loop()
             .iter()
             .chain(self.steady.iter().map(|s| &s.accept))
             .map(|r| {
@@ -591,10 +581,11 @@ impl Report {
         svg.latency_panel(380.0, 620.0, &groups);
 
         // Panel 3: accept rate vs ceilings (log).
-        let mut rates = vec![(
-            "accept, closed loop".to_owned(),
-            self.accept.closed_loop.rate,
-        )];
+        let mut rates: Vec<(String, f64)> = self
+            .closed_loop()
+            .map(|r| ("accept, closed loop".to_owned(), r.rate))
+            .into_iter()
+            .collect();
         if let Some(p) = &self.ceilings.postgres_accept {
             rates.push(("PostgreSQL naive accept".into(), p.tasks_per_s));
         }
@@ -645,6 +636,14 @@ pub fn number(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+/// The share of the machine's CPU that processes outside the stack used.
+fn other_load(cpu: Option<&CpuUsage>) -> String {
+    match cpu.and_then(|c| Some((c.other_seconds?, c.machine_seconds?))) {
+        Some((other, machine)) if machine > 0.0 => format!("{:.0}%", other / machine * 100.0),
+        _ => "—".into(),
     }
 }
 
@@ -888,7 +887,11 @@ impl Svg {
         let slot = (plot_bottom - plot_top) / bars.len().max(1) as f64;
         for (i, (label, value)) in bars.iter().enumerate() {
             let y = plot_top + slot * i as f64 + slot * 0.2;
-            let colour = if i == 0 { COLOURS[0] } else { "#bab0ac" };
+            let colour = if label.starts_with("accept") {
+                COLOURS[0]
+            } else {
+                "#bab0ac"
+            };
             self.rect(left, y, x(*value) - left, slot * 0.6, colour);
             self.text(left - 8.0, y + slot * 0.4, 11, "end", label);
             self.text(

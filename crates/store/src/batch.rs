@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -21,12 +22,27 @@ use uuid::Uuid;
 
 use crate::leases::Fence;
 use crate::schema::{partition_leases, service_requests, tasks};
-use crate::service_requests::{FinishedServiceRequest, NewServiceRequest, StartedTask};
+use crate::service_requests::{FinishedServiceRequest, StartedTask};
 use crate::{ServiceRequestRow, StoreError};
 
 /// Rows per `INSERT`, so that the bind parameters (7 per row) stay under PostgreSQL's
 /// 65,535 whatever the batch holds.
 const INSERT_CHUNK: usize = 5_000;
+
+/// A service request created running, by [`start_tasks`].
+#[derive(Insertable)]
+#[diesel(table_name = service_requests)]
+struct NewStartedServiceRequest<'a> {
+    id: Uuid,
+    task_id: Uuid,
+    item_index: i32,
+    service_name: &'a str,
+    scenario_id: Uuid,
+    business_type_id: Uuid,
+    request_payload: &'a serde_json::Value,
+    status: &'a str,
+    started_at: DateTime<Utc>,
+}
 
 /// A task to start: create its planned service requests and mark it running.
 #[derive(Debug, Clone)]
@@ -65,8 +81,9 @@ pub async fn start_tasks(
         // (a duplicate record) is started once and both get the same rows.
         let mut running: Vec<Uuid> = Vec::new();
         let mut pending: Vec<Uuid> = Vec::new();
-        let mut rows: Vec<NewServiceRequest<'_>> = Vec::new();
+        let mut rows: Vec<NewStartedServiceRequest<'_>> = Vec::new();
         let mut seen = HashSet::new();
+        let now = Utc::now();
         for (request, fenced) in requests.iter().zip(&fenced) {
             let status = statuses.get(&request.task_id);
             let runs = !fenced && status.is_some_and(|s| !s.is_terminal());
@@ -77,7 +94,9 @@ pub async fn start_tasks(
             if status == Some(&Status::Pending) {
                 pending.push(request.task_id);
             }
-            rows.extend(request.planned.iter().map(|sr| NewServiceRequest {
+            // New rows start running at once: inserting them IN_PROGRESS saves
+            // rewriting every row right after it was written.
+            rows.extend(request.planned.iter().map(|sr| NewStartedServiceRequest {
                 id: sr.id,
                 task_id: request.task_id,
                 item_index: sr.item_index,
@@ -85,6 +104,8 @@ pub async fn start_tasks(
                 scenario_id: sr.scenario_id,
                 business_type_id: sr.business_type_id,
                 request_payload: &sr.request_payload,
+                status: Status::InProgress.as_str(),
+                started_at: now,
             }));
         }
         for chunk in rows.chunks(INSERT_CHUNK) {
@@ -106,12 +127,10 @@ pub async fn start_tasks(
         }
         let mut unfinished: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
         if !running.is_empty() {
-            let started: Vec<ServiceRequestRow> = diesel::update(service_requests::table)
+            // Rows that existed already and wait for another run (a re-drive).
+            diesel::update(service_requests::table)
                 .filter(service_requests::task_id.eq_any(&running))
-                .filter(
-                    service_requests::status
-                        .eq_any([Status::Pending.as_str(), Status::InProgress.as_str()]),
-                )
+                .filter(service_requests::status.eq(Status::Pending.as_str()))
                 .set((
                     service_requests::status.eq(Status::InProgress.as_str()),
                     service_requests::started_at.eq(diesel::dsl::sql(
@@ -119,8 +138,13 @@ pub async fn start_tasks(
                     )),
                     service_requests::updated_at.eq(diesel::dsl::now),
                 ))
-                .returning(ServiceRequestRow::as_returning())
-                .get_results(conn)
+                .execute(conn)
+                .await?;
+            let started: Vec<ServiceRequestRow> = service_requests::table
+                .filter(service_requests::task_id.eq_any(&running))
+                .filter(service_requests::status.eq(Status::InProgress.as_str()))
+                .select(ServiceRequestRow::as_select())
+                .load(conn)
                 .await?;
             for row in started {
                 unfinished.entry(row.task_id).or_default().push(row);

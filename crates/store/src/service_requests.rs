@@ -15,14 +15,14 @@ use crate::{ServiceRequestRow, StoreError};
 
 #[derive(Insertable)]
 #[diesel(table_name = service_requests)]
-pub(crate) struct NewServiceRequest<'a> {
-    pub(crate) id: Uuid,
-    pub(crate) task_id: Uuid,
-    pub(crate) item_index: i32,
-    pub(crate) service_name: &'a str,
-    pub(crate) scenario_id: Uuid,
-    pub(crate) business_type_id: Uuid,
-    pub(crate) request_payload: &'a Value,
+struct NewServiceRequest<'a> {
+    id: Uuid,
+    task_id: Uuid,
+    item_index: i32,
+    service_name: &'a str,
+    scenario_id: Uuid,
+    business_type_id: Uuid,
+    request_payload: &'a Value,
 }
 
 /// Why a task could not be started.
