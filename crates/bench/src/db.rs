@@ -100,6 +100,8 @@ pub struct ServerInfo {
     pub wal_sync_method: String,
     pub shared_buffers: String,
     pub max_connections: String,
+    /// `off` on some CI-style servers: then the benchmark vacuums between phases.
+    pub autovacuum: String,
 }
 
 pub async fn server_info(client: &Client) -> Result<ServerInfo, BenchError> {
@@ -114,7 +116,15 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, BenchError> {
         wal_sync_method: show("wal_sync_method").await?,
         shared_buffers: show("shared_buffers").await?,
         max_connections: show("max_connections").await?,
+        autovacuum: show("autovacuum").await?,
     })
+}
+
+/// `VACUUM (ANALYZE)` of this database: what autovacuum would have done by now.
+pub async fn vacuum(client: &Client) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    client.batch_execute("VACUUM (ANALYZE)").await?;
+    Ok(started.elapsed())
 }
 
 /// Tasks not finished yet (`PENDING` or `IN_PROGRESS`).

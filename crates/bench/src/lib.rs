@@ -172,7 +172,13 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         notes: Vec::new(),
         rss_reset_works: true,
         since: Utc::now(),
+        vacuum_between_phases: postgres.autovacuum == "off",
     };
+    if bench.vacuum_between_phases {
+        bench.notes.push(
+            "the PostgreSQL server runs with autovacuum=off (this machine's configuration), so the benchmark ran VACUUM (ANALYZE) on its database after each phase, outside the timed windows, as autovacuum would have in the background".into(),
+        );
+    }
 
     let mut workers = if stack.controllable() {
         config.max_workers()
@@ -491,6 +497,8 @@ struct Bench {
     rss_reset_works: bool,
     /// When the first load started: the checks look at tasks created since.
     since: DateTime<Utc>,
+    /// The server does not vacuum by itself: vacuum after each phase (not timed).
+    vacuum_between_phases: bool,
 }
 
 impl Bench {
@@ -816,6 +824,10 @@ impl Bench {
             progress(&format!("CHECK FAILED after {after}: {check:?}"));
         }
         self.checks.push(check);
+        if self.vacuum_between_phases {
+            let took = db::vacuum(&self.db).await?;
+            progress(&format!("VACUUM (ANALYZE) after {after}: {took:.1?}"));
+        }
         Ok(())
     }
 

@@ -321,7 +321,7 @@ impl Report {
         let _ = writeln!(md, "## Benchmark results\n");
         let _ = writeln!(
             md,
-            "{} · {} cores ({}) · {} GiB · Linux {} · PostgreSQL {} (synchronous_commit={}, fsync={}) · {} build · revision {} · load average at start {}\n",
+            "{} · {} cores ({}) · {} GiB · Linux {} · PostgreSQL {} (synchronous_commit={}, fsync={}, autovacuum={}) · {} build · revision {} · load average at start {}\n",
             m.date,
             m.cores,
             m.cpu_model,
@@ -330,6 +330,7 @@ impl Report {
             pg.version,
             pg.synchronous_commit,
             pg.fsync,
+            pg.autovacuum,
             if self.release_build {
                 "release"
             } else {
