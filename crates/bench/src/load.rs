@@ -384,20 +384,7 @@ mod tests {
 
     #[test]
     fn the_example_is_the_readmes() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .expect("reading README.md");
-        let quick_start = readme
-            .split_once("## Quick start")
-            .expect("a Quick start section")
-            .1;
-        let body = quick_start
-            .split_once("-d '")
-            .and_then(|(_, rest)| rest.split_once('\''))
-            .expect("the quick start submits a body with -d '...'")
-            .0;
-        let readme_body: serde_json::Value =
-            serde_json::from_str(body).expect("README body is JSON");
+        let readme_body = orchestrator_testkit::workspace::readme_example();
         let ours: serde_json::Value =
             serde_json::from_str(README_EXAMPLE).expect("our body is JSON");
         assert_eq!(ours, readme_body);

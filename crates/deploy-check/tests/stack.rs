@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator_testkit::database::TestDatabase;
+use orchestrator_testkit::workspace::{bin_dir, readme_example, workspace_root};
 use serde_json::Value;
 
 /// `make run` includes starting PostgreSQL-dependent binaries that migrate a fresh
@@ -143,7 +144,7 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     // The README's example, submitted as the quick start does, runs to the end.
     let response = client
         .post(format!("{api}/api/orchestrate"))
-        .json(&readme_example(&root))
+        .json(&readme_example())
         .send()
         .await
         .expect("submitting the README example");
@@ -458,23 +459,6 @@ impl Process {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("the crate lives two levels below the workspace root")
-        .to_path_buf()
-}
-
-/// Where the binaries were built: the target folder this test runs from
-/// (`target/<profile>/deps/<test>` → `target/<profile>`).
-fn bin_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| workspace_root().join("target/debug"))
-}
-
 fn help_mentions(binary: &Path, word: &str) -> bool {
     Command::new(binary)
         .arg("--help")
@@ -489,21 +473,4 @@ fn psql(url: &str, sql: &str) {
         .status()
         .unwrap_or_else(|e| panic!("running psql: {e}"));
     assert!(status.success(), "psql {sql}: {status}");
-}
-
-/// The body of the first `curl ... -d '...'` of the README's quick start, so the test
-/// submits exactly what a reader would.
-fn readme_example(root: &Path) -> Value {
-    let readme = fs::read_to_string(root.join("README.md")).expect("reading README.md");
-    let quick_start = readme
-        .split_once("## Quick start")
-        .expect("README.md has a Quick start section")
-        .1;
-    let body = quick_start
-        .split_once("-d '")
-        .and_then(|(_, rest)| rest.split_once('\''))
-        .expect("the quick start submits a body with -d '...'")
-        .0;
-    serde_json::from_str(body)
-        .unwrap_or_else(|e| panic!("the quick start's body is not JSON ({e}):\n{body}"))
 }

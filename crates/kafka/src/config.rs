@@ -315,7 +315,7 @@ fn is_set(value: Option<&str>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::Parser;
 
     use super::*;
@@ -326,7 +326,8 @@ mod tests {
         kafka: KafkaConfig,
     }
 
-    fn parse(flags: &[&str]) -> KafkaConfig {
+    /// The configuration these flags give (the test modules of this crate share it).
+    pub(crate) fn parse(flags: &[&str]) -> KafkaConfig {
         let args = std::iter::once("test").chain(flags.iter().copied());
         Cli::try_parse_from(args).expect("valid flags").kafka
     }

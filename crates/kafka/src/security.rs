@@ -97,19 +97,10 @@ fn system_roots() -> Result<RootCertStore, KafkaError> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        kafka: KafkaConfig,
-    }
-
     fn config(flags: &[&str]) -> KafkaConfig {
-        let args = std::iter::once("test").chain(flags.iter().copied());
-        Cli::try_parse_from(args).expect("valid flags").kafka
+        crate::config::tests::parse(flags)
     }
 
     fn ca_file_error(contents: &[u8]) -> String {

@@ -2,9 +2,10 @@
 //! set-based statements: what the worker's group commit runs (see
 //! `orchestrator_dispatcher::writer`).
 //!
-//! Each function answers per request, in the order given, with the same meaning as
-//! its one-task counterpart in [`crate::service_requests`]: [`start_tasks`] as
-//! `start_task`, [`record_many`] as `record_finished`, [`settle_many`] as `settle`.
+//! Each function answers per request, in the order given, with the meaning documented
+//! on its one-task form in [`crate::service_requests`] (`start_task`,
+//! `record_finished`, `settle`), which is a batch of one of it, so the rules live in
+//! one place.
 //! A request whose fence no longer holds gets [`StoreError::Fenced`] and changes
 //! nothing; the others go ahead. An error of the whole batch (a statement failed) is
 //! returned as such, and the caller retries the requests one by one.

@@ -2,28 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::{
-    PlannedServiceRequest, ServiceName, ServiceRequestOutcome, Settlement, Status, settle_task,
-};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_core::{PlannedServiceRequest, Status};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::leases::{self, Fence};
+use crate::batch;
+use crate::leases::Fence;
 use crate::schema::{service_requests, tasks};
 use crate::{ServiceRequestRow, StoreError};
-
-#[derive(Insertable)]
-#[diesel(table_name = service_requests)]
-struct NewServiceRequest<'a> {
-    id: Uuid,
-    task_id: Uuid,
-    item_index: i32,
-    service_name: &'a str,
-    scenario_id: Uuid,
-    business_type_id: Uuid,
-    request_payload: &'a Value,
-}
 
 /// Why a task could not be started.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +22,8 @@ pub enum StartedTask {
     NotFound,
 }
 
-/// Starts (or resumes) processing a task, in one transaction: creates its service
+/// Starts (or resumes) processing a task, in one transaction (a batch of one of
+/// [`batch::start_tasks`]): creates its service
 /// requests unless they exist, moves the task from `PENDING` to `IN_PROGRESS`, and
 /// returns the service requests that have not finished yet, now `IN_PROGRESS`.
 ///
@@ -47,67 +35,12 @@ pub async fn start_task(
     planned: &[PlannedServiceRequest],
     fence: Option<&Fence>,
 ) -> Result<StartedTask, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        if let Some(fence) = fence {
-            leases::check_fence(conn, fence).await?;
-        }
-        let Some(status) = lock_task_status(conn, task_id).await? else {
-            return Ok(StartedTask::NotFound);
-        };
-        if status.is_terminal() {
-            return Ok(StartedTask::AlreadyFinished(status));
-        }
-
-        let rows: Vec<NewServiceRequest<'_>> = planned
-            .iter()
-            .map(|sr| NewServiceRequest {
-                id: sr.id,
-                task_id,
-                item_index: sr.item_index,
-                service_name: sr.service_name.as_str(),
-                scenario_id: sr.scenario_id,
-                business_type_id: sr.business_type_id,
-                request_payload: &sr.request_payload,
-            })
-            .collect();
-        diesel::insert_into(service_requests::table)
-            .values(&rows)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-
-        if status == Status::Pending {
-            diesel::update(tasks::table)
-                .filter(tasks::task_id.eq(task_id))
-                .set((
-                    tasks::status.eq(Status::InProgress.as_str()),
-                    tasks::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-        }
-
-        let mut unfinished: Vec<ServiceRequestRow> = diesel::update(service_requests::table)
-            .filter(service_requests::task_id.eq(task_id))
-            .filter(
-                service_requests::status
-                    .eq_any([Status::Pending.as_str(), Status::InProgress.as_str()]),
-            )
-            .set((
-                service_requests::status.eq(Status::InProgress.as_str()),
-                service_requests::started_at.eq(diesel::dsl::sql(
-                    "COALESCE(service_requests.started_at, now())",
-                )),
-                service_requests::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(ServiceRequestRow::as_returning())
-            .get_results(conn)
-            .await?;
-        unfinished
-            .sort_by(|a, b| (a.item_index, &a.service_name).cmp(&(b.item_index, &b.service_name)));
-        Ok(StartedTask::Running(unfinished))
-    })
-    .await
+    let request = batch::StartRequest {
+        task_id,
+        planned: planned.to_vec(),
+        fence: fence.cloned(),
+    };
+    only(batch::start_tasks(conn, std::slice::from_ref(&request)).await?)
 }
 
 /// How one service request ended.
@@ -132,38 +65,12 @@ pub async fn record_finished(
     finished: &FinishedServiceRequest,
     fence: Option<&Fence>,
 ) -> Result<bool, StoreError> {
-    match fence {
-        None => write_finished(conn, id, finished).await,
-        Some(fence) => {
-            conn.transaction::<_, StoreError, _>(async |conn| {
-                leases::check_fence(conn, fence).await?;
-                write_finished(conn, id, finished).await
-            })
-            .await
-        }
-    }
-}
-
-async fn write_finished(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    finished: &FinishedServiceRequest,
-) -> Result<bool, StoreError> {
-    let updated = diesel::update(service_requests::table)
-        .filter(service_requests::id.eq(id))
-        .filter(service_requests::status.eq(Status::InProgress.as_str()))
-        .set((
-            service_requests::status.eq(finished.status.as_str()),
-            service_requests::attempts.eq(service_requests::attempts + finished.attempts),
-            service_requests::response_payload.eq(&finished.response_payload),
-            service_requests::error_message.eq(&finished.error_message),
-            service_requests::started_at.eq(finished.started_at),
-            service_requests::completed_at.eq(finished.completed_at),
-            service_requests::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(updated == 1)
+    let request = batch::RecordRequest {
+        id,
+        finished: finished.clone(),
+        fence: fence.cloned(),
+    };
+    only(batch::record_many(conn, std::slice::from_ref(&request)).await?)
 }
 
 /// A task's service requests, by item then service name.
@@ -190,58 +97,20 @@ pub async fn settle(
     task_id: Uuid,
     fence: Option<&Fence>,
 ) -> Result<Option<Status>, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        if let Some(fence) = fence {
-            leases::check_fence(conn, fence).await?;
-        }
-        let Some(status) = lock_task_status(conn, task_id).await? else {
-            return Ok(None);
-        };
-        if status.is_terminal() {
-            return Ok(Some(status));
-        }
+    let request = batch::SettleRequest {
+        task_id,
+        fence: fence.cloned(),
+    };
+    only(batch::settle_many(conn, std::slice::from_ref(&request)).await?)
+}
 
-        let rows: Vec<(i32, String, String, Option<String>)> = service_requests::table
-            .filter(service_requests::task_id.eq(task_id))
-            .select((
-                service_requests::item_index,
-                service_requests::service_name,
-                service_requests::status,
-                service_requests::error_message,
-            ))
-            .load(conn)
-            .await?;
-        let outcomes = rows
-            .into_iter()
-            .map(|(item_index, service_name, status, error_message)| {
-                Ok(ServiceRequestOutcome {
-                    item_index,
-                    service_name: ServiceName::parse(&service_name)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    status: Status::parse(&status)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    error_message,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-        let (new_status, error_message) = match settle_task(&outcomes) {
-            Settlement::Running => return Ok(Some(status)),
-            Settlement::Completed => (Status::Completed, None),
-            Settlement::Failed { error_message } => (Status::Failed, Some(error_message)),
-        };
-        diesel::update(tasks::table)
-            .filter(tasks::task_id.eq(task_id))
-            .set((
-                tasks::status.eq(new_status.as_str()),
-                tasks::error_message.eq(error_message),
-                tasks::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        Ok(Some(new_status))
+/// The one answer of a batch of one.
+fn only<T>(answers: Vec<Result<T, StoreError>>) -> Result<T, StoreError> {
+    answers.into_iter().next().unwrap_or_else(|| {
+        Err(StoreError::Corrupt(
+            "a batch of one answered nothing".into(),
+        ))
     })
-    .await
 }
 
 /// What a re-drive found.

@@ -6,3 +6,4 @@
 pub mod broker;
 pub mod database;
 pub mod proxy;
+pub mod workspace;

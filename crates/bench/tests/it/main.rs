@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator_testkit::database::TestDatabase;
+use orchestrator_testkit::workspace::{bin_dir, workspace_root};
 use serde_json::Value;
 
 /// Starting a debug stack takes ~20 s on a busy 2-core machine; the phases ~30 s.
@@ -208,21 +209,4 @@ fn uuid_like() -> String {
         "{:x}",
         std::collections::hash_map::RandomState::new().hash_one(Instant::now())
     )
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("the crate lives two levels below the workspace root")
-        .to_path_buf()
-}
-
-/// Where the binaries were built: the target folder this test runs from
-/// (`target/<profile>/deps/<test>` → `target/<profile>`).
-fn bin_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| workspace_root().join("target/debug"))
 }
