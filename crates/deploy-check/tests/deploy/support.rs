@@ -1,7 +1,7 @@
 //! Reading the files, running the binaries' `--help`, and the allow-lists.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -28,14 +28,7 @@ pub const PENDING_ENV: &[(&str, &[Binary])] = &[];
 /// them: `RUST_LOG` is the log filter (`crates/telemetry`, `mock-services/src/telemetry.rs`).
 pub const NON_FLAG_ENV: &[&str] = &["RUST_LOG"];
 
-/// The workspace's root folder.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("the crate lives two levels below the workspace root")
-        .to_path_buf()
-}
+pub use orchestrator_testkit::workspace::workspace_root;
 
 /// A file of the workspace, as text.
 pub fn read(relative: &str) -> String {
