@@ -10,10 +10,14 @@ admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db="orch_schema_check_$$"
 url="${admin%/*}/$db"
 
-psql "$admin" -qc "CREATE DATABASE $db"
-trap 'psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
-"$DIESEL" migration run --database-url "$url" >/dev/null
+# Without diesel.toml: its print_schema section makes `migration run` rewrite schema.rs
+# itself, and the comparison below would then always pass.
+no_config=$(mktemp)
 generated=$(mktemp)
+psql "$admin" -qc "CREATE DATABASE $db"
+trap 'psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; rm -f "$no_config" "$generated"' EXIT
+"$DIESEL" migration run --database-url "$url" --config-file "$no_config" \
+    --migration-dir migrations >/dev/null
 "$DIESEL" print-schema --database-url "$url" > "$generated"
 if [[ "${1:-}" == "--write" ]]; then
     cp "$generated" crates/store/src/schema.rs

@@ -1,15 +1,32 @@
-//! Running a whole task: start it, call every unfinished service request, record each
-//! outcome as it arrives, then settle the task.
+//! Running a whole task: start it, call every unfinished service request, then record
+//! the outcomes and settle the task.
+//!
+//! A task normally costs two transactions, each shared with other tasks by group
+//! commit: the start (which also reads the stored request) and the finish (outcomes and
+//! settlement together). An outcome is recorded on its own only when the task's other
+//! calls keep it waiting longer than [`OUTCOME_HOLD`].
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
+use orchestrator_store::batch::Planner;
 use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
-use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, tasks};
+use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow};
 use serde_json::json;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::client::Dispatcher;
 use crate::writer::ResultWriter;
+
+/// How long a finished call's outcome waits for the task's other calls before it is
+/// recorded on its own. A task's calls usually end within this of each other, and then
+/// its outcomes and its settlement go in one transaction; a call that takes longer
+/// (retries, a slow service) keeps the others' outcomes unrecorded no longer than this.
+pub const OUTCOME_HOLD: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -22,11 +39,17 @@ pub enum ProcessError {
 /// Runs tasks to completion. Cheap to clone.
 #[derive(Clone)]
 pub struct TaskProcessor {
-    pool: DbPool,
     writer: ResultWriter,
     dispatcher: Dispatcher,
     limits: RequestLimits,
     task_concurrency: usize,
+}
+
+/// A call that ended, waiting to be recorded.
+struct FinishedCall {
+    id: Uuid,
+    service_name: String,
+    finished: FinishedServiceRequest,
 }
 
 impl TaskProcessor {
@@ -41,8 +64,7 @@ impl TaskProcessor {
             max_items,
         };
         Self {
-            writer: ResultWriter::start(&pool),
-            pool,
+            writer: ResultWriter::start(&pool, planner(limits.clone())),
             dispatcher,
             limits,
             task_concurrency: task_concurrency.max(1),
@@ -80,70 +102,89 @@ impl TaskProcessor {
         fence: Option<&Fence>,
         request_id: Option<&str>,
     ) -> Result<Status, ProcessError> {
-        let unfinished = {
-            let mut conn = self.pool.get().await.map_err(StoreError::from)?;
-            let task = tasks::find(&mut conn, task_id)
-                .await?
-                .ok_or(ProcessError::NotFound(task_id))?;
-            if task.status.is_terminal() {
-                return Ok(task.status);
+        // One transaction locks the task, reads its request and creates its service
+        // requests. No connection is held during the HTTP calls.
+        let unfinished = match self.writer.start_task(task_id, fence).await? {
+            StartedTask::Running(rows) => rows,
+            StartedTask::AlreadyFinished(status) => return Ok(status),
+            StartedTask::Rejected(reason) => {
+                // Stored before a configuration change, say: it can never run.
+                tracing::warn!(%reason, "Task failed: its stored request cannot run.");
+                self.dispatcher.metrics().task_finished(Status::Failed);
+                return Ok(Status::Failed);
             }
-            let body = json!({
-                "task_name": task.task_name,
-                "task_description": task.task_description,
-                "payload": task.payload,
-            });
-            let request = match OrchestrationRequest::parse(&body, &self.limits) {
-                Ok(request) => request,
-                Err(errors) => {
-                    // Stored before a configuration change, say: it can never run.
-                    let reason = format!("the stored request can no longer be processed: {errors}");
-                    tracing::warn!(%reason, "Failing task.");
-                    tasks::fail_unfinished(&mut conn, task_id, &reason, fence).await?;
-                    self.dispatcher.metrics().task_finished(Status::Failed);
-                    return Ok(Status::Failed);
-                }
-            };
-            let planned = plan_service_requests(task_id, &request);
-            // The connection goes back to the pool before the (batched) start.
-            drop(conn);
-            match self.writer.start_task(task_id, planned, fence).await? {
-                StartedTask::Running(rows) => rows,
-                StartedTask::AlreadyFinished(status) => return Ok(status),
-                StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
-            }
-            // No connection is held during HTTP calls.
+            StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
         };
 
-        let recorded: Vec<Result<(), StoreError>> = futures::stream::iter(unfinished)
-            .map(|row| self.run_service_request(row, fence, request_id))
-            .buffer_unordered(self.task_concurrency)
-            .collect()
-            .await;
-        // A failed write leaves that service request IN_PROGRESS; a later run redoes it.
-        if let Some(error) = recorded.into_iter().find_map(Result::err) {
-            return Err(error.into());
-        }
-
+        // A failed write leaves its service requests IN_PROGRESS; a later run redoes them.
+        let held = self.run_calls(unfinished, fence, request_id).await?;
+        let finished: Vec<(String, Status)> = held
+            .iter()
+            .map(|call| (call.service_name.clone(), call.finished.status))
+            .collect();
+        let outcomes = held
+            .into_iter()
+            .map(|call| (call.id, call.finished))
+            .collect();
         let status = self
             .writer
-            .settle(task_id, fence)
+            .finish(task_id, outcomes, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
+        let metrics = self.dispatcher.metrics();
+        for (service_name, status) in finished {
+            metrics.service_request_finished(&service_name, status);
+        }
         if status.is_terminal() {
-            self.dispatcher.metrics().task_finished(status);
+            metrics.task_finished(status);
         }
         tracing::info!(status = %status, "Task processed.");
         Ok(status)
     }
 
-    #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
-    async fn run_service_request(
+    /// Calls the service requests, at most `task_concurrency` at once, and returns the
+    /// outcomes not recorded yet: those that ended within [`OUTCOME_HOLD`] of the last
+    /// call. Older ones are recorded as they come of age.
+    async fn run_calls(
         &self,
-        row: ServiceRequestRow,
+        rows: Vec<ServiceRequestRow>,
         fence: Option<&Fence>,
         request_id: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<FinishedCall>, StoreError> {
+        let mut calls = futures::stream::iter(rows)
+            .map(|row| self.call(row, request_id))
+            .buffer_unordered(self.task_concurrency);
+        let mut held: Vec<FinishedCall> = Vec::new();
+        let mut hold_until: Option<Instant> = None;
+        let mut early = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                Some(written) = early.next(), if !early.is_empty() => written?,
+                call = calls.next() => match call {
+                    Some(call) => {
+                        hold_until.get_or_insert_with(|| Instant::now() + OUTCOME_HOLD);
+                        held.push(call);
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)),
+                    if hold_until.is_some() =>
+                {
+                    hold_until = None;
+                    for call in held.drain(..) {
+                        early.push(self.record(call, fence));
+                    }
+                }
+            }
+        }
+        while let Some(written) = early.next().await {
+            written?;
+        }
+        Ok(held)
+    }
+
+    #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
+    async fn call(&self, row: ServiceRequestRow, request_id: Option<&str>) -> FinishedCall {
         let outcome = self
             .dispatcher
             .call(&row.service_name, row.id, &row.request_payload, request_id)
@@ -155,18 +196,43 @@ impl TaskProcessor {
                 (Status::Failed, None, Some(error.to_string()))
             }
         };
-        let finished = FinishedServiceRequest {
-            status,
-            attempts: i32::try_from(outcome.attempts).unwrap_or(i32::MAX),
-            response_payload,
-            error_message,
-            started_at: outcome.started_at,
-            completed_at: outcome.completed_at,
-        };
-        self.writer.record(row.id, finished, fence).await?;
+        FinishedCall {
+            id: row.id,
+            service_name: row.service_name,
+            finished: FinishedServiceRequest {
+                status,
+                attempts: i32::try_from(outcome.attempts).unwrap_or(i32::MAX),
+                response_payload,
+                error_message,
+                started_at: outcome.started_at,
+                completed_at: outcome.completed_at,
+            },
+        }
+    }
+
+    /// Records one outcome ahead of the task's finish.
+    async fn record(&self, call: FinishedCall, fence: Option<&Fence>) -> Result<(), StoreError> {
+        let status = call.finished.status;
+        self.writer.record(call.id, call.finished, fence).await?;
         self.dispatcher
             .metrics()
-            .service_request_finished(&row.service_name, status);
+            .service_request_finished(&call.service_name, status);
         Ok(())
     }
+}
+
+/// Plans a stored task as the API accepted it: parsed again with the services this
+/// worker knows, so a request that names a service removed since fails with a reason
+/// instead of running half.
+fn planner(limits: RequestLimits) -> Arc<Planner<'static>> {
+    Arc::new(move |task: &TaskRow| {
+        let body = json!({
+            "task_name": task.task_name,
+            "task_description": task.task_description,
+            "payload": task.payload,
+        });
+        OrchestrationRequest::parse(&body, &limits)
+            .map(|request| plan_service_requests(task.task_id, &request))
+            .map_err(|errors| format!("the stored request can no longer be processed: {errors}"))
+    })
 }

@@ -1,12 +1,14 @@
-//! The processor's writes with group commit: starting tasks, recording outcomes and
-//! settling tasks each go through a [`GroupCommit`] whose batches run the set-based
-//! statements of `orchestrator_store::batch`. Many tasks in flight then share a few
-//! transactions instead of taking five each; each caller still gets its own answer
-//! (fenced, already finished, ...) and only after its write committed.
+//! The processor's writes with group commit: starting tasks, recording early outcomes
+//! and finishing tasks each go through a [`GroupCommit`] whose batches run the
+//! set-based statements of `orchestrator_store::batch`. Many tasks in flight then share
+//! a few transactions instead of taking several each; each caller still gets its own
+//! answer (fenced, already finished, ...) and only after its write committed.
 
-use orchestrator_core::{PlannedServiceRequest, Status};
+use std::sync::Arc;
+
+use orchestrator_core::Status;
 use orchestrator_store::batch::{
-    self, RecordRequest, SettleRequest, StartRequest, record_many, settle_many, start_tasks,
+    FinishRequest, Planner, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
 };
 use orchestrator_store::group_commit::GroupCommit;
 use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
@@ -24,18 +26,22 @@ const MAX_BATCH: usize = 256;
 pub struct ResultWriter {
     starts: GroupCommit<StartRequest, StartedTask>,
     records: GroupCommit<RecordRequest, bool>,
-    settles: GroupCommit<SettleRequest, Option<Status>>,
+    finishes: GroupCommit<FinishRequest, Option<Status>>,
 }
 
 impl ResultWriter {
-    pub fn start(pool: &DbPool) -> Self {
+    /// `plan` turns a stored task into its service requests when the task starts.
+    pub fn start(pool: &DbPool, plan: Arc<Planner<'static>>) -> Self {
         Self {
             starts: GroupCommit::start(
                 "task start",
                 pool.clone(),
                 LOOPS,
                 MAX_BATCH,
-                |conn, batch| Box::pin(start_tasks(conn, batch)),
+                move |conn, batch| {
+                    let plan = Arc::clone(&plan);
+                    Box::pin(async move { start_tasks(conn, batch, plan.as_ref()).await })
+                },
             ),
             records: GroupCommit::start(
                 "outcome record",
@@ -44,27 +50,25 @@ impl ResultWriter {
                 MAX_BATCH,
                 |conn, batch| Box::pin(record_many(conn, batch)),
             ),
-            settles: GroupCommit::start(
-                "task settle",
+            finishes: GroupCommit::start(
+                "task finish",
                 pool.clone(),
                 LOOPS,
                 MAX_BATCH,
-                |conn, batch| Box::pin(settle_many(conn, batch)),
+                |conn, batch| Box::pin(finish_many(conn, batch)),
             ),
         }
     }
 
-    /// See `service_requests::start_task`.
+    /// See `service_requests::start_task`; the plan comes from the stored task.
     pub async fn start_task(
         &self,
         task_id: Uuid,
-        planned: Vec<PlannedServiceRequest>,
         fence: Option<&Fence>,
     ) -> Result<StartedTask, StoreError> {
         self.starts
             .write(StartRequest {
                 task_id,
-                planned,
                 fence: fence.cloned(),
             })
             .await
@@ -78,7 +82,7 @@ impl ResultWriter {
         fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
         self.records
-            .write(batch::RecordRequest {
+            .write(RecordRequest {
                 id,
                 finished,
                 fence: fence.cloned(),
@@ -86,15 +90,18 @@ impl ResultWriter {
             .await
     }
 
-    /// See `service_requests::settle`.
-    pub async fn settle(
+    /// Records the outcomes not recorded yet and settles the task, in one transaction;
+    /// returns its status afterwards (`None`: no such task).
+    pub async fn finish(
         &self,
         task_id: Uuid,
+        outcomes: Vec<(Uuid, FinishedServiceRequest)>,
         fence: Option<&Fence>,
     ) -> Result<Option<Status>, StoreError> {
-        self.settles
-            .write(SettleRequest {
+        self.finishes
+            .write(FinishRequest {
                 task_id,
+                outcomes,
                 fence: fence.cloned(),
             })
             .await

@@ -1,14 +1,17 @@
 //! Kafka mode: handing accepted tasks to the workers through the task topic.
 //!
-//! The task row is the outbox. The API stores the task, publishes its record and
-//! answers 202 only once the broker acknowledged it; the acknowledgement is then marked
-//! on the row (`enqueued_at`) in batches. Two things can leave a row unmarked:
-//! - the broker refused or timed out: the handler removes the row and answers 503, so
-//!   the client retries a request that left nothing behind;
-//! - the process died between storing and marking: the sweeper (every API replica
-//!   runs one; rows are locked with `SKIP LOCKED`) publishes such rows again once they
-//!   are older than the grace period. A second record for a task is harmless: workers
-//!   process a task any number of times to the same result.
+//! The outbox is the table `task_outbox` (see `orchestrator_store::outbox`): the API
+//! stores each task together with its outbox row, publishes its record and answers 202
+//! only once the broker acknowledged it; the acknowledgement then deletes the outbox
+//! row, in batches. Two things can leave a row behind:
+//! - the broker refused or timed out: the handler removes the task and its row and
+//!   answers 503, so the client retries a request that left nothing behind;
+//! - the process died between storing and marking, or the mark was dropped: the
+//!   sweeper (every API replica runs one; rows are locked with `SKIP LOCKED`) publishes
+//!   tasks whose row is older than the grace period and that are still `PENDING`, and
+//!   deletes the rows of tasks that have moved on meanwhile (or are gone). A second
+//!   record for a task is harmless: workers process a task any number of times to the
+//!   same result.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use orchestrator_core::{EnvelopeKind, TaskEnvelope};
 use orchestrator_kafka::{KafkaError, TaskPublisher};
-use orchestrator_store::{DbPool, StoreError, tasks};
+use orchestrator_store::{DbPool, StoreError, outbox};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,10 @@ use crate::error::error_chain;
 const MARK_QUEUE: usize = 65_536;
 /// Task ids marked per statement, at most.
 const MARK_BATCH: usize = 1_000;
+/// Pause after each mark statement. Marks are on no request's path and only need to
+/// land well within the sweeper's grace period, so the writer lets them gather: under
+/// load one statement then carries hundreds of marks instead of a handful.
+const MARK_LINGER: Duration = Duration::from_millis(100);
 /// Tasks the sweeper publishes per round, at most.
 const SWEEP_BATCH: i64 = 200;
 
@@ -136,14 +143,15 @@ impl QueueWorkers {
     }
 }
 
-/// Writes outbox marks in batches: one `UPDATE` for everything that arrived meanwhile,
-/// so marking costs far less than a transaction per task.
+/// Writes outbox marks in batches: one `DELETE` for everything that arrived meanwhile
+/// (at most one statement per [`MARK_LINGER`]), so marking costs far less than a
+/// transaction per task.
 async fn write_marks(pool: DbPool, mut rx: mpsc::Receiver<Uuid>) {
     let mut batch = Vec::with_capacity(MARK_BATCH);
     while rx.recv_many(&mut batch, MARK_BATCH).await > 0 {
         let result = async {
             let mut conn = pool.get().await?;
-            tasks::mark_enqueued(&mut conn, &batch).await
+            outbox::mark_published(&mut conn, &batch).await
         }
         .await;
         if let Err(error) = result {
@@ -151,6 +159,7 @@ async fn write_marks(pool: DbPool, mut rx: mpsc::Receiver<Uuid>) {
             tracing::warn!(tasks = batch.len(), error = %error_chain(&error), "Could not mark tasks as published.");
         }
         batch.clear();
+        tokio::time::sleep(MARK_LINGER).await;
     }
 }
 
@@ -168,47 +177,73 @@ async fn sweep_outbox(
             _ = ticker.tick() => {}
         }
         match sweep_once(&publisher, &pool, settings.grace).await {
-            Ok(0) => {}
-            Ok(published) => tracing::info!(published, "Published tasks left unpublished."),
+            Ok(round) => {
+                if round.published > 0 {
+                    tracing::info!(
+                        published = round.published,
+                        "Published tasks left unpublished."
+                    );
+                }
+                if round.dropped > 0 {
+                    // Normal for direct requests, which are run rather than published.
+                    tracing::debug!(
+                        dropped = round.dropped,
+                        "Dropped outbox rows of tasks no longer pending."
+                    );
+                }
+            }
             Err(error) => tracing::warn!(error = %error_chain(&error), "Outbox sweep failed."),
         }
     }
 }
 
-/// One round: lock a batch of old unpublished tasks, publish them, mark those the
-/// broker took, all in one transaction so another replica skips them meanwhile.
+/// What one round of the sweeper did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepRound {
+    /// Tasks published again.
+    pub published: usize,
+    /// Outbox rows dropped because their task was no longer `PENDING` or gone.
+    pub dropped: usize,
+}
+
+/// One round: drop the outbox rows of tasks that have moved on, then lock a batch of
+/// old unpublished tasks, publish them and mark those the broker took, in one
+/// transaction so another replica skips them meanwhile.
 pub async fn sweep_once(
     publisher: &TaskPublisher,
     pool: &DbPool,
     grace: Duration,
-) -> Result<usize, StoreError> {
+) -> Result<SweepRound, StoreError> {
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let created_before = Utc::now() - grace;
     let mut conn = pool.get().await?;
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        let stranded = tasks::lock_unenqueued(conn, created_before, SWEEP_BATCH).await?;
-        if stranded.is_empty() {
-            return Ok(0);
-        }
-        let now = Utc::now();
-        let results = futures::future::join_all(stranded.iter().map(|task_id| async move {
-            let envelope = TaskEnvelope::new(*task_id, EnvelopeKind::Republished, None, now);
-            (*task_id, publisher.publish(&envelope).await)
-        }))
-        .await;
-        let mut published = Vec::new();
-        for (task_id, result) in results {
-            match result {
-                Ok(_) => published.push(task_id),
-                Err(error) => {
-                    tracing::warn!(%task_id, error = %error_chain(&error), "Republishing failed; will retry.");
+    let dropped = outbox::drop_settled(&mut conn, created_before).await?;
+    let published = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let stranded = outbox::lock_stranded(conn, created_before, SWEEP_BATCH).await?;
+            if stranded.is_empty() {
+                return Ok(0);
+            }
+            let now = Utc::now();
+            let results = futures::future::join_all(stranded.iter().map(|task_id| async move {
+                let envelope = TaskEnvelope::new(*task_id, EnvelopeKind::Republished, None, now);
+                (*task_id, publisher.publish(&envelope).await)
+            }))
+            .await;
+            let mut published = Vec::new();
+            for (task_id, result) in results {
+                match result {
+                    Ok(_) => published.push(task_id),
+                    Err(error) => {
+                        tracing::warn!(%task_id, error = %error_chain(&error), "Republishing failed; will retry.");
+                    }
                 }
             }
-        }
-        tasks::mark_enqueued(conn, &published).await?;
-        Ok(published.len())
-    })
-    .await
+            outbox::mark_published(conn, &published).await?;
+            Ok(published.len())
+        })
+        .await?;
+    Ok(SweepRound { published, dropped })
 }
 
 impl std::fmt::Debug for TaskQueue {

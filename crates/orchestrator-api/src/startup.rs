@@ -84,7 +84,7 @@ impl Application {
         };
 
         let state = web::Data::new(AppState {
-            task_writer: TaskWriter::start(pool.clone(), TASK_WRITERS, TASK_WRITE_BATCH),
+            task_writer: TaskWriter::start(pool.clone(), TASK_WRITERS, TASK_WRITE_BATCH, mode),
             pool,
             runner: runner.clone(),
             queue,

@@ -2,6 +2,11 @@
 //! set-based statements: what the worker's group commit runs (see
 //! `orchestrator_dispatcher::writer`).
 //!
+//! A task takes two transactions when nothing goes wrong: [`start_tasks`] (lock the
+//! task, read what it asks for, create its service requests running) and
+//! [`finish_many`] (record its outcomes and settle it). [`record_many`] records
+//! outcomes early, when one of a task's calls takes long.
+//!
 //! Each function answers per request, in the order given, with the meaning documented
 //! on its one-task form in [`crate::service_requests`] (`start_task`,
 //! `record_finished`, `settle`), which is a batch of one of it, so the rules live in
@@ -24,9 +29,9 @@ use uuid::Uuid;
 use crate::leases::Fence;
 use crate::schema::{partition_leases, service_requests, tasks};
 use crate::service_requests::{FinishedServiceRequest, StartedTask};
-use crate::{ServiceRequestRow, StoreError};
+use crate::{ServiceRequestRow, StoreError, TaskRow};
 
-/// Rows per `INSERT`, so that the bind parameters (7 per row) stay under PostgreSQL's
+/// Rows per `INSERT`, so that the bind parameters (9 per row) stay under PostgreSQL's
 /// 65,535 whatever the batch holds.
 const INSERT_CHUNK: usize = 5_000;
 
@@ -45,11 +50,17 @@ struct NewStartedServiceRequest<'a> {
     started_at: DateTime<Utc>,
 }
 
+/// What a task's service requests are, from its stored row (read and locked by
+/// [`start_tasks`], so the worker needs no read of its own). An `Err` says why the
+/// stored request can no longer run (e.g. it names a service this worker no longer
+/// knows); the task is then failed with that reason.
+pub type Planner<'p> =
+    dyn Fn(&TaskRow) -> Result<Vec<PlannedServiceRequest>, String> + Send + Sync + 'p;
+
 /// A task to start: create its planned service requests and mark it running.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
     pub task_id: Uuid,
-    pub planned: Vec<PlannedServiceRequest>,
     pub fence: Option<Fence>,
 }
 
@@ -61,10 +72,13 @@ pub struct RecordRequest {
     pub fence: Option<Fence>,
 }
 
-/// A task to settle from its service requests.
+/// A task to finish: record these outcomes of its service requests (possibly none),
+/// then settle it from all of them.
 #[derive(Debug, Clone)]
-pub struct SettleRequest {
+pub struct FinishRequest {
     pub task_id: Uuid,
+    /// Service request id and how it ended.
+    pub outcomes: Vec<(Uuid, FinishedServiceRequest)>,
     pub fence: Option<Fence>,
 }
 
@@ -72,50 +86,86 @@ pub struct SettleRequest {
 pub async fn start_tasks(
     conn: &mut AsyncPgConnection,
     requests: &[StartRequest],
+    plan: &Planner<'_>,
 ) -> Result<Vec<Result<StartedTask, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let fenced = fenced_out(conn, requests.iter().map(|r| r.fence.as_ref())).await?;
-        let ids: Vec<Uuid> = requests.iter().map(|r| r.task_id).collect();
-        let statuses = lock_tasks(conn, &ids).await?;
+        let ids: Vec<Uuid> = requests
+            .iter()
+            .zip(&fenced)
+            .filter(|(_, fenced)| !**fenced)
+            .map(|(r, _)| r.task_id)
+            .collect();
+        let found = lock_task_rows(conn, &ids).await?;
 
-        // Tasks that run: found, not finished, fence held. A task twice in the batch
-        // (a duplicate record) is started once and both get the same rows.
-        let mut running: Vec<Uuid> = Vec::new();
+        // Plan the tasks that run: found, not finished, fence held. A task twice in the
+        // batch (a duplicate record) is planned once and both get the same answer.
+        let mut plans: Vec<(Uuid, Vec<PlannedServiceRequest>)> = Vec::new();
+        let mut rejected: HashMap<Uuid, String> = HashMap::new();
         let mut pending: Vec<Uuid> = Vec::new();
-        let mut rows: Vec<NewStartedServiceRequest<'_>> = Vec::new();
         let mut seen = HashSet::new();
-        let now = Utc::now();
-        for (request, fenced) in requests.iter().zip(&fenced) {
-            let status = statuses.get(&request.task_id);
-            let runs = !fenced && status.is_some_and(|s| !s.is_terminal());
-            if !runs || !seen.insert(request.task_id) {
+        for task_id in &ids {
+            let Some(task) = found.get(task_id) else {
+                continue;
+            };
+            if task.status.is_terminal() || !seen.insert(*task_id) {
                 continue;
             }
-            running.push(request.task_id);
-            if status == Some(&Status::Pending) {
-                pending.push(request.task_id);
+            match plan(task) {
+                Ok(planned) => {
+                    if task.status == Status::Pending {
+                        pending.push(*task_id);
+                    }
+                    plans.push((*task_id, planned));
+                }
+                Err(reason) => {
+                    rejected.insert(*task_id, reason);
+                }
             }
-            // New rows start running at once: inserting them IN_PROGRESS saves
-            // rewriting every row right after it was written.
-            rows.extend(request.planned.iter().map(|sr| NewStartedServiceRequest {
-                id: sr.id,
-                task_id: request.task_id,
-                item_index: sr.item_index,
-                service_name: sr.service_name.as_str(),
-                scenario_id: sr.scenario_id,
-                business_type_id: sr.business_type_id,
-                request_payload: &sr.request_payload,
-                status: Status::InProgress.as_str(),
-                started_at: now,
-            }));
         }
+
+        // New rows start running at once: inserting them IN_PROGRESS saves rewriting
+        // every row right after it was written. Rows that exist already (another run,
+        // a re-drive) are left alone here and read below.
+        let now = Utc::now();
+        let rows: Vec<NewStartedServiceRequest<'_>> = plans
+            .iter()
+            .flat_map(|(task_id, planned)| {
+                planned.iter().map(move |sr| NewStartedServiceRequest {
+                    id: sr.id,
+                    task_id: *task_id,
+                    item_index: sr.item_index,
+                    service_name: sr.service_name.as_str(),
+                    scenario_id: sr.scenario_id,
+                    business_type_id: sr.business_type_id,
+                    request_payload: &sr.request_payload,
+                    status: Status::InProgress.as_str(),
+                    started_at: now,
+                })
+            })
+            .collect();
+        let mut unfinished: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
         for chunk in rows.chunks(INSERT_CHUNK) {
-            diesel::insert_into(service_requests::table)
+            let inserted: Vec<ServiceRequestRow> = diesel::insert_into(service_requests::table)
                 .values(chunk)
                 .on_conflict_do_nothing()
-                .execute(conn)
+                .returning(ServiceRequestRow::as_returning())
+                .get_results(conn)
                 .await?;
+            for row in inserted {
+                unfinished.entry(row.task_id).or_default().push(row);
+            }
         }
+        // A task all of whose planned rows were just created has exactly those to run;
+        // only the others (resumed, re-driven) need their existing rows read.
+        let resumed: Vec<Uuid> = plans
+            .iter()
+            .filter(|(task_id, planned)| {
+                unfinished.get(task_id).map_or(0, Vec::len) != planned.len()
+            })
+            .map(|(task_id, _)| *task_id)
+            .collect();
+
         if !pending.is_empty() {
             diesel::update(tasks::table)
                 .filter(tasks::task_id.eq_any(&pending))
@@ -126,11 +176,24 @@ pub async fn start_tasks(
                 .execute(conn)
                 .await?;
         }
-        let mut unfinished: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
-        if !running.is_empty() {
+        if !rejected.is_empty() {
+            let (ids, reasons): (Vec<Uuid>, Vec<String>) =
+                rejected.iter().map(|(id, r)| (*id, r.clone())).unzip();
+            diesel::sql_query(
+                "UPDATE tasks AS t SET status = 'FAILED', error_message = v.reason, \
+                   updated_at = now() \
+                 FROM unnest($1::uuid[], $2::text[]) AS v(task_id, reason) \
+                 WHERE t.task_id = v.task_id",
+            )
+            .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+            .bind::<Array<Text>, _>(reasons)
+            .execute(conn)
+            .await?;
+        }
+        if !resumed.is_empty() {
             // Rows that existed already and wait for another run (a re-drive).
             diesel::update(service_requests::table)
-                .filter(service_requests::task_id.eq_any(&running))
+                .filter(service_requests::task_id.eq_any(&resumed))
                 .filter(service_requests::status.eq(Status::Pending.as_str()))
                 .set((
                     service_requests::status.eq(Status::InProgress.as_str()),
@@ -141,8 +204,11 @@ pub async fn start_tasks(
                 ))
                 .execute(conn)
                 .await?;
+            for task_id in &resumed {
+                unfinished.remove(task_id);
+            }
             let started: Vec<ServiceRequestRow> = service_requests::table
-                .filter(service_requests::task_id.eq_any(&running))
+                .filter(service_requests::task_id.eq_any(&resumed))
                 .filter(service_requests::status.eq(Status::InProgress.as_str()))
                 .select(ServiceRequestRow::as_select())
                 .load(conn)
@@ -150,11 +216,11 @@ pub async fn start_tasks(
             for row in started {
                 unfinished.entry(row.task_id).or_default().push(row);
             }
-            for rows in unfinished.values_mut() {
-                rows.sort_by(|a, b| {
-                    (a.item_index, &a.service_name).cmp(&(b.item_index, &b.service_name))
-                });
-            }
+        }
+        for rows in unfinished.values_mut() {
+            rows.sort_by(|a, b| {
+                (a.item_index, &a.service_name).cmp(&(b.item_index, &b.service_name))
+            });
         }
 
         Ok(requests
@@ -164,16 +230,21 @@ pub async fn start_tasks(
                 if *fenced {
                     return Err(fenced_error(request.fence.as_ref()));
                 }
-                Ok(match statuses.get(&request.task_id) {
-                    None => StartedTask::NotFound,
-                    Some(status) if status.is_terminal() => StartedTask::AlreadyFinished(*status),
-                    Some(_) => StartedTask::Running(
-                        unfinished
-                            .get(&request.task_id)
-                            .cloned()
-                            .unwrap_or_default(),
-                    ),
-                })
+                let Some(task) = found.get(&request.task_id) else {
+                    return Ok(StartedTask::NotFound);
+                };
+                if let Some(reason) = rejected.get(&request.task_id) {
+                    return Ok(StartedTask::Rejected(reason.clone()));
+                }
+                if task.status.is_terminal() {
+                    return Ok(StartedTask::AlreadyFinished(task.status));
+                }
+                Ok(StartedTask::Running(
+                    unfinished
+                        .get(&request.task_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                ))
             })
             .collect())
     })
@@ -194,46 +265,13 @@ pub async fn record_many(
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let fenced = fenced_out(conn, requests.iter().map(|r| r.fence.as_ref())).await?;
-        // The same service request twice (a duplicate record): the first one counts.
-        let mut seen = HashSet::new();
-        let writes: Vec<&RecordRequest> = requests
+        let writes: Vec<(Uuid, &FinishedServiceRequest)> = requests
             .iter()
             .zip(&fenced)
-            .filter(|(request, fenced)| !**fenced && seen.insert(request.id))
-            .map(|(request, _)| request)
+            .filter(|(_, fenced)| !**fenced)
+            .map(|(request, _)| (request.id, &request.finished))
             .collect();
-        let mut updated = HashSet::new();
-        if !writes.is_empty() {
-            fn column<T>(
-                writes: &[&RecordRequest],
-                f: impl Fn(&FinishedServiceRequest) -> T,
-            ) -> Vec<T> {
-                writes.iter().map(|w| f(&w.finished)).collect()
-            }
-            let rows: Vec<UpdatedId> = diesel::sql_query(
-                "UPDATE service_requests AS sr SET \
-                   status = v.status, attempts = sr.attempts + v.attempts, \
-                   response_payload = v.response_payload, error_message = v.error_message, \
-                   started_at = v.started_at, completed_at = v.completed_at, updated_at = now() \
-                 FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[], $5::text[], \
-                             $6::timestamptz[], $7::timestamptz[]) \
-                   AS v(id, status, attempts, response_payload, error_message, started_at, completed_at) \
-                 WHERE sr.id = v.id AND sr.status = 'IN_PROGRESS' \
-                 RETURNING sr.id",
-            )
-            .bind::<Array<diesel::sql_types::Uuid>, _>(
-                writes.iter().map(|w| w.id).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(column(&writes, |f| f.status.as_str().to_owned()))
-            .bind::<Array<Int4>, _>(column(&writes, |f| f.attempts))
-            .bind::<Array<Nullable<Jsonb>>, _>(column(&writes, |f| f.response_payload.clone()))
-            .bind::<Array<Nullable<Text>>, _>(column(&writes, |f| f.error_message.clone()))
-            .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.started_at))
-            .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.completed_at))
-            .load(conn)
-            .await?;
-            updated.extend(rows.into_iter().map(|row| row.id));
-        }
+        let updated = write_outcomes(conn, writes).await?;
         let mut answered = HashSet::new();
         Ok(requests
             .iter()
@@ -251,89 +289,33 @@ pub async fn record_many(
     .await
 }
 
-/// Settles many tasks in one transaction; see `service_requests::settle`.
-pub async fn settle_many(
+/// Records the outcomes of many tasks and settles them, in one transaction: what a
+/// worker writes when a task's calls are done. Answers each task's status afterwards
+/// (`None`: no such task). See `service_requests::record_finished` and
+/// `service_requests::settle` (a finish without outcomes).
+pub async fn finish_many(
     conn: &mut AsyncPgConnection,
-    requests: &[SettleRequest],
+    requests: &[FinishRequest],
 ) -> Result<Vec<Result<Option<Status>, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let fenced = fenced_out(conn, requests.iter().map(|r| r.fence.as_ref())).await?;
-        let ids: Vec<Uuid> = requests.iter().map(|r| r.task_id).collect();
-        let mut statuses = lock_tasks(conn, &ids).await?;
-        let open: Vec<Uuid> = requests
+        let held: Vec<&FinishRequest> = requests
             .iter()
             .zip(&fenced)
-            .filter(|(request, fenced)| {
-                !**fenced
-                    && statuses
-                        .get(&request.task_id)
-                        .is_some_and(|s| !s.is_terminal())
-            })
-            .map(|(request, _)| request.task_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .filter(|(_, fenced)| !**fenced)
+            .map(|(request, _)| request)
             .collect();
-
-        let mut outcomes: HashMap<Uuid, Vec<ServiceRequestOutcome>> = HashMap::new();
-        if !open.is_empty() {
-            let rows: Vec<(Uuid, i32, String, String, Option<String>)> = service_requests::table
-                .filter(service_requests::task_id.eq_any(&open))
-                .select((
-                    service_requests::task_id,
-                    service_requests::item_index,
-                    service_requests::service_name,
-                    service_requests::status,
-                    service_requests::error_message,
-                ))
-                .load(conn)
-                .await?;
-            for (task_id, item_index, service_name, status, error_message) in rows {
-                outcomes
-                    .entry(task_id)
-                    .or_default()
-                    .push(ServiceRequestOutcome {
-                        item_index,
-                        service_name: ServiceName::parse(&service_name)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        status: Status::parse(&status)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        error_message,
-                    });
+        // Tasks first, in id order, as the other writers lock them.
+        let ids: Vec<Uuid> = held.iter().map(|r| r.task_id).collect();
+        let mut statuses = lock_tasks(conn, &ids).await?;
+        let mut writes: Vec<(Uuid, &FinishedServiceRequest)> = Vec::new();
+        for request in &held {
+            for (id, finished) in &request.outcomes {
+                writes.push((*id, finished));
             }
         }
-        let mut settled: Vec<(Uuid, Status, Option<String>)> = Vec::new();
-        for task_id in &open {
-            let outcomes = outcomes.get(task_id).map(Vec::as_slice).unwrap_or_default();
-            let (status, error_message) = match settle_task(outcomes) {
-                Settlement::Running => continue,
-                Settlement::Completed => (Status::Completed, None),
-                Settlement::Failed { error_message } => (Status::Failed, Some(error_message)),
-            };
-            statuses.insert(*task_id, status);
-            settled.push((*task_id, status, error_message));
-        }
-        if !settled.is_empty() {
-            diesel::sql_query(
-                "UPDATE tasks AS t SET status = v.status, error_message = v.error_message, \
-                   updated_at = now() \
-                 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, status, error_message) \
-                 WHERE t.task_id = v.task_id",
-            )
-            .bind::<Array<diesel::sql_types::Uuid>, _>(
-                settled.iter().map(|s| s.0).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                settled
-                    .iter()
-                    .map(|s| s.1.as_str().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Nullable<Text>>, _>(
-                settled.iter().map(|s| s.2.clone()).collect::<Vec<_>>(),
-            )
-            .execute(conn)
-            .await?;
-        }
+        write_outcomes(conn, writes).await?;
+        settle_locked(conn, &ids, &mut statuses).await?;
         Ok(requests
             .iter()
             .zip(&fenced)
@@ -347,6 +329,136 @@ pub async fn settle_many(
             .collect())
     })
     .await
+}
+
+/// Writes outcomes to service requests still `IN_PROGRESS` (one statement) and returns
+/// the ids written. The same service request twice (a duplicate record): the first
+/// outcome counts.
+async fn write_outcomes(
+    conn: &mut AsyncPgConnection,
+    mut writes: Vec<(Uuid, &FinishedServiceRequest)>,
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut seen = HashSet::new();
+    writes.retain(|(id, _)| seen.insert(*id));
+    if writes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    fn column<T>(
+        writes: &[(Uuid, &FinishedServiceRequest)],
+        f: impl Fn(&FinishedServiceRequest) -> T,
+    ) -> Vec<T> {
+        writes.iter().map(|(_, finished)| f(finished)).collect()
+    }
+    let rows: Vec<UpdatedId> = diesel::sql_query(
+        "UPDATE service_requests AS sr SET \
+           status = v.status, attempts = sr.attempts + v.attempts, \
+           response_payload = v.response_payload, error_message = v.error_message, \
+           started_at = v.started_at, completed_at = v.completed_at, updated_at = now() \
+         FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[], $5::text[], \
+                     $6::timestamptz[], $7::timestamptz[]) \
+           AS v(id, status, attempts, response_payload, error_message, started_at, completed_at) \
+         WHERE sr.id = v.id AND sr.status = 'IN_PROGRESS' \
+         RETURNING sr.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(writes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(&writes, |f| f.status.as_str().to_owned()))
+    .bind::<Array<Int4>, _>(column(&writes, |f| f.attempts))
+    .bind::<Array<Nullable<Jsonb>>, _>(column(&writes, |f| f.response_payload.clone()))
+    .bind::<Array<Nullable<Text>>, _>(column(&writes, |f| f.error_message.clone()))
+    .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.started_at))
+    .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.completed_at))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
+}
+
+/// Settles the unfinished tasks among `ids` (locked by the caller) from their service
+/// requests, updating `statuses` with the outcome.
+async fn settle_locked(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    statuses: &mut HashMap<Uuid, Status>,
+) -> Result<(), StoreError> {
+    let open: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| statuses.get(id).is_some_and(|s| !s.is_terminal()))
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let mut outcomes: HashMap<Uuid, Vec<ServiceRequestOutcome>> = HashMap::new();
+    let rows: Vec<(Uuid, i32, String, String, Option<String>)> = service_requests::table
+        .filter(service_requests::task_id.eq_any(&open))
+        .select((
+            service_requests::task_id,
+            service_requests::item_index,
+            service_requests::service_name,
+            service_requests::status,
+            service_requests::error_message,
+        ))
+        .load(conn)
+        .await?;
+    for (task_id, item_index, service_name, status, error_message) in rows {
+        outcomes
+            .entry(task_id)
+            .or_default()
+            .push(ServiceRequestOutcome {
+                item_index,
+                service_name: ServiceName::parse(&service_name)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                status: Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                error_message,
+            });
+    }
+    let mut settled: Vec<(Uuid, Status, Option<String>)> = Vec::new();
+    for task_id in &open {
+        let outcomes = outcomes.get(task_id).map(Vec::as_slice).unwrap_or_default();
+        let (status, error_message) = match settle_task(outcomes) {
+            Settlement::Running => continue,
+            Settlement::Completed => (Status::Completed, None),
+            Settlement::Failed { error_message } => (Status::Failed, Some(error_message)),
+        };
+        statuses.insert(*task_id, status);
+        settled.push((*task_id, status, error_message));
+    }
+    if !settled.is_empty() {
+        diesel::sql_query(
+            "UPDATE tasks AS t SET status = v.status, error_message = v.error_message, \
+               updated_at = now() \
+             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, status, error_message) \
+             WHERE t.task_id = v.task_id",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(settled.iter().map(|s| s.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            settled
+                .iter()
+                .map(|s| s.1.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(settled.iter().map(|s| s.2.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Locks the tasks' rows until the transaction ends, in task id order (so concurrent
+/// batches cannot deadlock on each other), and returns them by task id.
+async fn lock_task_rows(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, TaskRow>, StoreError> {
+    let rows: Vec<TaskRow> = tasks::table
+        .filter(tasks::task_id.eq_any(ids))
+        .order(tasks::task_id)
+        .for_update()
+        .select(TaskRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.task_id, row)).collect())
 }
 
 #[derive(QueryableByName)]

@@ -5,6 +5,8 @@
 //! - [`leases`]: partition ownership and offsets of the worker replicas, with fencing.
 //! - [`tasks`] and [`service_requests`]: queries, each taking `&mut AsyncPgConnection`
 //!   so callers can compose them inside a transaction.
+//! - [`outbox`]: Kafka mode's record of tasks stored but not yet known to be published,
+//!   a table of its own so that marking a task published does not rewrite its row.
 //! - [`dashboard`]: counts per status, throughput and search for the dashboard, each
 //!   reading a bounded amount of data however many tasks there are; [`seed`] fills a
 //!   database with many tasks to measure that.
@@ -21,6 +23,7 @@ pub mod health;
 pub mod leases;
 pub mod migrations;
 pub mod models;
+pub mod outbox;
 pub mod pool;
 pub mod schema;
 pub mod seed;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::schema::{service_requests, tasks};
 
 /// A row of `tasks`.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = tasks, check_for_backend(Pg))]
 pub struct TaskRow {
     pub id: i64,

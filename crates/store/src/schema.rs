@@ -43,6 +43,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_outbox (task_id) {
+        task_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     task_status_counts (id) {
         id -> Int8,
         status -> Text,
@@ -71,6 +78,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consumer_members,
     partition_leases,
     service_requests,
+    task_outbox,
     task_status_counts,
     tasks,
 );

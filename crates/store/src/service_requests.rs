@@ -12,19 +12,22 @@ use crate::leases::Fence;
 use crate::schema::{service_requests, tasks};
 use crate::{ServiceRequestRow, StoreError};
 
-/// Why a task could not be started.
+/// What starting a task found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartedTask {
     /// The task is (now) `IN_PROGRESS`; these service requests still need to run.
     Running(Vec<ServiceRequestRow>),
     /// The task had already finished; nothing to do.
     AlreadyFinished(Status),
+    /// The stored request can no longer run (the planner refused it, e.g. it names a
+    /// service no longer configured): the task is now `FAILED` with this reason.
+    Rejected(String),
     NotFound,
 }
 
-/// Starts (or resumes) processing a task, in one transaction (a batch of one of
-/// [`batch::start_tasks`]): creates its service
-/// requests unless they exist, moves the task from `PENDING` to `IN_PROGRESS`, and
+/// Starts (or resumes) processing a task with the given plan, in one transaction (a
+/// batch of one of [`batch::start_tasks`]): creates its service requests unless they
+/// exist, moves the task from `PENDING` to `IN_PROGRESS`, and
 /// returns the service requests that have not finished yet, now `IN_PROGRESS`.
 ///
 /// Running it twice creates nothing twice and never reopens a finished task. With a
@@ -37,10 +40,10 @@ pub async fn start_task(
 ) -> Result<StartedTask, StoreError> {
     let request = batch::StartRequest {
         task_id,
-        planned: planned.to_vec(),
         fence: fence.cloned(),
     };
-    only(batch::start_tasks(conn, std::slice::from_ref(&request)).await?)
+    let plan = |_: &crate::TaskRow| Ok(planned.to_vec());
+    only(batch::start_tasks(conn, std::slice::from_ref(&request), &plan).await?)
 }
 
 /// How one service request ended.
@@ -89,7 +92,8 @@ pub async fn list_for_task(
         .await?)
 }
 
-/// Settles a task from its service requests (see [`orchestrator_core::settle_task`]) and
+/// Settles a task from its service requests (a batch of one of [`batch::finish_many`]
+/// without outcomes) (see [`orchestrator_core::settle_task`]) and
 /// returns its status afterwards. A task already finished is left as it is. With a
 /// `fence`, refused once the partition's lease has moved on.
 pub async fn settle(
@@ -97,11 +101,12 @@ pub async fn settle(
     task_id: Uuid,
     fence: Option<&Fence>,
 ) -> Result<Option<Status>, StoreError> {
-    let request = batch::SettleRequest {
+    let request = batch::FinishRequest {
         task_id,
+        outcomes: Vec::new(),
         fence: fence.cloned(),
     };
-    only(batch::settle_many(conn, std::slice::from_ref(&request)).await?)
+    only(batch::finish_many(conn, std::slice::from_ref(&request)).await?)
 }
 
 /// The one answer of a batch of one.

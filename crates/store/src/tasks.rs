@@ -3,12 +3,11 @@
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::Status;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::leases::{self, Fence};
 use crate::schema::tasks;
 use crate::{StoreError, TaskCursor, TaskRow};
 
@@ -76,6 +75,16 @@ pub async fn insert_many(
         .returning(TaskRow::as_returning())
         .get_results(conn)
         .await?;
+    answer_inserted(conn, new_tasks, created).await
+}
+
+/// Answers each of `new_tasks` in order from the rows a multi-row insert created: the
+/// created row, or else the task stored earlier under the same idempotency key.
+pub(crate) async fn answer_inserted(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask<'_>],
+    created: Vec<TaskRow>,
+) -> Result<Vec<InsertedTask>, StoreError> {
     let mut created: std::collections::HashMap<Uuid, TaskRow> =
         created.into_iter().map(|row| (row.task_id, row)).collect();
     let mut answers = Vec::with_capacity(new_tasks.len());
@@ -170,93 +179,4 @@ pub async fn unfinished(
         .into_iter()
         .map(|(created_at, id, task_id)| (TaskCursor { created_at, id }, task_id))
         .collect())
-}
-
-/// Marks an unfinished task `FAILED` with a reason, e.g. when its stored payload can no
-/// longer be processed. Returns false when the task was already finished.
-pub async fn fail_unfinished(
-    conn: &mut AsyncPgConnection,
-    task_id: Uuid,
-    reason: &str,
-    fence: Option<&Fence>,
-) -> Result<bool, StoreError> {
-    if let Some(fence) = fence {
-        return conn
-            .transaction::<_, StoreError, _>(async |conn| {
-                leases::check_fence(conn, fence).await?;
-                write_failed(conn, task_id, reason).await
-            })
-            .await;
-    }
-    write_failed(conn, task_id, reason).await
-}
-
-async fn write_failed(
-    conn: &mut AsyncPgConnection,
-    task_id: Uuid,
-    reason: &str,
-) -> Result<bool, StoreError> {
-    let updated = diesel::update(tasks::table)
-        .filter(tasks::task_id.eq(task_id))
-        .filter(tasks::status.eq_any([Status::Pending.as_str(), Status::InProgress.as_str()]))
-        .set((
-            tasks::status.eq(Status::Failed.as_str()),
-            tasks::error_message.eq(reason),
-            tasks::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(updated == 1)
-}
-
-/// Marks tasks as handed to Kafka (the broker acknowledged their records). Tasks
-/// already marked keep their first mark.
-pub async fn mark_enqueued(
-    conn: &mut AsyncPgConnection,
-    task_ids: &[Uuid],
-) -> Result<usize, StoreError> {
-    Ok(diesel::update(tasks::table)
-        .filter(tasks::task_id.eq_any(task_ids))
-        .filter(tasks::enqueued_at.is_null())
-        .set(tasks::enqueued_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?)
-}
-
-/// Removes a task whose record the broker did not take, so a client told 503 finds
-/// nothing half-done. Only a `PENDING` task never marked enqueued is removed; returns
-/// whether one was.
-pub async fn delete_unenqueued(
-    conn: &mut AsyncPgConnection,
-    task_id: Uuid,
-) -> Result<bool, StoreError> {
-    let deleted = diesel::delete(tasks::table)
-        .filter(tasks::task_id.eq(task_id))
-        .filter(tasks::enqueued_at.is_null())
-        .filter(tasks::status.eq(Status::Pending.as_str()))
-        .execute(conn)
-        .await?;
-    Ok(deleted == 1)
-}
-
-/// Locks up to `limit` `PENDING` tasks created before `created_before` that were never
-/// marked enqueued (their API process died between storing and publishing them), oldest
-/// first. Rows locked by another sweeper are skipped, so API replicas never publish the
-/// same task at once. Call inside a transaction that marks them afterwards.
-pub async fn lock_unenqueued(
-    conn: &mut AsyncPgConnection,
-    created_before: chrono::DateTime<chrono::Utc>,
-    limit: i64,
-) -> Result<Vec<Uuid>, StoreError> {
-    Ok(tasks::table
-        .filter(tasks::enqueued_at.is_null())
-        .filter(tasks::status.eq(Status::Pending.as_str()))
-        .filter(tasks::created_at.lt(created_before))
-        .order(tasks::created_at.asc())
-        .limit(limit)
-        .select(tasks::task_id)
-        .for_update()
-        .skip_locked()
-        .load(conn)
-        .await?)
 }

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use orchestrator_core::OrchestrationRequest;
 use orchestrator_store::TaskRow;
-use orchestrator_store::tasks::{self, InsertedTask};
+use orchestrator_store::outbox;
+use orchestrator_store::tasks::InsertedTask;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -99,13 +100,13 @@ pub(crate) fn request_id(req: &HttpRequest) -> String {
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// The broker did not take the task's record: remove the row so the 503 leaves nothing
-/// behind. Should that fail too, the row stays unpublished and the outbox sweeper
-/// publishes it later, so the task is still not stuck.
+/// The broker did not take the task's record: remove the task and its outbox row so the
+/// 503 leaves nothing behind. Should that fail too, both stay and the outbox sweeper
+/// publishes the task later, so it is still not stuck.
 async fn forget_unpublished(state: &AppState, task_id: Uuid) {
     let result = async {
         let mut conn = state.pool.get().await?;
-        tasks::delete_unenqueued(&mut conn, task_id).await
+        outbox::forget_unpublished(&mut conn, task_id).await
     }
     .await;
     if let Err(error) = result {

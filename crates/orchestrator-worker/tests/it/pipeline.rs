@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::RunQueryDsl;
 use orchestrator_core::{EnvelopeKind, TaskEnvelope, partition_for_key};
+use orchestrator_store::outbox;
+use orchestrator_store::schema::task_outbox;
 use orchestrator_store::tasks::{self, NewTask};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
@@ -63,15 +67,74 @@ async fn readme_example_goes_through_kafka_and_a_worker_to_completed() {
     assert!(String::from_utf8_lossy(&record.headers["content-type"]).starts_with("application/"));
     assert_eq!(record.headers["x-request-id"], b"req-readme-1");
 
-    // The mark the outbox keeps: published tasks are never swept again.
+    // The mark: once the broker acknowledged the record the task leaves the outbox (the
+    // mark writer deletes its row moments after the 202; were the mark lost, the sweeper
+    // would once the task is processed), so it is never swept again and nothing piles up.
+    let task_id: uuid::Uuid = task_id.parse().expect("a UUID");
+    wait_until_out_of_outbox(&stack, task_id).await;
     let mut conn = stack.db.connection().await;
     let later = Utc::now() + chrono::Duration::seconds(3600);
     assert!(
-        tasks::lock_unenqueued(&mut conn, later, 10)
+        outbox::lock_stranded(&mut conn, later, 10)
             .await
             .expect("query")
             .is_empty()
     );
+    worker.stop().await;
+}
+
+/// Waits until the task has left the outbox: its record was acknowledged (the mark
+/// writer deletes the row moments after the 202) or it was processed.
+async fn wait_until_out_of_outbox(stack: &Stack, task_id: uuid::Uuid) {
+    let mut conn = stack.db.connection().await;
+    let deadline = tokio::time::Instant::now() + FINISH;
+    loop {
+        let in_outbox: i64 = task_outbox::table
+            .filter(task_outbox::task_id.eq(task_id))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("query");
+        if in_outbox == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task_id} is still in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
+    let stack = Stack::start(0).await;
+    let api = stack.start_api().await;
+    let worker = stack.spawn_worker("solo");
+
+    // What an API that died between storing a task and publishing it leaves behind.
+    let task_id = uuid::Uuid::new_v4();
+    let body = example_request("stranded");
+    {
+        let mut conn = stack.db.connection().await;
+        outbox::insert_tasks(
+            &mut conn,
+            &[NewTask {
+                task_id,
+                task_name: "stranded",
+                task_description: None,
+                payload: &body["payload"],
+                idempotency_key: None,
+            }],
+        )
+        .await
+        .expect("task stored");
+    }
+
+    // The sweeper publishes it once it is older than the grace period (3 s here).
+    let finished = api.wait_until_finished(&task_id.to_string(), FINISH).await;
+    assert_eq!(finished["status"], "COMPLETED", "{finished}");
+    wait_until_out_of_outbox(&stack, task_id).await;
     worker.stop().await;
 }
 
@@ -131,9 +194,16 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     stack.wait_for_completed(1, FINISH).await;
     stack.assert_exact_rows(1, 3).await;
 
-    let dead = stack
+    let mut dead = stack
         .read_records(&stack.dlq_topic(), partition, 2, FINISH)
         .await;
+    // Records of a partition are processed concurrently, so the two poison records may
+    // reach the dead-letter topic in either order: compare them by source offset.
+    dead.sort_by_key(|dead| {
+        String::from_utf8_lossy(&dead.record.headers["dlq-source-offset"])
+            .parse::<i64>()
+            .expect("numeric source offset")
+    });
     assert_eq!(
         dead.len(),
         2,
@@ -221,6 +291,22 @@ async fn a_broker_outage_answers_503_stores_nothing_and_loses_no_accepted_task()
             .await
             .expect("count");
         assert_eq!(during, 0, "a request answered 503 leaves nothing behind");
+        let in_outbox: Vec<uuid::Uuid> = task_outbox::table
+            .select(task_outbox::task_id)
+            .load(&mut conn)
+            .await
+            .expect("outbox");
+        let stored: i64 = tasks::table
+            .filter(tasks::task_id.eq_any(&in_outbox))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(
+            stored,
+            i64::try_from(in_outbox.len()).expect("few rows"),
+            "nor an outbox row"
+        );
     }
 
     stack.broker.resume();

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use orchestrator_core::Status;
 use orchestrator_store::batch::{
-    RecordRequest, SettleRequest, StartRequest, record_many, settle_many, start_tasks,
+    FinishRequest, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
 };
 use orchestrator_store::leases::{self, Fence};
 use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
-use orchestrator_store::{StoreError, tasks};
+use orchestrator_store::{StoreError, TaskRow, tasks};
 use orchestrator_testkit::database::TestDatabase;
 use uuid::Uuid;
 
@@ -27,14 +27,13 @@ fn finished(status: Status) -> FinishedServiceRequest {
     }
 }
 
-#[tokio::test]
-async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale() {
-    let db = TestDatabase::create().await;
-    let mut conn = db.connection().await;
-    leases::ensure_partitions(&mut conn, TOPIC, 2)
+/// A fence this worker holds (partition 0) and one whose epoch has moved on
+/// (partition 1).
+async fn held_and_stale_fences(conn: &mut orchestrator_store::AsyncPgConnection) -> (Fence, Fence) {
+    leases::ensure_partitions(conn, TOPIC, 2)
         .await
         .expect("rows");
-    let held = leases::acquire(&mut conn, TOPIC, 0, "me", Duration::from_secs(30))
+    let held = leases::acquire(conn, TOPIC, 0, "me", Duration::from_secs(30))
         .await
         .expect("query")
         .expect("granted");
@@ -50,6 +49,14 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
         epoch: 7,
         owner: "me".into(),
     };
+    (held, stale)
+}
+
+#[tokio::test]
+async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let (held, stale) = held_and_stale_fences(&mut conn).await;
 
     let (good, _) = crate::insert(&db, None).await;
     let (other, _) = crate::insert(&db, None).await;
@@ -57,9 +64,9 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
     let missing = Uuid::new_v4();
     let start = |task_id, fence: &Fence| StartRequest {
         task_id,
-        planned: crate::planned(task_id),
         fence: Some(fence.clone()),
     };
+    let plan = |task: &TaskRow| Ok(crate::planned(task.task_id));
     let started = start_tasks(
         &mut conn,
         &[
@@ -70,6 +77,7 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
             // A duplicate record of the same task: same rows, created once.
             start(good, &held),
         ],
+        &plan,
     )
     .await
     .expect("batch");
@@ -88,6 +96,15 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
     assert!(matches!(started[3], Ok(StartedTask::NotFound)));
     assert_eq!(rows_of(&started[4]), good_rows);
     assert_eq!(db.count_rows("service_requests").await, 4);
+    // Rows created by the start are answered without being read back: they must be
+    // exactly what was stored.
+    assert_eq!(
+        good_rows,
+        service_requests::list_for_task(&mut conn, good)
+            .await
+            .expect("list")
+    );
+    assert!(good_rows.iter().all(|sr| sr.status == Status::InProgress));
     let fenced_task = tasks::find(&mut conn, fenced)
         .await
         .expect("q")
@@ -124,11 +141,12 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
     assert!(matches!(recorded[4], Err(StoreError::Fenced { .. })));
     assert!(matches!(recorded[5], Ok(false)));
 
-    let settle = |task_id, fence: &Fence| SettleRequest {
+    let settle = |task_id, fence: &Fence| FinishRequest {
         task_id,
+        outcomes: Vec::new(),
         fence: Some(fence.clone()),
     };
-    let settled = settle_many(
+    let settled = finish_many(
         &mut conn,
         &[
             settle(good, &held),
@@ -163,4 +181,172 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
             .all(|sr| sr.attempts == 2 && sr.completed_at.is_some())
     );
     assert!(stored.iter().any(|sr| sr.response_payload.is_some()));
+}
+
+#[tokio::test]
+async fn a_finish_records_outcomes_and_settles_in_one_go_and_a_fenced_one_changes_nothing() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let (held, stale) = held_and_stale_fences(&mut conn).await;
+    let (done, _) = crate::insert(&db, None).await;
+    let (half, _) = crate::insert(&db, None).await;
+    let (fenced, _) = crate::insert(&db, None).await;
+    let plan = |task: &TaskRow| Ok(crate::planned(task.task_id));
+    let started = start_tasks(
+        &mut conn,
+        &[done, half, fenced].map(|task_id| StartRequest {
+            task_id,
+            fence: Some(held.clone()),
+        }),
+        &plan,
+    )
+    .await
+    .expect("batch");
+    let rows: Vec<Vec<_>> = started
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(StartedTask::Running(rows)) => rows,
+            other => panic!("expected running, got {other:?}"),
+        })
+        .collect();
+
+    let outcomes = |rows: &[orchestrator_store::ServiceRequestRow]| {
+        rows.iter()
+            .map(|sr| (sr.id, finished(Status::Completed)))
+            .collect::<Vec<_>>()
+    };
+    let finished_answers = finish_many(
+        &mut conn,
+        &[
+            FinishRequest {
+                task_id: done,
+                outcomes: outcomes(&rows[0]),
+                fence: Some(held.clone()),
+            },
+            // One of two outcomes: the task keeps running.
+            FinishRequest {
+                task_id: half,
+                outcomes: outcomes(&rows[1][..1]),
+                fence: Some(held.clone()),
+            },
+            FinishRequest {
+                task_id: fenced,
+                outcomes: outcomes(&rows[2]),
+                fence: Some(stale.clone()),
+            },
+        ],
+    )
+    .await
+    .expect("batch");
+    assert!(matches!(finished_answers[0], Ok(Some(Status::Completed))));
+    assert!(matches!(finished_answers[1], Ok(Some(Status::InProgress))));
+    assert!(matches!(
+        finished_answers[2],
+        Err(StoreError::Fenced { partition: 1, .. })
+    ));
+
+    let stored = |task_id| {
+        let db = &db;
+        async move {
+            let mut conn = db.connection().await;
+            service_requests::list_for_task(&mut conn, task_id)
+                .await
+                .expect("list")
+        }
+    };
+    assert!(
+        stored(done)
+            .await
+            .iter()
+            .all(|sr| sr.status == Status::Completed && sr.response_payload.is_some())
+    );
+    let half_rows = stored(half).await;
+    assert_eq!(
+        half_rows
+            .iter()
+            .filter(|sr| sr.status == Status::Completed)
+            .count(),
+        1
+    );
+    assert!(
+        stored(fenced)
+            .await
+            .iter()
+            .all(|sr| sr.status == Status::InProgress),
+        "a fenced finish records nothing"
+    );
+    let status_of = |task_id| {
+        let db = &db;
+        async move {
+            let mut conn = db.connection().await;
+            tasks::find(&mut conn, task_id)
+                .await
+                .expect("q")
+                .expect("row")
+                .status
+        }
+    };
+    assert_eq!(status_of(done).await, Status::Completed);
+    assert_eq!(status_of(half).await, Status::InProgress);
+    assert_eq!(status_of(fenced).await, Status::InProgress);
+}
+
+#[tokio::test]
+async fn a_start_the_planner_refuses_fails_the_task_with_the_reason() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let (refused, _) = crate::insert(&db, None).await;
+    let (fine, _) = crate::insert(&db, None).await;
+    let plan = |task: &TaskRow| {
+        if task.task_id == refused {
+            Err("the stored request names an unknown service".to_owned())
+        } else {
+            Ok(crate::planned(task.task_id))
+        }
+    };
+    let started = start_tasks(
+        &mut conn,
+        &[refused, fine].map(|task_id| StartRequest {
+            task_id,
+            fence: None,
+        }),
+        &plan,
+    )
+    .await
+    .expect("batch");
+    assert_eq!(
+        started[0].as_ref().expect("answer"),
+        &StartedTask::Rejected("the stored request names an unknown service".to_owned())
+    );
+    assert!(matches!(started[1], Ok(StartedTask::Running(ref rows)) if rows.len() == 2));
+    let task = tasks::find(&mut conn, refused)
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(task.status, Status::Failed);
+    assert_eq!(
+        task.error_message.as_deref(),
+        Some("the stored request names an unknown service")
+    );
+    assert!(
+        service_requests::list_for_task(&mut conn, refused)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    // Failed is final: starting it again finds it finished.
+    let again = start_tasks(
+        &mut conn,
+        &[StartRequest {
+            task_id: refused,
+            fence: None,
+        }],
+        &plan,
+    )
+    .await
+    .expect("batch");
+    assert!(matches!(
+        again[0],
+        Ok(StartedTask::AlreadyFinished(Status::Failed))
+    ));
 }

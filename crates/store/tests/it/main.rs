@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod batch;
 mod leases;
+mod outbox;
 mod tls;
 
 fn planned(task_id: Uuid) -> Vec<orchestrator_core::PlannedServiceRequest> {
