@@ -1,4 +1,6 @@
-use orchestrator_mock_services::Behaviour;
+use std::time::Duration;
+
+use orchestrator_mock_services::{Behaviour, Latency};
 use serde_json::{Value, json};
 
 use crate::helpers::{BUSINESS_TYPE_ID, SCENARIO_ID, TestApp, assert_problem, example_request};
@@ -57,6 +59,77 @@ async fn accepted_task_is_processed_in_the_background_to_completion() {
             Some(1),
             "{stats:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_call_does_not_hide_the_outcomes_of_the_fast_ones() {
+    // The slow call must outlast the dispatcher's outcome hold (200 ms) by far, and
+    // stay within one attempt's time limit.
+    const SLOW_MS: u64 = 2_500;
+    let app = TestApp::spawn_with(|config| config.dispatch.http_timeout_ms = 10_000).await;
+    app.mock.set_behaviour(
+        "revenue",
+        Behaviour {
+            latency: Latency::Fixed { ms: SLOW_MS },
+            ..Behaviour::default()
+        },
+    );
+    let response = app.post_json("/api/orchestrate", &example_request()).await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.expect("JSON");
+    let task_id = accepted["task_id"].as_str().expect("task_id").to_owned();
+    let path = format!("/api/tasks/{task_id}");
+    let service = |task: &Value, name: &str| -> Value {
+        task["service_requests"]
+            .as_array()
+            .and_then(|srs| srs.iter().find(|sr| sr["service_name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+
+    // The fast outcomes are stored while the slow call still runs, not with the finish.
+    // What is checked is the order of events; the deadline only stops a hung test.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let task = loop {
+        let task = app.get_json(&path).await;
+        assert!(
+            !matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")),
+            "the fast outcomes were recorded only when the task settled: {task}"
+        );
+        let fast_done = ["rebates", "specialty"]
+            .iter()
+            .all(|name| service(&task, name)["status"] == "COMPLETED");
+        if fast_done {
+            break task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fast outcomes were not recorded while the slow call ran: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(task["status"], "IN_PROGRESS", "{task}");
+    let slow = service(&task, "revenue");
+    assert_eq!(slow["status"], "IN_PROGRESS", "{task}");
+    assert_eq!(slow["response_payload"], Value::Null);
+    for name in ["rebates", "specialty"] {
+        let fast = service(&task, name);
+        assert_eq!(fast["response_payload"]["service"], name, "{fast}");
+        assert_eq!(fast["attempts"], 1, "{fast}");
+        assert!(fast["completed_at"].is_string(), "{fast}");
+    }
+
+    let task = app.wait_until_finished(&task_id).await;
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    let requests = task["service_requests"]
+        .as_array()
+        .expect("service requests");
+    assert_eq!(requests.len(), 3);
+    for sr in requests {
+        assert_eq!(sr["status"], "COMPLETED", "{sr}");
+        assert_eq!(sr["response_payload"]["service"], sr["service_name"]);
+        assert_eq!(sr["attempts"], 1, "{sr}");
     }
 }
 
