@@ -190,6 +190,18 @@ pub async fn wait_assignment(
 }
 
 /// How many workers hold live leases on `topic`'s partitions.
+/// Forgets the topic's partition leases and members: their offsets belong to records of
+/// a broker that is gone. Only while no worker runs.
+pub async fn forget_topic(client: &Client, topic: &str) -> Result<(), BenchError> {
+    client
+        .execute("DELETE FROM partition_leases WHERE topic = $1", &[&topic])
+        .await?;
+    client
+        .execute("DELETE FROM consumer_members WHERE topic = $1", &[&topic])
+        .await?;
+    Ok(())
+}
+
 pub async fn live_owners(client: &Client, topic: &str) -> Result<usize, BenchError> {
     let row = client
         .query_one(

@@ -249,6 +249,12 @@ impl Stack {
         self.script("run").map(|_| ())
     }
 
+    /// Stops every component this run started (`stack.sh stop`), for a restart with
+    /// [`Stack::start_workers`]; unlike [`Stack::stop`] the stack may be started again.
+    pub fn stop_components(&mut self) -> Result<(), BenchError> {
+        self.script("stop").map(|_| ())
+    }
+
     /// Stops worker N gracefully (SIGTERM: it finishes its records, commits and releases
     /// its partitions) and waits until it exited.
     pub fn stop_worker(&self, n: usize) -> Result<(), BenchError> {
