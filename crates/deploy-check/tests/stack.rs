@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator_testkit::database::TestDatabase;
-use orchestrator_testkit::workspace::{bin_dir, readme_example, workspace_root};
+use orchestrator_testkit::workspace::{readme_example, stack_bin_dir, workspace_root};
 use serde_json::Value;
 
 /// `make run` includes starting PostgreSQL-dependent binaries that migrate a fresh
@@ -38,14 +38,7 @@ const MOCK_SERVICES: [&str; 3] = ["revenue", "rebates", "specialty"];
 #[tokio::test]
 async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     let root = workspace_root();
-    let bin_dir = bin_dir();
-    for binary in ["orchestrator-api", "orchestrator-worker", "mock-services"] {
-        assert!(
-            bin_dir.join(binary).is_file(),
-            "{} is missing: build the binaries first (cargo build --workspace --bins)",
-            bin_dir.join(binary).display()
-        );
-    }
+    let bin_dir = stack_bin_dir();
 
     // The stack must create the database itself: take a fresh name, then drop it. The
     // `TestDatabase` still drops whatever is there under that name at the end.

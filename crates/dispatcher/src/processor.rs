@@ -118,14 +118,12 @@ impl TaskProcessor {
 
         // A failed write leaves its service requests IN_PROGRESS; a later run redoes them.
         let held = self.run_calls(unfinished, fence, request_id).await?;
-        let finished: Vec<(String, Status)> = held
-            .iter()
-            .map(|call| (call.service_name.clone(), call.finished.status))
-            .collect();
-        let outcomes = held
-            .into_iter()
-            .map(|call| (call.id, call.finished))
-            .collect();
+        let mut finished = Vec::with_capacity(held.len());
+        let mut outcomes = Vec::with_capacity(held.len());
+        for call in held {
+            finished.push((call.service_name, call.finished.status));
+            outcomes.push((call.id, call.finished));
+        }
         let status = self
             .writer
             .finish(task_id, outcomes, fence)

@@ -1,8 +1,8 @@
 //! Storing accepted tasks with group commit: concurrent `POST /api/orchestrate`
 //! requests hand their task to a few writer loops, each of which inserts everything
-//! that queued up meanwhile in one multi-row `INSERT` (in Kafka mode followed by one
-//! for their outbox rows; one transaction, one WAL flush). A request is answered only
-//! after the commit that holds its task.
+//! that queued up meanwhile in one statement (in Kafka mode it also writes their outbox
+//! rows; one transaction, one WAL flush). A request is answered only after the commit
+//! that holds its task.
 
 use orchestrator_store::group_commit::GroupCommit;
 use orchestrator_store::outbox;

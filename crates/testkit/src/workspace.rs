@@ -21,6 +21,20 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/debug"))
 }
 
+/// [`bin_dir`], after checking that the stack's binaries are there (a test that starts
+/// the stack needs them built first).
+pub fn stack_bin_dir() -> PathBuf {
+    let bin_dir = bin_dir();
+    for binary in ["orchestrator-api", "orchestrator-worker", "mock-services"] {
+        assert!(
+            bin_dir.join(binary).is_file(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins)",
+            bin_dir.join(binary).display()
+        );
+    }
+    bin_dir
+}
+
 /// The body of the first `curl ... -d '...'` of the README's quick start.
 pub fn readme_example() -> serde_json::Value {
     let readme =

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator_testkit::database::TestDatabase;
-use orchestrator_testkit::workspace::{bin_dir, workspace_root};
+use orchestrator_testkit::workspace::{stack_bin_dir, workspace_root};
 use serde_json::Value;
 
 /// Starting a debug stack takes ~20 s on a busy 2-core machine; the phases ~30 s.
@@ -21,14 +21,7 @@ const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
 #[tokio::test]
 async fn smoke_run_writes_reports_and_its_checks_pass() {
     let root = workspace_root();
-    let bin_dir = bin_dir();
-    for binary in ["orchestrator-api", "orchestrator-worker", "mock-services"] {
-        assert!(
-            bin_dir.join(binary).is_file(),
-            "{} is missing: build the binaries first (cargo build --workspace --bins)",
-            bin_dir.join(binary).display()
-        );
-    }
+    let bin_dir = stack_bin_dir();
     let database = TestDatabase::create().await;
     let scratch = Scratch::new(&root);
     let out_dir = scratch.path.join("out");
