@@ -125,7 +125,6 @@ pub async fn consume(
                     Finished::Pending => {}
                     Finished::Fenced => {
                         records.abort_all();
-                        tracing::warn!("Partition lease lost; stopped without committing.");
                         return ConsumerExit::Lost;
                     }
                 }

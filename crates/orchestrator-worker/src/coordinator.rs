@@ -111,8 +111,18 @@ impl Coordinator {
         for partition in ended {
             if let Some(owned) = self.owned.remove(&partition) {
                 self.ctx.status.untrack(partition);
-                let exit = owned.handle.await.unwrap_or(ConsumerExit::Lost);
-                tracing::info!(partition, ?exit, "Partition consumer ended.");
+                match owned.handle.await.unwrap_or(ConsumerExit::Lost) {
+                    // Every way a consumer finds itself fenced (a refused write, a
+                    // refused commit, while draining) ends here: one message to alert on.
+                    ConsumerExit::Lost => tracing::warn!(
+                        partition,
+                        epoch = owned.fence.epoch,
+                        "Lease lost; the partition's consumer stopped without committing."
+                    ),
+                    ConsumerExit::Released => {
+                        tracing::info!(partition, "Partition consumer ended.");
+                    }
+                }
             }
         }
 

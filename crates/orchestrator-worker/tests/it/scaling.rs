@@ -126,11 +126,11 @@ async fn a_paused_worker_loses_its_leases_and_cannot_write_after_waking() {
             );
         }
     }
+    // Whichever noticed first (a refused write or commit, the renewal, or the
+    // worker's own clock), it says "Lease lost" or "expired without renewal".
     let log = std::fs::read_to_string(&a.log_path).expect("worker-a log");
     assert!(
-        log.contains("Lease lost")
-            || log.contains("refused")
-            || log.contains("expired without renewal"),
+        log.contains("Lease lost") || log.contains("expired without renewal"),
         "worker-a noticed it was fenced; log: {}",
         a.log_path.display()
     );
