@@ -5,21 +5,27 @@
 //! answer (fenced, already finished, ...) and only after its write committed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use orchestrator_core::Status;
 use orchestrator_store::batch::{
     FinishRequest, Planner, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
 };
-use orchestrator_store::group_commit::GroupCommit;
+use orchestrator_store::group_commit::{Batching, GroupCommit};
 use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
 use orchestrator_store::{DbPool, Fence, StoreError};
 use uuid::Uuid;
 
-/// Loops per kind of write: two keep commits overlapping.
-const LOOPS: usize = 2;
-/// Most requests in one transaction: large enough to amortise a commit over many
-/// tasks, small enough that one batch's locks and statements stay short.
-const MAX_BATCH: usize = 256;
+/// Each kind of write: two loops keep commits overlapping when one is slow; at most
+/// 256 requests per transaction, enough to amortise a commit over many tasks and small
+/// enough that one batch's locks and statements stay short. A batch that is not full
+/// waits up to 5 ms for the one being committed: at an even load tasks arrive one or
+/// two per commit time, and two loops would otherwise commit them one or two at a time.
+const BATCHING: Batching = Batching {
+    loops: 2,
+    max_batch: 256,
+    linger: Duration::from_millis(5),
+};
 
 /// Cheap to clone; clones share the loops.
 #[derive(Debug, Clone)]
@@ -33,30 +39,16 @@ impl ResultWriter {
     /// `plan` turns a stored task into its service requests when the task starts.
     pub fn start(pool: &DbPool, plan: Arc<Planner<'static>>) -> Self {
         Self {
-            starts: GroupCommit::start(
-                "task start",
-                pool.clone(),
-                LOOPS,
-                MAX_BATCH,
-                move |conn, batch| {
-                    let plan = Arc::clone(&plan);
-                    Box::pin(async move { start_tasks(conn, batch, plan.as_ref()).await })
-                },
-            ),
-            records: GroupCommit::start(
-                "outcome record",
-                pool.clone(),
-                LOOPS,
-                MAX_BATCH,
-                |conn, batch| Box::pin(record_many(conn, batch)),
-            ),
-            finishes: GroupCommit::start(
-                "task finish",
-                pool.clone(),
-                LOOPS,
-                MAX_BATCH,
-                |conn, batch| Box::pin(finish_many(conn, batch)),
-            ),
+            starts: GroupCommit::start("task start", pool.clone(), BATCHING, move |conn, batch| {
+                let plan = Arc::clone(&plan);
+                Box::pin(async move { start_tasks(conn, batch, plan.as_ref()).await })
+            }),
+            records: GroupCommit::start("outcome record", pool.clone(), BATCHING, |conn, batch| {
+                Box::pin(record_many(conn, batch))
+            }),
+            finishes: GroupCommit::start("task finish", pool.clone(), BATCHING, |conn, batch| {
+                Box::pin(finish_many(conn, batch))
+            }),
         }
     }
 

@@ -4,13 +4,21 @@
 //! load a batch is a single write and nothing waits for company. Each caller is
 //! answered only once the commit holding its write is done, so durability is the
 //! same as writing alone.
+//!
+//! At an even load between those two, requests trickle in one or two per commit time,
+//! and with several loops each would take its own small batch and its own commit.
+//! A batch that is not full therefore waits, up to [`Batching::linger`], for the
+//! batch another loop is committing: like PostgreSQL's `commit_delay`, it gathers
+//! company only when there is a commit to wait for, so an idle system adds no delay.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot};
 
 use crate::{DbPool, StoreError};
 
@@ -24,8 +32,28 @@ pub type BatchFuture<'c, Resp> =
 
 type Reply<Resp> = oneshot::Sender<Result<Resp, StoreError>>;
 
-/// The queue the loops share: whichever loop is free takes what has queued up.
-type SharedQueue<Req, Resp> = Arc<Mutex<mpsc::Receiver<(Req, Reply<Resp>)>>>;
+type Queue<Req, Resp> = mpsc::Receiver<(Req, Reply<Resp>)>;
+
+/// How a [`GroupCommit`] forms its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Writer loops. More than one keeps commits overlapping when one is slow (a
+    /// batch may still start while another waits for its flush once `linger` is up).
+    pub loops: usize,
+    /// Most requests in one transaction.
+    pub max_batch: usize,
+    /// How long a batch that is not full waits for more requests while another loop's
+    /// batch is committing; it goes as soon as that commit ends. Zero: never waits.
+    pub linger: Duration,
+}
+
+/// What the loops share: whichever loop is free takes what has queued up; the rest
+/// is how a loop knows another one is committing.
+struct Shared<Req, Resp> {
+    queue: Mutex<Queue<Req, Resp>>,
+    committing: AtomicUsize,
+    committed: Notify,
+}
 
 /// Cheap to clone. Its loops stop once every clone is gone.
 pub struct GroupCommit<Req, Resp> {
@@ -55,20 +83,13 @@ where
     Req: Send + Sync + 'static,
     Resp: Send + 'static,
 {
-    /// Starts `loops` writer loops (more than one keeps commits overlapping: one batch
-    /// fills while another waits for its flush), each writing at most `max_batch`
-    /// requests at once with `write`, which must run them in one transaction.
+    /// Starts the writer loops of `batching`, each writing its batches with `write`,
+    /// which must run them in one transaction.
     ///
     /// When a batch fails as a whole, an unreachable database fails every request in
     /// it; any other error (one request the database refuses, a deadlock) makes the
     /// loop write the requests one by one, so the others are not refused with it.
-    pub fn start<W>(
-        name: &'static str,
-        pool: DbPool,
-        loops: usize,
-        max_batch: usize,
-        write: W,
-    ) -> Self
+    pub fn start<W>(name: &'static str, pool: DbPool, batching: Batching, write: W) -> Self
     where
         W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>
             + Send
@@ -76,18 +97,32 @@ where
             + 'static,
     {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(rx),
+            committing: AtomicUsize::new(0),
+            committed: Notify::new(),
+        });
         let write = Arc::new(write);
-        for _ in 0..loops.max(1) {
+        let batching = Batching {
+            loops: batching.loops.max(1),
+            max_batch: batching.max_batch.max(1),
+            ..batching
+        };
+        for _ in 0..batching.loops {
             tokio::spawn(write_loop(
                 name,
                 pool.clone(),
-                Arc::clone(&rx),
-                max_batch.max(1),
+                Arc::clone(&shared),
+                batching,
                 Arc::clone(&write),
             ));
         }
         Self { name, queue }
+    }
+
+    /// Requests queued and not yet taken into a batch.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Queues the write and returns its answer once its batch has committed.
@@ -105,52 +140,101 @@ where
 async fn write_loop<Req, Resp, W>(
     name: &'static str,
     pool: DbPool,
-    queue: SharedQueue<Req, Resp>,
-    max_batch: usize,
+    shared: Arc<Shared<Req, Resp>>,
+    batching: Batching,
     write: Arc<W>,
 ) where
     W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>,
 {
-    let mut batch = Vec::with_capacity(max_batch);
+    let mut batch = Vec::with_capacity(batching.max_batch);
     loop {
         {
             // One loop takes what has queued up; the others wait their turn here.
-            let mut queue = queue.lock().await;
-            if queue.recv_many(&mut batch, max_batch).await == 0 {
+            let mut queue = shared.queue.lock().await;
+            if queue.recv_many(&mut batch, batching.max_batch).await == 0 {
                 return;
             }
+            gather_while_committing(&shared, &mut queue, &mut batch, batching).await;
         }
         let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.drain(..).unzip();
-        match run(&pool, &*write, &requests).await {
-            Ok(answers) => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    // A caller that went away (cancelled) needs no answer.
-                    let _ = reply.send(answer);
-                }
+        shared.committing.fetch_add(1, Ordering::SeqCst);
+        write_batch(name, &pool, &*write, requests, replies).await;
+        shared.committing.fetch_sub(1, Ordering::SeqCst);
+        shared.committed.notify_waiters();
+    }
+}
+
+/// Adds requests to a batch that is not full while another loop's batch commits, for
+/// at most `batching.linger`; returns when that commit ends.
+async fn gather_while_committing<Req, Resp>(
+    shared: &Shared<Req, Resp>,
+    queue: &mut MutexGuard<'_, Queue<Req, Resp>>,
+    batch: &mut Vec<(Req, Reply<Resp>)>,
+    batching: Batching,
+) {
+    if batching.linger.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + batching.linger;
+    while batch.len() < batching.max_batch {
+        // Registered before the check, so a commit ending in between still wakes us.
+        let committed = shared.committed.notified();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
+        if shared.committing.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let room = batching.max_batch - batch.len();
+        tokio::select! {
+            // What has already queued goes in before the batch leaves. `recv_many` is
+            // cancel safe: nothing is lost when another branch wins.
+            biased;
+            received = queue.recv_many(batch, room) => if received == 0 { return },
+            () = &mut committed => return,
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Writes one batch and answers its callers.
+async fn write_batch<Req, Resp, W>(
+    name: &'static str,
+    pool: &DbPool,
+    write: &W,
+    requests: Vec<Req>,
+    replies: Vec<Reply<Resp>>,
+) where
+    W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>,
+{
+    match run(pool, write, &requests).await {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                // A caller that went away (cancelled) needs no answer.
+                let _ = reply.send(answer);
             }
-            Err(error) if error.is_unavailable() || requests.len() == 1 => {
-                let reason = error_chain(&error);
-                tracing::warn!(writer = name, writes = requests.len(), error = %reason, "Batch write failed.");
-                let mut replies = replies.into_iter();
-                if let Some(first) = replies.next() {
-                    let _ = first.send(Err(error));
-                }
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
-                }
+        }
+        Err(error) if error.is_unavailable() || requests.len() == 1 => {
+            let reason = error_chain(&error);
+            tracing::warn!(writer = name, writes = requests.len(), error = %reason, "Batch write failed.");
+            let mut replies = replies.into_iter();
+            if let Some(first) = replies.next() {
+                let _ = first.send(Err(error));
             }
-            Err(error) => {
-                tracing::warn!(writer = name, writes = requests.len(), error = %error_chain(&error), "Batch write failed; writing one by one.");
-                for (request, reply) in requests.iter().zip(replies) {
-                    let answer = run(&pool, &*write, std::slice::from_ref(request))
-                        .await
-                        .and_then(|mut answers| {
-                            answers.pop().unwrap_or_else(|| {
-                                Err(StoreError::Corrupt("a batch write answered nothing".into()))
-                            })
-                        });
-                    let _ = reply.send(answer);
-                }
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(writer = name, writes = requests.len(), error = %error_chain(&error), "Batch write failed; writing one by one.");
+            for (request, reply) in requests.iter().zip(replies) {
+                let answer = run(pool, write, std::slice::from_ref(request))
+                    .await
+                    .and_then(|mut answers| {
+                        answers.pop().unwrap_or_else(|| {
+                            Err(StoreError::Corrupt("a batch write answered nothing".into()))
+                        })
+                    });
+                let _ = reply.send(answer);
             }
         }
     }

@@ -12,6 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 mod batch;
+mod group_commit;
 mod leases;
 mod outbox;
 mod tls;
