@@ -15,6 +15,7 @@ use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_servic
 use orchestrator_store::batch::Planner;
 use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow};
+use orchestrator_telemetry::metrics::WriteBatchMetrics;
 use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -53,18 +54,21 @@ struct FinishedCall {
 }
 
 impl TaskProcessor {
+    /// `write_metrics` hears about the batches of its writes (`task_start`,
+    /// `outcome_record`, `task_finish`).
     pub fn new(
         pool: DbPool,
         dispatcher: Dispatcher,
         max_items: usize,
         task_concurrency: usize,
+        write_metrics: WriteBatchMetrics,
     ) -> Self {
         let limits = RequestLimits {
             known_services: dispatcher.service_names(),
             max_items,
         };
         Self {
-            writer: ResultWriter::start(&pool, planner(limits.clone())),
+            writer: ResultWriter::start(&pool, planner(limits.clone()), &write_metrics.observer()),
             dispatcher,
             limits,
             task_concurrency: task_concurrency.max(1),

@@ -11,7 +11,7 @@ use orchestrator_core::Status;
 use orchestrator_store::batch::{
     FinishRequest, Planner, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
 };
-use orchestrator_store::group_commit::{Batching, GroupCommit};
+use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
 use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
 use orchestrator_store::{DbPool, Fence, StoreError};
 use uuid::Uuid;
@@ -36,19 +36,34 @@ pub struct ResultWriter {
 }
 
 impl ResultWriter {
-    /// `plan` turns a stored task into its service requests when the task starts.
-    pub fn start(pool: &DbPool, plan: Arc<Planner<'static>>) -> Self {
+    /// `plan` turns a stored task into its service requests when the task starts;
+    /// `observer` hears about every batch.
+    pub fn start(pool: &DbPool, plan: Arc<Planner<'static>>, observer: &BatchObserver) -> Self {
         Self {
-            starts: GroupCommit::start("task start", pool.clone(), BATCHING, move |conn, batch| {
-                let plan = Arc::clone(&plan);
-                Box::pin(async move { start_tasks(conn, batch, plan.as_ref()).await })
-            }),
-            records: GroupCommit::start("outcome record", pool.clone(), BATCHING, |conn, batch| {
-                Box::pin(record_many(conn, batch))
-            }),
-            finishes: GroupCommit::start("task finish", pool.clone(), BATCHING, |conn, batch| {
-                Box::pin(finish_many(conn, batch))
-            }),
+            starts: GroupCommit::start(
+                "task_start",
+                pool.clone(),
+                BATCHING,
+                Arc::clone(observer),
+                move |conn, batch| {
+                    let plan = Arc::clone(&plan);
+                    Box::pin(async move { start_tasks(conn, batch, plan.as_ref()).await })
+                },
+            ),
+            records: GroupCommit::start(
+                "outcome_record",
+                pool.clone(),
+                BATCHING,
+                Arc::clone(observer),
+                |conn, batch| Box::pin(record_many(conn, batch)),
+            ),
+            finishes: GroupCommit::start(
+                "task_finish",
+                pool.clone(),
+                BATCHING,
+                Arc::clone(observer),
+                |conn, batch| Box::pin(finish_many(conn, batch)),
+            ),
         }
     }
 

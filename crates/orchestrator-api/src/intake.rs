@@ -4,7 +4,7 @@
 //! rows; one transaction, one WAL flush). A request is answered only after the commit
 //! that holds its task.
 
-use orchestrator_store::group_commit::{Batching, GroupCommit};
+use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
 use orchestrator_store::outbox;
 use orchestrator_store::tasks::{self, InsertedTask, NewTask};
 use orchestrator_store::{DbPool, StoreError};
@@ -30,29 +30,40 @@ pub struct TaskWriter {
 }
 
 impl TaskWriter {
-    /// Starts the writer loops of `batching`.
+    /// Starts the writer loops of `batching`; `observer` hears about every batch.
     /// In Kafka `mode` each new task goes into the outbox in the transaction that stores
     /// it, so that the sweeper publishes it should this process die before it does.
-    pub fn start(pool: DbPool, batching: Batching, mode: Mode) -> TaskWriter {
-        let inserts = GroupCommit::start("task insert", pool, batching, move |conn, batch| {
-            Box::pin(async move {
-                let rows: Vec<NewTask<'_>> = batch
-                    .iter()
-                    .map(|task: &TaskToStore| NewTask {
-                        task_id: task.task_id,
-                        task_name: &task.task_name,
-                        task_description: task.task_description.as_deref(),
-                        payload: &task.payload,
-                        idempotency_key: task.idempotency_key.as_deref(),
-                    })
-                    .collect();
-                let inserted = match mode {
-                    Mode::Kafka => outbox::insert_tasks(conn, &rows).await?,
-                    Mode::Inline => tasks::insert_many(conn, &rows).await?,
-                };
-                Ok(inserted.into_iter().map(Ok).collect())
-            })
-        });
+    pub fn start(
+        pool: DbPool,
+        batching: Batching,
+        observer: BatchObserver,
+        mode: Mode,
+    ) -> TaskWriter {
+        let inserts = GroupCommit::start(
+            "task_insert",
+            pool,
+            batching,
+            observer,
+            move |conn, batch| {
+                Box::pin(async move {
+                    let rows: Vec<NewTask<'_>> = batch
+                        .iter()
+                        .map(|task: &TaskToStore| NewTask {
+                            task_id: task.task_id,
+                            task_name: &task.task_name,
+                            task_description: task.task_description.as_deref(),
+                            payload: &task.payload,
+                            idempotency_key: task.idempotency_key.as_deref(),
+                        })
+                        .collect();
+                    let inserted = match mode {
+                        Mode::Kafka => outbox::insert_tasks(conn, &rows).await?,
+                        Mode::Inline => tasks::insert_many(conn, &rows).await?,
+                    };
+                    Ok(inserted.into_iter().map(Ok).collect())
+                })
+            },
+        );
         TaskWriter { inserts }
     }
 

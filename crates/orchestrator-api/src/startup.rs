@@ -12,7 +12,7 @@ use orchestrator_dispatcher::{DispatchMetrics, TaskProcessor};
 use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_store::group_commit::Batching;
 use orchestrator_store::{build_pool, migrations};
-use orchestrator_telemetry::metrics;
+use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -58,6 +58,7 @@ impl Application {
             .dispatcher()?
             .with_metrics(DispatchMetrics::register(&mut registry));
         let http_metrics = HttpMetrics::register(&mut registry);
+        let write_metrics = WriteBatchMetrics::register(&mut registry);
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
         anyhow::ensure!(
             config.max_body_bytes >= 1,
@@ -76,6 +77,7 @@ impl Application {
             dispatcher,
             config.max_items,
             config.dispatch.task_concurrency,
+            write_metrics.clone(),
         );
         let runner = InlineRunner::new(processor, config.inline_concurrency);
         let (mode, queue, queue_workers) = if config.use_kafka {
@@ -91,7 +93,12 @@ impl Application {
         };
 
         let state = web::Data::new(AppState {
-            task_writer: TaskWriter::start(pool.clone(), TASK_BATCHING, mode),
+            task_writer: TaskWriter::start(
+                pool.clone(),
+                TASK_BATCHING,
+                write_metrics.observer(),
+                mode,
+            ),
             pool,
             runner: runner.clone(),
             queue,

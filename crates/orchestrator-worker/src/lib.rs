@@ -20,7 +20,7 @@ use anyhow::Context;
 use orchestrator_dispatcher::{DispatchMetrics, TaskProcessor};
 use orchestrator_kafka::{KafkaConnection, ensure_topic};
 use orchestrator_store::{build_pool, leases};
-use orchestrator_telemetry::metrics;
+use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Command, WorkerConfig};
@@ -72,6 +72,7 @@ impl Worker {
             .dispatcher()?
             .with_metrics(DispatchMetrics::register(&mut registry));
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
+        let write_metrics = WriteBatchMetrics::register(&mut registry);
         let applied = orchestrator_store::migrations::run_pending(&config.database_url)
             .await
             .context("applying database migrations (DATABASE_URL)")?;
@@ -113,6 +114,7 @@ impl Worker {
             dispatcher,
             MAX_ITEMS_ACCEPTED,
             config.dispatch.task_concurrency,
+            write_metrics,
         );
         let status = Arc::new(WorkerStatus::new(
             worker_id.clone(),

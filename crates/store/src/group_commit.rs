@@ -34,6 +34,11 @@ type Reply<Resp> = oneshot::Sender<Result<Resp, StoreError>>;
 
 type Queue<Req, Resp> = mpsc::Receiver<(Req, Reply<Resp>)>;
 
+/// Told about every batch written: the writer's name, how many writes the batch
+/// carried and how long it took (taking a connection, the statements, the commit).
+/// For metrics; it runs on the writer loop, so it must be quick.
+pub type BatchObserver = Arc<dyn Fn(&'static str, usize, Duration) + Send + Sync>;
+
 /// How a [`GroupCommit`] forms its batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batching {
@@ -84,12 +89,18 @@ where
     Resp: Send + 'static,
 {
     /// Starts the writer loops of `batching`, each writing its batches with `write`,
-    /// which must run them in one transaction.
+    /// which must run them in one transaction, and telling `observer` about each.
     ///
     /// When a batch fails as a whole, an unreachable database fails every request in
     /// it; any other error (one request the database refuses, a deadlock) makes the
     /// loop write the requests one by one, so the others are not refused with it.
-    pub fn start<W>(name: &'static str, pool: DbPool, batching: Batching, write: W) -> Self
+    pub fn start<W>(
+        name: &'static str,
+        pool: DbPool,
+        batching: Batching,
+        observer: BatchObserver,
+        write: W,
+    ) -> Self
     where
         W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>
             + Send
@@ -114,6 +125,7 @@ where
                 pool.clone(),
                 Arc::clone(&shared),
                 batching,
+                Arc::clone(&observer),
                 Arc::clone(&write),
             ));
         }
@@ -142,6 +154,7 @@ async fn write_loop<Req, Resp, W>(
     pool: DbPool,
     shared: Arc<Shared<Req, Resp>>,
     batching: Batching,
+    observer: BatchObserver,
     write: Arc<W>,
 ) where
     W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>,
@@ -157,10 +170,13 @@ async fn write_loop<Req, Resp, W>(
             gather_while_committing(&shared, &mut queue, &mut batch, batching).await;
         }
         let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.drain(..).unzip();
+        let writes = requests.len();
+        let started = std::time::Instant::now();
         shared.committing.fetch_add(1, Ordering::SeqCst);
         write_batch(name, &pool, &*write, requests, replies).await;
         shared.committing.fetch_sub(1, Ordering::SeqCst);
         shared.committed.notify_waiters();
+        observer(name, writes, started.elapsed());
     }
 }
 

@@ -2,11 +2,17 @@
 //! format by each binary's `GET /metrics`.
 //!
 //! Each component registers its own metrics into the registry at startup (see
-//! `DispatchMetrics`, the API's `HttpMetrics`, the worker's `ConsumerMetrics`); the
+//! `DispatchMetrics`, the API's `HttpMetrics`, the worker's `ConsumerMetrics`, and
+//! [`WriteBatchMetrics`] here, which both binaries share); the
 //! registry is then frozen behind an `Arc` and only read.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 pub use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`render`]'s output (Prometheus and OpenMetrics scrapers both
@@ -35,9 +41,75 @@ pub fn render(registry: &Registry) -> String {
 /// A latency histogram in seconds, with buckets from 1 ms to about 33 s (doubling),
 /// wide enough for a loopback call and a downstream call near its deadline.
 pub fn latency_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 16,
-    ))
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Writes per batch: 1, 2, 4, ... 1,024.
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterLabel {
+    writer: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Group commit's batches by writer (`task_insert` in the API; `task_start`,
+/// `outcome_record` and `task_finish` wherever tasks are processed): how many writes
+/// each transaction carried and how long it took. Small batches under load mean many
+/// commits per task; long ones, a slow database. Cheap to clone; clones update the same
+/// series. [`WriteBatchMetrics::default`] is registered nowhere.
+#[derive(Debug, Clone)]
+pub struct WriteBatchMetrics {
+    writes: HistogramFamily<WriterLabel>,
+    duration: HistogramFamily<WriterLabel>,
+}
+
+impl Default for WriteBatchMetrics {
+    fn default() -> Self {
+        Self {
+            writes: Family::new_with_constructor(batch_size_histogram),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl WriteBatchMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "db_write_batch_writes",
+            "Writes carried by each group-commit transaction, by writer",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "db_write_batch_duration_seconds",
+            "Duration of each group-commit transaction (connection, statements, commit), by writer",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    /// A group-commit observer (`orchestrator_store::group_commit::BatchObserver`)
+    /// that records each batch here.
+    pub fn observer(&self) -> Arc<dyn Fn(&'static str, usize, Duration) + Send + Sync> {
+        let metrics = self.clone();
+        Arc::new(move |writer, writes, elapsed| {
+            metrics.batch(writer, writes, elapsed.as_secs_f64());
+        })
+    }
+
+    /// One batch of `writes` written by `writer` in `seconds`.
+    pub fn batch(&self, writer: &str, writes: usize, seconds: f64) {
+        let label = WriterLabel {
+            writer: writer.to_owned(),
+        };
+        self.writes.get_or_create(&label).observe(writes as f64);
+        self.duration.get_or_create(&label).observe(seconds);
+    }
 }
 
 #[cfg(test)]
@@ -53,8 +125,21 @@ mod tests {
         registry.register("things", "Things counted", counter.clone());
         counter.inc();
         latency_histogram().observe(0.5);
+        WriteBatchMetrics::register(&mut registry).batch("task_start", 3, 0.002);
         let text = render(&registry);
         assert!(text.contains("orchestrator_things_total 1"), "{text}");
+        assert!(
+            text.contains(
+                r#"orchestrator_db_write_batch_writes_bucket{le="4.0",writer="task_start"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"orchestrator_db_write_batch_writes_bucket{le="2.0",writer="task_start"} 0"#
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

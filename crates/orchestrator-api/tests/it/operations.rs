@@ -85,6 +85,11 @@ async fn metrics_count_requests_service_calls_and_tasks() {
         r#"orchestrator_service_requests_finished_total{service="revenue",status="COMPLETED"} 1"#,
         r#"orchestrator_tasks_finished_total{status="COMPLETED"} 1"#,
         r#"orchestrator_circuit_breaker_state{service="revenue"} 0"#,
+        // One task: one batch of each write kind.
+        r#"orchestrator_db_write_batch_writes_count{writer="task_insert"} 1"#,
+        r#"orchestrator_db_write_batch_writes_count{writer="task_start"} 1"#,
+        r#"orchestrator_db_write_batch_writes_count{writer="task_finish"} 1"#,
+        r#"orchestrator_db_write_batch_duration_seconds_count{writer="task_finish"} 1"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }

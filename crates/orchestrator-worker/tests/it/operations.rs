@@ -69,6 +69,8 @@ async fn the_worker_port_reports_leases_readiness_and_metrics() {
                 r#"orchestrator_tasks_finished_total{status="COMPLETED"} 1"#,
                 r#"orchestrator_service_calls_total{service="revenue",outcome="success"} 1"#,
                 r#"orchestrator_circuit_breaker_state{service="specialty"} 0"#,
+                r#"orchestrator_db_write_batch_writes_count{writer="task_start"} 1"#,
+                r#"orchestrator_db_write_batch_writes_count{writer="task_finish"} 1"#,
             ] {
                 assert!(text.contains(expected), "missing {expected} in:\n{text}");
             }

@@ -5,15 +5,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator_store::group_commit::{Batching, GroupCommit};
+use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
 use orchestrator_testkit::database::TestDatabase;
 use tokio::sync::Semaphore;
 
 /// A group commit whose first batch is held "committing" until the test opens `gate`;
-/// every batch's size is written down in `sizes` when its write starts.
+/// every batch's size is written down in `sizes` when its write starts, and in
+/// `observed` when the observer hears of it.
 struct Harness {
     writer: GroupCommit<u32, u32>,
     sizes: Arc<Mutex<Vec<usize>>>,
+    observed: Arc<Mutex<Vec<(&'static str, usize)>>>,
     gate: Arc<Semaphore>,
     sent: Arc<AtomicUsize>,
 }
@@ -22,6 +24,13 @@ impl Harness {
     fn start(db: &TestDatabase, linger: Duration) -> Harness {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(Semaphore::new(0));
+        let observed = Arc::new(Mutex::new(Vec::new()));
+        let observer: BatchObserver = {
+            let observed = Arc::clone(&observed);
+            Arc::new(move |name, writes, _elapsed| {
+                observed.lock().expect("observed").push((name, writes));
+            })
+        };
         let writer = {
             let sizes = Arc::clone(&sizes);
             let gate = Arc::clone(&gate);
@@ -33,6 +42,7 @@ impl Harness {
                     max_batch: 64,
                     linger,
                 },
+                observer,
                 move |_conn, batch: &[u32]| {
                     let first = {
                         let mut sizes = sizes.lock().expect("sizes");
@@ -52,6 +62,7 @@ impl Harness {
         Harness {
             writer,
             sizes,
+            observed,
             gate,
             sent: Arc::new(AtomicUsize::new(0)),
         }
@@ -116,6 +127,13 @@ async fn a_batch_waits_for_the_commit_in_progress_and_takes_what_queued_meanwhil
         .await
         .expect("the lingering batch left when the commit ended");
     assert_eq!(sizes, vec![1, 5]);
+    let mut observed = harness.observed.lock().expect("observed").clone();
+    observed.sort_unstable();
+    assert_eq!(
+        observed,
+        vec![("test", 1), ("test", 5)],
+        "the observer hears of each batch"
+    );
 }
 
 #[tokio::test]
