@@ -3,12 +3,11 @@
 //! service's breaker state.
 
 use orchestrator_core::Status;
-use orchestrator_telemetry::metrics::{Registry, latency_histogram};
+use orchestrator_telemetry::metrics::{HistogramFamily, Registry, latency_histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::BreakerState;
 
@@ -34,8 +33,6 @@ struct ServiceStatusLabels {
 struct StatusLabel {
     status: String,
 }
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Cheap to clone; clones update the same series. [`DispatchMetrics::default`] is not
 /// registered anywhere (for tests and tools that do not serve metrics).

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
-use orchestrator_telemetry::metrics::{Registry, latency_histogram};
+use orchestrator_telemetry::metrics::{HistogramFamily, Registry, latency_histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 
 /// The route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -31,7 +30,7 @@ struct RouteLabels {
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
-    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    duration: HistogramFamily<RouteLabels>,
 }
 
 impl HttpMetrics {

@@ -35,27 +35,10 @@ pub async fn insert(
     conn: &mut AsyncPgConnection,
     new_task: &NewTask<'_>,
 ) -> Result<InsertedTask, StoreError> {
-    let created = diesel::insert_into(tasks::table)
-        .values(new_task)
-        .on_conflict(tasks::idempotency_key)
-        .do_nothing()
-        .returning(TaskRow::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    if let Some(row) = created {
-        return Ok(InsertedTask::Created(row));
-    }
-    // ON CONFLICT DO NOTHING only skips on the idempotency key, so a key must be set here.
-    let key = new_task
-        .idempotency_key
-        .ok_or_else(|| StoreError::Corrupt("insert skipped without an idempotency key".into()))?;
-    let existing = tasks::table
-        .filter(tasks::idempotency_key.eq(key))
-        .select(TaskRow::as_select())
-        .get_result(conn)
-        .await?;
-    Ok(InsertedTask::Existing(existing))
+    insert_many(conn, std::slice::from_ref(new_task))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an insert answered nothing".into()))
 }
 
 /// Inserts many tasks in one statement (one transaction, one commit): the API's group

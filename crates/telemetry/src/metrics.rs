@@ -54,32 +54,27 @@ struct WriterLabel {
     writer: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// Histograms by label set, each made by a constructor such as [`latency_histogram`].
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Group commit's batches by writer (`task_insert` in the API; `task_start`,
 /// `outcome_record` and `task_finish` wherever tasks are processed): how many writes
 /// each transaction carried and how long it took. Small batches under load mean many
 /// commits per task; long ones, a slow database. Cheap to clone; clones update the same
-/// series. [`WriteBatchMetrics::default`] is registered nowhere.
+/// series.
 #[derive(Debug, Clone)]
 pub struct WriteBatchMetrics {
     writes: HistogramFamily<WriterLabel>,
     duration: HistogramFamily<WriterLabel>,
 }
 
-impl Default for WriteBatchMetrics {
-    fn default() -> Self {
-        Self {
-            writes: Family::new_with_constructor(batch_size_histogram),
-            duration: Family::new_with_constructor(latency_histogram),
-        }
-    }
-}
-
 impl WriteBatchMetrics {
     /// Creates the metrics and registers them.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            writes: Family::new_with_constructor(batch_size_histogram),
+            duration: Family::new_with_constructor(latency_histogram),
+        };
         registry.register(
             "db_write_batch_writes",
             "Writes carried by each group-commit transaction, by writer",
@@ -103,7 +98,7 @@ impl WriteBatchMetrics {
     }
 
     /// One batch of `writes` written by `writer` in `seconds`.
-    pub fn batch(&self, writer: &str, writes: usize, seconds: f64) {
+    fn batch(&self, writer: &str, writes: usize, seconds: f64) {
         let label = WriterLabel {
             writer: writer.to_owned(),
         };
