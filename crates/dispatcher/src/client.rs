@@ -115,9 +115,35 @@ impl CallError {
 pub struct CallOutcome {
     pub result: Result<Value, CallError>,
     pub attempts: u32,
+    /// Each attempt that failed, in order: the last one too when the call failed for
+    /// good. A call that succeeded at its first attempt has none.
+    pub failed_attempts: Vec<FailedAttempt>,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
 }
+
+/// One HTTP attempt that failed.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// 1 for the call's first attempt.
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub error: CallError,
+}
+
+impl FailedAttempt {
+    /// The service's HTTP status, when it answered.
+    pub fn status_code(&self) -> Option<u16> {
+        match &self.error {
+            CallError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What the retry loop came to: the result, the attempts made and those that failed.
+type PolicyOutcome = (Result<Value, CallError>, u32, Vec<FailedAttempt>);
 
 /// A service's endpoint, policy and the state that protects it.
 #[derive(Debug)]
@@ -225,16 +251,18 @@ impl Dispatcher {
             return CallOutcome {
                 result: Err(CallError::UnknownService(service.to_owned())),
                 attempts: 0,
+                failed_attempts: Vec::new(),
                 started_at,
                 completed_at: Utc::now(),
             };
         };
-        let (result, attempts) = self
+        let (result, attempts, failed_attempts) = self
             .call_with_policy(service, target, idempotency_key, payload, request_id)
             .await;
         CallOutcome {
             result,
             attempts,
+            failed_attempts,
             started_at,
             completed_at: Utc::now(),
         }
@@ -247,7 +275,7 @@ impl Dispatcher {
         idempotency_key: Uuid,
         payload: &Value,
         request_id: Option<&str>,
-    ) -> (Result<Value, CallError>, u32) {
+    ) -> PolicyOutcome {
         let policy = &service.policy;
         let deadline = Instant::now() + policy.deadline;
         let deadline_ms = u64::try_from(policy.deadline.as_millis()).unwrap_or(u64::MAX);
@@ -260,11 +288,12 @@ impl Dispatcher {
         };
         let mut attempts = 0;
         let mut last: Option<CallError> = None;
+        let mut failed: Vec<FailedAttempt> = Vec::new();
         loop {
             // An open breaker makes us wait (or give up at the deadline) without
             // spending an attempt: no call was made.
             let Some(permit) = service.breaker.acquire_before(deadline).await else {
-                return (Err(give_up(last)), attempts);
+                return (Err(give_up(last)), attempts, failed);
             };
             let slot = match tokio::time::timeout_at(
                 deadline,
@@ -273,10 +302,11 @@ impl Dispatcher {
             .await
             {
                 Ok(Ok(slot)) => slot,
-                _ => return (Err(give_up(last)), attempts),
+                _ => return (Err(give_up(last)), attempts, failed),
             };
             attempts += 1;
             let attempt_started = Instant::now();
+            let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
             let result = self
                 .attempt(
@@ -305,18 +335,24 @@ impl Dispatcher {
                 attempts > 1,
             );
             let error = match result {
-                Ok(value) => return (Ok(value), attempts),
+                Ok(value) => return (Ok(value), attempts, failed),
                 Err(error) => error,
             };
+            failed.push(FailedAttempt {
+                number: attempts,
+                started_at: attempt_started_at,
+                duration: attempt_started.elapsed(),
+                error: error.clone(),
+            });
             if !error.is_retryable() || attempts >= policy.max_attempts {
-                return (Err(error), attempts);
+                return (Err(error), attempts, failed);
             }
             let delay = error
                 .retry_after()
                 .unwrap_or_else(|| policy.backoff(attempts));
             if Instant::now() + delay >= deadline {
                 // Waiting as asked would pass the deadline: stop now rather than later.
-                return (Err(give_up(Some(error))), attempts);
+                return (Err(give_up(Some(error))), attempts, failed);
             }
             tracing::debug!(attempt = attempts, error = %error, delay_ms = delay.as_millis(), "Retrying service request.");
             tokio::time::sleep(delay).await;

@@ -22,7 +22,7 @@ pub mod registry;
 pub mod writer;
 
 pub use breaker::BreakerState;
-pub use client::{CallError, CallOutcome, Dispatcher};
+pub use client::{CallError, CallOutcome, Dispatcher, FailedAttempt};
 pub use config::{ConfigError, DispatchConfig};
 pub use metrics::DispatchMetrics;
 pub use policy::ServicePolicy;

@@ -13,7 +13,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
 use orchestrator_store::batch::Planner;
-use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
+use orchestrator_store::service_requests::{
+    FailedAttempt as RecordedAttempt, FinishedServiceRequest, StartedTask,
+};
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow};
 use orchestrator_telemetry::metrics::WriteBatchMetrics;
 use serde_json::json;
@@ -194,10 +196,23 @@ impl TaskProcessor {
         let (status, response_payload, error_message) = match outcome.result {
             Ok(response) => (Status::Completed, Some(response), None),
             Err(error) => {
-                tracing::info!(attempts = outcome.attempts, %error, "Service request failed.");
+                // Failed for good (retries are spent or pointless): the task will fail,
+                // which an operator should see without turning on INFO.
+                tracing::warn!(attempts = outcome.attempts, %error, "Service request failed.");
                 (Status::Failed, None, Some(error.to_string()))
             }
         };
+        let failed_attempts = outcome
+            .failed_attempts
+            .iter()
+            .map(|attempt| RecordedAttempt {
+                number: i32::try_from(attempt.number).unwrap_or(i32::MAX),
+                started_at: attempt.started_at,
+                duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
+                status_code: attempt.status_code().map(i32::from),
+                error: attempt.error.to_string(),
+            })
+            .collect();
         FinishedCall {
             id: row.id,
             service_name: row.service_name,
@@ -208,6 +223,7 @@ impl TaskProcessor {
                 error_message,
                 started_at: outcome.started_at,
                 completed_at: outcome.completed_at,
+                failed_attempts,
             },
         }
     }

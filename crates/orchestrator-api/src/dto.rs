@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_core::Status;
-use orchestrator_store::{ServiceRequestRow, TaskRow};
+use orchestrator_store::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
@@ -130,6 +130,68 @@ pub struct ServiceRequestResponse {
     /// The last error, once failed.
     #[schema(nullable)]
     pub error_message: Option<String>,
+    /// Each attempt that failed, over all runs, oldest first. Only failures are
+    /// recorded: of `attempts`, those not listed here succeeded (at most the last).
+    pub failed_attempts: Vec<FailedAttemptResponse>,
+}
+
+/// One failed HTTP attempt of a service request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FailedAttemptResponse {
+    /// Counted over all runs of the service request, from 1.
+    pub attempt: i32,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// The service's HTTP status; null for a timeout or a transport error.
+    #[schema(nullable)]
+    pub status_code: Option<i32>,
+    pub error: String,
+}
+
+impl From<AttemptRow> for FailedAttemptResponse {
+    fn from(row: AttemptRow) -> Self {
+        Self {
+            attempt: row.attempt,
+            started_at: row.started_at,
+            duration_ms: row.duration_ms,
+            status_code: row.status_code,
+            error: row.error,
+        }
+    }
+}
+
+/// An earlier failure of a task that was then re-driven.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedriveResponse {
+    /// When the task had failed.
+    #[serde(serialize_with = "rfc3339")]
+    pub failed_at: DateTime<Utc>,
+    /// When it was re-driven. The time from `failed_at` to here is not processing time.
+    #[serde(serialize_with = "rfc3339")]
+    pub redriven_at: DateTime<Utc>,
+    /// The task's error at the time.
+    #[schema(nullable)]
+    pub error_message: Option<String>,
+}
+
+impl From<RedriveRow> for RedriveResponse {
+    fn from(row: RedriveRow) -> Self {
+        Self {
+            failed_at: row.failed_at,
+            redriven_at: row.redriven_at,
+            error_message: row.error_message,
+        }
+    }
+}
+
+impl ServiceRequestResponse {
+    /// The response for a row with its failed attempts, oldest first.
+    pub fn new(row: ServiceRequestRow, failed_attempts: Vec<AttemptRow>) -> Self {
+        let mut response = Self::from(row);
+        response.failed_attempts = failed_attempts.into_iter().map(Into::into).collect();
+        response
+    }
 }
 
 impl From<ServiceRequestRow> for ServiceRequestResponse {
@@ -149,6 +211,7 @@ impl From<ServiceRequestRow> for ServiceRequestResponse {
             request_payload: row.request_payload,
             response_payload: row.response_payload,
             error_message: row.error_message,
+            failed_attempts: Vec::new(),
         }
     }
 }
@@ -159,6 +222,8 @@ pub struct TaskDetailResponse {
     #[serde(flatten)]
     pub task: TaskResponse,
     pub service_requests: Vec<ServiceRequestResponse>,
+    /// Each earlier failure of the task that was re-driven, oldest first.
+    pub redrives: Vec<RedriveResponse>,
 }
 
 /// A page of tasks, newest first.

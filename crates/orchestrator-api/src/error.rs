@@ -6,9 +6,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use orchestrator_core::{FieldError, ValidationErrors};
 use orchestrator_dispatcher::ProcessError;
+use orchestrator_stdx::error_chain;
 use orchestrator_store::StoreError;
 use serde::Serialize;
 use uuid::Uuid;
+
+use crate::json::JsonLine;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +28,7 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the Idempotency-Key header must be 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
-    #[error("{0:?} is not a valid task id (expected a UUID)")]
+    #[error("{}", invalid_task_id(.0))]
     InvalidTaskId(String),
     #[error("query parameter {parameter:?}: {detail}")]
     InvalidQuery {
@@ -41,14 +44,32 @@ pub enum ApiError {
     },
     #[error("no resource at this path")]
     RouteNotFound,
-    #[error("this method is not allowed on this resource")]
-    MethodNotAllowed,
+    #[error("this method is not allowed on this resource; it allows {allow}")]
+    MethodNotAllowed {
+        /// The methods the resource has, as the `Allow` header lists them.
+        allow: &'static str,
+    },
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable(#[source] StoreError),
     #[error("the task queue did not take the task; nothing was stored, try again shortly")]
     QueueUnavailable(#[source] orchestrator_kafka::KafkaError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a path's task id was refused. The dashboard shows ids cut to 8 digits, and a
+/// person pasting one gets pointed at the search that finds it.
+fn invalid_task_id(raw: &str) -> String {
+    let mut detail = format!("{raw:?} is not a valid task id (expected a UUID)");
+    let hex_digits = raw.chars().filter(char::is_ascii_hexdigit).count();
+    let looks_like_prefix =
+        hex_digits >= 4 && raw.len() < 36 && raw.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if looks_like_prefix {
+        detail.push_str(&format!(
+            "; to find the tasks whose id starts with it, use /api/tasks/search?q={raw}"
+        ));
+    }
+    detail
 }
 
 impl From<StoreError> for ApiError {
@@ -127,7 +148,7 @@ impl ApiError {
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
             ApiError::NotRetryable { .. } => ("/problems/task-not-retryable", "Task not retryable"),
             ApiError::RouteNotFound => ("about:blank", "Not Found"),
-            ApiError::MethodNotAllowed => ("about:blank", "Method Not Allowed"),
+            ApiError::MethodNotAllowed { .. } => ("about:blank", "Method Not Allowed"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::QueueUnavailable(_) => {
                 ("/problems/queue-unavailable", "Task queue unavailable")
@@ -167,7 +188,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -196,18 +217,9 @@ impl ResponseError for ApiError {
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        response.json(self.to_problem())
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        }
+        response.json_line(self.to_problem())
     }
-}
-
-/// The error and its causes, "outer: inner: innermost".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

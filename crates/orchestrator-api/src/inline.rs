@@ -110,13 +110,13 @@ async fn process_with_retries(processor: &TaskProcessor, task_id: Uuid, request_
                 return;
             }
             Err(error) if attempt < MAX_TRIES => {
-                tracing::warn!(%task_id, attempt, error = %crate::error::error_chain(&error), "Processing failed; retrying.");
+                tracing::warn!(%task_id, attempt, error = %orchestrator_stdx::error_chain(&error), "Processing failed; retrying.");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
             Err(error) => {
                 // The task stays unfinished in the database and resumes at the next start.
-                tracing::error!(%task_id, error = %crate::error::error_chain(&error), "Processing failed; giving up until restart.");
+                tracing::error!(%task_id, error = %orchestrator_stdx::error_chain(&error), "Processing failed; giving up until restart.");
             }
         }
     }

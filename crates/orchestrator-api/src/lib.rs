@@ -14,6 +14,7 @@ pub mod dto;
 pub mod error;
 pub mod inline;
 pub mod intake;
+pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;

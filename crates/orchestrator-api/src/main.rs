@@ -1,15 +1,25 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use orchestrator_api::ApiConfig;
 
+/// Shown when the API's port is taken, the usual first-run surprise.
+const PORT_IN_USE_HINT: &str = "another process listens on this port. `make run` starts an API on port 8000 \
+(`make status` lists what it started, `make stop` stops it); or choose another port with API_PORT.";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     // A missing .env is normal; a broken one is worth stopping for.
     if let Err(error) = dotenvy::dotenv()
         && !error.not_found()
     {
-        anyhow::bail!("reading .env: {error}");
+        let error = anyhow::Error::new(error).context("reading .env");
+        return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
     let config = ApiConfig::parse();
     orchestrator_telemetry::init(config.log_format);
-    orchestrator_api::run(config).await
+    match orchestrator_api::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT),
+    }
 }

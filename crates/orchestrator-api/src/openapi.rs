@@ -1,5 +1,7 @@
 //! The OpenAPI document, served at `/openapi.json` and browsed at `/docs`.
 
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
 
 use crate::dto;
@@ -10,7 +12,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "orchestrator",
-        description = "Accepts orchestration tasks, fans them out to downstream services and reports their progress."
+        description = "Accepts orchestration tasks, fans them out to downstream services and reports their progress.\n\nThe operators' dashboard is at [/ui](/ui)."
     ),
     paths(
         routes::orchestrate::orchestrate,
@@ -31,6 +33,8 @@ use crate::routes;
         dto::StatusSchema,
         dto::TaskResponse,
         dto::ServiceRequestResponse,
+        dto::FailedAttemptResponse,
+        dto::RedriveResponse,
         dto::TaskDetailResponse,
         dto::TaskListResponse,
         dto::HealthResponse,
@@ -50,3 +54,23 @@ use crate::routes;
     )
 )]
 pub struct ApiDoc;
+
+/// The document as served: rendered once at start, ending with a newline like every
+/// JSON answer of the API. Served by our route rather than Swagger UI's, which would not.
+#[derive(Debug, Clone)]
+pub struct Document(web::Bytes);
+
+impl Document {
+    pub fn render() -> Result<Self, serde_json::Error> {
+        let mut json = ApiDoc::openapi().to_json()?;
+        json.push('\n');
+        Ok(Self(web::Bytes::from(json)))
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn document(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(document.0.clone())
+}

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::error::error_chain;
+use orchestrator_stdx::error_chain;
 
 /// Marks waiting to be written, at most; past it a mark is dropped (the sweeper then
 /// republishes that task, which is harmless).

@@ -14,15 +14,13 @@ use orchestrator_store::group_commit::Batching;
 use orchestrator_store::{build_pool, migrations};
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
-use utoipa::OpenApi;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::inline::InlineRunner;
 use crate::intake::TaskWriter;
 use crate::metrics::HttpMetrics;
-use crate::openapi::ApiDoc;
 use crate::queue::{QueueWorkers, SweepSettings, TaskQueue};
 use crate::routes;
 use crate::state::{AppState, Mode};
@@ -114,7 +112,9 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let openapi = ApiDoc::openapi();
+        let document = web::Data::new(
+            crate::openapi::Document::render().context("rendering the OpenAPI document")?,
+        );
         let mut server = HttpServer::new(move || {
             let http_metrics = http_metrics.clone();
             App::new()
@@ -135,6 +135,7 @@ impl Application {
                     }
                 })
                 .app_data(state.clone())
+                .app_data(document.clone())
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::InvalidQuery {
                         parameter: "query",
@@ -143,7 +144,14 @@ impl Application {
                     .into()
                 }))
                 .configure(routes::configure)
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .service(
+                    web::resource("/openapi.json")
+                        .route(web::get().to(crate::openapi::document))
+                        .default_service(routes::allow("GET")),
+                )
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])),
+                )
                 .route("/docs", web::get().to(redirect_to_docs))
                 .default_service(web::to(routes::not_found))
         })

@@ -1,6 +1,7 @@
 //! Consuming one partition under a lease: fetch, process records concurrently, commit
 //! the offset up to the first record not fully processed.
 
+use orchestrator_stdx::error_chain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -433,18 +434,6 @@ async fn dead_letter(
             }
         }
     }
-}
-
-/// An error with its causes, for a log line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

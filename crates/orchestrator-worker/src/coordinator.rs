@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::consumer::{ConsumerContext, ConsumerExit, DrainBudget, consume, error_chain};
+use orchestrator_stdx::error_chain;
+
+use crate::consumer::{ConsumerContext, ConsumerExit, DrainBudget, consume};
 use crate::status::PartitionProgress;
 
 /// Timing of the lease protocol.

@@ -369,7 +369,62 @@ async fn write_outcomes(
     .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.completed_at))
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|row| row.id).collect())
+    let written: HashSet<Uuid> = rows.into_iter().map(|row| row.id).collect();
+    write_failed_attempts(conn, &writes, &written).await?;
+    Ok(written)
+}
+
+/// Stores the failed attempts of the outcomes just written (`written`), numbered over
+/// all runs: the row's `attempts` already includes this run's, so attempt `n` of the
+/// run is `attempts - run's attempts + n`. No statement when nothing failed.
+async fn write_failed_attempts(
+    conn: &mut AsyncPgConnection,
+    writes: &[(Uuid, &FinishedServiceRequest)],
+    written: &HashSet<Uuid>,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::new();
+    let mut run_attempts = Vec::new();
+    let mut numbers = Vec::new();
+    let mut started = Vec::new();
+    let mut durations = Vec::new();
+    let mut codes = Vec::new();
+    let mut errors = Vec::new();
+    for (id, finished) in writes.iter().filter(|(id, _)| written.contains(id)) {
+        for attempt in &finished.failed_attempts {
+            ids.push(*id);
+            run_attempts.push(finished.attempts);
+            numbers.push(attempt.number);
+            started.push(attempt.started_at);
+            durations.push(attempt.duration_ms);
+            codes.push(attempt.status_code);
+            errors.push(attempt.error.clone());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO service_request_attempts \
+           (service_request_id, attempt, started_at, duration_ms, status_code, error) \
+         SELECT v.id, sr.attempts - v.run_attempts + v.number, v.started_at, v.duration_ms, \
+                v.status_code, v.error \
+         FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::int8[], \
+                     $6::int4[], $7::text[]) \
+           AS v(id, run_attempts, number, started_at, duration_ms, status_code, error) \
+         JOIN service_requests sr ON sr.id = v.id \
+         WHERE sr.attempts - v.run_attempts + v.number >= 1 \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Int4>, _>(run_attempts)
+    .bind::<Array<Int4>, _>(numbers)
+    .bind::<Array<Timestamptz>, _>(started)
+    .bind::<Array<diesel::sql_types::Int8>, _>(durations)
+    .bind::<Array<Nullable<Int4>>, _>(codes)
+    .bind::<Array<Text>, _>(errors)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Settles the unfinished tasks among `ids` (locked by the caller) from their service

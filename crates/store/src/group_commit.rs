@@ -11,6 +11,7 @@
 //! batch another loop is committing: like PostgreSQL's `commit_delay`, it gathers
 //! company only when there is a commit to wait for, so an idle system adds no delay.
 
+use orchestrator_stdx::error_chain;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -274,15 +275,4 @@ where
         )));
     }
     Ok(answers)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

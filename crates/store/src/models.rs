@@ -9,7 +9,7 @@ use orchestrator_core::Status;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::schema::{service_requests, tasks};
+use crate::schema::{service_request_attempts, service_requests, task_redrives, tasks};
 
 /// A row of `tasks`.
 #[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
@@ -47,6 +47,31 @@ pub struct ServiceRequestRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub request_payload: Value,
     pub response_payload: Option<Value>,
+    pub error_message: Option<String>,
+}
+
+/// A row of `service_request_attempts`: one failed attempt of a service request.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = service_request_attempts, check_for_backend(Pg))]
+pub struct AttemptRow {
+    pub service_request_id: Uuid,
+    /// Counted over all runs of the service request, from 1.
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub status_code: Option<i32>,
+    pub error: String,
+}
+
+/// A row of `task_redrives`: an earlier failure of a task, and when it was re-driven.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = task_redrives, check_for_backend(Pg))]
+pub struct RedriveRow {
+    pub task_id: Uuid,
+    /// 1 for the task's first re-drive.
+    pub redrive: i32,
+    pub failed_at: DateTime<Utc>,
+    pub redriven_at: DateTime<Utc>,
     pub error_message: Option<String>,
 }
 

@@ -8,6 +8,7 @@
 //! native-tls), and hands the connection to diesel-async. The pool and the migrations
 //! both connect through it.
 
+use orchestrator_stdx::error_chain;
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr as _;
@@ -349,22 +350,6 @@ fn decode(text: &str) -> Result<Cow<'_, str>, String> {
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .map_err(|error| format!("{text:?} is not percent-encoded UTF-8: {error}"))
-}
-
-/// The error with its causes, for messages that keep only a string.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        // OpenSSL's errors repeat their cause in their own message.
-        let text = cause.to_string();
-        if !chain.contains(&text) {
-            chain.push_str(": ");
-            chain.push_str(&text);
-        }
-        source = cause.source();
-    }
-    chain
 }
 
 #[cfg(test)]

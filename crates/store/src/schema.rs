@@ -23,6 +23,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    service_request_attempts (service_request_id, attempt) {
+        service_request_id -> Uuid,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        duration_ms -> Int8,
+        status_code -> Nullable<Int4>,
+        error -> Text,
+    }
+}
+
+diesel::table! {
     service_requests (id) {
         id -> Uuid,
         task_id -> Uuid,
@@ -46,6 +57,16 @@ diesel::table! {
     task_outbox (task_id) {
         task_id -> Uuid,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    task_redrives (task_id, redrive) {
+        task_id -> Uuid,
+        redrive -> Int4,
+        failed_at -> Timestamptz,
+        redriven_at -> Timestamptz,
+        error_message -> Nullable<Text>,
     }
 }
 
@@ -74,11 +95,15 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(service_request_attempts -> service_requests (service_request_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     consumer_members,
     partition_leases,
+    service_request_attempts,
     service_requests,
     task_outbox,
+    task_redrives,
     task_status_counts,
     tasks,
 );

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::batch;
 use crate::leases::Fence;
-use crate::schema::{service_requests, tasks};
-use crate::{ServiceRequestRow, StoreError};
+use crate::schema::{service_request_attempts, service_requests, tasks};
+use crate::{AttemptRow, ServiceRequestRow, StoreError};
 
 /// What starting a task found.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,22 @@ pub struct FinishedServiceRequest {
     pub error_message: Option<String>,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
+    /// The attempts of this run that failed, in order (the last one too, when the
+    /// request failed for good). Stored in `service_request_attempts`; a request that
+    /// succeeds at once has none, and writes nothing there.
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// One failed HTTP attempt of a service request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedAttempt {
+    /// 1 for the first attempt of this run; stored counting over all runs.
+    pub number: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// The service's HTTP status, when it answered.
+    pub status_code: Option<i32>,
+    pub error: String,
 }
 
 /// Records how a service request ended. Returns false (and changes nothing) when it was
@@ -118,6 +134,24 @@ fn only<T>(answers: Vec<Result<T, StoreError>>) -> Result<T, StoreError> {
     })
 }
 
+/// The recorded failed attempts of a task's service requests, by service request, each
+/// oldest first.
+pub async fn failed_attempts_for_task(
+    conn: &mut AsyncPgConnection,
+    task_id: Uuid,
+) -> Result<Vec<AttemptRow>, StoreError> {
+    Ok(service_request_attempts::table
+        .inner_join(service_requests::table)
+        .filter(service_requests::task_id.eq(task_id))
+        .order((
+            service_request_attempts::service_request_id,
+            service_request_attempts::attempt,
+        ))
+        .select(AttemptRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// What a re-drive found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redrive {
@@ -143,6 +177,18 @@ pub async fn redrive(conn: &mut AsyncPgConnection, task_id: Uuid) -> Result<Redr
     if status != Status::Failed {
         return Ok(Redrive::NotFailed(status));
     }
+    // The failure being re-driven stays visible: when it happened (the settle's
+    // `updated_at`, which nothing changes while the task is FAILED) and its error.
+    diesel::sql_query(
+        "INSERT INTO task_redrives (task_id, redrive, failed_at, error_message) \
+         SELECT t.task_id, \
+                COALESCE((SELECT max(r.redrive) FROM task_redrives r WHERE r.task_id = t.task_id), 0) + 1, \
+                t.updated_at, t.error_message \
+         FROM tasks t WHERE t.task_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(task_id)
+    .execute(conn)
+    .await?;
     let reopened = diesel::update(service_requests::table)
         .filter(service_requests::task_id.eq(task_id))
         .filter(service_requests::status.eq(Status::Failed.as_str()))

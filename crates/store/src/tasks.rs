@@ -8,8 +8,8 @@ use orchestrator_core::Status;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::schema::tasks;
-use crate::{StoreError, TaskCursor, TaskRow};
+use crate::schema::{task_redrives, tasks};
+use crate::{RedriveRow, StoreError, TaskCursor, TaskRow};
 
 /// A task to insert; it starts `PENDING`.
 #[derive(Debug, Insertable)]
@@ -100,6 +100,19 @@ pub async fn find(
         .get_result(conn)
         .await
         .optional()?)
+}
+
+/// The task's earlier failures and re-drives, oldest first.
+pub async fn redrives(
+    conn: &mut AsyncPgConnection,
+    task_id: Uuid,
+) -> Result<Vec<RedriveRow>, StoreError> {
+    Ok(task_redrives::table
+        .filter(task_redrives::task_id.eq(task_id))
+        .order(task_redrives::redrive)
+        .select(RedriveRow::as_select())
+        .load(conn)
+        .await?)
 }
 
 /// One page of tasks, newest first, optionally of one status, after `cursor`.

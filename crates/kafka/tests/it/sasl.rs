@@ -15,7 +15,7 @@ use orchestrator_kafka::KafkaConnection;
 
 use crate::kafka_config;
 use crate::support::{AdvertisingBroker, BROKER_HOST, TestPki, TlsProxy};
-use crate::tls::error_chain;
+use orchestrator_stdx::error_chain;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_that_requires_authentication_refuses_a_client_without_sasl() {

@@ -1,5 +1,6 @@
 //! KAFKA_SECURITY_PROTOCOL=SSL against a broker behind a TLS-terminating proxy.
 
+use orchestrator_stdx::error_chain;
 use std::time::{Duration, Instant};
 
 use orchestrator_kafka::KafkaConnection;
@@ -107,15 +108,4 @@ async fn a_missing_ca_file_is_named_before_connecting() {
         message.starts_with("KAFKA_TLS_CA_FILE: cannot read /nonexistent/kafka-ca.pem"),
         "{message}"
     );
-}
-
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::dto::TaskListResponse;
 use crate::error::{ApiError, Problem};
+use crate::json::Json;
 use crate::routes::tasks::PageRequest;
 use crate::state::AppState;
 
@@ -94,10 +95,10 @@ pub struct SearchQuery {
     ))]
 pub async fn task_counts(
     state: web::Data<AppState>,
-) -> Result<web::Json<StatusCountsResponse>, ApiError> {
+) -> Result<Json<StatusCountsResponse>, ApiError> {
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let counts = dashboard::status_counts(&mut conn).await?;
-    Ok(web::Json(StatusCountsResponse {
+    Ok(Json(StatusCountsResponse {
         counts: CountsByStatus {
             pending: counts.pending,
             in_progress: counts.in_progress,
@@ -117,7 +118,7 @@ pub async fn task_counts(
 pub async fn task_throughput(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
-) -> Result<web::Json<ThroughputResponse>, ApiError> {
+) -> Result<Json<ThroughputResponse>, ApiError> {
     let mut params = Params::parse(query.into_inner(), &["minutes"])?;
     let minutes = match params.take("minutes") {
         None => DEFAULT_THROUGHPUT_MINUTES,
@@ -132,7 +133,7 @@ pub async fn task_throughput(
     };
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let buckets = dashboard::throughput(&mut conn, minutes).await?;
-    Ok(web::Json(ThroughputResponse {
+    Ok(Json(ThroughputResponse {
         bucket_seconds: 60,
         buckets: buckets
             .into_iter()
@@ -159,7 +160,7 @@ pub async fn task_throughput(
 pub async fn search_tasks(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
-) -> Result<web::Json<TaskListResponse>, ApiError> {
+) -> Result<Json<TaskListResponse>, ApiError> {
     let mut params = Params::parse(query.into_inner(), &["q", "status", "limit", "cursor"])?;
     let search = TaskSearch::parse(&params.take("q").unwrap_or_default()).map_err(|e| {
         ApiError::InvalidQuery {
@@ -175,7 +176,7 @@ pub async fn search_tasks(
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let rows =
         dashboard::search_page(&mut conn, &search, page.status, page.cursor, page.limit).await?;
-    Ok(web::Json(page.respond(rows)))
+    Ok(Json(page.respond(rows)))
 }
 
 /// Query parameters, each given at most once; unknown ones are ignored, as by

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use orchestrator_telemetry::metrics;
 
 use crate::dto::{HealthResponse, ReadyResponse};
+use crate::json::{Json, JsonLine};
 use crate::state::AppState;
 
 /// How long each readiness check may take. Below the probes' own timeouts (a few
@@ -14,8 +15,8 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Liveness: the process serves requests. Also says how tasks are processed.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "The API is up", body = HealthResponse)))]
-pub async fn health(state: web::Data<AppState>) -> web::Json<HealthResponse> {
-    web::Json(HealthResponse {
+pub async fn health(state: web::Data<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
         status: "ok",
         mode: state.mode.as_str(),
     })
@@ -47,11 +48,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         kafka.map(|result| result.is_ok()),
     );
     if ready {
-        HttpResponse::Ok().json(body)
+        HttpResponse::Ok().json_line(body)
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "5"))
-            .json(body)
+            .json_line(body)
     }
 }
 

@@ -13,9 +13,10 @@ use uuid::Uuid;
 use crate::dto::{OrchestrateRequest, TaskDetailResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
 use crate::intake::TaskToStore;
+use crate::json::JsonLine;
 use crate::state::AppState;
 
-/// Submits a task: stores it `PENDING` and processes it in the background.
+/// Submits a task: stores it PENDING and processes it in the background.
 #[utoipa::path(post, path = "/api/orchestrate", tag = "tasks",
     request_body(content = OrchestrateRequest, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header,
@@ -53,7 +54,7 @@ pub async fn orchestrate(
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/tasks/{}", task.task_id)))
         .insert_header((REQUEST_ID_HEADER, request_id))
-        .json(TaskResponse::from(task)))
+        .json_line(TaskResponse::from(task)))
 }
 
 /// Submits a task and processes it before answering, with its service requests.
@@ -85,7 +86,7 @@ pub async fn orchestrate_direct(
     let detail = super::tasks::load_detail(&state, task.task_id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((REQUEST_ID_HEADER, request_id))
-        .json(detail))
+        .json_line(detail))
 }
 
 pub(crate) const REQUEST_ID_HEADER: &str = "X-Request-Id";
@@ -110,7 +111,7 @@ async fn forget_unpublished(state: &AppState, task_id: Uuid) {
     }
     .await;
     if let Err(error) = result {
-        tracing::warn!(%task_id, error = %crate::error::error_chain(&error), "Could not remove an unpublished task; the outbox sweeper will publish it.");
+        tracing::warn!(%task_id, error = %orchestrator_stdx::error_chain(&error), "Could not remove an unpublished task; the outbox sweeper will publish it.");
     }
 }
 

@@ -1,15 +1,18 @@
 //! Following tasks.
 
+use std::collections::HashMap;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use orchestrator_core::Status;
 use orchestrator_store::service_requests::Redrive;
-use orchestrator_store::{StoreError, TaskCursor, TaskRow, service_requests, tasks};
+use orchestrator_store::{AttemptRow, StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
-use crate::dto::{TaskDetailResponse, TaskListResponse, TaskResponse};
+use crate::dto::{ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
+use crate::json::{Json, JsonLine};
 use crate::state::AppState;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -35,7 +38,7 @@ pub struct ListQuery {
 pub async fn list_tasks(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
-) -> Result<web::Json<TaskListResponse>, ApiError> {
+) -> Result<Json<TaskListResponse>, ApiError> {
     let query = parse_list_query(query.into_inner())?;
     let page = PageRequest::parse(
         query.status.as_deref(),
@@ -44,7 +47,7 @@ pub async fn list_tasks(
     )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let rows = tasks::list_page(&mut conn, page.status, page.cursor, page.limit).await?;
-    Ok(web::Json(page.respond(rows)))
+    Ok(Json(page.respond(rows)))
 }
 
 /// The `status`, `limit` and `cursor` of a request for a page of tasks, checked; shared
@@ -150,10 +153,10 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError>
 pub async fn get_task(
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<web::Json<TaskDetailResponse>, ApiError> {
+) -> Result<Json<TaskDetailResponse>, ApiError> {
     let raw = path.into_inner();
     let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
-    Ok(web::Json(load_detail(&state, task_id).await?))
+    Ok(Json(load_detail(&state, task_id).await?))
 }
 
 /// Why a re-drive did not happen, inside its transaction.
@@ -174,7 +177,7 @@ impl From<StoreError> for RedriveError {
     }
 }
 
-/// Re-runs the failed service requests of a `FAILED` task.
+/// Re-runs the failed service requests of a FAILED task.
 #[utoipa::path(post, path = "/api/tasks/{task_id}/retry", tag = "tasks",
     params(("task_id" = Uuid, Path, description = "The task's id")),
     responses(
@@ -238,7 +241,7 @@ pub async fn retry_task(
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/tasks/{task_id}")))
         .insert_header((super::orchestrate::REQUEST_ID_HEADER, request_id))
-        .json(TaskResponse::from(task)))
+        .json_line(TaskResponse::from(task)))
 }
 
 pub(crate) async fn load_detail(
@@ -250,8 +253,23 @@ pub(crate) async fn load_detail(
         .await?
         .ok_or(ApiError::TaskNotFound(task_id))?;
     let service_requests = service_requests::list_for_task(&mut conn, task_id).await?;
+    let mut failed_attempts: HashMap<Uuid, Vec<AttemptRow>> = HashMap::new();
+    for attempt in service_requests::failed_attempts_for_task(&mut conn, task_id).await? {
+        failed_attempts
+            .entry(attempt.service_request_id)
+            .or_default()
+            .push(attempt);
+    }
+    let redrives = tasks::redrives(&mut conn, task_id).await?;
     Ok(TaskDetailResponse {
         task: task.into(),
-        service_requests: service_requests.into_iter().map(Into::into).collect(),
+        service_requests: service_requests
+            .into_iter()
+            .map(|row| {
+                let attempts = failed_attempts.remove(&row.id).unwrap_or_default();
+                ServiceRequestResponse::new(row, attempts)
+            })
+            .collect(),
+        redrives: redrives.into_iter().map(Into::into).collect(),
     })
 }

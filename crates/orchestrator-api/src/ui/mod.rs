@@ -81,11 +81,7 @@ where
 {
     web::resource(path)
         .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+        .default_service(crate::routes::allow("GET"))
 }
 
 async fn redirect_to_ui() -> HttpResponse {

@@ -42,6 +42,23 @@ async fn swagger_ui_and_openapi_document_are_served() {
     );
     let doc = app.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .is_some_and(|text| text.contains("(/ui)")),
+        "the document links to the dashboard: {}",
+        doc["info"]
+    );
+    // Swagger UI shows summaries as plain text: Markdown there shows up as backticks.
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            let summary = operation["summary"].as_str().unwrap_or_default();
+            assert!(
+                !summary.contains('`'),
+                "{method} {path}: summary {summary:?}"
+            );
+        }
+    }
     for path in [
         "/api/orchestrate",
         "/api/orchestrate/direct",

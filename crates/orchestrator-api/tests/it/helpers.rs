@@ -133,7 +133,7 @@ impl TestApp {
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.expect("JSON body")
+        json_line(response).await
     }
 
     /// Polls the task until its status is final, failing after a deadline.
@@ -162,6 +162,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The body of a JSON answer, which ends with a newline (so `curl` output ends on its
+/// own line).
+pub async fn json_line(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body");
+    assert!(
+        text.ends_with('\n'),
+        "a JSON answer ends with a newline: {text:?}"
+    );
+    serde_json::from_str(&text).expect("JSON body")
+}
+
 /// Asserts a problem+json answer with this status and returns the document.
 pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status, "status");
@@ -172,7 +183,17 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
         .unwrap_or_default()
         .to_owned();
     assert_eq!(content_type, "application/problem+json");
-    let problem: Value = response.json().await.expect("problem body is JSON");
+    if status == 405 {
+        let allow = response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap_or_default());
+        assert!(
+            allow.is_some_and(|methods| !methods.is_empty()),
+            "a 405 names the methods the resource allows (RFC 9110): {allow:?}"
+        );
+    }
+    let problem = json_line(response).await;
     assert_eq!(problem["status"], status);
     for field in ["type", "title", "detail"] {
         assert!(problem[field].is_string(), "problem has {field}: {problem}");

@@ -167,3 +167,55 @@ async fn the_request_id_goes_downstream_in_inline_and_direct_modes() {
     assert_eq!(response.headers()["x-request-id"], "direct-trace-1");
     assert_eq!(app.mock.stats().request_id_count("direct-trace-1"), 3);
 }
+
+/// A port already taken is the usual first-run surprise: the binary says so in a few
+/// lines with a hint and exits non-zero, without a backtrace even when
+/// `RUST_BACKTRACE` asks for one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_port_is_a_short_error_with_a_hint_and_no_backtrace() {
+    let db = TestDatabase::create().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator-api"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the API binary starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the API did not exit although its port is taken");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: binding 127.0.0.1:{port} (API_HOST, API_PORT)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("caused by: Address already in use"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: another process listens on this port"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.to_lowercase().contains("backtrace"),
+        "no backtrace: {stderr}"
+    );
+    drop(taken);
+}

@@ -43,6 +43,35 @@ async fn a_failed_task_is_redriven_to_completion_keeping_its_attempts() {
         .to_owned();
     assert_eq!(by_service(&failed, "revenue")["attempts"], 3);
     assert_eq!(app.mock.stats().key_count(&revenue_key), 3);
+    // Each failed attempt is on record with the service's answer.
+    let failures = by_service(&failed, "revenue")["failed_attempts"]
+        .as_array()
+        .expect("failed attempts")
+        .clone();
+    assert_eq!(
+        failures
+            .iter()
+            .map(|a| a["attempt"].clone())
+            .collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{failures:?}"
+    );
+    for attempt in &failures {
+        assert_eq!(attempt["status_code"], 503, "{attempt}");
+        assert!(
+            attempt["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("HTTP 503")),
+            "{attempt}"
+        );
+        assert!(attempt["duration_ms"].as_i64().is_some_and(|ms| ms >= 0));
+    }
+    assert_eq!(
+        by_service(&failed, "rebates")["failed_attempts"],
+        Value::Array(Vec::new()),
+        "a request that succeeded at once has no failures on record"
+    );
+    assert_eq!(failed["redrives"], Value::Array(Vec::new()));
 
     // The service recovers; the client re-drives the task.
     app.mock.reset_behaviours();
@@ -73,6 +102,20 @@ async fn a_failed_task_is_redriven_to_completion_keeping_its_attempts() {
     assert_eq!(stats.key_count(&revenue_key), 4);
     assert_eq!(stats.key_count(&rebates_key), 1);
     assert_eq!(by_service(&done, "rebates")["attempts"], 1);
+    // The earlier failure stays visible: when, why, and when it was re-driven.
+    let redrives = done["redrives"].as_array().expect("redrives");
+    assert_eq!(redrives.len(), 1, "{done}");
+    assert_eq!(redrives[0]["failed_at"], failed["updated_at"]);
+    assert_eq!(redrives[0]["error_message"], failed["error_message"]);
+    assert!(
+        redrives[0]["redriven_at"].as_str() >= redrives[0]["failed_at"].as_str(),
+        "{redrives:?}"
+    );
+    assert_eq!(
+        revenue["failed_attempts"].as_array().map(Vec::len),
+        Some(3),
+        "the successful fourth attempt is not a failure: {revenue}"
+    );
 
     // A finished task that did not fail cannot be re-driven.
     let again = app

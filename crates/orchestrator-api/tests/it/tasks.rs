@@ -106,13 +106,39 @@ async fn unknown_and_malformed_task_ids() {
     assert_eq!(problem["type"], "/problems/task-not-found");
     let problem = assert_problem(app.get("/api/tasks/not-a-uuid").await, 400).await;
     assert_eq!(problem["type"], "/problems/invalid-task-id");
+    assert!(
+        !problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("search"),
+        "{problem}"
+    );
+    // The dashboard shows ids cut to 8 digits: pasting one points at the search.
+    let problem = assert_problem(app.get("/api/tasks/5c35a509").await, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("use /api/tasks/search?q=5c35a509"),
+        "{problem}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_routes_and_methods_are_problems() {
     let app = TestApp::spawn().await;
     assert_problem(app.get("/api/nothing-here").await, 404).await;
-    assert_problem(app.get("/api/orchestrate").await, 405).await;
+    let wrong_method = app.get("/api/orchestrate").await;
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    assert_problem(wrong_method, 405).await;
+    let wrong_method = app
+        .client
+        .delete(app.url("/api/tasks"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong_method.headers()["allow"], "GET");
+    assert_problem(wrong_method, 405).await;
     let health = app.get_json("/health").await;
     assert_eq!(
         health,

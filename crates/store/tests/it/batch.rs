@@ -24,6 +24,7 @@ fn finished(status: Status) -> FinishedServiceRequest {
         error_message: (status == Status::Failed).then(|| "HTTP 500: boom".to_owned()),
         started_at: chrono::Utc::now(),
         completed_at: chrono::Utc::now(),
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -153,6 +153,7 @@ async fn result_writes_of_a_fenced_owner_are_refused() {
         error_message: None,
         started_at: chrono::Utc::now(),
         completed_at: chrono::Utc::now(),
+        failed_attempts: Vec::new(),
     };
     let refused =
         service_requests::record_finished(&mut conn, rows[0].id, &finished, Some(&old_fence)).await;

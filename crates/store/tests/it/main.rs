@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod batch;
 mod group_commit;
+mod history;
 mod leases;
 mod outbox;
 mod tls;
@@ -214,6 +215,7 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
         error_message: None,
         started_at: now,
         completed_at: now,
+        failed_attempts: Vec::new(),
     };
     assert!(
         service_requests::record_finished(&mut conn, first[0].id, &ok, None)

@@ -1,0 +1,2 @@
+DROP TABLE task_redrives;
+DROP TABLE service_request_attempts;
