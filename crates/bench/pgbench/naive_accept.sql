@@ -3,7 +3,7 @@
 -- is deleted) in another, as an API that batches nothing would write them. The
 -- benchmark runs it with pgbench (`-M prepared`, one script run = one accepted task) as
 -- the PostgreSQL ceiling that the accept rate is compared with. Row shapes are those of
--- the store's `outbox::insert_tasks` and `outbox::mark_published`.
+-- the store's `lifecycle::accept::insert_many_queued` and `outbox::mark_published`.
 
 WITH task AS (
     INSERT INTO tasks (task_id, task_name, task_description, payload)

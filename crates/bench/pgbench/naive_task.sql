@@ -3,7 +3,7 @@
 -- batches nothing would write it. The benchmark runs it with pgbench
 -- (`-M prepared`, one script run = one task) as the PostgreSQL ceiling that the
 -- end-to-end rate is compared with. The steps and row shapes are those of the store's
--- `tasks::insert`, `start_task`, `record_finished` (x3) and `settle`; the lease fence
+-- `lifecycle::accept::insert`, `start_task`, `record_finished` (x3) and `settle`; the lease fence
 -- check (a read) is left out, so this ceiling is if anything a little high.
 
 -- 1. Accept: the task row.

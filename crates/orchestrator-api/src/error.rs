@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use orchestrator_core::{FieldError, ValidationErrors};
-use orchestrator_dispatcher::ProcessError;
+use orchestrator_processing::ProcessError;
 use orchestrator_stdx::error_chain;
 use orchestrator_store::StoreError;
 use serde::Serialize;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::Status;
-use orchestrator_dispatcher::{ProcessError, TaskProcessor};
+use orchestrator_processing::{ProcessError, TaskProcessor};
 use orchestrator_store::{DbPool, StoreError, TaskCursor, tasks};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;

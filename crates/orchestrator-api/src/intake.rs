@@ -5,8 +5,7 @@
 //! that holds its task.
 
 use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
-use orchestrator_store::outbox;
-use orchestrator_store::tasks::{self, InsertedTask, NewTask};
+use orchestrator_store::lifecycle::accept::{self, InsertedTask, NewTask};
 use orchestrator_store::{DbPool, StoreError};
 use serde_json::Value;
 use uuid::Uuid;
@@ -57,8 +56,8 @@ impl TaskWriter {
                         })
                         .collect();
                     let inserted = match mode {
-                        Mode::Kafka => outbox::insert_tasks(conn, &rows).await?,
-                        Mode::Inline => tasks::insert_many(conn, &rows).await?,
+                        Mode::Kafka => accept::insert_many_queued(conn, &rows).await?,
+                        Mode::Inline => accept::insert_many(conn, &rows).await?,
                     };
                     Ok(inserted.into_iter().map(Ok).collect())
                 })

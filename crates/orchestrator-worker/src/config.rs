@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator_dispatcher::DispatchConfig;
+use orchestrator_calls::DispatchConfig;
 use orchestrator_kafka::KafkaConfig;
 use orchestrator_store::PoolConfig;
 use orchestrator_telemetry::LogFormat;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use orchestrator_core::TaskEnvelope;
-use orchestrator_dispatcher::{ProcessError, TaskProcessor};
+use orchestrator_processing::{ProcessError, TaskProcessor};
 use orchestrator_store::{DbPool, Fence, StoreError, leases};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};

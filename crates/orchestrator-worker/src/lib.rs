@@ -17,8 +17,9 @@ pub mod status;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator_dispatcher::{DispatchMetrics, TaskProcessor};
+use orchestrator_calls::DispatchMetrics;
 use orchestrator_kafka::{KafkaConnection, ensure_topic};
+use orchestrator_processing::TaskProcessor;
 use orchestrator_store::{build_pool, leases};
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;

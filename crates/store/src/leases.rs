@@ -241,30 +241,6 @@ pub async fn commit_offset(
     }
 }
 
-/// Fails with [`StoreError::Fenced`] unless `fence` still names the current lease.
-/// Call inside the transaction of the write it guards: the row lock (`FOR SHARE`) makes
-/// a concurrent takeover wait until that write has committed, so no write made under an
-/// old epoch can land after the new owner started.
-pub async fn check_fence(conn: &mut AsyncPgConnection, fence: &Fence) -> Result<(), StoreError> {
-    let held: Option<i32> = partition_leases::table
-        .filter(partition_leases::topic.eq(&fence.topic))
-        .filter(partition_leases::partition.eq(fence.partition))
-        .filter(partition_leases::owner.eq(&fence.owner))
-        .filter(partition_leases::epoch.eq(fence.epoch))
-        .select(partition_leases::partition)
-        .for_share()
-        .get_result(conn)
-        .await
-        .optional()?;
-    match held {
-        Some(_) => Ok(()),
-        None => Err(StoreError::Fenced {
-            partition: fence.partition,
-            epoch: fence.epoch,
-        }),
-    }
-}
-
 /// Every lease of a topic, by partition.
 pub async fn list(conn: &mut AsyncPgConnection, topic: &str) -> Result<Vec<LeaseRow>, StoreError> {
     Ok(partition_leases::table

@@ -3,7 +3,9 @@
 //! - [`pool`]: the one connection pool, built from [`PoolConfig`].
 //! - [`migrations`]: the embedded migrations, applied under an advisory lock.
 //! - [`leases`]: partition ownership and offsets of the worker replicas, with fencing.
-//! - [`tasks`] and [`service_requests`]: queries, each taking `&mut AsyncPgConnection`
+//! - [`lifecycle`]: every write that moves a task or a service request from one status
+//!   to another, one file per transition, with the state machine they follow.
+//! - [`tasks`] and [`service_requests`]: reads, each taking `&mut AsyncPgConnection`
 //!   so callers can compose them inside a transaction.
 //! - [`outbox`]: Kafka mode's record of tasks stored but not yet known to be published,
 //!   a table of its own so that marking a task published does not rewrite its row.
@@ -14,13 +16,13 @@
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
 
-pub mod batch;
 pub mod cursor;
 pub mod dashboard;
 pub mod error;
 pub mod group_commit;
 pub mod health;
 pub mod leases;
+pub mod lifecycle;
 pub mod migrations;
 pub mod models;
 pub mod outbox;

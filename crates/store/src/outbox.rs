@@ -1,7 +1,7 @@
 //! The Kafka-mode outbox: tasks stored but not yet known to be published.
 //!
 //! In Kafka mode the API inserts a task and its row in `task_outbox` in one
-//! statement, publishes the task's record, and once the broker acknowledged it deletes
+//! statement (`lifecycle::accept::insert_many_queued`), publishes the task's record, and once the broker acknowledged it deletes
 //! the row ([`mark_published`], batched by the API). A row left behind means the
 //! record may never have reached the broker (the API died in between, or its mark was
 //! lost): the API's sweeper publishes such tasks again ([`lock_stranded`]) once they are
@@ -20,63 +20,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::Status;
 use uuid::Uuid;
 
+use crate::StoreError;
 use crate::schema::{self, task_outbox};
-use crate::tasks::{self, InsertedTask, NewTask};
-use crate::{StoreError, TaskRow};
-
-/// Inserts tasks as [`tasks::insert_many`] does, and puts those it created in the
-/// outbox, in one statement (so one round trip and one commit): a task is never stored
-/// without its outbox row. A task found under its idempotency key gets no row; it was
-/// published when it was created.
-pub async fn insert_tasks(
-    conn: &mut AsyncPgConnection,
-    new_tasks: &[NewTask<'_>],
-) -> Result<Vec<InsertedTask>, StoreError> {
-    if new_tasks.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Columns as arrays, so the statement is the same whatever the batch holds.
-    // Two rows of one batch with the same idempotency key: the second is skipped (and
-    // answered with the first) as if it came later.
-    let created: Vec<TaskRow> = diesel::sql_query(
-        "WITH created AS ( \
-           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key) \
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[]) \
-           ON CONFLICT (idempotency_key) DO NOTHING \
-           RETURNING * \
-         ), queued AS ( \
-           INSERT INTO task_outbox (task_id, created_at) \
-           SELECT task_id, created_at FROM created \
-           ON CONFLICT (task_id) DO NOTHING \
-         ) \
-         SELECT * FROM created",
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(
-        new_tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(new_tasks.iter().map(|t| t.task_name).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(
-        new_tasks
-            .iter()
-            .map(|t| t.task_description)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Jsonb>, _>(new_tasks.iter().map(|t| t.payload).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(
-        new_tasks
-            .iter()
-            .map(|t| t.idempotency_key)
-            .collect::<Vec<_>>(),
-    )
-    .load(conn)
-    .await?;
-    tasks::answer_inserted(conn, new_tasks, created).await
-}
 
 /// Takes tasks out of the outbox: the broker acknowledged their records. Returns how
 /// many were still in it.

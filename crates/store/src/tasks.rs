@@ -1,94 +1,15 @@
-//! Queries on `tasks`.
+//! Reads of `tasks`. The writes are transitions of the task lifecycle
+//! ([`crate::lifecycle`]).
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::Status;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::schema::{task_redrives, tasks};
 use crate::{RedriveRow, StoreError, TaskCursor, TaskRow};
-
-/// A task to insert; it starts `PENDING`.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = tasks)]
-pub struct NewTask<'a> {
-    pub task_id: Uuid,
-    pub task_name: &'a str,
-    pub task_description: Option<&'a str>,
-    pub payload: &'a Value,
-    pub idempotency_key: Option<&'a str>,
-}
-
-/// The result of inserting a task that may carry an idempotency key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InsertedTask {
-    Created(TaskRow),
-    /// A task with the same idempotency key already existed; nothing was inserted.
-    Existing(TaskRow),
-}
-
-/// Inserts a task, or finds the one stored earlier under the same idempotency key.
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    new_task: &NewTask<'_>,
-) -> Result<InsertedTask, StoreError> {
-    insert_many(conn, std::slice::from_ref(new_task))
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Corrupt("an insert answered nothing".into()))
-}
-
-/// Inserts many tasks in one statement (one transaction, one commit): the API's group
-/// commit. Answers in the order given. Tasks whose idempotency key was taken (by an
-/// earlier request, or an earlier entry of `new_tasks`) come back as the stored task.
-pub async fn insert_many(
-    conn: &mut AsyncPgConnection,
-    new_tasks: &[NewTask<'_>],
-) -> Result<Vec<InsertedTask>, StoreError> {
-    if new_tasks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let created: Vec<TaskRow> = diesel::insert_into(tasks::table)
-        .values(new_tasks)
-        .on_conflict(tasks::idempotency_key)
-        .do_nothing()
-        .returning(TaskRow::as_returning())
-        .get_results(conn)
-        .await?;
-    answer_inserted(conn, new_tasks, created).await
-}
-
-/// Answers each of `new_tasks` in order from the rows a multi-row insert created: the
-/// created row, or else the task stored earlier under the same idempotency key.
-pub(crate) async fn answer_inserted(
-    conn: &mut AsyncPgConnection,
-    new_tasks: &[NewTask<'_>],
-    created: Vec<TaskRow>,
-) -> Result<Vec<InsertedTask>, StoreError> {
-    let mut created: std::collections::HashMap<Uuid, TaskRow> =
-        created.into_iter().map(|row| (row.task_id, row)).collect();
-    let mut answers = Vec::with_capacity(new_tasks.len());
-    for new_task in new_tasks {
-        match created.remove(&new_task.task_id) {
-            Some(row) => answers.push(InsertedTask::Created(row)),
-            None => {
-                let key = new_task.idempotency_key.ok_or_else(|| {
-                    StoreError::Corrupt("insert skipped without an idempotency key".into())
-                })?;
-                let existing = tasks::table
-                    .filter(tasks::idempotency_key.eq(key))
-                    .select(TaskRow::as_select())
-                    .get_result(conn)
-                    .await?;
-                answers.push(InsertedTask::Existing(existing));
-            }
-        }
-    }
-    Ok(answers)
-}
 
 pub async fn find(
     conn: &mut AsyncPgConnection,

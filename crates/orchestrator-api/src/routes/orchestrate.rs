@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use orchestrator_core::OrchestrationRequest;
 use orchestrator_store::TaskRow;
+use orchestrator_store::lifecycle::InsertedTask;
 use orchestrator_store::outbox;
-use orchestrator_store::tasks::InsertedTask;
 use serde_json::Value;
 use uuid::Uuid;
 

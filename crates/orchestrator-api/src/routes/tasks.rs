@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use orchestrator_core::Status;
-use orchestrator_store::service_requests::Redrive;
+use orchestrator_store::lifecycle::redrive::{self, Redrive};
 use orchestrator_store::{AttemptRow, StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
@@ -209,7 +209,7 @@ pub async fn retry_task(
     // publish failure rolls the re-drive back and a worker cannot start before it lands.
     let reopened = conn
         .transaction::<_, RedriveError, _>(async |conn| {
-            match service_requests::redrive(conn, task_id).await? {
+            match redrive::redrive(conn, task_id).await? {
                 Redrive::NotFound => Err(RedriveError::Api(ApiError::TaskNotFound(task_id))),
                 Redrive::NotFailed(status) => Err(RedriveError::Api(ApiError::NotRetryable {
                     task_id,

@@ -7,9 +7,9 @@ use chrono::Utc;
 use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::RunQueryDsl;
 use orchestrator_core::{EnvelopeKind, TaskEnvelope, partition_for_key};
+use orchestrator_store::lifecycle::accept::{self, NewTask};
 use orchestrator_store::outbox;
 use orchestrator_store::schema::task_outbox;
-use orchestrator_store::tasks::{self, NewTask};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use serde_json::Value;
@@ -117,7 +117,7 @@ async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
     let body = example_request("stranded");
     {
         let mut conn = stack.db.connection().await;
-        outbox::insert_tasks(
+        accept::insert_many_queued(
             &mut conn,
             &[NewTask {
                 task_id,
@@ -150,7 +150,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
     let body = example_request("after the poison");
     {
         let mut conn = stack.db.connection().await;
-        tasks::insert(
+        accept::insert(
             &mut conn,
             &NewTask {
                 task_id,

@@ -126,7 +126,7 @@ impl Stack {
         ])
     }
 
-    fn point_at_mock(&self, dispatch: &mut orchestrator_dispatcher::DispatchConfig) {
+    fn point_at_mock(&self, dispatch: &mut orchestrator_calls::DispatchConfig) {
         dispatch.revenue_service_url = self.mock.base_url();
         dispatch.rebates_service_url = self.mock.base_url();
         dispatch.specialty_service_url = self.mock.base_url();

@@ -5,11 +5,14 @@
 use std::time::Duration;
 
 use orchestrator_core::Status;
-use orchestrator_store::batch::{
-    FinishRequest, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
-};
 use orchestrator_store::leases::{self, Fence};
-use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::lifecycle::finish::finish_many;
+use orchestrator_store::lifecycle::record::record_many;
+use orchestrator_store::lifecycle::start::start_tasks;
+use orchestrator_store::lifecycle::{
+    FinishRequest, FinishedServiceRequest, RecordRequest, StartRequest, StartedTask,
+};
+use orchestrator_store::service_requests;
 use orchestrator_store::{StoreError, TaskRow, tasks};
 use orchestrator_testkit::database::TestDatabase;
 use uuid::Uuid;

@@ -3,9 +3,10 @@
 
 use chrono::{Duration, Utc};
 use orchestrator_core::Status;
-use orchestrator_store::service_requests::{
-    self, FailedAttempt, FinishedServiceRequest, Redrive, StartedTask,
+use orchestrator_store::lifecycle::{
+    FailedAttempt, FinishedServiceRequest, Redrive, StartedTask, finish, record, redrive, start,
 };
+use orchestrator_store::service_requests;
 use orchestrator_store::tasks;
 use orchestrator_testkit::database::TestDatabase;
 
@@ -44,10 +45,9 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
     let mut conn = db.connection().await;
     let (task_id, _) = crate::insert(&db, None).await;
     let planned = crate::planned(task_id);
-    let StartedTask::Running(rows) =
-        service_requests::start_task(&mut conn, task_id, &planned, None)
-            .await
-            .expect("start")
+    let StartedTask::Running(rows) = start::start_task(&mut conn, task_id, &planned, None)
+        .await
+        .expect("start")
     else {
         panic!("the task runs");
     };
@@ -55,7 +55,7 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
 
     // The normal path writes no history: a request that succeeds at once.
     assert!(
-        service_requests::record_finished(
+        record::record_finished(
             &mut conn,
             fine.id,
             &outcome(Status::Completed, 1, vec![]),
@@ -73,18 +73,18 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
         vec![failure(1, Some(503)), failure(2, None)],
     );
     assert!(
-        service_requests::record_finished(&mut conn, flaky.id, &failed, None)
+        record::record_finished(&mut conn, flaky.id, &failed, None)
             .await
             .expect("record")
     );
     // Recorded once: a duplicate outcome adds no second history.
     assert!(
-        !service_requests::record_finished(&mut conn, flaky.id, &failed, None)
+        !record::record_finished(&mut conn, flaky.id, &failed, None)
             .await
             .expect("record")
     );
     assert_eq!(
-        service_requests::settle(&mut conn, task_id, None)
+        finish::settle(&mut conn, task_id, None)
             .await
             .expect("settle"),
         Some(Status::Failed)
@@ -96,9 +96,7 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
 
     // Re-driven: the failure is kept, with when it happened and its error.
     assert_eq!(
-        service_requests::redrive(&mut conn, task_id)
-            .await
-            .expect("redrive"),
+        redrive::redrive(&mut conn, task_id).await.expect("redrive"),
         Redrive::Reopened {
             service_requests: 1
         }
@@ -112,16 +110,15 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
     assert!(redrives[0].redriven_at - Utc::now() < Duration::seconds(60));
 
     // The second run fails once more, then succeeds: its failure is attempt 3.
-    let StartedTask::Running(again) =
-        service_requests::start_task(&mut conn, task_id, &planned, None)
-            .await
-            .expect("start")
+    let StartedTask::Running(again) = start::start_task(&mut conn, task_id, &planned, None)
+        .await
+        .expect("start")
     else {
         panic!("the task runs again");
     };
     assert_eq!(again.len(), 1);
     assert!(
-        service_requests::record_finished(
+        record::record_finished(
             &mut conn,
             flaky.id,
             &outcome(Status::Completed, 2, vec![failure(1, Some(500))]),

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use orchestrator_core::Status;
 use orchestrator_store::leases::{self, Fence};
-use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
+use orchestrator_store::lifecycle::{FinishedServiceRequest, StartedTask, finish, record, start};
+use orchestrator_store::service_requests;
 use orchestrator_store::{StoreError, tasks};
 use orchestrator_testkit::database::TestDatabase;
 
@@ -135,7 +136,7 @@ async fn result_writes_of_a_fenced_owner_are_refused() {
         .expect("granted");
     let old_fence = fence("old", 0, old.epoch);
     let StartedTask::Running(rows) =
-        service_requests::start_task(&mut conn, task_id, &planned, Some(&old_fence))
+        start::start_task(&mut conn, task_id, &planned, Some(&old_fence))
             .await
             .expect("start under a valid lease")
     else {
@@ -155,19 +156,17 @@ async fn result_writes_of_a_fenced_owner_are_refused() {
         completed_at: chrono::Utc::now(),
         failed_attempts: Vec::new(),
     };
-    let refused =
-        service_requests::record_finished(&mut conn, rows[0].id, &finished, Some(&old_fence)).await;
+    let refused = record::record_finished(&mut conn, rows[0].id, &finished, Some(&old_fence)).await;
     assert!(
         matches!(refused, Err(StoreError::Fenced { .. })),
         "{refused:?}"
     );
-    let refused = service_requests::settle(&mut conn, task_id, Some(&old_fence)).await;
+    let refused = finish::settle(&mut conn, task_id, Some(&old_fence)).await;
     assert!(
         matches!(refused, Err(StoreError::Fenced { .. })),
         "{refused:?}"
     );
-    let refused =
-        service_requests::start_task(&mut conn, task_id, &planned, Some(&old_fence)).await;
+    let refused = start::start_task(&mut conn, task_id, &planned, Some(&old_fence)).await;
     assert!(
         matches!(refused, Err(StoreError::Fenced { .. })),
         "{refused:?}"
@@ -179,7 +178,7 @@ async fn result_writes_of_a_fenced_owner_are_refused() {
         .expect("list");
     assert!(stored.iter().all(|sr| sr.status == Status::InProgress));
     assert!(
-        service_requests::record_finished(
+        record::record_finished(
             &mut conn,
             rows[0].id,
             &finished,

@@ -4,8 +4,10 @@ use chrono::Utc;
 use orchestrator_core::{
     OrchestrationRequest, RequestLimits, ServiceName, Status, plan_service_requests,
 };
-use orchestrator_store::service_requests::{self, FinishedServiceRequest, StartedTask};
-use orchestrator_store::tasks::{self, InsertedTask, NewTask};
+use orchestrator_store::lifecycle::{
+    FinishedServiceRequest, InsertedTask, NewTask, StartedTask, accept, finish, record, start,
+};
+use orchestrator_store::tasks;
 use orchestrator_store::{TaskCursor, migrations};
 use orchestrator_testkit::database::TestDatabase;
 use serde_json::json;
@@ -45,7 +47,7 @@ async fn insert(db: &TestDatabase, key: Option<&str>) -> (Uuid, InsertedTask) {
     let mut conn = db.connection().await;
     let task_id = Uuid::new_v4();
     let payload = request(1).payload_json();
-    let inserted = tasks::insert(
+    let inserted = accept::insert(
         &mut conn,
         &NewTask {
             task_id,
@@ -178,17 +180,15 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
     let planned = plan_service_requests(task_id, &request(1));
     let mut conn = db.connection().await;
 
-    let StartedTask::Running(first) =
-        service_requests::start_task(&mut conn, task_id, &planned, None)
-            .await
-            .expect("start")
+    let StartedTask::Running(first) = start::start_task(&mut conn, task_id, &planned, None)
+        .await
+        .expect("start")
     else {
         panic!("task should run");
     };
-    let StartedTask::Running(again) =
-        service_requests::start_task(&mut conn, task_id, &planned, None)
-            .await
-            .expect("start")
+    let StartedTask::Running(again) = start::start_task(&mut conn, task_id, &planned, None)
+        .await
+        .expect("start")
     else {
         panic!("task should run");
     };
@@ -218,18 +218,18 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
         failed_attempts: Vec::new(),
     };
     assert!(
-        service_requests::record_finished(&mut conn, first[0].id, &ok, None)
+        record::record_finished(&mut conn, first[0].id, &ok, None)
             .await
             .expect("record")
     );
     assert!(
-        !service_requests::record_finished(&mut conn, first[0].id, &ok, None)
+        !record::record_finished(&mut conn, first[0].id, &ok, None)
             .await
             .expect("record"),
         "recorded once"
     );
     assert_eq!(
-        service_requests::settle(&mut conn, task_id, None)
+        finish::settle(&mut conn, task_id, None)
             .await
             .expect("settle"),
         Some(Status::InProgress)
@@ -243,12 +243,12 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
         ..ok
     };
     assert!(
-        service_requests::record_finished(&mut conn, first[1].id, &failed, None)
+        record::record_finished(&mut conn, first[1].id, &failed, None)
             .await
             .expect("record")
     );
     assert_eq!(
-        service_requests::settle(&mut conn, task_id, None)
+        finish::settle(&mut conn, task_id, None)
             .await
             .expect("settle"),
         Some(Status::Failed)
@@ -265,7 +265,7 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
 
     // A finished task is never reopened by another start.
     assert_eq!(
-        service_requests::start_task(&mut conn, task_id, &planned, None)
+        start::start_task(&mut conn, task_id, &planned, None)
             .await
             .expect("start"),
         StartedTask::AlreadyFinished(Status::Failed)

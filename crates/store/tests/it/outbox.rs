@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::Status;
+use orchestrator_store::lifecycle::accept::{self, InsertedTask, NewTask};
 use orchestrator_store::schema::{task_outbox, tasks as task_rows};
-use orchestrator_store::tasks::{self, InsertedTask, NewTask};
+use orchestrator_store::tasks;
 use orchestrator_store::{StoreError, outbox};
 use orchestrator_testkit::database::TestDatabase;
 use uuid::Uuid;
@@ -25,7 +26,7 @@ async fn insert(conn: &mut AsyncPgConnection, keys: &[Option<&str>]) -> Vec<Inse
             idempotency_key: *key,
         })
         .collect();
-    outbox::insert_tasks(conn, &new_tasks)
+    accept::insert_many_queued(conn, &new_tasks)
         .await
         .expect("insert")
 }

@@ -207,7 +207,7 @@ impl Dispatcher {
         self
     }
 
-    pub(crate) fn metrics(&self) -> &DispatchMetrics {
+    pub fn metrics(&self) -> &DispatchMetrics {
         &self.metrics
     }
 

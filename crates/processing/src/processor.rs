@@ -12,9 +12,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
-use orchestrator_store::batch::Planner;
-use orchestrator_store::service_requests::{
-    FailedAttempt as RecordedAttempt, FinishedServiceRequest, StartedTask,
+use orchestrator_store::lifecycle::{
+    FailedAttempt as RecordedAttempt, FinishedServiceRequest, Planner, StartedTask,
 };
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow};
 use orchestrator_telemetry::metrics::WriteBatchMetrics;
@@ -22,8 +21,8 @@ use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::client::Dispatcher;
 use crate::writer::ResultWriter;
+use orchestrator_calls::Dispatcher;
 
 /// How long a finished call's outcome waits for the task's other calls before it is
 /// recorded on its own. A task's calls usually end within this of each other, and then

@@ -1,6 +1,6 @@
 //! The processor's writes with group commit: starting tasks, recording early outcomes
 //! and finishing tasks each go through a [`GroupCommit`] whose batches run the
-//! set-based statements of `orchestrator_store::batch`. Many tasks in flight then share
+//! set-based transitions of `orchestrator_store::lifecycle`. Many tasks in flight then share
 //! a few transactions instead of taking several each; each caller still gets its own
 //! answer (fenced, already finished, ...) and only after its write committed.
 
@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::Status;
-use orchestrator_store::batch::{
-    FinishRequest, Planner, RecordRequest, StartRequest, finish_many, record_many, start_tasks,
-};
 use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
-use orchestrator_store::service_requests::{FinishedServiceRequest, StartedTask};
+use orchestrator_store::lifecycle::finish::finish_many;
+use orchestrator_store::lifecycle::record::record_many;
+use orchestrator_store::lifecycle::start::start_tasks;
+use orchestrator_store::lifecycle::{
+    FinishRequest, FinishedServiceRequest, Planner, RecordRequest, StartRequest, StartedTask,
+};
 use orchestrator_store::{DbPool, Fence, StoreError};
 use uuid::Uuid;
 
@@ -67,7 +69,7 @@ impl ResultWriter {
         }
     }
 
-    /// See `service_requests::start_task`; the plan comes from the stored task.
+    /// See `lifecycle::start`; the plan comes from the stored task.
     pub async fn start_task(
         &self,
         task_id: Uuid,
@@ -81,7 +83,7 @@ impl ResultWriter {
             .await
     }
 
-    /// See `service_requests::record_finished`.
+    /// See `lifecycle::record`.
     pub async fn record(
         &self,
         id: Uuid,

@@ -114,7 +114,7 @@ impl DispatchMetrics {
         }
     }
 
-    pub(crate) fn service_request_finished(&self, service: &str, status: Status) {
+    pub fn service_request_finished(&self, service: &str, status: Status) {
         self.service_requests
             .get_or_create(&ServiceStatusLabels {
                 service: service.to_owned(),
@@ -123,7 +123,7 @@ impl DispatchMetrics {
             .inc();
     }
 
-    pub(crate) fn task_finished(&self, status: Status) {
+    pub fn task_finished(&self, status: Status) {
         self.tasks
             .get_or_create(&StatusLabel {
                 status: status.as_str().to_owned(),

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use orchestrator_calls::{BreakerState, CallError, Dispatcher, ServicePolicy};
 use orchestrator_core::ServiceName;
-use orchestrator_dispatcher::{BreakerState, CallError, Dispatcher, ServicePolicy};
 use orchestrator_mock_services::{Behaviour, Latency, MockConfig, MockServer};
 use serde_json::json;
 use url::Url;
@@ -38,7 +38,7 @@ async fn setup(behaviour: Behaviour, policy: ServicePolicy) -> (MockServer, Disp
     (mock, dispatcher)
 }
 
-async fn call(dispatcher: &Dispatcher, key: Uuid) -> orchestrator_dispatcher::CallOutcome {
+async fn call(dispatcher: &Dispatcher, key: Uuid) -> orchestrator_calls::CallOutcome {
     let payload = json!({"scenario_id": Uuid::new_v4(), "business_type_id": Uuid::new_v4()});
     dispatcher
         .call(SERVICE, key, &payload, Some("req-test"))

@@ -1,0 +1,139 @@
+//! **accept**: a new task, stored `PENDING`; in Kafka mode with its outbox row in the
+//! same statement. See the state machine in [`super`].
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Jsonb, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::schema::tasks;
+use crate::{StoreError, TaskRow};
+
+/// A task to insert; it starts `PENDING`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = tasks)]
+pub struct NewTask<'a> {
+    pub task_id: Uuid,
+    pub task_name: &'a str,
+    pub task_description: Option<&'a str>,
+    pub payload: &'a Value,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The result of inserting a task that may carry an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertedTask {
+    Created(TaskRow),
+    /// A task with the same idempotency key already existed; nothing was inserted.
+    Existing(TaskRow),
+}
+
+/// Inserts a task, or finds the one stored earlier under the same idempotency key.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new_task: &NewTask<'_>,
+) -> Result<InsertedTask, StoreError> {
+    insert_many(conn, std::slice::from_ref(new_task))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an insert answered nothing".into()))
+}
+
+/// Inserts many tasks in one statement (one transaction, one commit): the API's group
+/// commit. Answers in the order given. Tasks whose idempotency key was taken (by an
+/// earlier request, or an earlier entry of `new_tasks`) come back as the stored task.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask<'_>],
+) -> Result<Vec<InsertedTask>, StoreError> {
+    if new_tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let created: Vec<TaskRow> = diesel::insert_into(tasks::table)
+        .values(new_tasks)
+        .on_conflict(tasks::idempotency_key)
+        .do_nothing()
+        .returning(TaskRow::as_returning())
+        .get_results(conn)
+        .await?;
+    answer_inserted(conn, new_tasks, created).await
+}
+
+/// Inserts tasks as [`insert_many`] does, and puts those it created in the outbox
+/// (`crate::outbox`), in one statement (so one round trip and one commit): a task is never stored
+/// without its outbox row. A task found under its idempotency key gets no row; it was
+/// published when it was created.
+pub async fn insert_many_queued(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask<'_>],
+) -> Result<Vec<InsertedTask>, StoreError> {
+    if new_tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Columns as arrays, so the statement is the same whatever the batch holds.
+    // Two rows of one batch with the same idempotency key: the second is skipped (and
+    // answered with the first) as if it came later.
+    let created: Vec<TaskRow> = diesel::sql_query(
+        "WITH created AS ( \
+           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key) \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[]) \
+           ON CONFLICT (idempotency_key) DO NOTHING \
+           RETURNING * \
+         ), queued AS ( \
+           INSERT INTO task_outbox (task_id, created_at) \
+           SELECT task_id, created_at FROM created \
+           ON CONFLICT (task_id) DO NOTHING \
+         ) \
+         SELECT * FROM created",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        new_tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(new_tasks.iter().map(|t| t.task_name).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        new_tasks
+            .iter()
+            .map(|t| t.task_description)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Jsonb>, _>(new_tasks.iter().map(|t| t.payload).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        new_tasks
+            .iter()
+            .map(|t| t.idempotency_key)
+            .collect::<Vec<_>>(),
+    )
+    .load(conn)
+    .await?;
+    answer_inserted(conn, new_tasks, created).await
+}
+
+/// Answers each of `new_tasks` in order from the rows a multi-row insert created: the
+/// created row, or else the task stored earlier under the same idempotency key.
+async fn answer_inserted(
+    conn: &mut AsyncPgConnection,
+    new_tasks: &[NewTask<'_>],
+    created: Vec<TaskRow>,
+) -> Result<Vec<InsertedTask>, StoreError> {
+    let mut created: std::collections::HashMap<Uuid, TaskRow> =
+        created.into_iter().map(|row| (row.task_id, row)).collect();
+    let mut answers = Vec::with_capacity(new_tasks.len());
+    for new_task in new_tasks {
+        match created.remove(&new_task.task_id) {
+            Some(row) => answers.push(InsertedTask::Created(row)),
+            None => {
+                let key = new_task.idempotency_key.ok_or_else(|| {
+                    StoreError::Corrupt("insert skipped without an idempotency key".into())
+                })?;
+                let existing = tasks::table
+                    .filter(tasks::idempotency_key.eq(key))
+                    .select(TaskRow::as_select())
+                    .get_result(conn)
+                    .await?;
+                answers.push(InsertedTask::Existing(existing));
+            }
+        }
+    }
+    Ok(answers)
+}

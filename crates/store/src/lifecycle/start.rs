@@ -1,0 +1,253 @@
+//! **start**: `PENDING` (or `IN_PROGRESS`, on a resume) to `IN_PROGRESS`, with the
+//! task's service requests created running. See the state machine in [`super`].
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use orchestrator_core::{PlannedServiceRequest, Status};
+use uuid::Uuid;
+
+use super::{fence, lock, only};
+use crate::leases::Fence;
+use crate::schema::{service_requests, tasks};
+use crate::{ServiceRequestRow, StoreError, TaskRow};
+
+/// Rows per `INSERT`, so that the bind parameters (9 per row) stay under PostgreSQL's
+/// 65,535 whatever the batch holds.
+const INSERT_CHUNK: usize = 5_000;
+
+/// A service request created running, by [`start_tasks`].
+#[derive(Insertable)]
+#[diesel(table_name = service_requests)]
+struct NewStartedServiceRequest<'a> {
+    id: Uuid,
+    task_id: Uuid,
+    item_index: i32,
+    service_name: &'a str,
+    scenario_id: Uuid,
+    business_type_id: Uuid,
+    request_payload: &'a serde_json::Value,
+    status: &'a str,
+    started_at: DateTime<Utc>,
+}
+
+/// What a task's service requests are, from its stored row (read and locked by
+/// [`start_tasks`], so the worker needs no read of its own). An `Err` says why the
+/// stored request can no longer run (e.g. it names a service this worker no longer
+/// knows); the task is then failed with that reason.
+pub type Planner<'p> =
+    dyn Fn(&TaskRow) -> Result<Vec<PlannedServiceRequest>, String> + Send + Sync + 'p;
+
+/// A task to start: create its planned service requests and mark it running.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub task_id: Uuid,
+    pub fence: Option<Fence>,
+}
+
+/// What starting a task found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartedTask {
+    /// The task is (now) `IN_PROGRESS`; these service requests still need to run.
+    Running(Vec<ServiceRequestRow>),
+    /// The task had already finished; nothing to do.
+    AlreadyFinished(Status),
+    /// The stored request can no longer run (the planner refused it, e.g. it names a
+    /// service no longer configured): the task is now `FAILED` with this reason.
+    Rejected(String),
+    NotFound,
+}
+
+/// Starts (or resumes) processing a task with the given plan, in one transaction (a
+/// batch of one of [`start_tasks`]): creates its service requests unless they
+/// exist, moves the task from `PENDING` to `IN_PROGRESS`, and
+/// returns the service requests that have not finished yet, now `IN_PROGRESS`.
+///
+/// Running it twice creates nothing twice and never reopens a finished task. With a
+/// `fence`, refused once the partition's lease has moved on (see [`crate::leases`]).
+pub async fn start_task(
+    conn: &mut AsyncPgConnection,
+    task_id: Uuid,
+    planned: &[PlannedServiceRequest],
+    fence: Option<&Fence>,
+) -> Result<StartedTask, StoreError> {
+    let request = StartRequest {
+        task_id,
+        fence: fence.cloned(),
+    };
+    let plan = |_: &crate::TaskRow| Ok(planned.to_vec());
+    only(start_tasks(conn, std::slice::from_ref(&request), &plan).await?)
+}
+
+/// Starts many tasks in one transaction: the set-based form of [`start_task`], what
+/// the processor's group commit runs. Answers each request in order.
+pub async fn start_tasks(
+    conn: &mut AsyncPgConnection,
+    requests: &[StartRequest],
+    plan: &Planner<'_>,
+) -> Result<Vec<Result<StartedTask, StoreError>>, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let fenced = fence::fenced_out(conn, requests.iter().map(|r| r.fence.as_ref())).await?;
+        let ids: Vec<Uuid> = requests
+            .iter()
+            .zip(&fenced)
+            .filter(|(_, fenced)| !**fenced)
+            .map(|(r, _)| r.task_id)
+            .collect();
+        let found = lock::tasks(conn, &ids).await?;
+
+        // Plan the tasks that run: found, not finished, fence held. A task twice in the
+        // batch (a duplicate record) is planned once and both get the same answer.
+        let mut plans: Vec<(Uuid, Vec<PlannedServiceRequest>)> = Vec::new();
+        let mut rejected: HashMap<Uuid, String> = HashMap::new();
+        let mut pending: Vec<Uuid> = Vec::new();
+        let mut seen = HashSet::new();
+        for task_id in &ids {
+            let Some(task) = found.get(task_id) else {
+                continue;
+            };
+            if task.status.is_terminal() || !seen.insert(*task_id) {
+                continue;
+            }
+            match plan(task) {
+                Ok(planned) => {
+                    if task.status == Status::Pending {
+                        pending.push(*task_id);
+                    }
+                    plans.push((*task_id, planned));
+                }
+                Err(reason) => {
+                    rejected.insert(*task_id, reason);
+                }
+            }
+        }
+
+        // New rows start running at once: inserting them IN_PROGRESS saves rewriting
+        // every row right after it was written. Rows that exist already (another run,
+        // a re-drive) are left alone here and read below.
+        let now = Utc::now();
+        let rows: Vec<NewStartedServiceRequest<'_>> = plans
+            .iter()
+            .flat_map(|(task_id, planned)| {
+                planned.iter().map(move |sr| NewStartedServiceRequest {
+                    id: sr.id,
+                    task_id: *task_id,
+                    item_index: sr.item_index,
+                    service_name: sr.service_name.as_str(),
+                    scenario_id: sr.scenario_id,
+                    business_type_id: sr.business_type_id,
+                    request_payload: &sr.request_payload,
+                    status: Status::InProgress.as_str(),
+                    started_at: now,
+                })
+            })
+            .collect();
+        let mut unfinished: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let inserted: Vec<ServiceRequestRow> = diesel::insert_into(service_requests::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .returning(ServiceRequestRow::as_returning())
+                .get_results(conn)
+                .await?;
+            for row in inserted {
+                unfinished.entry(row.task_id).or_default().push(row);
+            }
+        }
+        // A task all of whose planned rows were just created has exactly those to run;
+        // only the others (resumed, re-driven) need their existing rows read.
+        let resumed: Vec<Uuid> = plans
+            .iter()
+            .filter(|(task_id, planned)| {
+                unfinished.get(task_id).map_or(0, Vec::len) != planned.len()
+            })
+            .map(|(task_id, _)| *task_id)
+            .collect();
+
+        if !pending.is_empty() {
+            diesel::update(tasks::table)
+                .filter(tasks::task_id.eq_any(&pending))
+                .set((
+                    tasks::status.eq(Status::InProgress.as_str()),
+                    tasks::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        if !rejected.is_empty() {
+            let (ids, reasons): (Vec<Uuid>, Vec<String>) =
+                rejected.iter().map(|(id, r)| (*id, r.clone())).unzip();
+            diesel::sql_query(
+                "UPDATE tasks AS t SET status = 'FAILED', error_message = v.reason, \
+                   updated_at = now() \
+                 FROM unnest($1::uuid[], $2::text[]) AS v(task_id, reason) \
+                 WHERE t.task_id = v.task_id",
+            )
+            .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+            .bind::<Array<Text>, _>(reasons)
+            .execute(conn)
+            .await?;
+        }
+        if !resumed.is_empty() {
+            // Rows that existed already and wait for another run (a re-drive).
+            diesel::update(service_requests::table)
+                .filter(service_requests::task_id.eq_any(&resumed))
+                .filter(service_requests::status.eq(Status::Pending.as_str()))
+                .set((
+                    service_requests::status.eq(Status::InProgress.as_str()),
+                    service_requests::started_at.eq(diesel::dsl::sql(
+                        "COALESCE(service_requests.started_at, now())",
+                    )),
+                    service_requests::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            for task_id in &resumed {
+                unfinished.remove(task_id);
+            }
+            let started: Vec<ServiceRequestRow> = service_requests::table
+                .filter(service_requests::task_id.eq_any(&resumed))
+                .filter(service_requests::status.eq(Status::InProgress.as_str()))
+                .select(ServiceRequestRow::as_select())
+                .load(conn)
+                .await?;
+            for row in started {
+                unfinished.entry(row.task_id).or_default().push(row);
+            }
+        }
+        for rows in unfinished.values_mut() {
+            rows.sort_by(|a, b| {
+                (a.item_index, &a.service_name).cmp(&(b.item_index, &b.service_name))
+            });
+        }
+
+        Ok(requests
+            .iter()
+            .zip(&fenced)
+            .map(|(request, fenced)| {
+                if *fenced {
+                    return Err(fence::fenced_error(request.fence.as_ref()));
+                }
+                let Some(task) = found.get(&request.task_id) else {
+                    return Ok(StartedTask::NotFound);
+                };
+                if let Some(reason) = rejected.get(&request.task_id) {
+                    return Ok(StartedTask::Rejected(reason.clone()));
+                }
+                if task.status.is_terminal() {
+                    return Ok(StartedTask::AlreadyFinished(task.status));
+                }
+                Ok(StartedTask::Running(
+                    unfinished
+                        .get(&request.task_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect())
+    })
+    .await
+}
