@@ -14,6 +14,8 @@
   const TASK_POLL_MS = 1000;
   const THROUGHPUT_MINUTES = 15;
   const THROUGHPUT_EVERY_MS = 10000;
+  // The list shows this much of a failed task's error; the rest is in its title.
+  const ERROR_START_CHARS = 72;
   const EXAMPLE_IDS = {
     scenario_id: '3fa85f64-5717-4562-b3fc-2c963f66afa6',
     business_type_id: '9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70',
@@ -105,21 +107,35 @@
   const fmtNumber = (n) => numberFormat.format(n);
   const pad = (n, width = 2) => String(n).padStart(width, '0');
 
+  // Times are shown in the browser's time zone, always named: "UTC", "GMT+5:30", "EST"
+  // (en-US names, so that zones without a well-known abbreviation get their offset).
+  const zoneFormat = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
+
+  function fmtZone(date) {
+    const part = zoneFormat.formatToParts(date).find((p) => p.type === 'timeZoneName');
+    if (part) return part.value;
+    const offset = -date.getTimezoneOffset();
+    const sign = offset < 0 ? '-' : '+';
+    return `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  }
+
+  // 2026-12-03 17:58:18 UTC
   function fmtTime(iso) {
     if (!iso) return '—';
     const d = new Date(iso);
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${fmtZone(d)}`;
   }
 
+  // 17:58, for the chart's axis, which names the zone once.
   function fmtClock(date) {
     return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
   }
 
-  // 17:58:18.123: service requests of one task start within the same second.
+  // 17:58:18.123 UTC: service requests of one task start within the same second.
   function fmtClockPrecise(iso) {
     const d = new Date(iso);
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)} ${fmtZone(d)}`;
   }
 
   function fmtAgo(iso) {
@@ -138,16 +154,51 @@
     return `${minutes} min ${Math.round((ms % 60000) / 1000)} s`;
   }
 
+  // A duration as an HTML <time>: its datetime is machine-readable (PT1.250S).
+  function duration(ms, attrs) {
+    return h('time', { ...attrs, class: 'duration', datetime: `PT${(Math.max(0, ms) / 1000).toFixed(3)}S`, text: fmtDuration(ms) });
+  }
+
   const isFinal = (status) => status === 'COMPLETED' || status === 'FAILED';
+  const epochMs = (iso) => new Date(iso).getTime();
+
+  // Fields the API may not send yet (older servers): absent means none.
+  const redrivesOf = (task) => (Array.isArray(task.redrives) ? task.redrives : []);
+  const failedAttemptsOf = (sr) => (Array.isArray(sr.failed_attempts) ? sr.failed_attempts : []);
+
+  // Time a re-driven task sat FAILED, waiting for someone to re-drive it.
+  function waitedMs(task) {
+    return redrivesOf(task).reduce((total, r) => total + Math.max(0, epochMs(r.redriven_at) - epochMs(r.failed_at)), 0);
+  }
+
+  // How long the task has been processed: until it finished (or until now while it
+  // runs), not counting the time it sat FAILED before a re-drive.
+  function tookMs(task) {
+    const end = isFinal(task.status) ? epochMs(task.updated_at) : Date.now();
+    return Math.max(0, end - epochMs(task.created_at) - waitedMs(task));
+  }
+
+  // The start of an error, whole words, with the full text as its title.
+  function errorStart(message) {
+    let text = message;
+    if (message.length > ERROR_START_CHARS) {
+      let cut = message.slice(0, ERROR_START_CHARS);
+      const space = cut.lastIndexOf(' ');
+      if (space > ERROR_START_CHARS - 20) cut = cut.slice(0, space);
+      text = `${cut.trimEnd()}…`;
+    }
+    return h('span', { class: 'row-error', title: message, text });
+  }
 
   function badge(status, big) {
     return h('span', { class: big ? 'badge big' : 'badge', 'data-status': status, text: LABELS[status] || status });
   }
 
-  function when(iso) {
+  function when(iso, ago = true) {
     return h('span', { class: 'when' },
       h('time', { datetime: iso, title: iso, text: fmtTime(iso) }),
-      h('span', { class: 'ago', text: fmtAgo(iso) }));
+      // A space, not a margin: no indent when the relative time wraps below.
+      ago ? [' ', h('span', { class: 'ago', text: fmtAgo(iso) })] : null);
   }
 
   // ---- curl ------------------------------------------------------------------------
@@ -318,9 +369,10 @@
       countTile('', 'All tasks'), STATUSES.map((status) => countTile(status, LABELS[status])));
 
     // Throughput.
-    const chartHolder = h('div', null);
+    const chartHolder = h('div', { class: 'chart-frame' });
     const chartSummary = h('p', { class: 'muted', id: 'throughput-summary' });
-    const throughput = h('section', { class: 'card', 'aria-labelledby': 'throughput-heading' },
+    const chartZone = h('li', { class: 'axis-zone', id: 'throughput-zone' });
+    const throughput = h('section', { class: 'card throughput', id: 'throughput', 'aria-labelledby': 'throughput-heading' },
       h('div', { class: 'throughput-head' },
         h('h2', { id: 'throughput-heading', text: `Throughput, last ${THROUGHPUT_MINUTES} minutes` }),
         chartSummary),
@@ -328,7 +380,10 @@
       h('ul', { class: 'legend' },
         h('li', null, h('span', { class: 'swatch submitted', 'aria-hidden': 'true' }), 'Submitted'),
         h('li', null, h('span', { class: 'swatch completed', 'aria-hidden': 'true' }), 'Completed'),
-        h('li', null, h('span', { class: 'swatch failed', 'aria-hidden': 'true' }), 'Failed')));
+        h('li', null, h('span', { class: 'swatch failed', 'aria-hidden': 'true' }), 'Failed'),
+        chartZone));
+    // Side by side on a wide screen, so that the list starts high on the page.
+    const overview = h('div', { class: 'overview' }, counts, throughput);
 
     // Filters.
     const statusSelect = h('select', { id: 'filter-status', name: 'status' },
@@ -344,9 +399,10 @@
     const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter tasks' },
       h('div', { class: 'field' }, h('label', { for: 'filter-status', text: 'Status' }), statusSelect),
       h('div', { class: 'field grow' },
-        h('label', { for: 'filter-q', text: 'Search by task id or name' }),
+        h('div', { class: 'label-row' },
+          h('label', { for: 'filter-q', text: 'Search by task id or name' }),
+          h('span', { class: 'hint', id: 'search-hint', text: 'A whole id, its first digits, or part of a name.' })),
         searchInput,
-        h('p', { class: 'hint', id: 'search-hint', text: 'A whole id, its first digits, or part of a name.' }),
         searchError),
       h('div', { class: 'field' }, h('button', { type: 'submit', class: 'primary', text: 'Search' })),
       h('div', { class: 'field' }, h('button', { type: 'button', id: 'filter-clear', text: 'Clear' })));
@@ -376,11 +432,12 @@
     const caption = h('caption', { class: 'visually-hidden', text: 'Tasks, newest first' });
     const tbody = h('tbody', { id: 'task-rows' });
     const table = h('div', { class: 'table-wrap' },
-      h('table', { class: 'stack', id: 'task-table' }, caption,
+      h('table', { class: 'stack compact', id: 'task-table' }, caption,
         h('thead', null, h('tr', null,
           h('th', { scope: 'col', text: 'Task' }),
           h('th', { scope: 'col', text: 'Status' }),
           h('th', { scope: 'col', text: 'Submitted' }),
+          h('th', { scope: 'col', text: 'Duration' }),
           h('th', { scope: 'col', text: 'Updated' }),
           h('th', { scope: 'col', text: 'Id' }))),
         tbody));
@@ -434,24 +491,33 @@
       }
     }
 
+    // Until it finished, or so far while it runs; see `tookMs`.
+    function durationCell(task) {
+      return isFinal(task.status) ? duration(tookMs(task))
+        : [duration(tookMs(task)), ' ', h('span', { class: 'so-far', text: 'so far' })];
+    }
+
     function renderRow(row, task) {
       // Rebuilt only when something shown changed, so focus inside stays put.
-      const key = `${task.status}|${task.updated_at}|${task.task_name}`;
+      const key = `${task.status}|${task.updated_at}|${task.task_name}|${task.error_message}`;
       if (row.dataset.key === key) {
-        // Keep the relative times fresh.
-        row.querySelectorAll('.ago').forEach((el, i) => {
-          el.textContent = fmtAgo(i === 0 ? task.created_at : task.updated_at);
-        });
+        // Keep the relative time and the running time fresh.
+        row.querySelector('.ago').textContent = fmtAgo(task.created_at);
+        if (!isFinal(task.status)) replaceChildren(row.querySelector('td.duration-cell'), durationCell(task));
         return;
       }
       row.dataset.key = key;
       row.dataset.status = task.status;
+      const failedWith = task.status === 'FAILED' && task.error_message;
       replaceChildren(row,
-        h('td', { 'data-label': 'Task' },
-          h('a', { class: 'task-name', href: `/ui/tasks/${encodeURIComponent(task.task_id)}`, text: task.task_name })),
+        h('td', { 'data-label': 'Task' }, h('div', { class: 'task-cell' },
+          h('a', { class: 'task-name', href: `/ui/tasks/${encodeURIComponent(task.task_id)}`, text: task.task_name }),
+          failedWith ? [h('span', { class: 'visually-hidden', text: ' Error: ' }), errorStart(task.error_message)] : null)),
         h('td', { 'data-label': 'Status', class: 'status-cell' }, badge(task.status)),
         h('td', { 'data-label': 'Submitted' }, when(task.created_at)),
-        h('td', { 'data-label': 'Updated' }, when(task.updated_at)),
+        h('td', { 'data-label': 'Duration', class: 'num duration-cell' }, durationCell(task)),
+        // The relative time once, under Submitted, so that a row fits on one line.
+        h('td', { 'data-label': 'Updated' }, when(task.updated_at, false)),
         h('td', { 'data-label': 'Id' }, h('span', { class: 'mono', title: task.task_id, text: task.task_id.slice(0, 8) })));
     }
 
@@ -470,7 +536,7 @@
       if (data.tasks.length === 0) {
         const text = state.q ? 'No task matches this search.'
           : state.status ? `No ${LABELS[state.status].toLowerCase()} tasks.` : 'No tasks yet.';
-        tbody.append(h('tr', { class: 'empty-row' }, h('td', { class: 'empty', colspan: 5 },
+        tbody.append(h('tr', { class: 'empty-row' }, h('td', { class: 'empty', colspan: 6 },
           text, ' ', state.q || state.status ? null : h('a', { href: '/ui/new', text: 'Submit one.' }))));
       }
       state.nextCursor = data.next_cursor;
@@ -486,7 +552,7 @@
     function renderThroughput(data) {
       const buckets = data.buckets;
       const width = 600;
-      const height = 110;
+      const height = 64;
       const top = 2;
       const bottom = 1;
       const plot = height - top - bottom;
@@ -494,16 +560,16 @@
       const slot = width / Math.max(1, buckets.length);
       const bar = Math.max(2, slot * 0.36);
       const y = (value) => top + plot - (value / max) * plot;
+      // Each minute's two bars sit centred on its tick.
+      const center = (i) => (i + 0.5) * slot;
       const bars = buckets.map((b, i) => {
-        const x = i * slot + slot * 0.1;
-        const start = new Date(b.start);
-        const title = `${fmtClock(start)}: ${b.submitted} submitted, ${b.completed} completed, ${b.failed} failed`;
+        const x = center(i) - bar - 0.5;
+        const title = `${fmtClock(new Date(b.start))}: ${b.submitted} submitted, ${b.completed} completed, ${b.failed} failed`;
         return s('g', null, s('title', { text: title }),
           s('rect', { class: 'bar-submitted', x, y: y(b.submitted), width: bar, height: top + plot - y(b.submitted) }),
           s('rect', { class: 'bar-completed', x: x + bar + 1, y: y(b.completed), width: bar, height: top + plot - y(b.completed) }),
           s('rect', { class: 'bar-failed', x: x + bar + 1, y: y(b.completed + b.failed), width: bar, height: top + plot - y(b.failed) }));
       });
-      const first = buckets.length ? new Date(buckets[0].start) : new Date();
       // Bars stretch with the width; text stays outside the SVG so it never does.
       const chart = s('svg', {
         class: 'chart', viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none',
@@ -511,15 +577,30 @@
       },
       s('line', { class: 'axis', x1: 0, x2: width, y1: top + plot + 0.5, y2: top + plot + 0.5 }),
       bars);
+      // A tick per minute, labelled with its clock time; on a narrow chart only every
+      // fifth label shows (CSS), the ticks all stay.
+      const ticks = buckets.map((b, i) => {
+        const start = new Date(b.start);
+        const tick = h('span', {
+          class: start.getMinutes() % 5 === 0 ? 'tick major' : 'tick',
+          'data-start': b.start,
+        }, h('span', { class: 'tick-label', text: fmtClock(start) }));
+        tick.style.left = `${(center(i) / width) * 100}%`;
+        return tick;
+      });
       replaceChildren(chartHolder,
         h('p', { class: 'chart-max', 'aria-hidden': 'true', text: `${fmtNumber(max)} per minute` }),
         chart,
-        h('div', { class: 'chart-axis', 'aria-hidden': 'true' },
-          h('span', { text: fmtClock(first) }), h('span', { text: 'now' })));
+        h('div', { class: 'chart-axis', id: 'throughput-axis', 'aria-hidden': 'true' }, ticks));
+      const now = new Date();
+      chartZone.textContent = `Times in ${fmtZone(now)}`;
       const sum = (key) => buckets.reduce((total, b) => total + b[key], 0);
+      const range = buckets.length
+        ? ` (${fmtClock(new Date(buckets[0].start))} to ${fmtClock(new Date(buckets[buckets.length - 1].start))} ${fmtZone(now)})`
+        : '';
       chartSummary.textContent = `${fmtNumber(sum('submitted'))} submitted, ` +
         `${fmtNumber(sum('completed'))} completed, ${fmtNumber(sum('failed'))} failed ` +
-        `in the last ${buckets.length} minutes`;
+        `in the last ${buckets.length} minutes${range}`;
     }
 
     async function tick() {
@@ -560,7 +641,7 @@
 
     setScreen('tasks', 'Tasks',
       h('div', { class: 'screen-head' }, h('div', { class: 'title' }, h('h1', { text: 'Tasks' })), live),
-      counts, throughput,
+      overview,
       h('section', { class: 'card', 'aria-labelledby': 'list-heading' },
         h('h2', { id: 'list-heading', class: 'visually-hidden', text: 'Task list' }),
         filters, listError, resultNote, table, pager),
@@ -582,6 +663,16 @@
     const timeline = h('ol', { class: 'timeline', id: 'timeline', 'aria-describedby': 'timeline-hint' });
     const scale = h('div', { class: 'scale', 'aria-hidden': 'true' });
     const srBody = h('tbody', { id: 'service-requests' });
+    const redriveRows = h('tbody', { id: 'redrive-rows' });
+    const timelineHint = h('p', { class: 'hint', id: 'timeline-hint' });
+    const history = h('section', { class: 'card', id: 'redrive-history', 'aria-labelledby': 'history-heading', hidden: true },
+      h('h2', { id: 'history-heading', text: 'Earlier failures' }),
+      h('p', { class: 'hint', text: 'This task failed and was re-driven; oldest first. The time it sat failed, waiting for the re-drive, is not counted in how long it took.' }),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'stack', id: 'redrive-table' },
+        h('caption', { class: 'visually-hidden', text: 'Earlier failures of this task' }),
+        h('thead', null, h('tr', null,
+          ['Failed', 'Error', 'Re-driven', 'Sat failed for'].map((text) => h('th', { scope: 'col', text })))),
+        redriveRows)));
     const payload = h('pre', { id: 'task-payload', tabindex: '0', 'aria-label': 'Payload' });
     const openDetails = new Set();
     let task = null;
@@ -599,10 +690,10 @@
     const body = h('div', { id: 'task-body', hidden: true },
       h('section', { class: 'card', 'aria-labelledby': 'fields-heading' },
         h('h2', { id: 'fields-heading', text: 'Task' }), fields),
+      history,
       h('section', { class: 'card', 'aria-labelledby': 'timeline-heading' },
         h('h2', { id: 'timeline-heading', text: 'Timeline' }),
-        h('p', { class: 'hint', id: 'timeline-hint', text: 'When each service request started and finished, from the moment the task was submitted.' }),
-        timeline, scale),
+        timelineHint, timeline, scale),
       h('section', { class: 'card', 'aria-labelledby': 'sr-heading' },
         h('h2', { id: 'sr-heading', text: 'Service requests' }),
         h('div', { class: 'table-wrap' }, h('table', { class: 'stack', id: 'sr-table' },
@@ -626,49 +717,141 @@
     function renderFields() {
       const done = task.service_requests.filter((sr) => sr.status === 'COMPLETED').length;
       const failed = task.service_requests.filter((sr) => sr.status === 'FAILED').length;
+      const redrives = redrivesOf(task).length;
+      const waited = waitedMs(task);
+      const took = [duration(tookMs(task), { id: 'task-took' }), isFinal(task.status) ? null : ' so far (still running)'];
+      if (redrives) {
+        took.push(h('span', { class: 'muted', id: 'task-took-note',
+          text: ` (not counting ${fmtDuration(waited)} failed, waiting for ${redrives === 1 ? 'a re-drive' : `${redrives} re-drives`})` }));
+      }
       const rows = [
         ['Id', h('span', { class: 'mono', text: task.task_id })],
         ['Status', badge(task.status)],
         ['Description', task.task_description || h('span', { class: 'muted', text: 'none' })],
         ['Submitted', when(task.created_at)],
         ['Updated', when(task.updated_at)],
-        ['Took', isFinal(task.status) ? fmtDuration(new Date(task.updated_at) - new Date(task.created_at)) : 'still running'],
+        ['Took', took],
         ['Service requests', `${task.service_requests.length} (${done} completed, ${failed} failed)`],
       ];
       replaceChildren(fields, rows.map(([name, value]) => [h('dt', { text: name }), h('dd', null, value)]));
     }
 
+    function renderHistory() {
+      const redrives = redrivesOf(task);
+      history.hidden = redrives.length === 0;
+      replaceChildren(redriveRows, redrives.map((r, i) => h('tr', { 'data-redrive': i + 1 },
+        h('td', { 'data-label': 'Failed', class: 'num' }, h('time', { datetime: r.failed_at, class: 'failed-at', text: fmtTime(r.failed_at) })),
+        h('td', { 'data-label': 'Error' }, r.error_message
+          ? h('span', { class: 'error-text', text: r.error_message })
+          : h('span', { class: 'muted', text: 'not recorded' })),
+        h('td', { 'data-label': 'Re-driven', class: 'num' }, h('time', { datetime: r.redriven_at, class: 'redriven-at', text: fmtTime(r.redriven_at) })),
+        h('td', { 'data-label': 'Sat failed for', class: 'num' }, duration(epochMs(r.redriven_at) - epochMs(r.failed_at))))));
+    }
+
     function renderTimeline() {
-      const t0 = new Date(task.created_at).getTime();
-      let t1 = new Date(task.updated_at).getTime();
+      const t0 = epochMs(task.created_at);
+      let t1 = epochMs(task.updated_at);
       for (const sr of task.service_requests) {
-        if (sr.completed_at) t1 = Math.max(t1, new Date(sr.completed_at).getTime());
+        if (sr.completed_at) t1 = Math.max(t1, epochMs(sr.completed_at));
         else if (sr.started_at && !isFinal(sr.status)) t1 = Math.max(t1, Date.now());
+        for (const a of failedAttemptsOf(sr)) t1 = Math.max(t1, epochMs(a.started_at) + a.duration_ms);
       }
-      const span = Math.max(1, t1 - t0);
+      // The time a re-driven task sat failed is cut out of the axis (it can be days,
+      // and would squash the rest into a sliver); a hatched mark shows where.
+      const redrives = redrivesOf(task);
+      const cuts = redrives.map((r) => [epochMs(r.failed_at), epochMs(r.redriven_at)]);
+      const axis = (t) => cuts.reduce((x, [from, to]) => x - Math.max(0, Math.min(t, to) - from), t - t0);
+      const span = Math.max(1, axis(t1));
+      const percent = (t) => Math.max(0, Math.min(100, (axis(t) / span) * 100));
+      // Places `el` on the track from `start` to `end` (epoch ms).
+      const place = (el, start, end) => {
+        el.style.left = `${percent(start)}%`;
+        el.style.width = `${Math.max(0, percent(end) - percent(start))}%`;
+        return el;
+      };
       const durations = task.service_requests.map(durationOf);
       const longest = Math.max(...durations.filter((d) => d !== null), 0);
       const several = task.service_requests.length > 1;
+      let anyFailedAttempt = false;
       replaceChildren(timeline, task.service_requests.map((sr, i) => {
-        const duration = durations[i];
-        const slowest = several && duration !== null && duration === longest && longest > 0;
+        const took = durations[i];
+        const slowest = several && took !== null && took === longest && longest > 0;
         const bar = h('span', { class: 'span', 'data-status': sr.status });
         if (sr.started_at) {
-          const start = new Date(sr.started_at).getTime() - t0;
-          const end = (sr.completed_at ? new Date(sr.completed_at).getTime() : Date.now()) - t0;
-          bar.style.left = `${Math.min(100, (start / span) * 100)}%`;
-          bar.style.width = `${Math.max(0, Math.min(100, ((end - start) / span) * 100))}%`;
+          place(bar, epochMs(sr.started_at), sr.completed_at ? epochMs(sr.completed_at) : Date.now());
         } else {
           bar.hidden = true;
         }
+        const gaps = cuts.map(([from, to]) => {
+          const gap = h('span', { class: 'gap', title: `Sat failed for ${fmtDuration(to - from)}, then re-driven` });
+          gap.style.left = `${percent(from)}%`;
+          return gap;
+        });
+        const failed = failedAttemptsOf(sr);
+        anyFailedAttempt ||= failed.length > 0;
+        const marks = failed.map((a) => place(h('span', { class: 'span attempt-failed' }),
+          epochMs(a.started_at), epochMs(a.started_at) + a.duration_ms));
         const label = `${sr.service_name}, item ${sr.item_index}: ${LABELS[sr.status]}, ` +
-          (sr.started_at ? `started ${fmtDuration(new Date(sr.started_at) - t0)} after submission, took ${fmtDuration(duration)}` : 'not started');
+          (sr.started_at ? `started ${fmtDuration(epochMs(sr.started_at) - t0)} after submission, took ${fmtDuration(took)}` : 'not started') +
+          (failed.length ? `, ${failed.length} failed ${failed.length === 1 ? 'attempt' : 'attempts'}` : '');
         return h('li', { 'data-service': sr.service_name, class: slowest ? 'slowest' : null },
           h('span', { class: 'who' }, sr.service_name, ' ', h('small', { text: `item ${sr.item_index}` })),
-          h('span', { class: 'track', role: 'img', 'aria-label': label }, bar),
-          h('span', { class: 'took' }, fmtDuration(duration), slowest ? h('span', { class: 'slowest-tag', text: 'slowest' }) : null));
+          h('span', { class: 'track', role: 'img', 'aria-label': label }, bar, marks, gaps),
+          h('span', { class: 'took' }, fmtDuration(took), slowest ? h('span', { class: 'slowest-tag', text: 'slowest' }) : null));
       }));
       replaceChildren(scale, h('span', { text: '0' }), h('span', { text: fmtDuration(span) }));
+      const waited = cuts.reduce((total, [from, to]) => total + Math.max(0, to - from), 0);
+      timelineHint.textContent = 'When each service request started and finished, from the moment the task was submitted.' +
+        (anyFailedAttempt ? ' Red marks are failed attempts.' : '') +
+        (cuts.length ? ` The hatched line is where the task sat failed until it was re-driven; that wait (${fmtDuration(waited)}) is left out of the scale.` : '');
+    }
+
+    // Each attempt of a service request that did not succeed at once: the failed ones
+    // (as recorded), the re-drives between them, and the last one if it succeeded.
+    function attemptsRow(sr) {
+      const failed = failedAttemptsOf(sr);
+      if (!failed.length) return null;
+      const redrives = redrivesOf(task);
+      const items = [];
+      let previous = -Infinity;
+      const redrivenBefore = (until) => {
+        for (const r of redrives) {
+          const at = epochMs(r.redriven_at);
+          if (at > previous && at <= until) {
+            items.push(h('li', { class: 'attempt-redrive' }, 'Task re-driven at ',
+              h('time', { datetime: r.redriven_at, title: fmtTime(r.redriven_at), text: fmtClockPrecise(r.redriven_at) })));
+          }
+        }
+        previous = until;
+      };
+      const succeeded = sr.status === 'COMPLETED' && sr.completed_at;
+      const unrecorded = sr.attempts - (succeeded ? 1 : 0) - failed.length;
+      if (isFinal(sr.status) && unrecorded > 0) {
+        items.push(h('li', { class: 'attempt-note muted', text: `${unrecorded} earlier ${unrecorded === 1 ? 'attempt was' : 'attempts were'} not recorded.` }));
+      }
+      for (const a of failed) {
+        redrivenBefore(epochMs(a.started_at));
+        items.push(h('li', { class: 'attempt', 'data-attempt': a.attempt, 'data-outcome': 'failed' },
+          h('span', { class: 'attempt-n', text: `Attempt ${a.attempt}` }),
+          h('span', { class: 'attempt-at' }, 'started ',
+            h('time', { datetime: a.started_at, title: fmtTime(a.started_at), text: fmtClockPrecise(a.started_at) })),
+          h('span', { class: 'attempt-result', text: a.status_code === null || a.status_code === undefined ? 'No response' : `HTTP ${a.status_code}` }),
+          h('span', { class: 'attempt-took' }, duration(a.duration_ms)),
+          h('span', { class: 'attempt-error error-text', text: a.error })));
+      }
+      if (succeeded) {
+        redrivenBefore(epochMs(sr.completed_at));
+        items.push(h('li', { class: 'attempt', 'data-attempt': sr.attempts, 'data-outcome': 'succeeded' },
+          h('span', { class: 'attempt-n', text: `Attempt ${sr.attempts}` }),
+          h('span', { class: 'attempt-at' }, 'finished ',
+            h('time', { datetime: sr.completed_at, title: fmtTime(sr.completed_at), text: fmtClockPrecise(sr.completed_at) })),
+          h('span', { class: 'attempt-result succeeded', text: 'Succeeded' })));
+      } else {
+        redrivenBefore(Infinity);
+      }
+      return h('tr', { class: 'attempts-row', 'data-attempts-of': sr.service_name, 'data-item': sr.item_index },
+        h('td', { colspan: 7, 'data-label': 'Attempts' },
+          h('ol', { class: 'attempts', 'aria-label': `Attempts of ${sr.service_name}, item ${sr.item_index}` }, items)));
     }
 
     function renderServiceRequests() {
@@ -687,14 +870,15 @@
         } else {
           result = h('span', { class: 'muted', text: '—' });
         }
-        return h('tr', { 'data-service': sr.service_name, 'data-status': sr.status },
+        const attempts = attemptsRow(sr);
+        return [h('tr', { 'data-service': sr.service_name, 'data-status': sr.status, class: attempts ? 'has-attempts' : null },
           h('td', { 'data-label': 'Service', class: 'service-name', text: sr.service_name }),
           h('td', { 'data-label': 'Item', class: 'num', text: sr.item_index }),
           h('td', { 'data-label': 'Status' }, badge(sr.status)),
           h('td', { 'data-label': 'Attempts', class: 'num', text: sr.attempts }),
           h('td', { 'data-label': 'Started', class: 'num' }, sr.started_at ? h('time', { datetime: sr.started_at, title: fmtTime(sr.started_at), text: fmtClockPrecise(sr.started_at) }) : '—'),
           h('td', { 'data-label': 'Duration', class: 'num', text: fmtDuration(durationOf(sr)) }),
-          h('td', { 'data-label': 'Result' }, result));
+          h('td', { 'data-label': 'Result' }, result)), attempts];
       }));
     }
 
@@ -710,6 +894,7 @@
       // Finished tasks are drawn once; running ones every tick (their bars grow).
       if (key !== lastKey || running) {
         renderFields();
+        renderHistory();
         renderTimeline();
         renderServiceRequests();
         payload.textContent = JSON.stringify(task.payload, null, 2);

@@ -40,11 +40,19 @@ fn binary(variable: &str, default: &str) -> PathBuf {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium session with a 1280×900 window.
+    /// Starts chromedriver and a headless Chromium session with a 1280×900 window, in
+    /// UTC whatever the machine's time zone, so that what the pages show does not depend
+    /// on where the tests run.
     pub async fn start() -> Browser {
+        Self::start_in_time_zone("UTC").await
+    }
+
+    /// The same, with the browser's clock in `time_zone` (an IANA name such as
+    /// `Asia/Kolkata`): Chromium takes its zone from `TZ`.
+    pub async fn start_in_time_zone(time_zone: &str) -> Browser {
         let chromium = binary("CHROMIUM_BIN", DEFAULT_CHROMIUM);
         let chromedriver = binary("CHROMEDRIVER_BIN", DEFAULT_CHROMEDRIVER);
-        let (driver, port) = spawn_driver(&chromedriver).await;
+        let (driver, port) = spawn_driver(&chromedriver, time_zone).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -145,7 +153,7 @@ impl Browser {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "waited {WAIT:?} for {what}; the page shows {}",
-                self.eval("return document.getElementById('main').innerText")
+                self.eval("return (document.getElementById('main') ?? document.body).innerText")
                     .await
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -260,11 +268,13 @@ pub fn screenshot_dir() -> PathBuf {
 }
 
 /// Starts chromedriver on a port of its choosing and reads the port from its banner.
-async fn spawn_driver(chromedriver: &Path) -> (Child, u16) {
+/// The browsers it starts inherit `time_zone` as `TZ`.
+async fn spawn_driver(chromedriver: &Path, time_zone: &str) -> (Child, u16) {
     use std::os::unix::process::CommandExt;
 
     let mut driver = Command::new(chromedriver)
         .args(["--port=0", "--log-level=WARNING"])
+        .env("TZ", time_zone)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
