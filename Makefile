@@ -12,6 +12,12 @@ PROFILE ?= debug
 SKIP_BUILD ?= 0
 BIN_DIR ?= $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)
 PROFILE_FLAG = $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))
+# The local stack (run, stop, status, db) is crates/xtask, through cargo's `xtask` alias
+# (.cargo/config.toml). `cargo xtask` builds that one crate, whose few dependencies are
+# none of ours, so it takes seconds, works with SKIP_BUILD=1 and a BIN_DIR holding only the
+# stack's binaries, and never rebuilds those with other features: `make run` builds them
+# with `cargo build --workspace --bins` (in xtask, unless SKIP_BUILD=1).
+XTASK ?= $(CARGO) xtask
 
 # Where the by-hand parts find each other, by default where `make run` puts them. A port
 # changed for one part is changed for the others by giving it to them too (`make mocks
@@ -73,15 +79,15 @@ check-schema: ## Fail if the committed schema differs from the migrations (needs
 
 .PHONY: run
 run: ## Start the whole stack in the background, no Docker (WORKERS=2, PROFILE=debug|release, RUN_DIR=.run, ports: see README)
-	@CARGO="$(CARGO)" scripts/stack.sh run
+	@$(XTASK) stack run
 
 .PHONY: stop
 stop: ## Stop what `make run` started (and only that)
-	@scripts/stack.sh stop
+	@$(XTASK) stack stop
 
 .PHONY: status
 status: ## Show what `make run` started and whether it still runs
-	@scripts/stack.sh status
+	@$(XTASK) stack status
 
 .PHONY: bench
 bench: ## Measure throughput and latency against this machine's ceilings (release build, a stack of its own on free ports; BENCH_ARGS=--help); reports in target/bench/
@@ -93,10 +99,8 @@ DASHBOARD_TASKS ?= 1000000
 export DASHBOARD_DATABASE_URL
 
 .PHONY: bench-dashboard
-bench-dashboard: postgres ## Fill DASHBOARD_DATABASE_URL with DASHBOARD_TASKS (1,000,000) tasks once, then time the dashboard's endpoints and screens; report in target/bench-dashboard.md
-	@url='$(DASHBOARD_DATABASE_URL)'; admin="$${url%/*}/postgres"; name="$${url##*/}"; name="$${name%%\?*}"; \
-		psql "$$admin" -tc "SELECT 1 FROM pg_database WHERE datname = '$$name'" | grep -q 1 \
-		|| psql "$$admin" -c "CREATE DATABASE $$name"
+bench-dashboard: ## Fill DASHBOARD_DATABASE_URL with DASHBOARD_TASKS (1,000,000) tasks once, then time the dashboard's endpoints and screens; report in target/bench-dashboard.md
+	@DATABASE_URL='$(DASHBOARD_DATABASE_URL)' SKIP_BUILD=1 $(XTASK) stack db --no-migrate
 	$(CARGO) run --release -q -p orchestrator-api --bin seed-tasks -- --tasks $(DASHBOARD_TASKS)
 	$(CARGO) bench -q -p orchestrator-api --bench dashboard
 
@@ -114,7 +118,7 @@ postgres: ## Make sure PostgreSQL runs locally
 
 .PHONY: db
 db: build ## Create the database of DATABASE_URL if it is missing, and apply the migrations
-	@BIN_DIR="$(BIN_DIR)" SKIP_BUILD=1 scripts/stack.sh db
+	@BIN_DIR="$(BIN_DIR)" SKIP_BUILD=1 $(XTASK) stack db
 
 # The foreground targets: api, worker and broker exec their binary, so that Ctrl-C and
 # SIGTERM reach it directly; mocks runs three and stops the others when one of them exits

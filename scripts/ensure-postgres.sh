@@ -2,7 +2,19 @@
 # Makes sure a PostgreSQL server answers at 127.0.0.1:5432 (trust auth for "postgres"):
 # uses a running one, else starts the local Debian cluster, else installs Debian's
 # postgresql package and starts it. Safe to run again.
+#
+#   scripts/ensure-postgres.sh --client   only installs psql (postgresql-client) if it is
+#                                         missing, for a server elsewhere (`make run`)
 set -euo pipefail
+
+if [[ ${1:-} == --client ]]; then
+    command -v psql >/dev/null && exit 0
+    echo "ensure-postgres: installing Debian's postgresql-client for psql" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql-client >/dev/null
+    exit 0
+fi
 
 HOST=127.0.0.1
 PORT=5432

@@ -183,28 +183,12 @@ pub async fn run(config: MockConfig) -> anyhow::Result<()> {
         .await
         .context("starting the mock services")?;
     let signal = tokio::select! {
-        signal = shutdown_signal() => signal.context("listening for shutdown signals")?,
+        signal = orchestrator_stdx::termination_signal() => signal,
         ended = server.ended() => return ended,
     };
     tracing::info!(signal, "stopping");
     server.stop().await;
     Ok(())
-}
-
-async fn shutdown_signal() -> io::Result<&'static str> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT"),
-            _ = terminate.recv() => Ok("SIGTERM"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map(|()| "ctrl-c")
-    }
 }
 
 /// A listening socket; building it by hand sets the backlog and `SO_REUSEADDR` (so a

@@ -4,15 +4,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use xtask::DatabaseUrl;
 
 /// Measures the orchestrator on this machine: the accept path, end to end with one and
 /// two workers and mock latencies, and the machine's ceilings (PostgreSQL written the
 /// naive way, the broker, a mock service), in one run. Writes `report.json`,
 /// `report.md` and `report.svg` to the output folder.
 ///
-/// Without `--api-url` it starts a stack of its own with `scripts/stack.sh` (own
-/// RUN_DIR, free ports, a fresh database named by `--database-url`, which is dropped
-/// and created again) and stops it at the end.
+/// Without `--api-url` it starts a stack of its own, as `make run` does (own RUN_DIR,
+/// free ports, a fresh database named by `--database-url`, which is dropped and created
+/// again) and stops it at the end.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "orchestrator-bench", version, about, long_about = None)]
 pub struct BenchConfig {
@@ -26,7 +27,7 @@ pub struct BenchConfig {
         env = "BENCH_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/orchestrator_bench?sslmode=disable"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Target a running stack at this API URL instead of starting one. Needs
     /// `--mock-urls` and `--kafka-bootstrap-servers`; `--run-dir` adds the resource
@@ -54,8 +55,9 @@ pub struct BenchConfig {
     #[arg(long, env = "BENCH_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// The repository (for `scripts/stack.sh`); default: the first folder holding it
-    /// from the working directory up, else the one this binary was built from.
+    /// The repository (for its `scripts/`, which install the broker and PostgreSQL);
+    /// default: the first folder holding them from the working directory up, else the one
+    /// this binary was built from.
     #[arg(long, env = "BENCH_REPO_ROOT")]
     pub repo_root: Option<PathBuf>,
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls};
-use url::Url;
 
 use crate::BenchError;
 
@@ -24,26 +23,6 @@ pub async fn connect(url: &str) -> Result<Client, BenchError> {
         }
     });
     Ok(client)
-}
-
-/// The database name of a URL, and the URL of the same server's `postgres` database.
-pub fn split_url(url: &str) -> Result<(String, String), BenchError> {
-    let mut parsed =
-        Url::parse(url).map_err(|e| BenchError::Setup(format!("--database-url: {e}")))?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    if name.is_empty() {
-        return Err(BenchError::Setup("--database-url names no database".into()));
-    }
-    parsed.set_path("/postgres");
-    Ok((name, parsed.to_string()))
-}
-
-/// The URL of another database on the same server.
-pub fn with_database(url: &str, name: &str) -> Result<String, BenchError> {
-    let mut parsed =
-        Url::parse(url).map_err(|e| BenchError::Setup(format!("--database-url: {e}")))?;
-    parsed.set_path(&format!("/{name}"));
-    Ok(parsed.to_string())
 }
 
 /// Names the benchmark refuses to drop.
@@ -339,23 +318,6 @@ pub async fn server_pids(client: &Client) -> Result<(Vec<u32>, Vec<u32>), BenchE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_the_database_from_the_server() {
-        let (name, admin) =
-            split_url("postgres://postgres@127.0.0.1:5432/orchestrator_bench?sslmode=disable")
-                .expect("a valid URL");
-        assert_eq!(name, "orchestrator_bench");
-        assert_eq!(
-            admin,
-            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/a", "a_pgbench").expect("valid"),
-            "postgres://postgres@127.0.0.1:5432/a_pgbench"
-        );
-        assert!(split_url("postgres://postgres@127.0.0.1:5432").is_err());
-    }
 
     #[tokio::test]
     async fn refuses_to_drop_the_development_database() {

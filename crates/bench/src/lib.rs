@@ -2,8 +2,8 @@
 //! that machine's own ceilings, in one run (`make bench`).
 //!
 //! - [`config`]: flags, and the [`config::Plan`] of a run (`--smoke` shrinks it).
-//! - [`stack`]: starts the stack with `scripts/stack.sh` (or targets a running one),
-//!   stops and starts its workers, finds its processes.
+//! - [`stack`]: starts the stack in-process with `xtask::LocalStack` (what `make run`
+//!   runs) or targets a running one, stops and starts its workers, finds its processes.
 //! - [`load`]: HTTP load, closed loop and open loop (coordinated omission corrected).
 //! - [`ceilings`]: pgbench with the naive-writes scripts, the broker's produce rate, a
 //!   mock service's raw rate.
@@ -36,8 +36,10 @@ use tokio_postgres::Client;
 use crate::config::{BenchConfig, Phase, Plan};
 use crate::load::{LoadResult, Percentiles, Submitted, Target, Until};
 use crate::report::{Accept, AcceptRun, Ceilings, E2eRun, Report, Settings, Steady};
-use crate::resources::{CpuSnapshot, CpuUsage, Groups, Process};
-use crate::stack::{Endpoints, Ports, Stack, StartSettings};
+use crate::resources::{CpuSnapshot, CpuUsage, Groups, Measured as _, Process};
+use crate::stack::{Endpoints, Stack, StartSettings};
+use xtask::DatabaseUrl;
+use xtask::stack::postgres;
 
 /// Ways a run fails.
 #[derive(Debug, thiserror::Error)]
@@ -93,286 +95,125 @@ pub struct Outputs {
 }
 
 /// Runs the benchmark and writes its reports; fails when a check failed.
+///
+/// The phases, in order: [`Setup::prepare`], [`open_stack`], [`Bench::connect`],
+/// [`Bench::wait_for_workers`], then the measurements ([`Bench::ceilings`],
+/// [`Bench::accept_phase`], [`Bench::steady_phase`], [`Bench::e2e_phases`]), and
+/// [`Bench::into_report`].
 pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
-    let plan = config.plan();
-    let repo_root = repo_root(config.repo_root.as_deref())?;
-    let output_dir = config
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| repo_root.join("target/bench"));
-    std::fs::create_dir_all(&output_dir).map_err(|e| BenchError::io(&output_dir, e))?;
-    let bin_dir = match &config.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf))
-            .ok_or_else(|| {
-                BenchError::Setup("cannot tell where this binary is: pass --bin-dir".into())
-            })?,
-    };
-    let machine = machine::Machine::describe(&repo_root);
-    let (db_name, admin_url) = db::split_url(&config.database_url)?;
+    let setup = Setup::prepare(&config)?;
+    let mut stack = open_stack(&config, &setup).await?;
+    let mut bench = Bench::connect(&config, &stack).await?;
+    let mut workers = bench.wait_for_workers(&stack).await?;
 
-    let mut stack = match &config.api_url {
-        Some(api) => {
-            let kafka = config.kafka_bootstrap_servers.clone().unwrap_or_default();
-            if config.mock_urls.len() != SERVICES.len() {
-                return Err(BenchError::Setup(
-                    "--mock-urls needs the three mock services: revenue,rebates,specialty".into(),
-                ));
-            }
-            Stack::running(
-                Endpoints {
-                    api: api.clone(),
-                    mocks: config.mock_urls.clone(),
-                    kafka,
-                },
-                config.run_dir.clone(),
-            )
-        }
-        None => {
-            ensure_postgres(&repo_root, &admin_url)?;
-            let run_dir = config
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| output_dir.join("run"));
-            stop_leftover_stack(&repo_root, &run_dir);
-            db::recreate_database(&admin_url, &db_name).await?;
-            let ports = Ports::pick(config.base_port, config.max_workers())?;
-            progress(&format!(
-                "starting the stack from {} (API on port {}, RUN_DIR {})",
-                bin_dir.display(),
-                ports.api,
-                run_dir.display()
-            ));
-            let settings = StartSettings {
-                repo_root: repo_root.clone(),
-                run_dir,
-                bin_dir: bin_dir.clone(),
-                database_url: config.database_url.clone(),
-                ports,
-                workers: config.max_workers(),
-                keep: config.keep_stack,
-            };
-            tokio::task::block_in_place(|| Stack::start(&settings))?
-        }
-    };
-
-    let client = load::http_client()?;
-    let db = db::connect(&config.database_url).await?;
-    let postgres = db::server_info(&db).await?;
-    let mut bench = Bench {
-        plan: plan.clone(),
-        config: config.clone(),
-        orchestrate: Target::orchestrate(&client, &stack.endpoints.api),
-        client,
-        db,
-        accepted: 0,
-        checks: Vec::new(),
-        notes: Vec::new(),
-        rss_reset_works: true,
-        since: Utc::now(),
-        vacuum_between_phases: postgres.autovacuum == "off",
-    };
-    if bench.vacuum_between_phases {
-        bench.notes.push(
-            "the PostgreSQL server runs with autovacuum=off (this machine's configuration), so the benchmark ran VACUUM (ANALYZE) on its database after each phase, outside the timed windows, as autovacuum would have in the background".into(),
-        );
-    }
-
-    let mut workers = if stack.controllable() {
-        config.max_workers()
-    } else if stack.run_dir.is_some() {
-        stack.workers().len()
-    } else {
-        db::live_owners(&bench.db, &config.topic).await?
-    };
-    if workers == 0 {
-        return Err(BenchError::Setup(format!(
-            "no worker holds the partitions of {}: start the workers",
-            config.topic
-        )));
-    }
-    progress(&format!(
-        "waiting for {workers} workers to share the partitions"
-    ));
-    db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
-
-    let since = Utc::now();
-    bench.since = since;
-
-    // 1. Ceilings, with the stack idle.
-    let ceilings = if plan.runs(Phase::Ceilings) {
-        bench
-            .ceilings(&stack, &bin_dir, &admin_url, &db_name, &output_dir)
-            .await?
+    let ceilings = if bench.plan.runs(Phase::Ceilings) {
+        bench.ceilings(&stack, &setup).await?
     } else {
         Ceilings::default()
     };
-
-    // 2. Accept path: alone when the workers can be stopped.
-    let mut workers_stopped = false;
-    let mut accept = None;
-    let mut backlog_drain = None;
-    if plan.runs(Phase::Accept) {
-        workers_stopped = stack.controllable();
-        if workers_stopped {
-            progress("stopping the workers: the accept path is measured alone");
-            for n in (1..=workers).rev() {
-                tokio::task::block_in_place(|| stack.stop_worker(n))?;
-            }
-        }
-        accept = Some(bench.accept(&stack, !workers_stopped).await?);
-        // 3. The backlog the accept path left, processed.
-        backlog_drain = if workers_stopped {
-            Some(bench.drain_backlog(&mut stack, workers).await?)
-        } else {
-            db::wait_drained(&bench.db, plan.drain_timeout).await?;
-            None
-        };
-        bench.check("accept path").await?;
-        db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
-    }
-
-    // 4. Steady state: a fixed rate with the workers processing.
-    let mut steady = None;
-    if plan.runs(Phase::Steady) && plan.steady_rate > 0 {
-        progress(&format!(
-            "steady state: {}/s for {:?} with {workers} workers processing",
-            plan.steady_rate, plan.phase
-        ));
-        bench.on_an_empty_broker(&mut stack, workers).await?;
-        let label = format!("steady {}/s, {workers} workers, 0 ms", plan.steady_rate);
-        let (accept_run, e2e) = bench
-            .e2e_phase(&stack, &label, workers, 0, Load::Open(plan.steady_rate))
-            .await?;
-        bench.check(&label).await?;
-        steady = Some(Steady {
-            accept: accept_run,
-            e2e,
-        });
-    }
-
-    // 5. End to end, per worker count and mock latency.
-    let mut e2e = Vec::new();
-    let counts = if plan.runs(Phase::E2e) {
-        plan.worker_counts.clone()
-    } else {
-        Vec::new()
-    };
-    for count in counts {
-        if count > workers {
-            bench.notes.push(format!(
-                "end to end with {count} workers skipped: only {workers} run"
-            ));
-            continue;
-        }
-        if count < workers {
-            if !stack.controllable() {
-                bench.notes.push(format!(
-                    "end to end with {count} workers skipped: the benchmark does not stop the workers of a stack it did not start"
-                ));
-                continue;
-            }
-            progress(&format!("stopping workers {}..={workers}", count + 1));
-            for n in (count + 1..=workers).rev() {
-                tokio::task::block_in_place(|| stack.stop_worker(n))?;
-            }
-            workers = count;
-            db::wait_assignment(&bench.db, &config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
-        }
-        for &latency in &plan.mock_latencies_ms {
-            bench.on_an_empty_broker(&mut stack, workers).await?;
-            bench.set_mock_latency(&stack, latency).await?;
-            let label = format!(
-                "{workers} worker{}, {latency} ms mocks",
-                if workers == 1 { "" } else { "s" }
-            );
-            progress(&format!("end to end: {label}, {} tasks", plan.e2e_tasks));
-            let (_, run) = bench
-                .e2e_phase(
-                    &stack,
-                    &label,
-                    workers,
-                    latency,
-                    Load::Closed(plan.e2e_tasks),
-                )
-                .await?;
-            let latency = run.latency.unwrap_or_default();
-            progress(&format!(
-                "  {} completed/s, p50 {:.0} ms, p99 {:.0} ms",
-                report::number(run.throughput),
-                latency.p50_ms,
-                latency.p99_ms
-            ));
-            e2e.push(run);
-            bench.check(&label).await?;
-        }
-    }
+    let accept = bench.accept_phase(&mut stack, workers).await?;
+    let steady = bench.steady_phase(&mut stack, workers).await?;
+    let e2e = bench.e2e_phases(&mut stack, &mut workers).await?;
     bench.set_mock_latency(&stack, 0).await?;
 
-    if !bench.rss_reset_works {
-        bench.notes.push(
-            "peak RSS could not be reset between phases (/proc/PID/clear_refs refused): peaks are since each process started".into(),
-        );
-    }
-    if accept.is_some() && !workers_stopped {
-        bench.notes.push("the accept path was measured with the workers running (a stack the benchmark did not start)".into());
-    }
-    let skipped: Vec<&str> = Phase::ALL
-        .iter()
-        .filter(|phase| !plan.runs(**phase))
-        .map(|phase| phase.name())
-        .collect();
-    if !skipped.is_empty() {
-        bench
-            .notes
-            .push(format!("phases not run: {}", skipped.join(", ")));
-    }
-    bench.notes.push(
-        "completion time is the settling transaction's now() (tasks.updated_at); submission time is when the request was sent (closed loop) or due (open loop), both on this machine's clock".into(),
-    );
-
-    let binaries = bin_dir.display().to_string();
-    let mut report = Report {
-        machine,
-        postgres,
-        release_build: binaries.ends_with("release") || binaries.ends_with("release/"),
-        binaries,
-        smoke: plan.smoke,
-        settings: Settings {
-            phase_secs: plan.phase.as_secs(),
-            connections: plan.connections,
-            rates: plan.rates.clone(),
-            steady_rate: plan.steady_rate,
-            e2e_tasks: plan.e2e_tasks,
-            worker_counts: plan.worker_counts.clone(),
-            mock_latencies_ms: plan.mock_latencies_ms.clone(),
-            pgbench_clients: plan.pgbench_clients,
-            produce_in_flight: plan.produce_in_flight,
-        },
-        ceilings,
-        accept,
-        backlog_drain,
-        steady,
-        e2e,
-        checks: bench.checks,
-        targets: Vec::new(),
-        notes: bench.notes,
-        passed: false,
-    };
-    report.evaluate_targets();
-
+    let report = bench.into_report(&setup, ceilings, accept, steady, e2e);
     if let Err(error) = tokio::task::block_in_place(|| stack.stop()) {
         progress(&format!("stopping the stack failed: {error}"));
     }
     drop(stack);
 
-    let outputs = write_reports(&report, &output_dir)?;
+    let outputs = write_reports(&report, &setup.output_dir)?;
     if !report.passed {
         return Err(BenchError::ChecksFailed(outputs.markdown));
     }
     Ok((report, outputs))
+}
+
+/// Where a run reads and writes, and what it runs on.
+struct Setup {
+    repo_root: PathBuf,
+    output_dir: PathBuf,
+    bin_dir: PathBuf,
+    machine: machine::Machine,
+    /// The benchmark's database, and the URL of its server's `postgres` database.
+    db_name: String,
+    admin_url: DatabaseUrl,
+}
+
+impl Setup {
+    fn prepare(config: &BenchConfig) -> Result<Setup, BenchError> {
+        let repo_root = repo_root(config.repo_root.as_deref())?;
+        let output_dir = config
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| repo_root.join("target/bench"));
+        std::fs::create_dir_all(&output_dir).map_err(|e| BenchError::io(&output_dir, e))?;
+        let bin_dir = match &config.bin_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf))
+                .ok_or_else(|| {
+                    BenchError::Setup("cannot tell where this binary is: pass --bin-dir".into())
+                })?,
+        };
+        let db_name = config
+            .database_url
+            .database()
+            .ok_or_else(|| BenchError::Setup("--database-url names no database".into()))?;
+        Ok(Setup {
+            machine: machine::Machine::describe(&repo_root),
+            admin_url: config.database_url.with_database("postgres"),
+            db_name,
+            repo_root,
+            output_dir,
+            bin_dir,
+        })
+    }
+}
+
+/// The stack given by `--api-url`, or one of its own, started on a fresh database.
+async fn open_stack(config: &BenchConfig, setup: &Setup) -> Result<Stack, BenchError> {
+    if let Some(api) = &config.api_url {
+        let kafka = config.kafka_bootstrap_servers.clone().unwrap_or_default();
+        if config.mock_urls.len() != SERVICES.len() {
+            return Err(BenchError::Setup(
+                "--mock-urls needs the three mock services: revenue,rebates,specialty".into(),
+            ));
+        }
+        return Ok(Stack::running(
+            Endpoints {
+                api: api.clone(),
+                mocks: config.mock_urls.clone(),
+                kafka,
+            },
+            config.run_dir.clone(),
+        ));
+    }
+    ensure_postgres(&setup.repo_root, &setup.admin_url)?;
+    let run_dir = config
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| setup.output_dir.join("run"));
+    stack::stop_leftover(&setup.repo_root, &run_dir);
+    db::recreate_database(setup.admin_url.as_str(), &setup.db_name).await?;
+    let ports = stack::pick_ports(config.base_port, config.max_workers())?;
+    progress(&format!(
+        "starting the stack from {} (API on port {}, RUN_DIR {})",
+        setup.bin_dir.display(),
+        ports.api,
+        run_dir.display()
+    ));
+    let settings = StartSettings {
+        repo_root: setup.repo_root.clone(),
+        run_dir,
+        bin_dir: setup.bin_dir.clone(),
+        database_url: config.database_url.clone(),
+        ports,
+        workers: config.max_workers(),
+        keep: config.keep_stack,
+    };
+    tokio::task::block_in_place(|| Stack::start(&settings))
 }
 
 fn write_reports(report: &Report, dir: &Path) -> Result<Outputs, BenchError> {
@@ -393,87 +234,44 @@ fn write_reports(report: &Report, dir: &Path) -> Result<Outputs, BenchError> {
     Ok(outputs)
 }
 
-/// The repository: given, else the first folder holding `scripts/stack.sh` from the
-/// working directory up, else the one this crate was built from.
+/// The repository: given, else the first folder holding `scripts/install-tansu.sh` (which
+/// the stack needs) from the working directory up, else the one this crate was built from.
 fn repo_root(given: Option<&Path>) -> Result<PathBuf, BenchError> {
-    let holds_stack = |dir: &Path| dir.join("scripts/stack.sh").is_file();
+    let holds_scripts = |dir: &Path| dir.join("scripts/install-tansu.sh").is_file();
     if let Some(dir) = given {
-        return if holds_stack(dir) {
+        return if holds_scripts(dir) {
             Ok(dir.to_path_buf())
         } else {
             Err(BenchError::Setup(format!(
-                "{} holds no scripts/stack.sh",
+                "{} holds no scripts/install-tansu.sh",
                 dir.display()
             )))
         };
     }
     let cwd = std::env::current_dir().map_err(|e| BenchError::io(Path::new("."), e))?;
-    if let Some(dir) = cwd.ancestors().find(|dir| holds_stack(dir)) {
+    if let Some(dir) = cwd.ancestors().find(|dir| holds_scripts(dir)) {
         return Ok(dir.to_path_buf());
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
-    built_from
-        .ancestors()
-        .find(|dir| holds_stack(dir))
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            BenchError::Setup(
-                "cannot find the repository (scripts/stack.sh): pass --repo-root".into(),
-            )
-        })
+    let built_from = xtask::repo_root();
+    if holds_scripts(&built_from) {
+        Ok(built_from)
+    } else {
+        Err(BenchError::Setup(
+            "cannot find the repository (scripts/install-tansu.sh): pass --repo-root".into(),
+        ))
+    }
 }
 
-/// `scripts/ensure-postgres.sh` when the server is the local default one and does not
+/// Starts the local PostgreSQL when the server is the local default one and does not
 /// answer (what `make run` does too), so the database can be created first.
-fn ensure_postgres(repo_root: &Path, admin_url: &str) -> Result<(), BenchError> {
-    let local = [
-        "@127.0.0.1:5432/",
-        "@localhost:5432/",
-        "@127.0.0.1/",
-        "@localhost/",
-    ]
-    .iter()
-    .any(|host| admin_url.contains(host));
-    let answers = std::process::Command::new("pg_isready")
-        .args(["-q", "-d", admin_url])
-        .status()
-        .is_ok_and(|s| s.success());
-    if answers || !local {
+fn ensure_postgres(repo_root: &Path, admin_url: &DatabaseUrl) -> Result<(), BenchError> {
+    if postgres::answers(admin_url) || !admin_url.is_local_default_server() {
         return Ok(());
     }
     progress("PostgreSQL does not answer: scripts/ensure-postgres.sh");
-    let status = std::process::Command::new("bash")
-        .arg(repo_root.join("scripts/ensure-postgres.sh"))
-        .status()
-        .map_err(|e| BenchError::io(Path::new("scripts/ensure-postgres.sh"), e))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(BenchError::Setup(format!(
-            "scripts/ensure-postgres.sh: {status}"
-        )))
-    }
-}
-
-/// A stack left running in this RUN_DIR by an earlier run that did not finish: stop
-/// it, or its ports and database would be taken.
-fn stop_leftover_stack(repo_root: &Path, run_dir: &Path) {
-    if !run_dir.join("pids").is_dir() {
-        return;
-    }
-    progress(&format!(
-        "stopping what an earlier run left in {}",
-        run_dir.display()
-    ));
-    let status = std::process::Command::new("bash")
-        .arg(repo_root.join("scripts/stack.sh"))
-        .arg("stop")
-        .env("RUN_DIR", run_dir)
-        .stdin(std::process::Stdio::null())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        progress("stopping the earlier stack failed; starting anyway");
-    }
+    postgres::start_local(repo_root)
+        .map(drop)
+        .map_err(|e| BenchError::Setup(e.to_string()))
 }
 
 /// How an end-to-end phase submits.
@@ -501,9 +299,267 @@ struct Bench {
     since: DateTime<Utc>,
     /// The server does not vacuum by itself: vacuum after each phase (not timed).
     vacuum_between_phases: bool,
+    postgres: db::ServerInfo,
+}
+
+/// What the accept phase measured.
+#[derive(Default)]
+struct AcceptResults {
+    accept: Option<Accept>,
+    backlog_drain: Option<E2eRun>,
+    /// Whether the workers were stopped while the accept path was measured.
+    workers_stopped: bool,
 }
 
 impl Bench {
+    /// Connects to the stack's database and the API, and reads the server's settings.
+    async fn connect(config: &BenchConfig, stack: &Stack) -> Result<Bench, BenchError> {
+        let client = load::http_client()?;
+        let db = db::connect(config.database_url.as_str()).await?;
+        let postgres = db::server_info(&db).await?;
+        let mut bench = Bench {
+            plan: config.plan(),
+            config: config.clone(),
+            orchestrate: Target::orchestrate(&client, &stack.endpoints.api),
+            client,
+            db,
+            accepted: 0,
+            checks: Vec::new(),
+            notes: Vec::new(),
+            rss_reset_works: true,
+            since: Utc::now(),
+            vacuum_between_phases: postgres.autovacuum == "off",
+            postgres,
+        };
+        if bench.vacuum_between_phases {
+            bench.notes.push(
+                "the PostgreSQL server runs with autovacuum=off (this machine's configuration), so the benchmark ran VACUUM (ANALYZE) on its database after each phase, outside the timed windows, as autovacuum would have in the background".into(),
+            );
+        }
+        Ok(bench)
+    }
+
+    /// How many workers run, once they share the partitions; the checks count tasks
+    /// from here on.
+    async fn wait_for_workers(&mut self, stack: &Stack) -> Result<usize, BenchError> {
+        let topic = &self.config.topic;
+        let workers = if stack.controllable() {
+            self.config.max_workers()
+        } else if stack.run_dir.is_some() {
+            stack.workers().len()
+        } else {
+            db::live_owners(&self.db, topic).await?
+        };
+        if workers == 0 {
+            return Err(BenchError::Setup(format!(
+                "no worker holds the partitions of {topic}: start the workers"
+            )));
+        }
+        progress(&format!(
+            "waiting for {workers} workers to share the partitions"
+        ));
+        db::wait_assignment(&self.db, topic, workers, ASSIGNMENT_TIMEOUT).await?;
+        self.since = Utc::now();
+        Ok(workers)
+    }
+
+    /// The accept path, alone when the workers can be stopped, then the backlog it left
+    /// processed.
+    async fn accept_phase(
+        &mut self,
+        stack: &mut Stack,
+        workers: usize,
+    ) -> Result<AcceptResults, BenchError> {
+        if !self.plan.runs(Phase::Accept) {
+            return Ok(AcceptResults::default());
+        }
+        let workers_stopped = stack.controllable();
+        if workers_stopped {
+            progress("stopping the workers: the accept path is measured alone");
+            for n in (1..=workers).rev() {
+                tokio::task::block_in_place(|| stack.stop_worker(n))?;
+            }
+        }
+        let accept = Some(self.accept(stack, !workers_stopped).await?);
+        let backlog_drain = if workers_stopped {
+            Some(self.drain_backlog(stack, workers).await?)
+        } else {
+            db::wait_drained(&self.db, self.plan.drain_timeout).await?;
+            None
+        };
+        self.check("accept path").await?;
+        db::wait_assignment(&self.db, &self.config.topic, workers, ASSIGNMENT_TIMEOUT).await?;
+        Ok(AcceptResults {
+            accept,
+            backlog_drain,
+            workers_stopped,
+        })
+    }
+
+    /// A fixed rate with the workers processing.
+    async fn steady_phase(
+        &mut self,
+        stack: &mut Stack,
+        workers: usize,
+    ) -> Result<Option<Steady>, BenchError> {
+        let rate = self.plan.steady_rate;
+        if !self.plan.runs(Phase::Steady) || rate == 0 {
+            return Ok(None);
+        }
+        progress(&format!(
+            "steady state: {rate}/s for {:?} with {workers} workers processing",
+            self.plan.phase
+        ));
+        self.on_an_empty_broker(stack, workers).await?;
+        let label = format!("steady {rate}/s, {workers} workers, 0 ms");
+        let (accept, e2e) = self
+            .e2e_phase(stack, &label, workers, 0, Load::Open(rate))
+            .await?;
+        self.check(&label).await?;
+        Ok(Some(Steady { accept, e2e }))
+    }
+
+    /// End to end, per worker count (largest first: workers are only stopped) and mock
+    /// latency.
+    async fn e2e_phases(
+        &mut self,
+        stack: &mut Stack,
+        workers: &mut usize,
+    ) -> Result<Vec<E2eRun>, BenchError> {
+        let mut runs = Vec::new();
+        if !self.plan.runs(Phase::E2e) {
+            return Ok(runs);
+        }
+        for count in self.plan.worker_counts.clone() {
+            if count > *workers {
+                self.notes.push(format!(
+                    "end to end with {count} workers skipped: only {workers} run"
+                ));
+                continue;
+            }
+            if count < *workers {
+                if !stack.controllable() {
+                    self.notes.push(format!(
+                        "end to end with {count} workers skipped: the benchmark does not stop the workers of a stack it did not start"
+                    ));
+                    continue;
+                }
+                progress(&format!("stopping workers {}..={workers}", count + 1));
+                for n in (count + 1..=*workers).rev() {
+                    tokio::task::block_in_place(|| stack.stop_worker(n))?;
+                }
+                *workers = count;
+                db::wait_assignment(&self.db, &self.config.topic, count, ASSIGNMENT_TIMEOUT)
+                    .await?;
+            }
+            for latency in self.plan.mock_latencies_ms.clone() {
+                runs.push(self.e2e_run(stack, count, latency).await?);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// One end-to-end run: `plan.e2e_tasks` tasks with `workers` workers and mocks that
+    /// take `latency` ms, on an empty broker.
+    async fn e2e_run(
+        &mut self,
+        stack: &mut Stack,
+        workers: usize,
+        latency: u64,
+    ) -> Result<E2eRun, BenchError> {
+        self.on_an_empty_broker(stack, workers).await?;
+        self.set_mock_latency(stack, latency).await?;
+        let label = format!(
+            "{workers} worker{}, {latency} ms mocks",
+            if workers == 1 { "" } else { "s" }
+        );
+        progress(&format!(
+            "end to end: {label}, {} tasks",
+            self.plan.e2e_tasks
+        ));
+        let (_, run) = self
+            .e2e_phase(
+                stack,
+                &label,
+                workers,
+                latency,
+                Load::Closed(self.plan.e2e_tasks),
+            )
+            .await?;
+        let measured = run.latency.unwrap_or_default();
+        progress(&format!(
+            "  {} completed/s, p50 {:.0} ms, p99 {:.0} ms",
+            report::number(run.throughput),
+            measured.p50_ms,
+            measured.p99_ms
+        ));
+        self.check(&label).await?;
+        Ok(run)
+    }
+
+    /// The report of the run, with the notes on how it went and the targets evaluated.
+    fn into_report(
+        mut self,
+        setup: &Setup,
+        ceilings: Ceilings,
+        accept: AcceptResults,
+        steady: Option<Steady>,
+        e2e: Vec<E2eRun>,
+    ) -> Report {
+        let plan = self.plan.clone();
+        if !self.rss_reset_works {
+            self.notes.push(
+                "peak RSS could not be reset between phases (/proc/PID/clear_refs refused): peaks are since each process started".into(),
+            );
+        }
+        if accept.accept.is_some() && !accept.workers_stopped {
+            self.notes.push("the accept path was measured with the workers running (a stack the benchmark did not start)".into());
+        }
+        let skipped: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|phase| !plan.runs(**phase))
+            .map(|phase| phase.name())
+            .collect();
+        if !skipped.is_empty() {
+            self.notes
+                .push(format!("phases not run: {}", skipped.join(", ")));
+        }
+        self.notes.push(
+            "completion time is the settling transaction's now() (tasks.updated_at); submission time is when the request was sent (closed loop) or due (open loop), both on this machine's clock".into(),
+        );
+
+        let binaries = setup.bin_dir.display().to_string();
+        let mut report = Report {
+            machine: setup.machine.clone(),
+            postgres: self.postgres,
+            release_build: binaries.ends_with("release") || binaries.ends_with("release/"),
+            binaries,
+            smoke: plan.smoke,
+            settings: Settings {
+                phase_secs: plan.phase.as_secs(),
+                connections: plan.connections,
+                rates: plan.rates.clone(),
+                steady_rate: plan.steady_rate,
+                e2e_tasks: plan.e2e_tasks,
+                worker_counts: plan.worker_counts.clone(),
+                mock_latencies_ms: plan.mock_latencies_ms.clone(),
+                pgbench_clients: plan.pgbench_clients,
+                produce_in_flight: plan.produce_in_flight,
+            },
+            ceilings,
+            accept: accept.accept,
+            backlog_drain: accept.backlog_drain,
+            steady,
+            e2e,
+            checks: self.checks,
+            targets: Vec::new(),
+            notes: self.notes,
+            passed: false,
+        };
+        report.evaluate_targets();
+        report
+    }
+
     /// Restarts the stack on an empty broker before a phase that produces records.
     ///
     /// The broker here is Tansu with memory storage, and its produce path costs more the
@@ -532,23 +588,20 @@ impl Bench {
         Ok(())
     }
 
-    async fn ceilings(
-        &mut self,
-        stack: &Stack,
-        bin_dir: &Path,
-        admin_url: &str,
-        db_name: &str,
-        output_dir: &Path,
-    ) -> Result<Ceilings, BenchError> {
+    /// This machine's ceilings, with the stack idle.
+    async fn ceilings(&mut self, stack: &Stack, setup: &Setup) -> Result<Ceilings, BenchError> {
+        let (bin_dir, output_dir) = (&setup.bin_dir, &setup.output_dir);
+        let admin_url = setup.admin_url.as_str();
         let plan = &self.plan;
         let mut ceilings = Ceilings::default();
 
         match ceilings::find_pgbench() {
             Some(pgbench) => {
-                let name = format!("{db_name}_pgbench");
-                let url = db::with_database(&self.config.database_url, &name)?;
+                let name = format!("{}_pgbench", setup.db_name);
+                let url = self.config.database_url.with_database(&name);
+                let url = url.as_str();
                 db::recreate_database(admin_url, &name).await?;
-                migrate(bin_dir, &url)?;
+                migrate(bin_dir, url)?;
                 for script in [ceilings::NAIVE_TASK, ceilings::NAIVE_ACCEPT] {
                     progress(&format!(
                         "ceiling: PostgreSQL, {} with pgbench, {} clients, {:?}",
@@ -556,7 +609,7 @@ impl Bench {
                     ));
                     let result = ceilings::pgbench(
                         &pgbench,
-                        &url,
+                        url,
                         output_dir,
                         script,
                         plan.pgbench_clients,

@@ -316,6 +316,18 @@ impl Report {
     /// The report as Markdown: targets, ceilings, accept path, end to end, resources.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
+        self.markdown_header(&mut md);
+        self.markdown_targets(&mut md);
+        self.markdown_ceilings(&mut md);
+        self.markdown_accept(&mut md);
+        self.markdown_e2e(&mut md);
+        self.markdown_checks(&mut md);
+        self.markdown_notes(&mut md);
+        md
+    }
+
+    /// The heading and the line saying what the figures were measured on.
+    fn markdown_header(&self, md: &mut String) {
         let m = &self.machine;
         let pg = &self.postgres;
         let _ = writeln!(md, "## Benchmark results\n");
@@ -345,7 +357,9 @@ impl Report {
                 "**Smoke run: tiny phases, the figures mean nothing.**\n"
             );
         }
+    }
 
+    fn markdown_targets(&self, md: &mut String) {
         let _ = writeln!(md, "### Targets\n");
         let _ = writeln!(md, "| target | goal | measured | result |");
         let _ = writeln!(md, "|---|---|---|---|");
@@ -359,7 +373,9 @@ impl Report {
                 t.name, t.goal, measured, t.margin
             );
         }
+    }
 
+    fn markdown_ceilings(&self, md: &mut String) {
         let _ = writeln!(md, "\n### Ceilings (same machine, same run)\n");
         let _ = writeln!(md, "| ceiling | how | rate |");
         let _ = writeln!(md, "|---|---|---|");
@@ -406,7 +422,10 @@ impl Report {
                 ms(c.latency.p99_ms)
             );
         }
+    }
 
+    /// The accept path's runs, and the steady phase's submission.
+    fn markdown_accept(&self, md: &mut String) {
         let _ = writeln!(
             md,
             "\n### Accept path (`POST /api/orchestrate`, README example){}\n",
@@ -451,7 +470,11 @@ impl Report {
                 other_load(r.cpu.as_ref()),
             );
         }
+    }
 
+    /// The end-to-end runs, the backlog drain and the steady phase, with what *other
+    /// load* means.
+    fn markdown_e2e(&self, md: &mut String) {
         let _ = writeln!(
             md,
             "\n### End to end (submitted → `COMPLETED`, 1 item × 3 services)\n"
@@ -502,7 +525,9 @@ impl Report {
             md,
             "\n*other load*: the share of the machine's CPU time that went to processes outside the stack and the load generator during the phase (other work on the machine; PostgreSQL autovacuum workers that came and went within it count here too). The load generator's own CPU is in the JSON (group `bench`)."
         );
+    }
 
+    fn markdown_checks(&self, md: &mut String) {
         let _ = writeln!(md, "\n### Checks\n");
         let _ = writeln!(
             md,
@@ -524,13 +549,15 @@ impl Report {
                 if c.passed { "pass" } else { "FAIL" }
             );
         }
+    }
+
+    fn markdown_notes(&self, md: &mut String) {
         if !self.notes.is_empty() {
             let _ = writeln!(md, "\nNotes:\n");
             for note in &self.notes {
                 let _ = writeln!(md, "- {note}");
             }
         }
-        md
     }
 
     /// Three panels: end-to-end throughput against the target and the PostgreSQL

@@ -7,43 +7,23 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-/// A process, named by its pid and its start time (field 22 of `/proc/PID/stat`), so a
-/// reused pid is never taken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Process {
-    pub pid: u32,
-    pub start_time: u64,
+pub use xtask::process::Process;
+use xtask::process::stat_fields;
+
+/// What the benchmark reads of a process, from `/proc`; `None` (or `false`) once that
+/// very process is gone, so a reused pid is never measured for it.
+pub trait Measured {
+    /// User plus system CPU time so far, in seconds.
+    fn cpu_seconds(&self) -> Option<f64>;
+    /// Peak resident set size (VmHWM) in MB (10^6 bytes, as the targets say).
+    fn peak_rss_mb(&self) -> Option<f64>;
+    /// Starts a new peak: writing 5 to `clear_refs` resets VmHWM to the current RSS
+    /// (Linux 4.0+, needs permission); returns whether it did.
+    fn reset_peak_rss(&self) -> bool;
 }
 
-/// The fields of `/proc/PID/stat` after the command name (which may hold spaces).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-impl Process {
-    /// A process as it runs now (any start time).
-    pub fn current(pid: u32) -> Option<Process> {
-        let fields = stat_fields(pid)?;
-        Some(Process {
-            pid,
-            start_time: fields.get(19)?.parse().ok()?,
-        })
-    }
-
-    /// Still the same process, and not a zombie.
-    pub fn is_alive(&self) -> bool {
-        stat_fields(self.pid).is_some_and(|fields| {
-            fields
-                .first()
-                .is_some_and(|state| state != "Z" && state != "X")
-                && fields.get(19).and_then(|s| s.parse().ok()) == Some(self.start_time)
-        })
-    }
-
-    /// User plus system CPU time so far, in seconds; `None` once it is gone.
-    pub fn cpu_seconds(&self) -> Option<f64> {
+impl Measured for Process {
+    fn cpu_seconds(&self) -> Option<f64> {
         let fields = stat_fields(self.pid)?;
         if fields.get(19).and_then(|s| s.parse().ok()) != Some(self.start_time) {
             return None;
@@ -54,17 +34,14 @@ impl Process {
         Some((utime + stime) as f64 / clock_ticks())
     }
 
-    /// Peak resident set size (VmHWM) in MB (10^6 bytes, as the targets say).
-    pub fn peak_rss_mb(&self) -> Option<f64> {
+    fn peak_rss_mb(&self) -> Option<f64> {
         if !self.is_alive() {
             return None;
         }
         status_kib(self.pid, "VmHWM:").map(|kib| kib as f64 * 1024.0 / 1e6)
     }
 
-    /// Starts a new peak: writing 5 to `clear_refs` resets VmHWM to the current RSS
-    /// (Linux 4.0+, needs permission); returns whether it did.
-    pub fn reset_peak_rss(&self) -> bool {
+    fn reset_peak_rss(&self) -> bool {
         fs::write(format!("/proc/{}/clear_refs", self.pid), "5").is_ok()
     }
 }

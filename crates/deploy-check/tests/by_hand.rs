@@ -2,8 +2,8 @@
 //! `make api` and `make worker`, run the way the README shows them, each in the
 //! foreground of a process group of its own, as in a terminal of its own.
 //!
-//! They run beside any stack a developer has up: free ports (never the default ones)
-//! passed as the README says, and a database of their own that the targets must create.
+//! They run beside any stack a developer has up: free ports (never the default ones,
+//! `free_port_block`) passed as the README says, and a database of their own that the targets must create.
 //! The binaries are taken as built (`SKIP_BUILD=1`, `BIN_DIR`), so build them first
 //! (`cargo build --workspace --bins`; `cargo nextest run --workspace` does it).
 
@@ -17,6 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator_testkit::database::TestDatabase;
+use orchestrator_testkit::ports::free_port_block;
 use orchestrator_testkit::workspace::{readme_example, stack_bin_dir, workspace_root};
 use serde_json::Value;
 
@@ -33,8 +34,6 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(60);
 const SPLIT_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The ports the README's by-hand commands use by default; the tests must not touch them.
-const DEFAULT_PORTS: [u16; 8] = [8000, 8001, 8002, 8003, 9092, 9000, 9001, 5432];
 /// The mock services in the order `make mocks` puts them on MOCK_BASE_PORT, +1, +2.
 const MOCK_SERVICES: [&str; 3] = ["revenue", "rebates", "specialty"];
 
@@ -70,7 +69,7 @@ async fn make_db_creates_the_database_of_database_url_and_migrates_it() {
 
 #[tokio::test]
 async fn make_mocks_serves_each_service_on_its_port() {
-    let base = free_ports(3);
+    let base = free_port_block(3);
     let mut mocks = Foreground::start("mocks", &[("MOCK_BASE_PORT", base.to_string())]);
     let client = http_client();
     for (port, service) in (base..).zip(MOCK_SERVICES) {
@@ -98,7 +97,7 @@ async fn make_mocks_serves_each_service_on_its_port() {
 #[tokio::test]
 async fn make_mocks_and_make_api_run_the_readme_example_inline() {
     let database = dropped_database().await;
-    let ports = free_ports(4);
+    let ports = free_port_block(4);
     let (api_port, mock_base) = (ports, ports + 1);
 
     let mut mocks = Foreground::start("mocks", &[("MOCK_BASE_PORT", mock_base.to_string())]);
@@ -135,7 +134,7 @@ async fn make_mocks_and_make_api_run_the_readme_example_inline() {
 #[tokio::test]
 async fn kafka_mode_by_hand_two_workers_split_the_partitions_and_run_the_readme_example() {
     let database = dropped_database().await;
-    let base = free_ports(7);
+    let base = free_port_block(7);
     let (api_port, mock_base, kafka_port) = (base, base + 1, base + 4);
     let worker_ports = [base + 5, base + 6];
     let url = database.url().to_owned();
@@ -565,22 +564,6 @@ fn wait_tcp(port: u16, target: &mut Foreground) {
         );
         std::thread::sleep(POLL_INTERVAL);
     }
-}
-
-/// The first of `count` consecutive free ports, away from the defaults and from the
-/// kernel's ephemeral range (32768-60999), where other tests' port-0 listeners land.
-fn free_ports(count: u16) -> u16 {
-    for _ in 0..200 {
-        let random = RandomState::new().hash_one(Instant::now());
-        let base = 20_000 + u16::try_from(random % 12_000).expect("below 12000");
-        let ports: Vec<u16> = (base..base + count).collect();
-        if ports.iter().all(|port| {
-            !DEFAULT_PORTS.contains(port) && TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_ok()
-        }) {
-            return base;
-        }
-    }
-    panic!("no block of {count} free ports found");
 }
 
 fn assert_ports_free(ports: &[u16]) {

@@ -8,12 +8,14 @@
 //! default ones), its own `RUN_DIR` and its own database. The binaries are taken as
 //! built (`SKIP_BUILD=1`) from the target folder this test runs from, so build them
 //! first (`cargo build --workspace --bins`; `cargo nextest run --workspace` does it).
+//! `make` runs `cargo xtask`, which builds that one small crate if it has to.
+//!
+//! `crates/xtask`'s own tests check the parts that need no stack (stop order, SIGKILL
+//! after the stop timeout, a reused pid left alone, other settings refused).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::collections::hash_map::RandomState;
 use std::fs;
-use std::hash::BuildHasher as _;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,11 +24,14 @@ use std::time::{Duration, Instant, SystemTime};
 use orchestrator_testkit::database::TestDatabase;
 use orchestrator_testkit::workspace::{stack_bin_dir, workspace_root};
 use serde_json::Value;
+use xtask::process::Process;
+use xtask::stack::RunDir;
+use xtask::{LocalStack, Ports, StackSettings};
 
 /// `make run` includes starting PostgreSQL-dependent binaries that migrate a fresh
 /// database; on a busy 2-core machine that takes a while, but never this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-/// `make stop` waits up to the script's STOP_TIMEOUT per group, then SIGKILLs.
+/// `make stop` waits up to the stack's STOP_TIMEOUT per group, then SIGKILLs.
 const STOP_TIMEOUT: Duration = Duration::from_secs(180);
 /// From submission to COMPLETED: a worker must own the task's partition first.
 const TASK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -34,8 +39,6 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(120);
 const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The ports a developer's `make run` uses by default; the test must not touch them.
-const DEFAULT_PORTS: [u16; 8] = [8000, 8001, 8002, 8003, 9092, 9000, 9001, 5432];
 const WORKERS: u16 = 2;
 const MOCK_SERVICES: [&str; 3] = ["revenue", "rebates", "specialty"];
 
@@ -52,7 +55,9 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         &format!("DROP DATABASE {}", database.name()),
     );
 
-    let ports = Ports::pick();
+    // Away from the ports of a developer's `make run`, and from the kernel's ephemeral
+    // range, where other tests' port-0 listeners land.
+    let ports = Ports::pick_free(WORKERS).expect("a block of free ports");
     let mut stack = Stack::new(&root, &bin_dir, database.url(), &ports);
 
     // First run: everything starts.
@@ -139,30 +144,20 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         "API /ready should be 200 once the stack is up (404 until the endpoint exists), got {ready}"
     );
     for (i, service) in MOCK_SERVICES.iter().enumerate() {
-        let port = ports.mock_base + u16::try_from(i).expect("three services");
+        let port = ports.mock(i);
         assert_eq!(
             get(format!("http://127.0.0.1:{port}/health")).await,
             200,
             "mock {service} /health on port {port}"
         );
     }
-    // The worker's health port is being added; until its binary has the setting, a
-    // worker shows it is up in its log (that is also what `make run` waits for then).
-    let worker_has_http_port =
-        help_mentions(&bin_dir.join("orchestrator-worker"), "WORKER_HTTP_PORT");
     for n in 1..=WORKERS {
-        let port = ports.worker_http_base + n - 1;
-        if worker_has_http_port {
-            assert_eq!(
-                get(format!("http://127.0.0.1:{port}/health")).await,
-                200,
-                "worker-{n} /health on port {port}"
-            );
-        } else {
-            let log = fs::read_to_string(stack.run_dir.join(format!("logs/worker-{n}.log")))
-                .expect("reading the worker's log");
-            assert!(log.contains("Worker started"), "worker-{n} log:\n{log}");
-        }
+        let port = ports.worker(n);
+        assert_eq!(
+            get(format!("http://127.0.0.1:{port}/health")).await,
+            200,
+            "worker-{n} /health on port {port}"
+        );
     }
 
     // The README's quick start, pasted into a shell, runs the example to the end.
@@ -237,7 +232,7 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         }
     }
     for (i, service) in MOCK_SERVICES.iter().enumerate() {
-        let port = ports.mock_base + u16::try_from(i).expect("three services");
+        let port = ports.mock(i);
         assert_eq!(
             get(format!("http://127.0.0.1:{port}/health")).await,
             200,
@@ -256,7 +251,7 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "still running after make stop: {left:?}");
     let busy: Vec<u16> = ports
-        .all()
+        .all(WORKERS)
         .into_iter()
         .filter(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_err())
         .collect();
@@ -270,50 +265,13 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     );
 }
 
-/// The stack's ports: one block of free ports away from the defaults and from the
-/// kernel's ephemeral range (32768-60999), where other tests' port-0 listeners land.
-struct Ports {
-    api: u16,
-    mock_base: u16,
-    kafka: u16,
-    worker_http_base: u16,
-}
-
-impl Ports {
-    fn pick() -> Ports {
-        for _ in 0..200 {
-            let random = RandomState::new().hash_one(Instant::now());
-            let base = 20_000 + u16::try_from(random % 12_000).expect("below 12000");
-            let ports = Ports {
-                api: base,
-                mock_base: base + 1,
-                kafka: base + 4,
-                worker_http_base: base + 5,
-            };
-            if ports.all().iter().all(|port| {
-                !DEFAULT_PORTS.contains(port)
-                    && TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_ok()
-            }) {
-                return ports;
-            }
-        }
-        panic!("no block of free ports found");
-    }
-
-    fn all(&self) -> Vec<u16> {
-        let mut all = vec![self.api, self.kafka];
-        all.extend((0..3).map(|i| self.mock_base + i));
-        all.extend((0..WORKERS).map(|i| self.worker_http_base + i));
-        all
-    }
-}
-
-/// A stack started with `make run`; `make stop` runs when it is dropped, so a failed
-/// assertion does not leave processes behind.
+/// A stack started with `make run`; it is stopped when this is dropped (in-process, as
+/// `make stop` stops it), so a failed assertion does not leave processes behind.
 struct Stack {
     root: PathBuf,
-    /// Holds RUN_DIR, BIN_DIR and the output of each command run.
-    scratch: PathBuf,
+    /// Holds RUN_DIR, BIN_DIR and the output of each command run; kept when the test
+    /// fails, for inspection.
+    scratch: tempfile::TempDir,
     run_dir: PathBuf,
     /// The stack's BIN_DIR: links to the built binaries, except for a copy of
     /// `mock-services`, which the test makes newer without touching the build's file.
@@ -326,13 +284,12 @@ struct Stack {
 
 impl Stack {
     fn new(root: &Path, bin_dir: &Path, database_url: &str, ports: &Ports) -> Stack {
-        let scratch = std::env::temp_dir().join(format!(
-            "orchestrator-stack-test-{}-{:x}",
-            std::process::id(),
-            RandomState::new().hash_one(0_u8)
-        ));
-        let run_dir = scratch.join("run");
-        let own_bin_dir = scratch.join("bin");
+        let scratch = tempfile::Builder::new()
+            .prefix("orchestrator-stack-test-")
+            .tempdir()
+            .expect("creating the scratch folder");
+        let run_dir = scratch.path().join("run");
+        let own_bin_dir = scratch.path().join("bin");
         fs::create_dir_all(&own_bin_dir).expect("creating the scratch folder");
         // Hard links, not symlinks: a build running meanwhile (the target folder is
         // shared) replaces the build's files, and would make these look rebuilt too.
@@ -425,6 +382,7 @@ impl Stack {
         self.calls.set(self.calls.get() + 1);
         let out_path = self
             .scratch
+            .path()
             .join(format!("{}-{label}.out", self.calls.get()));
         let err_path = out_path.with_extension("err");
         let out = fs::File::create(&out_path).expect("creating the output file");
@@ -558,7 +516,10 @@ impl Stack {
     /// Runs `script` in bash as a reader's shell would, with TASK_ID set when given.
     fn shell(&self, script: &str, task_id: Option<&str>) -> (bool, String, String) {
         let mut command = Command::new("bash");
-        command.arg("-c").arg(script).current_dir(&self.scratch);
+        command
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.scratch.path());
         self.clean_env(&mut command);
         if let Some(task_id) = task_id {
             command.env("TASK_ID", task_id);
@@ -568,25 +529,12 @@ impl Stack {
 
     /// The components `make run` recorded: name → pid and start time.
     fn recorded_pids(&self) -> BTreeMap<String, Process> {
-        let Ok(entries) = fs::read_dir(self.run_dir.join("pids")) else {
+        let Some(dir) = RunDir::existing(&self.run_dir) else {
             return BTreeMap::new();
         };
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry
-                    .file_name()
-                    .to_string_lossy()
-                    .strip_suffix(".pid")?
-                    .to_owned();
-                let text = fs::read_to_string(entry.path()).ok()?;
-                let mut words = text.split_whitespace();
-                let process = Process {
-                    pid: words.next()?.parse().ok()?,
-                    start_time: words.next()?.to_owned(),
-                };
-                Some((name, process))
-            })
+        dir.names()
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), dir.recorded(&name)?)))
             .collect()
     }
 
@@ -613,40 +561,16 @@ impl Drop for Stack {
             self.print_logs();
         }
         if !self.stopped {
-            let (ok, output) = self.try_make("stop", STOP_TIMEOUT);
-            if !ok {
-                eprintln!("make stop (cleanup) failed:\n{output}");
+            let mut settings = StackSettings::new(&self.root);
+            settings.run_dir = self.run_dir.clone();
+            if let Err(error) = LocalStack::new(settings).stop() {
+                eprintln!("stopping the stack (cleanup) failed: {error}");
             }
         }
         if std::thread::panicking() {
-            eprintln!("kept for inspection: {}", self.scratch.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.scratch);
+            self.scratch.disable_cleanup(true);
+            eprintln!("kept for inspection: {}", self.scratch.path().display());
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Process {
-    pid: u32,
-    start_time: String,
-}
-
-impl Process {
-    /// The same process still runs. A zombie counts as gone: it holds no port, and where
-    /// PID 1 does not reap orphans it never disappears.
-    fn is_alive(&self) -> bool {
-        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields
-            .first()
-            .is_some_and(|state| *state != "Z" && *state != "X")
-            && fields.get(19) == Some(&self.start_time.as_str())
     }
 }
 
@@ -669,14 +593,6 @@ fn quick_start_blocks() -> Vec<String> {
         .skip(1)
         .filter_map(|rest| Some(rest.split_once("```")?.0.to_owned()))
         .collect()
-}
-
-fn help_mentions(binary: &Path, word: &str) -> bool {
-    Command::new(binary)
-        .arg("--help")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).contains(word))
-        .unwrap_or(false)
 }
 
 fn psql(url: &str, sql: &str) {

@@ -31,13 +31,14 @@ pub use startup::Application;
 /// Runs the command the configuration names: serve (default) or migrate.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     match config.command {
-        Some(Command::Migrate) => {
-            let applied = orchestrator_store::migrations::run_pending(&config.database_url)
-                .await
-                .context("applying database migrations (DATABASE_URL)")?;
-            tracing::info!(?applied, "Migrations applied.");
-            Ok(())
-        }
+        Some(Command::Migrate) => migrate(&config.database_url).await,
         None | Some(Command::Serve) => Application::build(config).await?.run_until_stopped().await,
     }
+}
+
+/// Applies pending migrations: the `migrate` command, and the first step of every start.
+pub(crate) async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    orchestrator_store::migrations::apply(database_url)
+        .await
+        .context("applying database migrations (DATABASE_URL)")
 }

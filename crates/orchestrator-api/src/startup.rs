@@ -11,8 +11,8 @@ use anyhow::Context;
 use orchestrator_calls::DispatchMetrics;
 use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_processing::TaskProcessor;
+use orchestrator_store::build_pool;
 use orchestrator_store::group_commit::Batching;
-use orchestrator_store::{build_pool, migrations};
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -64,12 +64,7 @@ impl Application {
             "MAX_BODY_BYTES: must be at least 1"
         );
 
-        let applied = migrations::run_pending(&config.database_url)
-            .await
-            .context("applying database migrations (DATABASE_URL)")?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "Applied migrations.");
-        }
+        crate::migrate(&config.database_url).await?;
         let pool = build_pool(&config.pool_config())?;
         let processor = TaskProcessor::new(
             pool.clone(),
@@ -79,18 +74,7 @@ impl Application {
             write_metrics.clone(),
         );
         let runner = InlineRunner::new(processor, config.inline_concurrency);
-        let (mode, queue, queue_workers) = if config.use_kafka {
-            let (queue, workers) = start_queue(&config, pool.clone()).await?;
-            (Mode::Kafka, Some(queue), Some(workers))
-        } else {
-            // Kafka mode leaves unfinished tasks to the workers.
-            let resumed = runner.resume_unfinished(&pool).await?;
-            if resumed > 0 {
-                tracing::info!(resumed, "Resuming unfinished tasks.");
-            }
-            (Mode::Inline, None, None)
-        };
-
+        let (mode, queue, queue_workers) = start_mode(&config, &pool, &runner).await?;
         let state = web::Data::new(AppState {
             task_writer: TaskWriter::start(
                 pool.clone(),
@@ -105,6 +89,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             metrics: Arc::new(registry),
         });
+
         let listener =
             TcpListener::bind((config.host.as_str(), config.port)).with_context(|| {
                 format!(
@@ -113,57 +98,7 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let document = web::Data::new(
-            crate::openapi::Document::render().context("rendering the OpenAPI document")?,
-        );
-        let mut server = HttpServer::new(move || {
-            let http_metrics = http_metrics.clone();
-            App::new()
-                .wrap_fn(move |request, service| {
-                    let started = Instant::now();
-                    let method = request.method().clone();
-                    let http_metrics = http_metrics.clone();
-                    let response = service.call(request);
-                    async move {
-                        let response = response.await?;
-                        http_metrics.observe(
-                            &method,
-                            response.request().match_pattern().as_deref(),
-                            response.status(),
-                            started.elapsed(),
-                        );
-                        Ok(response)
-                    }
-                })
-                .app_data(state.clone())
-                .app_data(document.clone())
-                .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                    ApiError::InvalidQuery {
-                        parameter: "query",
-                        detail: error.to_string(),
-                    }
-                    .into()
-                }))
-                .configure(routes::configure)
-                .service(
-                    web::resource("/openapi.json")
-                        .route(web::get().to(crate::openapi::document))
-                        .default_service(routes::allow("GET")),
-                )
-                .service(
-                    SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])),
-                )
-                .route("/docs", web::get().to(redirect_to_docs))
-                .default_service(web::to(routes::not_found))
-        })
-        // Signals are ours to handle (see run_until_stopped), so shutdown also drains
-        // the inline tasks.
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout_secs);
-        if config.http_workers > 0 {
-            server = server.workers(config.http_workers);
-        }
-        let server = server.listen(listener)?.run();
+        let server = http_server(&config, listener, state, http_metrics)?;
         tracing::info!(port, mode = mode.as_str(), "API listening.");
 
         Ok(Self {
@@ -195,7 +130,7 @@ impl Application {
             result = &mut server => {
                 return result.context("HTTP server task failed")?.context("HTTP server failed");
             }
-            () = shutdown_signal(&self.shutdown) => {}
+            () = orchestrator_stdx::stop_requested(&self.shutdown) => {}
         }
         tracing::info!("Shutting down.");
         handle.stop(true).await;
@@ -211,6 +146,85 @@ impl Application {
         tracing::info!("Stopped.");
         Ok(())
     }
+}
+
+/// How accepted tasks get processed. Kafka mode starts the publisher, its outbox marks
+/// and sweeper; inline mode resumes the tasks a previous run left unfinished (Kafka mode
+/// leaves those to the workers).
+async fn start_mode(
+    config: &ApiConfig,
+    pool: &orchestrator_store::DbPool,
+    runner: &InlineRunner,
+) -> anyhow::Result<(Mode, Option<TaskQueue>, Option<QueueWorkers>)> {
+    if config.use_kafka {
+        let (queue, workers) = start_queue(config, pool.clone()).await?;
+        return Ok((Mode::Kafka, Some(queue), Some(workers)));
+    }
+    let resumed = runner.resume_unfinished(pool).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "Resuming unfinished tasks.");
+    }
+    Ok((Mode::Inline, None, None))
+}
+
+/// The HTTP server on `listener`: the API's routes, the OpenAPI document with Swagger
+/// UI, the dashboard, every response measured by `http_metrics`. Not yet serving: the
+/// returned server runs once awaited.
+fn http_server(
+    config: &ApiConfig,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    http_metrics: HttpMetrics,
+) -> anyhow::Result<Server> {
+    let document = web::Data::new(
+        crate::openapi::Document::render().context("rendering the OpenAPI document")?,
+    );
+    let mut server = HttpServer::new(move || {
+        let http_metrics = http_metrics.clone();
+        App::new()
+            .wrap_fn(move |request, service| {
+                let started = Instant::now();
+                let method = request.method().clone();
+                let http_metrics = http_metrics.clone();
+                let response = service.call(request);
+                async move {
+                    let response = response.await?;
+                    http_metrics.observe(
+                        &method,
+                        response.request().match_pattern().as_deref(),
+                        response.status(),
+                        started.elapsed(),
+                    );
+                    Ok(response)
+                }
+            })
+            .app_data(state.clone())
+            .app_data(document.clone())
+            .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                ApiError::InvalidQuery {
+                    parameter: "query",
+                    detail: error.to_string(),
+                }
+                .into()
+            }))
+            .configure(routes::configure)
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(crate::openapi::document))
+                    .default_service(routes::allow("GET")),
+            )
+            .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])))
+            .route("/docs", web::get().to(redirect_to_docs))
+            .default_service(web::to(routes::not_found))
+    })
+    // Signals are ours to handle (see run_until_stopped), so shutdown also drains
+    // the inline tasks.
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_timeout_secs);
+    if config.http_workers > 0 {
+        server = server.workers(config.http_workers);
+    }
+    Ok(server.listen(listener)?.run())
 }
 
 /// Kafka mode: connects, makes sure the topic exists, and starts the publisher with its
@@ -259,25 +273,4 @@ async fn redirect_to_docs() -> actix_web::HttpResponse {
     actix_web::HttpResponse::PermanentRedirect()
         .insert_header((actix_web::http::header::LOCATION, "/docs/"))
         .finish()
-}
-
-/// Resolves on SIGTERM, SIGINT or cancellation of `token`.
-pub async fn shutdown_signal(token: &CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        () = terminate => {}
-        () = token.cancelled() => {}
-    }
 }

@@ -1,13 +1,14 @@
 //! Consuming one partition under a lease: fetch, process records concurrently, commit
 //! the offset up to the first record not fully processed.
 
-use orchestrator_stdx::error_chain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use orchestrator_core::TaskEnvelope;
 use orchestrator_processing::{ProcessError, TaskProcessor};
+use orchestrator_stdx::error_chain;
 use orchestrator_store::{DbPool, Fence, StoreError, leases};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
@@ -15,6 +16,7 @@ use rskafka::record::RecordAndOffset;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::dead_letters::DeadLetters;
@@ -107,7 +109,7 @@ pub async fn consume(
         )
         .in_current_span(),
     );
-    let _abort_fetcher = AbortOnDrop(fetcher);
+    let _abort_fetcher = AbortOnDropHandle::new(fetcher);
 
     let mut tracker = OffsetTracker::new(start);
     let mut committed = start;
@@ -145,22 +147,10 @@ pub async fn consume(
                 }
                 Fetched::SkippedTo(offset) => tracker.skipped_to(offset),
                 Fetched::Reset(offset) => {
-                    // Records of the old log finish first: their offsets mean nothing
-                    // in the new one.
-                    while let Some(joined) = records.join_next().await {
-                        if matches!(finished(joined), Finished::Fenced) {
-                            return ConsumerExit::Lost;
-                        }
-                    }
-                    tracing::warn!(from = committed, to = offset, "Partition log was reset; resuming from its start.");
-                    tracker.reset(offset);
-                    match reset_offset(&ctx.pool, &fence, offset).await {
-                        Ok(()) => {
-                            committed = offset;
-                            progress.committed(offset);
-                        }
-                        Err(StoreError::Fenced { .. }) => return ConsumerExit::Lost,
-                        Err(error) => tracing::warn!(error = %error_chain(&error), "Could not record the offset reset; will retry."),
+                    if let Err(lost) = follow_reset(
+                        &ctx, &fence, offset, &mut records, &mut tracker, &mut committed, &progress,
+                    ).await {
+                        return lost;
                     }
                 }
             },
@@ -174,9 +164,58 @@ pub async fn consume(
         }
     }
 
-    // Graceful stop: no more fetching; let records in flight finish within the budget.
+    // Graceful stop: no more fetching.
     drop(_abort_fetcher);
     drop(rx);
+    finish_gracefully(&ctx, &fence, records, tracker, committed, &drain).await
+}
+
+/// The partition's log was reset (the broker lost it, or it was recreated): the records
+/// of the old log finish first, their offsets meaning nothing in the new one; then the
+/// consumer goes on from `offset`, recorded as committed.
+async fn follow_reset(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    offset: i64,
+    records: &mut JoinSet<(i64, Result<(), RecordError>)>,
+    tracker: &mut OffsetTracker,
+    committed: &mut i64,
+    progress: &PartitionProgress,
+) -> Result<(), ConsumerExit> {
+    while let Some(joined) = records.join_next().await {
+        if matches!(finished(joined), Finished::Fenced) {
+            return Err(ConsumerExit::Lost);
+        }
+    }
+    tracing::warn!(
+        from = *committed,
+        to = offset,
+        "Partition log was reset; resuming from its start."
+    );
+    tracker.reset(offset);
+    match reset_offset(&ctx.pool, fence, offset).await {
+        Ok(()) => {
+            *committed = offset;
+            progress.committed(offset);
+        }
+        Err(StoreError::Fenced { .. }) => return Err(ConsumerExit::Lost),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "Could not record the offset reset; will retry.")
+        }
+    }
+    Ok(())
+}
+
+/// A graceful stop once fetching has ended: lets the records in flight finish within
+/// the drain budget, commits what is done and releases the lease.
+async fn finish_gracefully(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    mut records: JoinSet<(i64, Result<(), RecordError>)>,
+    mut tracker: OffsetTracker,
+    mut committed: i64,
+    drain: &DrainBudget,
+) -> ConsumerExit {
     let drained = tokio::time::timeout(drain.get(), async {
         while let Some(joined) = records.join_next().await {
             match finished(joined) {
@@ -199,10 +238,10 @@ pub async fn consume(
             records.abort_all();
         }
     }
-    if let Err(lost) = commit(&ctx.pool, &fence, &tracker, &mut committed).await {
+    if let Err(lost) = commit(&ctx.pool, fence, &tracker, &mut committed).await {
         return lost;
     }
-    match release(&ctx.pool, &fence).await {
+    match release(&ctx.pool, fence).await {
         Ok(()) => tracing::info!(committed, "Partition released."),
         Err(error) => {
             tracing::warn!(error = %error_chain(&error), "Could not release the lease; it expires instead.")
@@ -286,14 +325,14 @@ async fn fetch_loop(
     progress: Arc<PartitionProgress>,
 ) {
     let mut next = start;
-    let mut delay = Duration::from_millis(100);
+    let mut delays = retry_delays();
     loop {
         let fetched = client
             .fetch_records(next, 1..ctx.fetch_max_bytes, ctx.fetch_max_wait_ms)
             .await;
         match fetched {
             Ok((records, high_watermark)) => {
-                delay = Duration::from_millis(100);
+                delays = retry_delays();
                 progress.high_watermark(high_watermark);
                 if records.is_empty() {
                     if high_watermark < next {
@@ -343,8 +382,7 @@ async fn fetch_loop(
             }
             Err(error) => {
                 tracing::warn!(offset = next, error = %error_chain(&error), "Fetch failed; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
+                tokio::time::sleep(next_delay(&mut delays)).await;
             }
         }
     }
@@ -371,7 +409,7 @@ async fn process_record(
         request_id = envelope.request_id.as_deref().unwrap_or(""),
     );
     async {
-        let mut delay = Duration::from_millis(100);
+        let mut delays = retry_delays();
         loop {
             match ctx
                 .processor
@@ -390,12 +428,12 @@ async fn process_record(
                     return Err(RecordError::Fenced);
                 }
                 Err(error) => {
+                    let delay = next_delay(&mut delays);
                     tracing::warn!(error = %error_chain(&error), delay_ms = delay.as_millis(), "Processing failed; retrying.");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = stop.cancelled() => return Err(RecordError::Stopped),
                     }
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
             }
         }
@@ -411,7 +449,7 @@ async fn dead_letter(
     reason: &str,
     stop: &CancellationToken,
 ) -> Result<(), RecordError> {
-    let mut delay = Duration::from_millis(100);
+    let mut delays = retry_delays();
     loop {
         match ctx.dead_letters.send(fence.partition, record, reason).await {
             Ok(()) => {
@@ -427,19 +465,25 @@ async fn dead_letter(
             Err(error) => {
                 tracing::warn!(offset = record.offset, error = %error_chain(&error), "Dead-lettering failed; retrying.");
                 tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
+                    () = tokio::time::sleep(next_delay(&mut delays)) => {}
                     () = stop.cancelled() => return Err(RecordError::Stopped),
                 }
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The waits between tries of an operation that may succeed later (a fetch, a task's
+/// processing, a dead-letter send): 100 ms, doubling up to [`MAX_RETRY_DELAY`], without
+/// end; the consumer's stop ends the loop, not a count.
+fn retry_delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(MAX_RETRY_DELAY)
+        .without_max_times()
+        .build()
+}
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+fn next_delay(delays: &mut ExponentialBackoff) -> Duration {
+    delays.next().unwrap_or(MAX_RETRY_DELAY)
 }

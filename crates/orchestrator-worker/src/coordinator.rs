@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use orchestrator_core::assigned_partitions;
 use orchestrator_kafka::KafkaConnection;
-use orchestrator_store::{Fence, StoreError, leases};
+use orchestrator_stdx::error_chain;
+use orchestrator_store::{AsyncPgConnection, Fence, StoreError, leases};
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-use orchestrator_stdx::error_chain;
 
 use crate::consumer::{ConsumerContext, ConsumerExit, DrainBudget, consume};
 use crate::status::PartitionProgress;
@@ -96,14 +95,34 @@ impl Coordinator {
         self.stop(shutdown_timeout).await;
     }
 
-    /// One heartbeat: renew, reap, rebalance.
+    /// One heartbeat: prove we are alive, reap the consumers that ended, renew our
+    /// leases, then rebalance: hand over what is no longer ours, take what is.
     async fn tick(&mut self) -> Result<(), StoreError> {
         let mut conn = self.ctx.pool.get().await?;
         let members =
             leases::heartbeat_member(&mut conn, &self.topic, &self.worker_id, self.timing.ttl)
                 .await?;
+        self.reap_ended_consumers().await;
+        self.renew_leases(&mut conn).await?;
 
-        // Consumers that ended on their own (lease lost mid-write, or released).
+        let partition_count = u32::try_from(self.partitions).unwrap_or(0);
+        let targets: BTreeSet<i32> =
+            assigned_partitions(&members, &self.worker_id, partition_count)
+                .into_iter()
+                .filter_map(|p| i32::try_from(p).ok())
+                .collect();
+        self.hand_over_unassigned(&targets, members.len());
+        for partition in targets {
+            if !self.owned.contains_key(&partition) {
+                self.acquire(&mut conn, partition).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the consumers that ended on their own (lease lost mid-write, or
+    /// released), saying how each ended.
+    async fn reap_ended_consumers(&mut self) {
         let ended: Vec<i32> = self
             .owned
             .iter()
@@ -127,22 +146,21 @@ impl Coordinator {
                 }
             }
         }
+    }
 
+    /// Renews every lease we hold; stops at once the consumer of any lease that could
+    /// not be renewed (another replica holds it now).
+    async fn renew_leases(&mut self, conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
         let held: Vec<(i32, i64)> = self
             .owned
             .iter()
             .map(|(p, owned)| (*p, owned.fence.epoch))
             .collect();
-        let renewed: BTreeSet<i32> = leases::renew(
-            &mut conn,
-            &self.topic,
-            &self.worker_id,
-            &held,
-            self.timing.ttl,
-        )
-        .await?
-        .into_iter()
-        .collect();
+        let renewed: BTreeSet<i32> =
+            leases::renew(conn, &self.topic, &self.worker_id, &held, self.timing.ttl)
+                .await?
+                .into_iter()
+                .collect();
         self.last_renewed = Instant::now();
         self.ctx.status.renewed();
         let lost: Vec<i32> = held
@@ -162,88 +180,86 @@ impl Coordinator {
                 owned.handle.abort();
             }
         }
+        Ok(())
+    }
 
-        let partition_count = u32::try_from(self.partitions).unwrap_or(0);
-        let targets: BTreeSet<i32> =
-            assigned_partitions(&members, &self.worker_id, partition_count)
-                .into_iter()
-                .filter_map(|p| i32::try_from(p).ok())
-                .collect();
+    /// Starts handing over each partition we own that the assignment gives to another
+    /// member: its consumer drains (up to the hand-off budget), commits and releases.
+    fn hand_over_unassigned(&mut self, targets: &BTreeSet<i32>, members: usize) {
         for (partition, owned) in &mut self.owned {
             if !targets.contains(partition) && !owned.handing_off {
-                tracing::info!(
-                    partition = *partition,
-                    members = members.len(),
-                    "Handing partition over."
-                );
+                tracing::info!(partition = *partition, members, "Handing partition over.");
                 owned.handing_off = true;
                 owned.progress.handing_off();
                 owned.drain.set(self.timing.handoff_drain);
                 owned.stop.cancel();
             }
         }
-        for partition in targets {
-            if self.owned.contains_key(&partition) {
-                continue;
+    }
+
+    /// Takes the lease of a partition assigned to us, if its owner has let it go, and
+    /// starts its consumer from the committed offset.
+    async fn acquire(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        partition: i32,
+    ) -> Result<(), StoreError> {
+        let lease = leases::acquire(
+            conn,
+            &self.topic,
+            partition,
+            &self.worker_id,
+            self.timing.ttl,
+        )
+        .await?;
+        let Some(lease) = lease else {
+            return Ok(()); // Its owner has not handed it over yet.
+        };
+        let fence = self.fence(partition, lease.epoch);
+        let client = match self.client(partition).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(partition, error = %error_chain(&error), "Cannot reach the partition; releasing it.");
+                leases::release(conn, &fence).await?;
+                return Ok(());
             }
-            let lease = leases::acquire(
-                &mut conn,
-                &self.topic,
-                partition,
-                &self.worker_id,
-                self.timing.ttl,
+        };
+        let stop = CancellationToken::new();
+        let drain = DrainBudget::default();
+        let span = tracing::info_span!("partition", partition, epoch = lease.epoch);
+        let progress = self
+            .ctx
+            .status
+            .track(partition, lease.epoch, lease.committed_offset);
+        let handle = tokio::spawn(
+            consume(
+                Arc::clone(&self.ctx),
+                client,
+                fence.clone(),
+                lease.committed_offset,
+                stop.clone(),
+                drain.clone(),
+                Arc::clone(&progress),
             )
-            .await?;
-            let Some(lease) = lease else {
-                continue; // Its owner has not handed it over yet.
-            };
-            let client = match self.client(partition).await {
-                Ok(client) => client,
-                Err(error) => {
-                    tracing::warn!(partition, error = %error_chain(&error), "Cannot reach the partition; releasing it.");
-                    let fence = self.fence(partition, lease.epoch);
-                    leases::release(&mut conn, &fence).await?;
-                    continue;
-                }
-            };
-            let fence = self.fence(partition, lease.epoch);
-            let stop = CancellationToken::new();
-            let drain = DrainBudget::default();
-            let span = tracing::info_span!("partition", partition, epoch = lease.epoch);
-            let progress = self
-                .ctx
-                .status
-                .track(partition, lease.epoch, lease.committed_offset);
-            let handle = tokio::spawn(
-                consume(
-                    Arc::clone(&self.ctx),
-                    client,
-                    fence.clone(),
-                    lease.committed_offset,
-                    stop.clone(),
-                    drain.clone(),
-                    Arc::clone(&progress),
-                )
-                .instrument(span),
-            );
-            tracing::info!(
-                partition,
-                epoch = lease.epoch,
-                offset = lease.committed_offset,
-                "Partition acquired."
-            );
-            self.owned.insert(
-                partition,
-                Owned {
-                    fence,
-                    stop,
-                    drain,
-                    handle,
-                    handing_off: false,
-                    progress,
-                },
-            );
-        }
+            .instrument(span),
+        );
+        tracing::info!(
+            partition,
+            epoch = lease.epoch,
+            offset = lease.committed_offset,
+            "Partition acquired."
+        );
+        self.owned.insert(
+            partition,
+            Owned {
+                fence,
+                stop,
+                drain,
+                handle,
+                handing_off: false,
+                progress,
+            },
+        );
         Ok(())
     }
 

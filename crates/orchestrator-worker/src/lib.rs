@@ -42,16 +42,19 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     // Fail on bad settings at startup, not at the first task.
     config.validate()?;
     if matches!(config.command, Some(Command::Migrate)) {
-        let applied = orchestrator_store::migrations::run_pending(&config.database_url)
-            .await
-            .context("applying database migrations (DATABASE_URL)")?;
-        tracing::info!(?applied, "Migrations applied.");
-        return Ok(());
+        return migrate(&config.database_url).await;
     }
     Worker::build(config)
         .await?
         .run_until_stopped(shutdown)
         .await
+}
+
+/// Applies pending migrations: the `migrate` command, and the first step of every start.
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    orchestrator_store::migrations::apply(database_url)
+        .await
+        .context("applying database migrations (DATABASE_URL)")
 }
 
 /// A started worker: connected, topics created, HTTP port bound. Consuming starts with
@@ -74,12 +77,7 @@ impl Worker {
             .with_metrics(DispatchMetrics::register(&mut registry));
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
         let write_metrics = WriteBatchMetrics::register(&mut registry);
-        let applied = orchestrator_store::migrations::run_pending(&config.database_url)
-            .await
-            .context("applying database migrations (DATABASE_URL)")?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "Applied migrations.");
-        }
+        migrate(&config.database_url).await?;
 
         let worker_id = config.worker_id();
         let pool = build_pool(&config.pool_config())?;
@@ -189,7 +187,7 @@ impl Worker {
         let signals = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                wait_for_stop(&shutdown).await;
+                orchestrator_stdx::stop_requested(&shutdown).await;
                 stop.cancel();
             })
         };
@@ -199,22 +197,5 @@ impl Worker {
         let _ = http.await;
         tracing::info!("Worker stopped.");
         Ok(())
-    }
-}
-
-/// Resolves on SIGTERM, SIGINT or cancellation of `token`.
-pub async fn wait_for_stop(token: &CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-        () = token.cancelled() => {}
     }
 }

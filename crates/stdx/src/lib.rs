@@ -1,10 +1,13 @@
 //! Small helpers that several of the orchestrator's crates need, kept in one place
-//! rather than copied (in the manner of rust-analyzer's `stdx`). No I/O beyond
-//! writing to standard error, no dependencies beyond `anyhow`.
+//! rather than copied (in the manner of rust-analyzer's `stdx`): error chains, the
+//! start-up failure report, waiting for a stop signal. Depends on `anyhow` and tokio
+//! only; nothing here knows of the orchestrator's domain.
 
 use std::error::Error;
 use std::io;
 use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
 
 /// The error and its causes, "outer: inner: innermost", for one log field or a
 /// message that keeps only a string. A cause whose text the chain already holds is
@@ -52,6 +55,39 @@ pub fn startup_report(error: &anyhow::Error, port_in_use_hint: &str) -> String {
 pub fn exit_on_startup_error(error: &anyhow::Error, port_in_use_hint: &str) -> ExitCode {
     eprint!("{}", startup_report(error, port_in_use_hint));
     ExitCode::FAILURE
+}
+
+/// Resolves when the process is asked to stop: SIGTERM or SIGINT (Ctrl-C). Answers
+/// which, for the log. If the handler cannot be installed, only SIGINT stops it.
+pub async fn termination_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+/// Resolves on SIGTERM, SIGINT, or once `token` is cancelled (how tests, and an
+/// embedding program, stop a server without a signal).
+pub async fn stop_requested(token: &CancellationToken) {
+    tokio::select! {
+        _ = termination_signal() => {}
+        () = token.cancelled() => {}
+    }
 }
 
 #[cfg(test)]

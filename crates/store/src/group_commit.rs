@@ -11,7 +11,6 @@
 //! batch another loop is committing: like PostgreSQL's `commit_delay`, it gathers
 //! company only when there is a commit to wait for, so an idle system adds no delay.
 
-use orchestrator_stdx::error_chain;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
+use orchestrator_stdx::error_chain;
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot};
 
 use crate::{DbPool, StoreError};

@@ -13,6 +13,18 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// (an arbitrary constant: "orch" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6f72_6368;
 
+/// Applies every pending migration and logs the versions applied, if any: what every
+/// binary does at start and what their `migrate` command does.
+pub async fn apply(database_url: &str) -> Result<(), StoreError> {
+    let applied = run_pending(database_url).await?;
+    if applied.is_empty() {
+        tracing::info!("The database schema is up to date.");
+    } else {
+        tracing::info!(?applied, "Applied migrations.");
+    }
+    Ok(())
+}
+
 /// Applies every pending migration and returns the versions applied.
 ///
 /// Many replicas may start at once: each takes a session-level advisory lock first, so

@@ -8,7 +8,6 @@
 //! native-tls), and hands the connection to diesel-async. The pool and the migrations
 //! both connect through it.
 
-use orchestrator_stdx::error_chain;
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr as _;
@@ -20,6 +19,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
+use orchestrator_stdx::error_chain;
 use postgres_native_tls::MakeTlsConnector;
 
 use crate::StoreError;

@@ -15,12 +15,14 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::Write as _,
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
 };
+
+use crate::ports::free_port;
 
 /// How long one start may take before we give up on it. Tansu is ready in ~10-50 ms; the
 /// margin is for a 2-core machine running many test binaries at once.
@@ -91,6 +93,7 @@ impl TestBroker {
         };
         let mut failures = Vec::new();
         for _ in 0..MAX_PORT_ATTEMPTS {
+            // Someone may take it before the broker binds it; `try_run` detects that.
             broker.port = free_port();
             match broker.try_run(Instant::now() + START_TIMEOUT).await {
                 Ok(()) => return broker,
@@ -286,15 +289,6 @@ impl Drop for TestBroker {
             let _ = fs::remove_file(&self.log_path);
         }
     }
-}
-
-/// A port the kernel considers free right now. Someone may take it before the broker
-/// binds it; [`TestBroker::try_run`] detects that.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| panic!("cannot bind a loopback port: {err}"))
 }
 
 /// Whether the socket listening on 127.0.0.1:`port` is one of `pid`'s file descriptors.

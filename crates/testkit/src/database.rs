@@ -13,6 +13,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_store::{DbPool, PoolConfig, build_pool};
+use xtask::DatabaseUrl;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TEMPLATE_LOCK_KEY: i64 = 0x6f72_6374_6d70;
@@ -140,9 +141,11 @@ async fn connect(url: &str) -> AsyncPgConnection {
 
 /// The same server URL, pointing at another database.
 fn database_url(admin_url: &str, database: &str) -> String {
-    let mut url = url::Url::parse(admin_url).expect("TEST_DATABASE_URL is a URL");
-    url.set_path(&format!("/{database}"));
-    url.to_string()
+    DatabaseUrl::parse(admin_url)
+        .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: {e}"))
+        .with_database(database)
+        .as_str()
+        .to_owned()
 }
 
 fn migrations_dir() -> PathBuf {

@@ -1,9 +1,15 @@
 //! Test support shared by the integration tests of every crate.
 //!
 //! - [`database`]: a fresh PostgreSQL database per test, cloned from a migrated template.
+//! - [`api`]: following a task through the API until it finishes.
 //! - [`broker`]: a Kafka-protocol broker (Tansu) on a free loopback port, per test binary or test.
+//! - [`ports`]: free loopback ports, one or a block away from `make run`'s.
+//! - [`proxy`]: a TCP connection a test can cut.
+//! - [`workspace`]: the repository, the built binaries, the README's example.
 
+pub mod api;
 pub mod broker;
 pub mod database;
+pub mod ports;
 pub mod proxy;
 pub mod workspace;

@@ -8,6 +8,7 @@ use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use xtask::DatabaseUrl;
 
 /// Forwards every connection on a loopback port to `target` until [`TcpProxy::cut`].
 pub struct TcpProxy {
@@ -53,21 +54,20 @@ impl TcpProxy {
         self.port
     }
 
-    /// A proxy in front of the server a `scheme://user@host:port/...` URL names, and
-    /// that URL rewritten to go through it.
+    /// A proxy in front of the PostgreSQL server a database URL names, and that URL
+    /// rewritten to go through it.
     pub async fn in_front_of(url: &str) -> (TcpProxy, String) {
-        let mut parsed = url::Url::parse(url).expect("a URL");
-        let host = parsed.host_str().expect("a host").to_owned();
-        let port = parsed.port().unwrap_or(5432);
-        let target = tokio::net::lookup_host((host.as_str(), port))
+        let url = DatabaseUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let target = tokio::net::lookup_host((url.host(), url.port()))
             .await
             .expect("the host resolves")
             .next()
             .expect("an address");
         let proxy = TcpProxy::start(target).await;
-        parsed.set_host(Some("127.0.0.1")).expect("host");
-        parsed.set_port(Some(proxy.port())).expect("port");
-        (proxy, parsed.to_string())
+        let through = url
+            .with_address("127.0.0.1", proxy.port())
+            .expect("127.0.0.1 is a host");
+        (proxy, through.as_str().to_owned())
     }
 
     /// Closes every open connection and refuses new ones, as a server that died would.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use orchestrator_testkit::database::TestDatabase;
 use orchestrator_testkit::workspace::{stack_bin_dir, workspace_root};
 use serde_json::Value;
+use xtask::{LocalStack, StackSettings};
 
 /// Starting a debug stack takes ~20 s on a busy 2-core machine; the phases ~30 s.
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -179,14 +180,11 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.run_dir.join("pids").is_dir() {
-            let _ = Command::new("bash")
-                .arg(self.root.join("scripts/stack.sh"))
-                .arg("stop")
-                .env("RUN_DIR", &self.run_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let mut settings = StackSettings::new(&self.root);
+            settings.run_dir = self.run_dir.clone();
+            if let Err(error) = LocalStack::new(settings).stop() {
+                eprintln!("stopping what the benchmark left running: {error}");
+            }
         }
         if std::thread::panicking() {
             eprintln!("kept for inspection: {}", self.path.display());

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestrator_testkit::ports::free_port;
+
 use crate::support::{self, API_PORT, Binary, WORKER_HTTP_PORT};
 
 const DOCKERFILE: &str = "deploy/Dockerfile";
@@ -166,13 +168,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 fn healthcheck(port: u16, path: &str) -> bool {

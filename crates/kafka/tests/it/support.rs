@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use orchestrator_testkit::ports::free_port;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -245,13 +246,6 @@ async fn tansu_binary() -> PathBuf {
         drop(orchestrator_testkit::broker::TestBroker::start().await);
     }
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("find a free port")
 }
 
 /// A TLS-terminating TCP proxy: clients speak TLS to it, it speaks plaintext to the

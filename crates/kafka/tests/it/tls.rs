@@ -1,9 +1,9 @@
 //! KAFKA_SECURITY_PROTOCOL=SSL against a broker behind a TLS-terminating proxy.
 
-use orchestrator_stdx::error_chain;
 use std::time::{Duration, Instant};
 
 use orchestrator_kafka::KafkaConnection;
+use orchestrator_stdx::error_chain;
 
 use crate::support::{AdvertisingBroker, BROKER_HOST, TestPki, TlsProxy};
 use crate::{kafka_config, random_topic, round_trip};

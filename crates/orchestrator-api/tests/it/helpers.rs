@@ -6,7 +6,7 @@ use orchestrator_mock_services::{MockConfig, MockServer};
 use orchestrator_testkit::database::TestDatabase;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub const SCENARIO_ID: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
 pub const BUSINESS_TYPE_ID: &str = "9b2f4e2a-6c4d-4d3e-8f1a-2b3c4d5e6f70";
@@ -32,7 +32,9 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub mock: MockServer,
     pub client: reqwest::Client,
-    shutdown: CancelOnDrop,
+    shutdown: CancellationToken,
+    /// Stops the app when the test ends, however it ends.
+    _stop_on_drop: DropGuard,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -91,14 +93,15 @@ impl TestApp {
             db,
             mock,
             client: reqwest::Client::new(),
-            shutdown: CancelOnDrop(shutdown),
+            _stop_on_drop: shutdown.clone().drop_guard(),
+            shutdown,
             server: Some(server),
         }
     }
 
     /// Stops the API gracefully and hands back its database and mock.
     pub async fn stop(mut self) -> (TestDatabase, MockServer) {
-        self.shutdown.0.cancel();
+        self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server
                 .await
@@ -138,27 +141,13 @@ impl TestApp {
 
     /// Polls the task until its status is final, failing after a deadline.
     pub async fn wait_until_finished(&self, task_id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let task = self.get_json(&format!("/api/tasks/{task_id}")).await;
-            if matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")) {
-                return task;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "task {task_id} did not finish in time: {task}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Stops the app when the test ends, however it ends.
-struct CancelOnDrop(CancellationToken);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
+        orchestrator_testkit::api::wait_until_finished(
+            &self.client,
+            &self.address,
+            task_id,
+            Duration::from_secs(20),
+        )
+        .await
     }
 }
 

@@ -17,7 +17,7 @@ use orchestrator_testkit::database::TestDatabase;
 use orchestrator_worker::WorkerConfig;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub const PARTITIONS: i32 = 12;
 pub const LEASE_TTL_MS: u64 = 2_000;
@@ -147,7 +147,7 @@ impl Stack {
         TestApi {
             address,
             client: reqwest::Client::new(),
-            _shutdown: CancelOnDrop(shutdown),
+            _shutdown: shutdown.drop_guard(),
             _server: server,
         }
     }
@@ -166,7 +166,7 @@ impl Stack {
             result
         });
         InProcessWorker {
-            token: CancelOnDrop(token),
+            token: token.drop_guard(),
             handle,
             http_port: None,
         }
@@ -182,7 +182,7 @@ impl Stack {
         let token = CancellationToken::new();
         let handle = tokio::spawn(worker.run_until_stopped(token.clone()));
         InProcessWorker {
-            token: CancelOnDrop(token),
+            token: token.drop_guard(),
             handle,
             http_port: Some(http_port),
         }
@@ -379,7 +379,7 @@ fn apply(config: &mut WorkerConfig, name: &str, value: &str) {
 pub struct TestApi {
     pub address: String,
     pub client: reqwest::Client,
-    _shutdown: CancelOnDrop,
+    _shutdown: DropGuard,
     _server: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -413,23 +413,13 @@ impl TestApi {
 
     /// Polls the task until its status is final, failing after a deadline.
     pub async fn wait_until_finished(&self, task_id: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let task = self.get_json(&format!("/api/tasks/{task_id}")).await;
-            if matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")) {
-                return task;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "task {task_id} did not finish in time: {task}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        orchestrator_testkit::api::wait_until_finished(&self.client, &self.address, task_id, within)
+            .await
     }
 }
 
 pub struct InProcessWorker {
-    token: CancelOnDrop,
+    token: DropGuard,
     handle: JoinHandle<anyhow::Result<()>>,
     /// Known when started with [`Stack::start_worker`].
     pub http_port: Option<u16>,
@@ -438,8 +428,8 @@ pub struct InProcessWorker {
 impl InProcessWorker {
     /// Stops it as SIGTERM would and waits for a clean exit.
     pub async fn stop(self) {
-        self.token.0.cancel();
-        let InProcessWorker { handle, .. } = self;
+        let InProcessWorker { token, handle, .. } = self;
+        token.disarm().cancel();
         tokio::time::timeout(Duration::from_secs(15), handle)
             .await
             .expect("worker stops in time")
@@ -521,14 +511,5 @@ fn wait_with_deadline(child: &mut Child, within: Duration) -> std::process::Exit
             panic!("worker did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Cancels when dropped, so whatever runs stops when the test ends, however it ends.
-struct CancelOnDrop(CancellationToken);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
     }
 }
