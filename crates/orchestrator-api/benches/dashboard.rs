@@ -22,6 +22,9 @@ use diesel_async::RunQueryDsl;
 use orchestrator_api::{ApiConfig, Application};
 use orchestrator_store::{TaskCursor, dashboard, pool};
 use serde_json::Value;
+use thirtyfour::prelude::*;
+
+use self::browser::ElementText;
 
 const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench";
@@ -261,6 +264,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What shows that a screen has its data.
+#[derive(Clone, Copy)]
+enum Shown {
+    /// 50 rows, the counts and the chart.
+    ListWithSummary,
+    /// 50 rows.
+    List,
+    /// The task's three service requests.
+    ServiceRequests,
+    /// The form's payload.
+    Form,
+}
+
 /// Loads each screen `runs` times and times it until its data is shown.
 async fn screens(base: &str, task_id: &str, runs: usize) -> anyhow::Result<Vec<Figures>> {
     if !std::path::Path::new("/usr/bin/chromium").exists()
@@ -268,42 +284,39 @@ async fn screens(base: &str, task_id: &str, runs: usize) -> anyhow::Result<Vec<F
     {
         anyhow::bail!("Chromium is not installed (apt-get install -y chromium chromium-driver)");
     }
-    let browser = browser::Browser::start().await;
+    let browser = browser::Browser::start().await?;
     let screens = [
         (
             "task list (50 tasks, counts, throughput)",
             format!("{base}/ui"),
-            "return document.querySelectorAll('#task-rows tr[data-task-id]').length === 50 \
-             && document.querySelector('[data-count=\"ALL\"] .value').textContent !== '—' \
-             && document.querySelector('.chart') !== null",
+            Shown::ListWithSummary,
+            Some("bench-task-list"),
         ),
         (
             "task list, searched (`forecast`)",
             format!("{base}/ui?q=forecast"),
-            "return document.querySelectorAll('#task-rows tr[data-task-id]').length === 50",
+            Shown::List,
+            None,
         ),
         (
             "task page",
             format!("{base}/ui/tasks/{task_id}"),
-            "return document.querySelectorAll('#service-requests tr').length === 3",
+            Shown::ServiceRequests,
+            Some("bench-task-detail"),
         ),
-        (
-            "new task form",
-            format!("{base}/ui/new"),
-            "return document.getElementById('task-payload') !== null",
-        ),
+        ("new task form", format!("{base}/ui/new"), Shown::Form, None),
     ];
     let mut results = Vec::new();
-    for (name, url, ready) in screens {
+    for (name, url, shown, screenshot) in screens {
         let mut samples = Vec::with_capacity(runs);
         for run in 0..runs + 1 {
-            browser.goto("about:blank").await;
+            browser.goto("about:blank").await?;
             let started = Instant::now();
-            browser.goto(&url).await;
-            loop {
-                if browser.eval(ready).await == Value::Bool(true) {
-                    break;
-                }
+            browser.goto(&url).await?;
+            // Polled tightly: a probe is one to three WebDriver round trips over
+            // loopback, about a millisecond each. An error (an element replaced while
+            // it was read) counts as not shown yet.
+            while !is_shown(&browser, shown).await.unwrap_or(false) {
                 anyhow::ensure!(
                     started.elapsed() < Duration::from_secs(30),
                     "{name}: not ready within 30 s"
@@ -314,14 +327,30 @@ async fn screens(base: &str, task_id: &str, runs: usize) -> anyhow::Result<Vec<F
                 samples.push(started.elapsed());
             }
         }
-        if name == "task list (50 tasks, counts, throughput)" {
-            browser.screenshot_window("bench-task-list").await;
-        }
-        if name == "task page" {
-            browser.screenshot_window("bench-task-detail").await;
+        if let Some(screenshot) = screenshot {
+            browser.screenshot_window(screenshot).await?;
         }
         results.push(figures(name, samples, String::new()));
     }
     browser.close().await;
     Ok(results)
+}
+
+async fn is_shown(browser: &browser::Browser, shown: Shown) -> WebDriverResult<bool> {
+    let count = async |css: &str| -> WebDriverResult<usize> {
+        Ok(browser.find_all(By::Css(css)).await?.len())
+    };
+    Ok(match shown {
+        Shown::ListWithSummary => {
+            count("#task-rows tr[data-task-id]").await? == 50
+                && match browser.find_now("[data-count=\"ALL\"] .value").await? {
+                    Some(all) => all.text_content().await? != "—",
+                    None => false,
+                }
+                && count(".chart").await? > 0
+        }
+        Shown::List => count("#task-rows tr[data-task-id]").await? == 50,
+        Shown::ServiceRequests => count("#service-requests tr").await? == 3,
+        Shown::Form => count("#task-payload").await? > 0,
+    })
 }

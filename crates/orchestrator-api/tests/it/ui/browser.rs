@@ -1,262 +1,248 @@
-//! Headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`),
-//! with a client of a dozen calls over reqwest rather than another dependency tree.
+//! Headless Chromium driven over WebDriver with thirtyfour (Debian's `chromium` and
+//! `chromium-driver`). A [`Browser`] dereferences to thirtyfour's `WebDriver`, so the
+//! tests find elements and read them with its calls; this module adds what they share:
+//! starting the driver, waiting with a deadline, and screenshots.
 //!
-//! Each [`Browser`] starts its own chromedriver on a free port, in a process group of
-//! its own, so that dropping it (even when a test panics) kills the driver and every
+//! Each [`Browser`] starts its own chromedriver on a port chosen here, in a process group
+//! of its own, so that dropping it (even when a test panics) kills the driver and every
 //! Chromium process it started.
 
-use std::io::Read;
+use std::ops::Deref;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use serde_json::{Value, json};
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use thirtyfour::extensions::query::ElementPollerWithTimeout;
+use thirtyfour::prelude::*;
+use thirtyfour::{ChromeCapabilities, WebDriver};
+use tokio::time::Instant;
 
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 const DEFAULT_CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// How long `wait_for` polls before failing the test.
+/// How long a wait (and an element query) polls before failing the test.
 pub const WAIT: Duration = Duration::from_secs(20);
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const POLL: Duration = Duration::from_millis(100);
+/// How long chromedriver may take to answer `/status` once started.
+const DRIVER_START: Duration = Duration::from_secs(20);
+
+/// What matters on a test machine: run as root without a display or GPU, the same
+/// pixels and language everywhere, and no traffic beyond the loopback address (no
+/// QUIC, updates, sync or background fetches).
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless=new",
+    // Tests run as root in CI, where Chromium's sandbox cannot start.
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    "--window-size=1280,900",
+    "--lang=en-US",
+];
 
 pub struct Browser {
-    client: reqwest::Client,
-    session: String,
-    driver: Child,
+    // Fields drop in this order: the driver's process group is killed before the
+    // WebDriver handle goes (so a test that panicked does not wait on a session to
+    // close), and the profile is removed last.
+    _driver: DriverProcess,
+    webdriver: WebDriver,
+    _profile: tempfile::TempDir,
 }
 
-/// The binary at `$variable`, else at `default`; a missing one fails the test with
-/// what to install, so a machine without Chromium can never pass these tests silently.
-fn binary(variable: &str, default: &str) -> PathBuf {
+impl Deref for Browser {
+    type Target = WebDriver;
+
+    fn deref(&self) -> &WebDriver {
+        &self.webdriver
+    }
+}
+
+/// The binary at `$variable`, else at `default`; a missing one fails with what to
+/// install, so a machine without Chromium can never pass these tests silently.
+fn binary(variable: &str, default: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
-    assert!(
-        path.is_file(),
-        "the dashboard tests need headless Chromium and ChromeDriver, and {} does not exist. \
-         Install them with `apt-get install -y chromium chromium-driver` (.ci/run does), \
-         or point {variable} at the binary.",
-        path.display()
-    );
-    path
+    if !path.is_file() {
+        bail!(
+            "the dashboard tests need headless Chromium and ChromeDriver, and {} does not \
+             exist. Install them with `apt-get install -y chromium chromium-driver` (.ci/run \
+             does), or point {variable} at the binary.",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session with a 1280×900 window, in
     /// UTC whatever the machine's time zone, so that what the pages show does not depend
     /// on where the tests run.
-    pub async fn start() -> Browser {
+    pub async fn start() -> anyhow::Result<Browser> {
         Self::start_in_time_zone("UTC").await
     }
 
     /// The same, with the browser's clock in `time_zone` (an IANA name such as
-    /// `Asia/Kolkata`): Chromium takes its zone from `TZ`.
-    pub async fn start_in_time_zone(time_zone: &str) -> Browser {
-        let chromium = binary("CHROMIUM_BIN", DEFAULT_CHROMIUM);
-        let chromedriver = binary("CHROMEDRIVER_BIN", DEFAULT_CHROMEDRIVER);
-        let (driver, port) = spawn_driver(&chromedriver, time_zone).await;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("HTTP client");
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new",
-                    // Tests run as root in CI, where Chromium's sandbox cannot start.
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--disable-extensions",
-                    "--hide-scrollbars",
-                    "--force-device-scale-factor=1",
-                    "--window-size=1280,900",
-                    "--lang=en-US",
-                ],
-            },
-        }}});
-        let mut browser = Browser {
-            client,
-            session: String::new(),
-            driver,
-        };
-        let created = browser
-            .command(
-                reqwest::Method::POST,
-                &format!("http://127.0.0.1:{port}/session"),
-                Some(capabilities),
-            )
-            .await;
-        let id = created["sessionId"]
-            .as_str()
-            .expect("WebDriver session id")
-            .to_owned();
-        browser.session = format!("http://127.0.0.1:{port}/session/{id}");
-        browser
-    }
+    /// `Asia/Kolkata`): Chromium takes its zone from `TZ`, which it inherits from the
+    /// driver.
+    pub async fn start_in_time_zone(time_zone: &str) -> anyhow::Result<Browser> {
+        let chromium = binary("CHROMIUM_BIN", DEFAULT_CHROMIUM)?;
+        let chromedriver = binary("CHROMEDRIVER_BIN", DEFAULT_CHROMEDRIVER)?;
+        let process = DriverProcess::start(&chromedriver, time_zone).await?;
+        let profile = tempfile::tempdir().context("creating a Chromium profile folder")?;
 
-    async fn command(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
-        let mut request = self.client.request(method.clone(), url);
-        if let Some(body) = body {
-            request = request.json(&body);
+        let mut capabilities = ChromeCapabilities::new();
+        capabilities.set_binary(&chromium.to_string_lossy())?;
+        for arg in CHROMIUM_ARGS {
+            capabilities.add_arg(arg)?;
         }
-        let response = request
-            .send()
+        capabilities.add_arg(&format!("--user-data-dir={}", profile.path().display()))?;
+        let webdriver = WebDriver::builder(process.url(), capabilities)
+            // Element queries (`query(..).first()`) wait as long as `wait_for` does.
+            .poller(Arc::new(ElementPollerWithTimeout::new(WAIT, POLL)))
+            .request_timeout(Duration::from_secs(60))
             .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {url}: {e}"));
-        let status = response.status();
-        let body: Value = response.json().await.expect("WebDriver answers JSON");
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {url} answered {status}: {}",
-            body["value"]["message"].as_str().unwrap_or("(no message)")
-        );
-        body["value"].clone()
+            .context("starting a Chromium session")?;
+        Ok(Browser {
+            _driver: process,
+            webdriver,
+            _profile: profile,
+        })
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.command(
-            reqwest::Method::POST,
-            &format!("{}{path}", self.session),
-            Some(body),
-        )
-        .await
-    }
-
-    pub async fn goto(&self, url: &str) {
-        self.post("/url", json!({"url": url})).await;
-    }
-
-    /// Runs `script` (a function body: `return ...`) in the page and returns its value.
-    pub async fn eval(&self, script: &str) -> Value {
-        self.post("/execute/sync", json!({"script": script, "args": []}))
-            .await
-    }
-
-    /// Polls `script` until it returns something truthy and returns that, failing the
-    /// test after [`WAIT`] with `what` and the script's last value.
-    pub async fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
+    /// Polls `check` until it gives a value and returns that, failing after [`WAIT`]
+    /// with `what` and what the page shows. A WebDriver error counts as "not yet": the
+    /// pages re-render as they poll the API, so an element found a moment ago may have
+    /// been replaced (stale) by the time it is read.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut() -> WebDriverResult<Option<T>>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + WAIT;
         loop {
-            let value = self.eval(script).await;
-            let truthy = match &value {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                Value::Array(_) | Value::Object(_) => true,
+            let last_error = match check().await {
+                Ok(Some(value)) => return Ok(value),
+                Ok(None) => None,
+                Err(error) => Some(error),
             };
-            if truthy {
-                return value;
+            if Instant::now() >= deadline {
+                let error = last_error.map_or_else(String::new, |e| format!(" (last: {e})"));
+                bail!(
+                    "waited {WAIT:?} for {what}{error}; the page shows {}",
+                    self.shown_text().await
+                );
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} for {what}; the page shows {}",
-                self.eval("return (document.getElementById('main') ?? document.body).innerText")
-                    .await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
-    async fn element(&self, css: &str) -> String {
-        let found = self
-            .post("/element", json!({"using": "css selector", "value": css}))
-            .await;
-        found[ELEMENT_KEY]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css:?}: {found}"))
-            .to_owned()
+    /// The page's main text, to say what was on screen when a wait gave up.
+    async fn shown_text(&self) -> String {
+        let main = match self.find_now("#main").await {
+            Ok(Some(main)) => Ok(main),
+            _ => self.find(By::Css("body")).await,
+        };
+        match main {
+            Ok(main) => main.text().await.unwrap_or_else(|e| e.to_string()),
+            Err(e) => e.to_string(),
+        }
     }
 
-    /// Clicks the element as a user would (WebDriver moves the pointer there).
-    pub async fn click(&self, css: &str) {
-        let element = self.element(css).await;
-        self.post(&format!("/element/{element}/click"), json!({}))
-            .await;
+    /// The first element `css` selects right now, if any, without waiting.
+    pub async fn find_now(&self, css: &str) -> WebDriverResult<Option<WebElement>> {
+        self.query(By::Css(css)).nowait().first_opt().await
     }
 
     /// Replaces the text of an input or text area by typing `text`.
-    pub async fn type_into(&self, css: &str, text: &str) {
-        let element = self.element(css).await;
-        self.post(&format!("/element/{element}/clear"), json!({}))
-            .await;
-        self.post(&format!("/element/{element}/value"), json!({"text": text}))
-            .await;
+    pub async fn type_into(&self, css: &str, text: &str) -> WebDriverResult<()> {
+        let input = self.find(By::Css(css)).await?;
+        input.clear().await?;
+        input.send_keys(text).await
     }
 
-    pub async fn set_window_size(&self, width: u32, height: u32) {
-        self.post("/window/rect", json!({"width": width, "height": height}))
-            .await;
+    /// Resizes the window, leaving it where it is.
+    pub async fn set_window_size(&self, width: u32, height: u32) -> WebDriverResult<()> {
+        let rect = self.get_window_rect().await?;
+        self.set_window_rect(rect.x, rect.y, width, height).await
+    }
+
+    /// The height of the viewport, the part of the window that shows the page.
+    /// WebDriver's window rectangle is the outer window, so this reads the document
+    /// element's `clientHeight`, which is `innerHeight` when there are no scrollbars
+    /// (`--hide-scrollbars`).
+    pub async fn viewport_height(&self) -> anyhow::Result<u32> {
+        let document = self.find(By::Css("html")).await?;
+        number_property(&document, "clientHeight").await
     }
 
     /// Saves a PNG of the whole page (the window is stretched to the page's height for
     /// the shot) as `<dir>/<name>.png`, where dir is `UI_SCREENSHOT_DIR` or
     /// `target/ui-screenshots`.
-    pub async fn screenshot(&self, name: &str) -> PathBuf {
-        self.stretched_screenshot(name, true).await
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.save_screenshot(name, true).await
     }
 
     /// The same, of what the window shows.
-    pub async fn screenshot_window(&self, name: &str) -> PathBuf {
-        self.stretched_screenshot(name, false).await
+    pub async fn screenshot_window(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.save_screenshot(name, false).await
     }
 
-    async fn stretched_screenshot(&self, name: &str, whole_page: bool) -> PathBuf {
-        let size = self
-            .eval(
-                "return [window.outerWidth, window.outerHeight, \
-                 document.documentElement.scrollHeight, window.innerHeight]",
-            )
-            .await;
-        let number = |i: usize| size[i].as_u64().and_then(|n| u32::try_from(n).ok());
-        let (width, height, page, inner) = (number(0), number(1), number(2), number(3));
-        if let (Some(width), Some(height), Some(page), Some(inner)) = (width, height, page, inner)
-            && whole_page
-            && page > inner
-        {
-            self.set_window_size(width, (height + page - inner).min(6000))
-                .await;
+    async fn save_screenshot(&self, name: &str, whole_page: bool) -> anyhow::Result<PathBuf> {
+        let window = self.get_window_rect().await?;
+        let (width, height) = (u32::try_from(window.width)?, u32::try_from(window.height)?);
+        let document = self.find(By::Css("html")).await?;
+        let page = number_property(&document, "scrollHeight").await?;
+        let viewport = number_property(&document, "clientHeight").await?;
+        let stretch = whole_page && page > viewport;
+        if stretch {
+            self.set_window_size(width, (height + page - viewport).min(6000))
+                .await?;
         }
-        let png = self
-            .command(
-                reqwest::Method::GET,
-                &format!("{}/screenshot", self.session),
-                None,
-            )
-            .await;
-        if let (Some(width), Some(height)) = (width, height) {
-            self.set_window_size(width, height).await;
+        let png = self.screenshot_as_png().await;
+        if stretch {
+            self.set_window_size(width, height).await?;
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("screenshot is base64"))
-            .expect("screenshot decodes");
         let dir = screenshot_dir();
-        std::fs::create_dir_all(&dir).expect("screenshot directory");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, bytes).expect("screenshot written");
-        path
+        std::fs::write(&path, png?).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
     }
 
-    /// Ends the session; Chromium exits with it.
+    /// Ends the session, and Chromium with it; dropping the browser kills what is left.
     pub async fn close(self) {
-        let _ = self
-            .client
-            .delete(&self.session)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let _ = self.webdriver.quit().await;
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // The driver leads its own process group, and Chromium's processes are in it.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.wait();
+/// A DOM property that holds a whole number of pixels.
+async fn number_property(element: &WebElement, name: &str) -> anyhow::Result<u32> {
+    let value = element.prop(name).await?.unwrap_or_default();
+    value
+        .parse()
+        .with_context(|| format!("{name} is {value:?}, not a whole number"))
+}
+
+/// What the tests read from elements beyond thirtyfour's own calls.
+pub trait ElementText {
+    /// The element's `textContent`: all of its text, as the DOM holds it, whether or not
+    /// it is rendered (WebDriver's own `text()` gives the rendered text only).
+    async fn text_content(&self) -> WebDriverResult<String>;
+}
+
+impl ElementText for WebElement {
+    async fn text_content(&self) -> WebDriverResult<String> {
+        Ok(self.prop("textContent").await?.unwrap_or_default())
     }
 }
 
@@ -267,54 +253,90 @@ pub fn screenshot_dir() -> PathBuf {
     )
 }
 
-/// Starts chromedriver on a port of its choosing and reads the port from its banner.
-/// The browsers it starts inherit `time_zone` as `TZ`.
-async fn spawn_driver(chromedriver: &Path, time_zone: &str) -> (Child, u16) {
-    use std::os::unix::process::CommandExt;
-
-    let mut driver = Command::new(chromedriver)
-        .args(["--port=0", "--log-level=WARNING"])
-        .env("TZ", time_zone)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
-    let mut stdout = driver.stdout.take().expect("piped stdout");
-    let (found, port) = tokio::sync::oneshot::channel();
-    // Reads the banner, then keeps draining so the driver never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut found = Some(found);
-        let mut seen = String::new();
-        let mut buffer = [0u8; 4096];
-        while let Ok(read @ 1..) = stdout.read(&mut buffer) {
-            if found.is_none() {
-                continue;
-            }
-            seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
-            if let Some(port) = banner_port(&seen)
-                && let Some(found) = found.take()
-            {
-                let _ = found.send(port);
-            }
-        }
-    });
-    let port = tokio::time::timeout(Duration::from_secs(20), port)
-        .await
-        .expect("chromedriver started within 20 s")
-        .expect("chromedriver printed its port");
-    (driver, port)
+/// A chromedriver leading a process group of its own; Chromium's processes join it.
+struct DriverProcess {
+    child: Child,
+    port: u16,
 }
 
-/// The port in "ChromeDriver was started successfully on port 41235."
-fn banner_port(text: &str) -> Option<u16> {
-    const BANNER: &str = "started successfully on port ";
-    let rest = &text[text.find(BANNER)? + BANNER.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    // Wait for the character after the number, so a half-read number is never taken.
-    if digits.len() == rest.len() {
-        return None;
+impl DriverProcess {
+    /// Starts chromedriver on a free loopback port and waits until it says it is ready.
+    /// The browsers it starts inherit `time_zone` as `TZ`. The port is free when picked
+    /// but another process may take it before chromedriver binds it; then chromedriver
+    /// exits, and another port is tried.
+    async fn start(chromedriver: &Path, time_zone: &str) -> anyhow::Result<DriverProcess> {
+        let mut tries = 3;
+        loop {
+            let port = orchestrator_testkit::ports::free_port();
+            let child = Command::new(chromedriver)
+                .args([format!("--port={port}"), "--log-level=WARNING".into()])
+                .env("TZ", time_zone)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("starting {}", chromedriver.display()))?;
+            // Owned from here, so that any failure below kills it.
+            let mut process = DriverProcess { child, port };
+            match process.wait_until_ready().await {
+                Ok(()) => return Ok(process),
+                Err(NotReady::Exited(status)) if tries > 1 => {
+                    tries -= 1;
+                    eprintln!("chromedriver on port {port} {status}; trying another port");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
-    digits.parse().ok()
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Polls chromedriver's `/status` until it reports ready, for [`DRIVER_START`].
+    async fn wait_until_ready(&mut self) -> Result<(), NotReady> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| NotReady::Other(e.to_string()))?;
+        let status_url = format!("{}/status", self.url());
+        let deadline = Instant::now() + DRIVER_START;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(NotReady::Exited(status));
+            }
+            let answer = match client.get(&status_url).send().await {
+                Ok(response) => response.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            if answer.is_some_and(|status| status["value"]["ready"] == true) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(NotReady::Other(format!(
+                    "chromedriver did not answer {status_url} within {DRIVER_START:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("chromedriver {0} before it was ready")]
+    Exited(std::process::ExitStatus),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        // The driver leads its own process group, and Chromium's processes are in it.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
 }

@@ -1,15 +1,17 @@
 //! The dashboard at `/ui`, end to end: the real API (inline mode) and mock services, and
 //! headless Chromium clicking through the pages as an operator would. Each test saves
 //! screenshots of what it saw under `target/ui-screenshots/` (CI keeps them as
-//! artifacts). Waits poll with a deadline; nothing sleeps for a fixed time.
+//! artifacts). Pages are read with WebDriver's element queries; waits poll with a
+//! deadline, and nothing sleeps for a fixed time.
 
 mod browser;
 
 use chrono::{DateTime, FixedOffset};
 use orchestrator_mock_services::{Behaviour, Latency};
 use serde_json::{Value, json};
+use thirtyfour::prelude::*;
 
-use self::browser::Browser;
+use self::browser::{Browser, ElementText};
 use crate::helpers::{TestApp, example_request, request_named};
 
 const SERVICES: [&str; 3] = ["revenue", "rebates", "specialty"];
@@ -34,12 +36,39 @@ fn slow(ms: u64) -> Behaviour {
     }
 }
 
-/// The status the list shows for a task, or null while the task is not listed.
-fn row_status(task_id: &str) -> String {
-    format!(
-        "const row = document.querySelector('#task-rows tr[data-task-id=\"{task_id}\"]'); \
-         return row ? row.dataset.status : null"
-    )
+/// The list's row for a task.
+fn row(task_id: &str) -> String {
+    format!("#task-rows tr[data-task-id=\"{task_id}\"]")
+}
+
+/// A cell of the list's row for a task, by its label.
+fn cell(task_id: &str, label: &str) -> String {
+    format!("tr[data-task-id=\"{task_id}\"] td[data-label=\"{label}\"]")
+}
+
+/// The `textContent` of the first element `css` selects.
+async fn text_of(browser: &Browser, css: &str) -> WebDriverResult<String> {
+    browser.find(By::Css(css)).await?.text_content().await
+}
+
+/// An attribute of the first element `css` selects.
+async fn attr_of(browser: &Browser, css: &str, name: &str) -> WebDriverResult<Option<String>> {
+    browser.find(By::Css(css)).await?.attr(name).await
+}
+
+/// Whether the first element `css` selects is displayed.
+async fn displayed(browser: &Browser, css: &str) -> WebDriverResult<bool> {
+    browser.find(By::Css(css)).await?.is_displayed().await
+}
+
+/// How many elements `css` selects.
+async fn count(browser: &Browser, css: &str) -> WebDriverResult<usize> {
+    Ok(browser.find_all(By::Css(css)).await?.len())
+}
+
+/// The seconds in a duration as the pages write it in a `<time datetime>` (`PT1.250S`).
+fn seconds(iso: &str) -> Option<f64> {
+    iso.strip_prefix("PT")?.strip_suffix('S')?.parse().ok()
 }
 
 fn time(value: &Value) -> DateTime<FixedOffset> {
@@ -73,17 +102,34 @@ fn service_request<'a>(task: &'a Value, service: &str) -> &'a Value {
 /// What the task page lists for the attempts of a service request: one entry per
 /// line, `{attempt, outcome, result, at, took, error}` for attempts and `{redriven}`
 /// for a re-drive between them.
-fn shown_attempts(service: &str) -> String {
-    format!(
-        "return [...document.querySelectorAll('#service-requests tr.attempts-row[data-attempts-of=\"{service}\"] li')] \
-           .map((li) => li.classList.contains('attempt-redrive') \
-             ? {{ redriven: li.querySelector('time').getAttribute('datetime') }} \
-             : {{ attempt: li.dataset.attempt, outcome: li.dataset.outcome, \
-                  result: li.querySelector('.attempt-result').textContent, \
-                  at: li.querySelector('.attempt-at time').getAttribute('datetime'), \
-                  took: li.querySelector('.attempt-took time')?.getAttribute('datetime') ?? null, \
-                  error: li.querySelector('.attempt-error')?.textContent ?? null }})"
-    )
+async fn shown_attempts(browser: &Browser, service: &str) -> WebDriverResult<Value> {
+    let css = format!("#service-requests tr.attempts-row[data-attempts-of=\"{service}\"] li");
+    let mut shown = Vec::new();
+    for li in browser.find_all(By::Css(css)).await? {
+        let class = li.attr("class").await?.unwrap_or_default();
+        if class.split_whitespace().any(|c| c == "attempt-redrive") {
+            let at = li.find(By::Css("time")).await?.attr("datetime").await?;
+            shown.push(json!({ "redriven": at }));
+            continue;
+        }
+        let took = match li.find_all(By::Css(".attempt-took time")).await?.first() {
+            Some(time) => time.attr("datetime").await?,
+            None => None,
+        };
+        let error = match li.find_all(By::Css(".attempt-error")).await?.first() {
+            Some(error) => Some(error.text_content().await?),
+            None => None,
+        };
+        shown.push(json!({
+            "attempt": li.attr("data-attempt").await?,
+            "outcome": li.attr("data-outcome").await?,
+            "result": li.find(By::Css(".attempt-result")).await?.text_content().await?,
+            "at": li.find(By::Css(".attempt-at time")).await?.attr("datetime").await?,
+            "took": took,
+            "error": error,
+        }));
+    }
+    Ok(Value::Array(shown))
 }
 
 /// The entries `shown_attempts` should find for each recorded failed attempt.
@@ -118,132 +164,150 @@ fn expected_success(sr: &Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_list_shows_a_submitted_task_and_its_completion_without_a_reload() {
+async fn the_list_shows_a_submitted_task_and_its_completion_without_a_reload() -> anyhow::Result<()>
+{
     // Slow services, so that the list is seen showing the task while it runs (for
     // more than one of its 2 s polls).
     let app = TestApp::spawn_with(|config| config.dispatch.http_timeout_ms = 15_000).await;
     for service in SERVICES {
         app.mock.set_behaviour(service, slow(6_000));
     }
-    let browser = Browser::start().await;
-    browser.goto(&app.url("/ui")).await;
+    let browser = Browser::start().await?;
+    browser.goto(&app.url("/ui")).await?;
     browser
-        .wait_for(
-            "the empty list",
-            "return document.querySelector('#task-rows .empty')",
-        )
-        .await;
-    // A page load would forget this.
-    browser
-        .eval("window.sameDocument = true; return true")
-        .await;
+        .query(By::Css("#task-rows .empty"))
+        .desc("the empty list")
+        .first()
+        .await?;
+    // A page load would replace the document, and WebDriver would then call this
+    // element stale.
+    let document = browser.find(By::Css("html")).await?;
 
     let task_id = submit(&app, &request_named("Live in the list")).await;
+    let row = row(&task_id);
     let first_seen = browser
-        .wait_for("the new task in the list", &row_status(&task_id))
-        .await;
+        .wait_for("the new task in the list", async || {
+            match browser.find_now(&row).await? {
+                Some(row) => row.attr("data-status").await,
+                None => Ok(None),
+            }
+        })
+        .await?;
     assert!(
-        matches!(first_seen.as_str(), Some("PENDING" | "IN_PROGRESS")),
+        matches!(first_seen.as_str(), "PENDING" | "IN_PROGRESS"),
         "seen running first, not {first_seen}"
     );
     browser
-        .wait_for(
-            "the count of tasks in progress",
-            "return document.querySelector('[data-count=\"IN_PROGRESS\"] .value').textContent === '1'",
-        )
-        .await;
+        .query(By::Css("[data-count=\"IN_PROGRESS\"] .value"))
+        .with_property("textContent", "1")
+        .desc("the count of tasks in progress")
+        .first()
+        .await?;
     // While it runs, its duration counts up, said to be so far.
-    let duration = format!(
-        "const cell = document.querySelector('tr[data-task-id=\"{task_id}\"] td[data-label=\"Duration\"]'); \
-         return cell && cell.textContent.endsWith(' so far') \
-             && parseFloat(cell.querySelector('time').getAttribute('datetime').slice(2))"
-    );
-    let running_for = browser.wait_for("the running time so far", &duration).await;
+    let duration = cell(&task_id, "Duration");
+    let running_for = browser
+        .wait_for("the running time so far", async || {
+            running_time(&browser, &duration).await
+        })
+        .await?;
     browser
-        .wait_for(
-            "the running time counting up",
-            &format!("return ({})() > {running_for}", wrap(&duration)),
-        )
-        .await;
+        .wait_for("the running time counting up", async || {
+            Ok(running_time(&browser, &duration)
+                .await?
+                .filter(|&now| now > running_for))
+        })
+        .await?;
     browser
-        .wait_for(
-            "the task COMPLETED in the list",
-            &format!("return ({})() === 'COMPLETED'", wrap(&row_status(&task_id))),
-        )
-        .await;
-    assert_eq!(
-        browser.eval("return window.sameDocument === true").await,
-        true,
+        .query(By::Css(&row))
+        .with_attribute("data-status", "COMPLETED")
+        .desc("the task COMPLETED in the list")
+        .first()
+        .await?;
+    assert!(
+        document.is_present().await?,
         "the list updated itself, without reloading the page"
     );
     browser
-        .wait_for(
-            "the counts",
-            "return document.querySelector('[data-count=\"COMPLETED\"] .value').textContent === '1' \
-             && document.querySelector('[data-count=\"ALL\"] .value').textContent === '1'",
-        )
-        .await;
+        .wait_for("the counts", async || {
+            let completed = text_of(&browser, "[data-count=\"COMPLETED\"] .value").await?;
+            let all = text_of(&browser, "[data-count=\"ALL\"] .value").await?;
+            Ok((completed == "1" && all == "1").then_some(()))
+        })
+        .await?;
     browser
-        .wait_for(
-            "the throughput summary",
-            "return document.getElementById('throughput-summary').textContent.startsWith('1 submitted')",
-        )
-        .await;
-    let name = browser
-        .eval(&format!(
-            "return document.querySelector('tr[data-task-id=\"{task_id}\"] a.task-name').textContent"
-        ))
-        .await;
+        .wait_for("the throughput summary", async || {
+            let summary = text_of(&browser, "#throughput-summary").await?;
+            Ok(summary.starts_with("1 submitted").then_some(()))
+        })
+        .await?;
+    let name = text_of(&browser, &format!("{row} a.task-name")).await?;
     assert_eq!(name, "Live in the list");
     // Finished: from submission to completion.
     let task = app.get_json(&format!("/api/tasks/{task_id}")).await;
     let took = millis_between(&task["created_at"], &task["updated_at"]);
-    let shown = browser
-        .eval(&format!(
-            "const cell = document.querySelector('tr[data-task-id=\"{task_id}\"] td[data-label=\"Duration\"]'); \
-             return [cell.querySelector('time').getAttribute('datetime'), cell.textContent]"
-        ))
-        .await;
-    assert_eq!(shown[0], iso_duration(took).as_str());
-    assert!(
-        shown[1].as_str().is_some_and(|text| text.ends_with(" s")),
-        "about 6 s, no longer so far: {shown}"
+    let shown = browser.find(By::Css(&duration)).await?;
+    assert_eq!(
+        attr_of(&browser, &format!("{duration} time"), "datetime").await?,
+        Some(iso_duration(took))
     );
-    browser.screenshot("task-list").await;
+    let text = shown.text_content().await?;
+    assert!(text.ends_with(" s"), "about 6 s, no longer so far: {text}");
+    browser.screenshot("task-list").await?;
 
     // A phone: the table becomes one card per task.
-    browser.set_window_size(390, 844).await;
+    browser.set_window_size(390, 844).await?;
     browser
-        .wait_for(
-            "the cards layout",
-            "return getComputedStyle(document.querySelector('#task-table thead')).position === 'absolute'",
-        )
-        .await;
-    // The shot shows the list, where the cards are.
+        .query(By::Css("#task-table thead"))
+        .with_css_property("position", "absolute")
+        .desc("the cards layout")
+        .first()
+        .await?;
+    // The shot shows the list, where the cards are. Script, because WebDriver scrolls
+    // only as a side effect of other commands, and thirtyfour's `scroll_into_view`
+    // centres the element, where the shot should start at the list's top.
+    let list = browser.find(By::Id("list-heading")).await?.parent().await?;
     browser
-        .eval("document.getElementById('list-heading').parentElement.scrollIntoView(); return true")
-        .await;
-    browser.screenshot_window("task-list-phone").await;
+        .execute("arguments[0].scrollIntoView()", vec![list.to_json()?])
+        .await?;
+    browser.screenshot_window("task-list-phone").await?;
 
     // The header leads to the API's own documentation.
-    browser.set_window_size(1280, 900).await;
-    browser.click("header nav a[href=\"/docs/\"]").await;
+    browser.set_window_size(1280, 900).await?;
     browser
-        .wait_for(
-            "Swagger UI",
-            "return location.pathname === '/docs/' && document.querySelector('#swagger-ui .info .title') !== null",
-        )
-        .await;
+        .find(By::Css("header nav a[href=\"/docs/\"]"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for("Swagger UI", async || {
+            let on_docs = browser.current_url().await?.path() == "/docs/";
+            let title = browser.find_now("#swagger-ui .info .title").await?;
+            Ok((on_docs && title.is_some()).then_some(()))
+        })
+        .await?;
     browser.close().await;
+    Ok(())
 }
 
-/// `script` as the body of a function expression, to call inside another script.
-fn wrap(script: &str) -> String {
-    format!("function () {{ {script} }}")
+/// The running time the list shows in a Duration cell, in seconds, while it says
+/// "so far"; none once the task finished, or while it is zero.
+async fn running_time(browser: &Browser, cell: &str) -> WebDriverResult<Option<f64>> {
+    let Some(cell) = browser.find_now(cell).await? else {
+        return Ok(None);
+    };
+    if !cell.text_content().await?.ends_with(" so far") {
+        return Ok(None);
+    }
+    let datetime = cell.find(By::Css("time")).await?.attr("datetime").await?;
+    Ok(datetime
+        .as_deref()
+        .and_then(seconds)
+        .filter(|&seconds| seconds > 0.0))
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_list_shows_durations_error_starts_and_times_in_the_browsers_zone() {
+async fn the_list_shows_durations_error_starts_and_times_in_the_browsers_zone() -> anyhow::Result<()>
+{
     let app = TestApp::spawn().await;
     for i in 0..18 {
         run_direct(&app, &request_named(&format!("Routine run {i}"))).await;
@@ -275,33 +339,25 @@ async fn the_list_shows_durations_error_starts_and_times_in_the_browsers_zone() 
     );
 
     // India: half an hour off UTC, so a time shown in UTC (or in whole hours) is wrong.
-    let browser = Browser::start_in_time_zone("Asia/Kolkata").await;
+    let browser = Browser::start_in_time_zone("Asia/Kolkata").await?;
     let india = FixedOffset::east_opt(5 * 3600 + 30 * 60).expect("offset");
-    browser.set_window_size(1400, 900).await;
-    browser.goto(&app.url("/ui")).await;
+    browser.set_window_size(1400, 900).await?;
+    browser.goto(&app.url("/ui")).await?;
+    let rows = "#task-rows tr[data-task-id]";
     browser
-        .wait_for(
-            "twenty tasks",
-            "return document.querySelectorAll('#task-rows tr[data-task-id]').length === 20",
-        )
-        .await;
-    let cell = |task_id: &str, label: &str| {
-        format!(
-            "document.querySelector('tr[data-task-id=\"{task_id}\"] td[data-label=\"{label}\"]')"
-        )
-    };
+        .wait_for("twenty tasks", async || {
+            Ok((count(&browser, rows).await? == 20).then_some(()))
+        })
+        .await?;
 
     // The duration, from submission to the end, at least the 300 ms of the slow service.
     let took = millis_between(&finished["created_at"], &finished["updated_at"]);
     assert!(took >= 300, "{took} ms");
     let shown = browser
-        .eval(&format!(
-            "const time = {}?.querySelector('time'); return time && [time.getAttribute('datetime'), time.textContent]",
-            cell(finished_id, "Duration")
-        ))
-        .await;
-    assert_eq!(shown[0], iso_duration(took).as_str());
-    let text = shown[1].as_str().expect("text");
+        .find(By::Css(format!("{} time", cell(finished_id, "Duration"))))
+        .await?;
+    assert_eq!(shown.attr("datetime").await?, Some(iso_duration(took)));
+    let text = shown.text_content().await?;
     if took < 1000 {
         assert_eq!(text, format!("{took} ms"));
     } else {
@@ -310,92 +366,100 @@ async fn the_list_shows_durations_error_starts_and_times_in_the_browsers_zone() 
 
     // A failed task shows the start of its error, the whole of it as its title.
     let start = browser
-        .eval(&format!(
-            "const e = {}?.querySelector('.row-error'); return e && e.checkVisibility() && [e.textContent, e.title]",
-            cell(failed_id, "Task")
-        ))
-        .await;
-    let text = start[0].as_str().expect("the start of the error");
+        .find(By::Css(format!("{} .row-error", cell(failed_id, "Task"))))
+        .await?;
+    assert!(
+        start.is_displayed().await?,
+        "the start of the error is shown"
+    );
+    let text = start.text_content().await?;
     let cut = text.strip_suffix('…').expect("cut with an ellipsis");
     assert!(
         cut.len() >= 40 && cut.len() < error.len() && error.starts_with(cut),
         "{text:?} starts {error:?}"
     );
-    assert_eq!(start[1], error);
+    assert_eq!(start.attr("title").await?.as_deref(), Some(error));
     assert_eq!(
-        browser
-            .eval(&format!(
-                "return {}?.querySelector('.row-error') ?? null",
-                cell(finished_id, "Task")
-            ))
-            .await,
-        Value::Null,
+        count(
+            &browser,
+            &format!("{} .row-error", cell(finished_id, "Task"))
+        )
+        .await?,
+        0,
         "no error under a completed task"
     );
 
     // Times are the browser's, and say so.
-    let submitted = browser
-        .eval(&format!(
-            "return {}?.querySelector('time')?.textContent ?? null",
-            cell(finished_id, "Submitted")
-        ))
-        .await;
+    let submitted = text_of(
+        &browser,
+        &format!("{} time", cell(finished_id, "Submitted")),
+    )
+    .await?;
     let in_india = time(&finished["created_at"]).with_timezone(&india);
     assert_eq!(
         submitted,
-        format!("{} GMT+5:30", in_india.format("%Y-%m-%d %H:%M:%S")).as_str()
+        format!("{} GMT+5:30", in_india.format("%Y-%m-%d %H:%M:%S"))
     );
 
     // The chart's time axis: a labelled tick for each of the 15 minutes, in that zone.
+    // The chart is redrawn at each poll of the list, so the ticks are read in one go,
+    // again if they were replaced while being read.
     let ticks = browser
-        .wait_for(
-            "the chart's minute ticks",
-            "const ticks = [...document.querySelectorAll('#throughput-axis .tick')]; \
-             return ticks.length > 0 && ticks.map((t) => [t.dataset.start, t.textContent, \
-                 t.querySelector('.tick-label').checkVisibility()])",
-        )
-        .await;
-    let ticks = ticks.as_array().expect("ticks");
+        .wait_for("the chart's minute ticks", async || {
+            let mut ticks = Vec::new();
+            for tick in browser.find_all(By::Css("#throughput-axis .tick")).await? {
+                let start = tick.attr("data-start").await?.unwrap_or_default();
+                let label = tick.text_content().await?;
+                let labelled = tick
+                    .find(By::Css(".tick-label"))
+                    .await?
+                    .is_displayed()
+                    .await?;
+                ticks.push((start, label, labelled));
+            }
+            Ok((!ticks.is_empty()).then_some(ticks))
+        })
+        .await?;
     assert_eq!(ticks.len(), 15, "{ticks:?}");
-    for (i, tick) in ticks.iter().enumerate() {
-        let start = time(&tick[0]);
+    for (i, (start, label, labelled)) in ticks.iter().enumerate() {
+        let start = DateTime::parse_from_rfc3339(start)?;
         assert_eq!(
-            tick[1],
-            start
-                .with_timezone(&india)
-                .format("%H:%M")
-                .to_string()
-                .as_str()
+            *label,
+            start.with_timezone(&india).format("%H:%M").to_string()
         );
-        assert_eq!(tick[2], true, "every minute is labelled at this width");
+        assert!(labelled, "every minute is labelled at this width");
         if i > 0 {
-            assert_eq!((start - time(&ticks[i - 1][0])).num_seconds(), 60);
+            let before = DateTime::parse_from_rfc3339(&ticks[i - 1].0)?;
+            assert_eq!((start - before).num_seconds(), 60);
         }
     }
     assert_eq!(
-        browser
-            .eval("return document.getElementById('throughput-zone').textContent")
-            .await,
+        text_of(&browser, "#throughput-zone").await?,
         "Times in GMT+5:30"
     );
 
     // On a 1400×900 screen the counts and the chart leave room for the tasks (the
-    // window is 900 high; the page gets what the browser's frame leaves).
-    let above_the_fold = browser
-        .eval(
-            "return [...document.querySelectorAll('#task-rows tr[data-task-id]')] \
-               .filter((row) => row.getBoundingClientRect().bottom <= window.innerHeight).length",
-        )
-        .await;
+    // window is 900 high; the page gets what the browser's frame leaves). The page has
+    // not scrolled, so a row's rectangle is where the viewport shows it.
+    let viewport = f64::from(browser.viewport_height().await?);
+    let mut above_the_fold = 0;
+    for row in browser.find_all(By::Css(rows)).await? {
+        let rect = row.rect().await?;
+        if rect.y + rect.height <= viewport {
+            above_the_fold += 1;
+        }
+    }
     assert!(
-        above_the_fold.as_u64().is_some_and(|rows| rows >= 6),
+        above_the_fold >= 6,
         "{above_the_fold} tasks fit above the fold"
     );
     browser.close().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_attempt() {
+async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_attempt()
+-> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     app.mock.set_behaviour("specialty", slow(400));
     // Rebates fails twice, then the third attempt (a retry within the same run) works.
@@ -411,66 +475,53 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
     let task_id = task["task_id"].as_str().expect("id");
     let task = app.get_json(&format!("/api/tasks/{task_id}")).await;
 
-    let browser = Browser::start().await;
+    let browser = Browser::start().await?;
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
-        .await;
-    let rows = browser
-        .wait_for(
-            "three completed service requests",
-            "const rows = [...document.querySelectorAll('#service-requests tr[data-service]')]; \
-             return rows.length === 3 && rows.every((r) => r.dataset.status === 'COMPLETED') \
-                 && rows.map((r) => r.dataset.service).sort()",
-        )
-        .await;
-    assert_eq!(rows, json!(["rebates", "revenue", "specialty"]));
+        .await?;
+    let services = browser
+        .wait_for("three completed service requests", async || {
+            let rows = browser
+                .find_all(By::Css("#service-requests tr[data-service]"))
+                .await?;
+            let mut services = Vec::new();
+            for row in &rows {
+                if row.attr("data-status").await?.as_deref() != Some("COMPLETED") {
+                    return Ok(None);
+                }
+                services.push(row.attr("data-service").await?.unwrap_or_default());
+            }
+            services.sort();
+            Ok((services.len() == 3).then_some(services))
+        })
+        .await?;
+    assert_eq!(services, ["rebates", "revenue", "specialty"]);
     assert_eq!(
-        browser
-            .eval("return document.getElementById('task-title').textContent")
-            .await,
+        text_of(&browser, "#task-title").await?,
         "Quarterly forecast"
     );
     assert_eq!(
-        browser
-            .eval("return document.querySelector('#task-status .badge').dataset.status")
-            .await,
-        "COMPLETED"
+        attr_of(&browser, "#task-status .badge", "data-status").await?,
+        Some("COMPLETED".into())
     );
     // Each completed call shows its response; the timeline singles out the slow one.
     assert_eq!(
-        browser
-            .eval("return document.querySelectorAll('#service-requests details[data-sr]').length")
-            .await,
+        count(&browser, "#service-requests details[data-sr]").await?,
         3
     );
+    assert_eq!(count(&browser, "#timeline li").await?, 3);
     assert_eq!(
-        browser
-            .eval("return document.querySelectorAll('#timeline li').length")
-            .await,
-        3
+        attr_of(&browser, "#timeline li.slowest", "data-service").await?,
+        Some("specialty".into())
     );
-    assert_eq!(
-        browser
-            .eval("return document.querySelector('#timeline li.slowest').dataset.service")
-            .await,
-        "specialty"
-    );
-    let payload = browser
-        .eval("return JSON.parse(document.getElementById('task-payload').textContent)")
-        .await;
+    let payload: Value = serde_json::from_str(&text_of(&browser, "#task-payload").await?)?;
     assert_eq!(payload, example_request()["payload"]);
-    let curl = browser
-        .eval("return document.querySelector('[data-curl] code').textContent")
-        .await;
     assert_eq!(
-        curl,
-        format!("curl -s '{}/api/tasks/{task_id}'", app.address).as_str()
+        text_of(&browser, "[data-curl] code").await?,
+        format!("curl -s '{}/api/tasks/{task_id}'", app.address)
     );
-    assert_eq!(
-        browser
-            .eval("return document.getElementById('redrive').checkVisibility()")
-            .await,
-        false,
+    assert!(
+        !displayed(&browser, "#redrive").await?,
         "only a failed task offers a re-drive"
     );
 
@@ -481,21 +532,25 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
     let mut expected = expected_failed_attempts(rebates);
     assert_eq!(expected.len(), 2, "{rebates}");
     expected.push(expected_success(rebates));
+    assert_eq!(shown_attempts(&browser, "rebates").await?, json!(expected));
+    let mut listed = Vec::new();
+    for row in browser
+        .find_all(By::Css("#service-requests tr.attempts-row"))
+        .await?
+    {
+        listed.push(row.attr("data-attempts-of").await?);
+    }
     assert_eq!(
-        browser.eval(&shown_attempts("rebates")).await,
-        json!(expected)
-    );
-    assert_eq!(
-        browser
-            .eval("return [...document.querySelectorAll('#service-requests tr.attempts-row')].map((r) => r.dataset.attemptsOf)")
-            .await,
-        json!(["rebates"]),
+        listed,
+        [Some("rebates".to_owned())],
         "a request that worked at once lists no attempts"
     );
     assert_eq!(
-        browser
-            .eval("return document.querySelectorAll('#timeline li[data-service=\"rebates\"] .attempt-failed').length")
-            .await,
+        count(
+            &browser,
+            "#timeline li[data-service=\"rebates\"] .attempt-failed"
+        )
+        .await?,
         2,
         "the timeline marks the failed attempts"
     );
@@ -503,70 +558,74 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
     // Never re-driven: it took the whole time from submission, and has no history.
     let took = millis_between(&task["created_at"], &task["updated_at"]);
     assert_eq!(
-        browser
-            .eval("return document.getElementById('task-took').getAttribute('datetime')")
-            .await,
-        iso_duration(took).as_str()
+        attr_of(&browser, "#task-took", "datetime").await?,
+        Some(iso_duration(took))
     );
-    assert_eq!(
-        browser
-            .eval("return document.getElementById('redrive-history').checkVisibility()")
-            .await,
-        false
-    );
+    assert!(!displayed(&browser, "#redrive-history").await?);
     // Times say their zone (the browser runs in UTC).
     assert_eq!(
-        browser
-            .eval("return document.querySelector('#task-fields time').textContent")
-            .await,
-        shown_in_utc(&task["created_at"]).as_str()
+        text_of(&browser, "#task-fields time").await?,
+        shown_in_utc(&task["created_at"])
     );
     let started = &service_request(&task, "specialty")["started_at"];
     assert_eq!(
-        browser
-            .eval("return document.querySelector('#service-requests tr[data-service=\"specialty\"] td[data-label=\"Started\"] time').textContent")
-            .await,
-        format!("{} UTC", time(started).naive_utc().format("%H:%M:%S%.3f")).as_str()
+        text_of(
+            &browser,
+            "#service-requests tr[data-service=\"specialty\"] td[data-label=\"Started\"] time"
+        )
+        .await?,
+        format!("{} UTC", time(started).naive_utc().format("%H:%M:%S%.3f"))
     );
 
     browser
-        .click("#service-requests tr[data-service=\"specialty\"] details summary")
-        .await;
-    browser.screenshot("task-detail").await;
+        .find(By::Css(
+            "#service-requests tr[data-service=\"specialty\"] details summary",
+        ))
+        .await?
+        .click()
+        .await?;
+    browser.screenshot("task-detail").await?;
     browser.close().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_form_submits_a_task_and_shows_what_the_api_refused() {
+async fn the_form_submits_a_task_and_shows_what_the_api_refused() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
-    let browser = Browser::start().await;
-    browser.goto(&app.url("/ui/new")).await;
+    let browser = Browser::start().await?;
+    browser.goto(&app.url("/ui/new")).await?;
     // Prefilled with the README's example.
-    let prefilled = browser
-        .wait_for(
-            "the prefilled form",
-            "const name = document.getElementById('task-name'); \
-             return name && { name: name.value, \
-                              description: document.getElementById('task-description').value, \
-                              payload: JSON.parse(document.getElementById('task-payload').value) }",
-        )
-        .await;
+    let name = browser
+        .query(By::Id("task-name"))
+        .desc("the prefilled form")
+        .first()
+        .await?;
+    let description = browser.find(By::Id("task-description")).await?;
+    let payload = browser.find(By::Id("task-payload")).await?;
+    let payload: Value = serde_json::from_str(&payload.value().await?.unwrap_or_default())?;
     let example = example_request();
-    assert_eq!(prefilled["name"], example["task_name"]);
-    assert_eq!(prefilled["description"], example["task_description"]);
-    assert_eq!(prefilled["payload"], example["payload"]);
-    browser.screenshot("new-task").await;
+    assert_eq!(
+        name.value().await?.as_deref(),
+        example["task_name"].as_str()
+    );
+    assert_eq!(
+        description.value().await?.as_deref(),
+        example["task_description"].as_str()
+    );
+    assert_eq!(payload, example["payload"]);
+    browser.screenshot("new-task").await?;
 
     // JSON that does not parse is caught before anything is sent.
-    browser.type_into("#task-payload", "[{").await;
-    browser.click("#submit-task").await;
+    let submit_task = async || browser.find(By::Id("submit-task")).await?.click().await;
+    browser.type_into("#task-payload", "[{").await?;
+    submit_task().await?;
     browser
-        .wait_for(
-            "the JSON error",
-            "return document.getElementById('form-errors').checkVisibility() \
-             && document.getElementById('task-payload').getAttribute('aria-invalid') === 'true'",
-        )
-        .await;
+        .wait_for("the JSON error", async || {
+            let shown = displayed(&browser, "#form-errors").await?;
+            let invalid = attr_of(&browser, "#task-payload", "aria-invalid").await?;
+            Ok((shown && invalid.as_deref() == Some("true")).then_some(()))
+        })
+        .await?;
 
     // What the API refuses is listed with its pointer.
     let unknown_service = json!([{"billing": {
@@ -575,53 +634,62 @@ async fn the_form_submits_a_task_and_shows_what_the_api_refused() {
     }}]);
     browser
         .type_into("#task-payload", &unknown_service.to_string())
-        .await;
-    browser.click("#submit-task").await;
+        .await?;
+    submit_task().await?;
     let errors = browser
-        .wait_for(
-            "the API's validation errors",
-            "const box = document.getElementById('form-errors'); \
-             return box.checkVisibility() && box.textContent.includes('/payload/0/billing') && box.textContent",
-        )
-        .await;
-    assert!(
-        errors
-            .as_str()
-            .is_some_and(|e| e.contains("unknown service")),
-        "{errors}"
-    );
+        .wait_for("the API's validation errors", async || {
+            if !displayed(&browser, "#form-errors").await? {
+                return Ok(None);
+            }
+            let errors = text_of(&browser, "#form-errors").await?;
+            Ok(errors.contains("/payload/0/billing").then_some(errors))
+        })
+        .await?;
+    assert!(errors.contains("unknown service"), "{errors}");
     assert_eq!(
         app.get_json("/api/tasks").await["tasks"],
         json!([]),
         "nothing was stored"
     );
 
-    browser.click("#reset-example").await;
-    browser.type_into("#task-name", "Sent from the form").await;
-    browser.click("#submit-task").await;
-    let task_id = browser
-        .wait_for(
-            "the new task's page",
-            "const m = location.pathname.match(/^\\/ui\\/tasks\\/(.+)$/); return m && m[1]",
-        )
-        .await;
-    let task_id = task_id.as_str().expect("id");
+    browser.find(By::Id("reset-example")).await?.click().await?;
     browser
-        .wait_for(
-            "the task completed on its page",
-            "return document.getElementById('task-title').textContent === 'Sent from the form' \
-             && document.querySelector('#task-status .badge')?.dataset.status === 'COMPLETED'",
-        )
-        .await;
+        .type_into("#task-name", "Sent from the form")
+        .await?;
+    submit_task().await?;
+    let task_id = browser
+        .wait_for("the new task's page", async || {
+            let url = browser.current_url().await?;
+            Ok(url
+                .path()
+                .strip_prefix("/ui/tasks/")
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned))
+        })
+        .await?;
+    browser
+        .wait_for("the task completed on its page", async || {
+            let title = text_of(&browser, "#task-title").await?;
+            let status = match browser.find_now("#task-status .badge").await? {
+                Some(badge) => badge.attr("data-status").await?,
+                None => None,
+            };
+            Ok(
+                (title == "Sent from the form" && status.as_deref() == Some("COMPLETED"))
+                    .then_some(()),
+            )
+        })
+        .await?;
     let stored = app.get_json(&format!("/api/tasks/{task_id}")).await;
     assert_eq!(stored["task_name"], "Sent from the form");
     assert_eq!(stored["payload"], example["payload"]);
     assert_eq!(stored["service_requests"].as_array().map(Vec::len), Some(3));
     browser.close().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_task_is_redriven_from_its_page() {
+async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     // Fault injection through the mock's HTTP control API, as an operator would.
     let control = app
@@ -636,21 +704,22 @@ async fn a_failed_task_is_redriven_from_its_page() {
     assert_eq!(failed["status"], "FAILED");
     let task_id = failed["task_id"].as_str().expect("id");
 
-    let browser = Browser::start().await;
+    let browser = Browser::start().await?;
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
-        .await;
+        .await?;
     let error = browser
-        .wait_for(
-            "the failure and the re-drive button",
-            "const error = document.getElementById('task-error'); \
-             return document.getElementById('redrive').checkVisibility() && error.checkVisibility() && error.textContent",
-        )
-        .await;
-    assert!(
-        error.as_str().is_some_and(|e| e.contains("revenue")),
-        "{error}"
-    );
+        .wait_for("the failure and the re-drive button", async || {
+            if !displayed(&browser, "#redrive").await?
+                || !displayed(&browser, "#task-error").await?
+            {
+                return Ok(None);
+            }
+            let error = text_of(&browser, "#task-error").await?;
+            Ok((!error.is_empty()).then_some(error))
+        })
+        .await?;
+    assert!(error.contains("revenue"), "{error}");
     // Each of the three attempts that failed, and no history yet.
     let stored = app.get_json(&format!("/api/tasks/{task_id}")).await;
     let revenue = service_request(&stored, "revenue");
@@ -661,27 +730,22 @@ async fn a_failed_task_is_redriven_from_its_page() {
         "{failed_attempts:?}"
     );
     assert_eq!(
-        browser.eval(&shown_attempts("revenue")).await,
+        shown_attempts(&browser, "revenue").await?,
         json!(failed_attempts)
     );
+    assert!(!displayed(&browser, "#redrive-history").await?);
+    let mut curls = Vec::new();
+    for code in browser.find_all(By::Css("[data-curl] code")).await? {
+        curls.push(code.text_content().await?);
+    }
     assert_eq!(
-        browser
-            .eval("return document.getElementById('redrive-history').checkVisibility()")
-            .await,
-        false
-    );
-    let curls = browser
-        .eval("return [...document.querySelectorAll('[data-curl] code')].map((c) => c.textContent)")
-        .await;
-    assert_eq!(
-        curls[1],
-        format!(
+        curls.get(1),
+        Some(&format!(
             "curl -si -X POST '{}/api/tasks/{task_id}/retry'",
             app.address
-        )
-        .as_str()
+        ))
     );
-    browser.screenshot("task-failed").await;
+    browser.screenshot("task-failed").await?;
 
     let healed = app
         .client
@@ -690,20 +754,21 @@ async fn a_failed_task_is_redriven_from_its_page() {
         .await
         .expect("control request");
     assert!(healed.status().is_success());
-    browser.click("#redrive").await;
+    browser.find(By::Id("redrive")).await?.click().await?;
     browser
-        .wait_for(
-            "the re-driven task completed",
-            "return document.querySelector('#task-status .badge').dataset.status === 'COMPLETED' \
-             && !document.getElementById('redrive').checkVisibility() \
-             && !document.getElementById('task-error').checkVisibility()",
-        )
-        .await;
-    let revenue_attempts = browser
-        .eval(
-            "return document.querySelector('#service-requests tr[data-service=\"revenue\"] td[data-label=\"Attempts\"]').textContent",
-        )
-        .await;
+        .wait_for("the re-driven task completed", async || {
+            let status = attr_of(&browser, "#task-status .badge", "data-status").await?;
+            let done = status.as_deref() == Some("COMPLETED")
+                && !displayed(&browser, "#redrive").await?
+                && !displayed(&browser, "#task-error").await?;
+            Ok(done.then_some(()))
+        })
+        .await?;
+    let revenue_attempts = text_of(
+        &browser,
+        "#service-requests tr[data-service=\"revenue\"] td[data-label=\"Attempts\"]",
+    )
+    .await?;
     assert_eq!(
         revenue_attempts, "4",
         "3 failed attempts, then 1 that worked"
@@ -721,18 +786,27 @@ async fn a_failed_task_is_redriven_from_its_page() {
         "{redrive}"
     );
     let history = browser
-        .wait_for(
-            "the earlier failure",
-            "const rows = [...document.querySelectorAll('#redrive-rows tr')]; \
-             return document.getElementById('redrive-history').checkVisibility() && rows.map((row) => ({ \
-               failed: row.querySelector('time.failed-at').getAttribute('datetime'), \
-               failedText: row.querySelector('time.failed-at').textContent, \
-               error: row.querySelector('td[data-label=\"Error\"]').textContent, \
-               redriven: row.querySelector('time.redriven-at').getAttribute('datetime') }))",
-        )
-        .await;
+        .wait_for("the earlier failure", async || {
+            if !displayed(&browser, "#redrive-history").await? {
+                return Ok(None);
+            }
+            let mut rows = Vec::new();
+            for row in browser.find_all(By::Css("#redrive-rows tr")).await? {
+                let failed = row.find(By::Css("time.failed-at")).await?;
+                let error = row.find(By::Css("td[data-label=\"Error\"]")).await?;
+                let redriven = row.find(By::Css("time.redriven-at")).await?;
+                rows.push(json!({
+                    "failed": failed.attr("datetime").await?,
+                    "failedText": failed.text_content().await?,
+                    "error": error.text_content().await?,
+                    "redriven": redriven.attr("datetime").await?,
+                }));
+            }
+            Ok(Some(rows))
+        })
+        .await?;
     assert_eq!(
-        history,
+        json!(history),
         json!([{
             "failed": redrive["failed_at"],
             "failedText": shown_in_utc(&redrive["failed_at"]),
@@ -745,10 +819,8 @@ async fn a_failed_task_is_redriven_from_its_page() {
     let took = millis_between(&stored["created_at"], &stored["updated_at"]) - waited;
     assert!(waited > 0, "{redrive}");
     assert_eq!(
-        browser
-            .eval("return document.getElementById('task-took').getAttribute('datetime')")
-            .await,
-        iso_duration(took).as_str()
+        attr_of(&browser, "#task-took", "datetime").await?,
+        Some(iso_duration(took))
     );
     // Revenue's attempts over both runs: three failed, the re-drive, the fourth worked.
     let revenue = service_request(&stored, "revenue");
@@ -759,23 +831,19 @@ async fn a_failed_task_is_redriven_from_its_page() {
     );
     expected.push(json!({"redriven": redrive["redriven_at"]}));
     expected.push(expected_success(revenue));
+    assert_eq!(shown_attempts(&browser, "revenue").await?, json!(expected));
     assert_eq!(
-        browser.eval(&shown_attempts("revenue")).await,
-        json!(expected)
-    );
-    assert_eq!(
-        browser
-            .eval("return document.querySelectorAll('#timeline li[data-service=\"revenue\"] .gap').length")
-            .await,
+        count(&browser, "#timeline li[data-service=\"revenue\"] .gap").await?,
         1,
         "the timeline shows the time the task sat failed"
     );
-    browser.screenshot("task-redriven").await;
+    browser.screenshot("task-redriven").await?;
     browser.close().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_list_filters_by_status_and_searches_by_id_or_name() {
+async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let alpha = run_direct(&app, &request_named("Alpha report")).await;
     run_direct(&app, &request_named("Beta review")).await;
@@ -790,76 +858,73 @@ async fn the_list_filters_by_status_and_searches_by_id_or_name() {
     assert_eq!(gamma["status"], "FAILED");
     let alpha_id = alpha["task_id"].as_str().expect("id");
 
-    let browser = Browser::start().await;
-    browser.goto(&app.url("/ui")).await;
-    let names = "return [...document.querySelectorAll('#task-rows a.task-name')].map((a) => a.textContent).join(',')";
-    browser
-        .wait_for(
-            "three tasks, newest first",
-            &format!(
-                "return ({})() === 'Gamma forecast,Beta review,Alpha report'",
-                wrap(names)
-            ),
-        )
-        .await;
+    let browser = Browser::start().await?;
+    browser.goto(&app.url("/ui")).await?;
+    // The names the list shows, top to bottom, once they are `expected`.
+    let listed = async |what: &str, expected: &str| {
+        browser
+            .wait_for(what, async || {
+                let mut names = Vec::new();
+                for name in browser.find_all(By::Css("#task-rows a.task-name")).await? {
+                    names.push(name.text_content().await?);
+                }
+                Ok((names.join(",") == expected).then_some(()))
+            })
+            .await
+    };
+    let search = async |text: &str| -> WebDriverResult<()> {
+        browser.type_into("#filter-q", text).await?;
+        browser
+            .find(By::Css("form[role=search] button[type=submit]"))
+            .await?
+            .click()
+            .await
+    };
+    listed(
+        "three tasks, newest first",
+        "Gamma forecast,Beta review,Alpha report",
+    )
+    .await?;
 
     // By name, ignoring case.
-    browser.type_into("#filter-q", "bETa").await;
-    browser.click("form[role=search] button[type=submit]").await;
-    browser
-        .wait_for(
-            "the name search",
-            &format!("return ({})() === 'Beta review'", wrap(names)),
-        )
-        .await;
+    search("bETa").await?;
+    listed("the name search", "Beta review").await?;
     assert_eq!(
-        browser.eval("return location.search").await,
-        "?q=bETa",
+        browser.current_url().await?.query(),
+        Some("q=bETa"),
         "the address follows the search"
     );
 
     // By the first digits of an id.
-    browser.type_into("#filter-q", &alpha_id[..8]).await;
-    browser.click("form[role=search] button[type=submit]").await;
-    browser
-        .wait_for(
-            "the id search",
-            &format!("return ({})() === 'Alpha report'", wrap(names)),
-        )
-        .await;
+    search(&alpha_id[..8]).await?;
+    listed("the id search", "Alpha report").await?;
 
     // Too short to search: said next to the box.
-    browser.type_into("#filter-q", "ab").await;
-    browser.click("form[role=search] button[type=submit]").await;
+    search("ab").await?;
     browser
-        .wait_for(
-            "the search error",
-            "const error = document.getElementById('search-error'); \
-             return error.checkVisibility() && error.textContent.includes('at least 3')",
-        )
-        .await;
+        .wait_for("the search error", async || {
+            let shown = displayed(&browser, "#search-error").await?
+                && text_of(&browser, "#search-error")
+                    .await?
+                    .contains("at least 3");
+            Ok(shown.then_some(()))
+        })
+        .await?;
 
     // By status, from its count.
-    browser.click("#filter-clear").await;
-    browser.click("[data-count=\"FAILED\"]").await;
+    browser.find(By::Id("filter-clear")).await?.click().await?;
     browser
-        .wait_for(
-            "the failed tasks",
-            &format!("return ({})() === 'Gamma forecast'", wrap(names)),
-        )
-        .await;
-    let curl = browser
-        .eval("return document.querySelector('[data-curl] code').textContent")
-        .await;
+        .find(By::Css("[data-count=\"FAILED\"]"))
+        .await?
+        .click()
+        .await?;
+    listed("the failed tasks", "Gamma forecast").await?;
     assert_eq!(
-        curl,
-        format!("curl -s '{}/api/tasks?status=FAILED&limit=50'", app.address).as_str()
+        text_of(&browser, "[data-curl] code").await?,
+        format!("curl -s '{}/api/tasks?status=FAILED&limit=50'", app.address)
     );
-    assert_eq!(
-        browser
-            .eval("return document.getElementById('filter-status').value")
-            .await,
-        "FAILED"
-    );
+    let status = browser.find(By::Id("filter-status")).await?;
+    assert_eq!(status.value().await?.as_deref(), Some("FAILED"));
     browser.close().await;
+    Ok(())
 }
