@@ -69,6 +69,10 @@ lint: ## Formatting, clippy, and the no-I/O rule of orchestrator-core
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@scripts/check-core-deps.sh
 
+.PHONY: contract
+contract: ## The API against its OpenAPI document: schemathesis and a generated Python client (needs python3)
+	$(XTASK) contract
+
 .PHONY: schema
 schema: ## Regenerate crates/store/src/schema.rs from the migrations (needs diesel CLI)
 	scripts/check-schema.sh --write

@@ -9,6 +9,8 @@
 //! - [`status`]: the status values and the rule that settles a task from its service requests.
 //! - [`envelope`]: the Kafka record that carries a task, and its partition.
 //! - [`assignment`]: which worker replica owns which partition.
+//! - [`text`]: what text the database can store and what counts as blank, also as
+//!   the JSON Schema patterns of the OpenAPI document.
 //!
 //! This crate must not depend on tokio, diesel, actix, reqwest or rskafka; CI checks it.
 
@@ -18,6 +20,7 @@ pub mod plan;
 pub mod request;
 pub mod service;
 pub mod status;
+pub mod text;
 pub mod validation;
 
 pub use assignment::assigned_partitions;

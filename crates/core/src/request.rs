@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::ServiceName;
+use crate::text;
 use crate::validation::{ValidationErrors, pointer_push};
 
-/// A task's name: not blank, at most [`TaskName::MAX_CHARS`] characters.
+/// A task's name: not blank, at most [`TaskName::MAX_CHARS`] characters, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
 pub struct TaskName(String);
@@ -21,8 +22,11 @@ impl TaskName {
     pub const MAX_CHARS: usize = 255;
 
     pub fn parse(name: &str) -> Result<Self, &'static str> {
-        if name.trim().is_empty() {
-            return Err("must not be empty");
+        if text::has_nul(name) {
+            return Err(text::NUL_DETAIL);
+        }
+        if text::is_blank(name) {
+            return Err("must not be empty or white space only");
         }
         if name.chars().count() > Self::MAX_CHARS {
             return Err("must be at most 255 characters");
@@ -113,6 +117,10 @@ impl OrchestrationRequest {
                 if text.chars().count() > RequestLimits::MAX_DESCRIPTION_CHARS =>
             {
                 errors.push("/task_description", "must be at most 10000 characters");
+                None
+            }
+            Some(Value::String(text)) if text::has_nul(text) => {
+                errors.push("/task_description", text::NUL_DETAIL);
                 None
             }
             Some(Value::String(text)) => Some(text.clone()),
@@ -406,6 +414,16 @@ mod tests {
         let items: Vec<Value> = (0..6).map(|_| json!({"revenue": call()})).collect();
         let body = json!({"task_name": "t", "payload": items});
         assert_eq!(pointers(body), vec!["/payload"]);
+    }
+
+    #[test]
+    fn refuses_nul_in_stored_text() {
+        let body = json!({
+            "task_name": "a\u{0}b",
+            "task_description": "c\u{0}",
+            "payload": [{"revenue": call()}],
+        });
+        assert_eq!(pointers(body), vec!["/task_name", "/task_description"]);
     }
 
     #[test]

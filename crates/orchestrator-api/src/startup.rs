@@ -177,7 +177,8 @@ fn http_server(
     http_metrics: HttpMetrics,
 ) -> anyhow::Result<Server> {
     let document = web::Data::new(
-        crate::openapi::Document::render().context("rendering the OpenAPI document")?,
+        crate::openapi::Document::render(state.limits())
+            .context("rendering the OpenAPI document")?,
     );
     let mut server = HttpServer::new(move || {
         let http_metrics = http_metrics.clone();

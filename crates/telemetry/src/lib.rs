@@ -2,7 +2,8 @@
 //! report alike. Metrics: see [`metrics`].
 //!
 //! Human-readable lines by default, one JSON object per line with `LOG_FORMAT=json`;
-//! `RUST_LOG` filters (default `info,rskafka=warn`).
+//! `RUST_LOG` filters (default `info,rskafka=warn`; the one directive added to it
+//! quiets actix-web's logging of malformed requests).
 
 pub mod metrics;
 
@@ -21,10 +22,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter when `RUST_LOG` is not set.
+const DEFAULT_FILTER: &str = "info,rskafka=warn";
+
+/// actix-web answers a request it cannot parse (a NUL or a newline in a header, a broken
+/// chunk) with 400 by itself, and then logs the client's mistake at ERROR from its
+/// HTTP/1 dispatcher ("stream error: request parse error"), as it does a connection the
+/// client dropped. An ERROR must mean a fault of ours, so those are silenced unless
+/// `RUST_LOG` names `actix_http` itself.
+const QUIET_DISPATCHER: &str = "actix_http::h1::dispatcher=off";
+
+/// The `RUST_LOG` directives in force, `rust_log` being the variable's value.
+fn directives(rust_log: Option<&str>) -> String {
+    let directives = rust_log
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .unwrap_or(DEFAULT_FILTER);
+    if directives.contains("actix_http") {
+        directives.to_owned()
+    } else {
+        format!("{directives},{QUIET_DISPATCHER}")
+    }
+}
+
 /// Installs the global subscriber. Call once, at startup; a second call is a no-op.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rskafka=warn"));
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(directives(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
@@ -41,4 +66,25 @@ pub fn init(format: LogFormat) {
     };
     // Tests start several apps in one process; only the first installs a subscriber.
     drop(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dispatchers_client_errors_are_quiet_unless_asked_for() {
+        assert_eq!(
+            directives(None),
+            "info,rskafka=warn,actix_http::h1::dispatcher=off"
+        );
+        assert_eq!(
+            directives(Some("debug")),
+            "debug,actix_http::h1::dispatcher=off"
+        );
+        assert_eq!(
+            directives(Some("info,actix_http=debug")),
+            "info,actix_http=debug"
+        );
+    }
 }

@@ -3,11 +3,14 @@
 //!
 //! - [`stack`]: the local stack of `make run` / `make stop` / `make status` / `make db`,
 //!   as a library ([`stack::LocalStack`]) that the benchmark and the tests start in-process.
+//! - [`contract`]: `make contract`, the API held to its OpenAPI document by a fuzzer and
+//!   a generated client.
 //! - [`ports`]: `make run`'s default ports, the one list of them, and free blocks of ports
 //!   away from them.
 //! - [`database_url`]: the one parser of `DATABASE_URL`.
 //! - [`process`]: a process named by its pid and start time.
 
+pub mod contract;
 pub mod database_url;
 pub mod ports;
 pub mod process;

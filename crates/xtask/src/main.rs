@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use xtask::contract::{self, ContractSettings};
 use xtask::ports::Ports;
 use xtask::stack::{Build, DEFAULT_DATABASE_URL, DEFAULT_RUST_LOG, LocalStack, StackSettings};
 use xtask::{DatabaseUrl, repo_root};
@@ -25,6 +26,16 @@ enum Task {
         command: StackCommand,
         #[command(flatten)]
         settings: StackArgs,
+    },
+    /// The API against its OpenAPI document: schemathesis and a generated Python client
+    /// (`make contract`). Builds the binaries, starts the API in inline mode with the
+    /// mock services on free ports and a database of its own, and stops them after.
+    Contract {
+        #[command(flatten)]
+        settings: StackArgs,
+        /// The Python that creates the tools' virtual environment.
+        #[arg(long, env = "PYTHON", default_value = "python3")]
+        python: String,
     },
 }
 
@@ -140,14 +151,29 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("stack: {error:#}");
+            eprintln!("xtask: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Task::Stack { command, settings } = cli.task;
+    let (command, settings) = match cli.task {
+        Task::Stack { command, settings } => (command, settings),
+        Task::Contract { settings, python } => {
+            let root = repo_root();
+            let out_dir = settings
+                .cargo_target_dir
+                .clone()
+                .unwrap_or_else(|| root.join("target"))
+                .join("contract");
+            return contract::run(&ContractSettings {
+                stack: settings.settings(&root)?,
+                out_dir,
+                python,
+            });
+        }
+    };
     let mut stack = LocalStack::new(settings.settings(&repo_root())?);
     match command {
         StackCommand::Run => print!("{}", stack.run()?),
@@ -172,7 +198,9 @@ mod tests {
     #[test]
     fn settings_default_to_make_runs() {
         let cli = Cli::try_parse_from(["xtask", "stack", "status"]).expect("parsing");
-        let Task::Stack { settings, .. } = cli.task;
+        let Task::Stack { settings, .. } = cli.task else {
+            panic!("parsed as another task")
+        };
         // The environment of the test run may set some of these; only the parsing of
         // flags is looked at below.
         let settings = StackArgs {
@@ -199,7 +227,9 @@ mod tests {
             "3",
         ])
         .expect("parsing");
-        let Task::Stack { settings, .. } = cli.task;
+        let Task::Stack { settings, .. } = cli.task else {
+            panic!("parsed as another task")
+        };
         assert_eq!(settings.api_port, 18_000);
         assert_eq!(settings.workers, 3);
         assert!(

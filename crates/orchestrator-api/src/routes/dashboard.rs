@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::dto::TaskListResponse;
 use crate::error::{ApiError, Problem};
 use crate::json::Json;
+use crate::routes::query::Params;
 use crate::routes::tasks::PageRequest;
 use crate::state::AppState;
 
@@ -66,20 +67,21 @@ pub struct ThroughputBucket {
 #[allow(dead_code)] // Documents the parameters; they are read by `Params`.
 pub struct ThroughputQuery {
     /// Minutes to cover, the current one included: 1 to 60 (default 15).
-    minutes: Option<String>,
+    minutes: Option<i32>,
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Documents the parameters; they are read by `Params`.
 pub struct SearchQuery {
-    /// A task id (whole, or at least its first 4 hexadecimal digits) or at least 3
-    /// characters of a name (case-insensitive substring).
+    /// A task id (whole, or at least its first 4 hexadecimal digits) or 3 to 255
+    /// characters of a name (case-insensitive substring); white space around it is
+    /// ignored.
     q: String,
-    /// Only tasks with this status: PENDING, IN_PROGRESS, COMPLETED or FAILED.
+    /// Only tasks with this status.
     status: Option<String>,
     /// Page size, 1 to 500 (default 50).
-    limit: Option<String>,
+    limit: Option<i64>,
     /// `next_cursor` of the previous page of the same search.
     cursor: Option<String>,
 }
@@ -114,6 +116,7 @@ pub async fn task_counts(
     responses(
         (status = 200, description = "One bucket per minute, oldest first", body = ThroughputResponse),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn task_throughput(
     query: web::Query<Vec<(String, String)>>,
@@ -150,12 +153,14 @@ pub async fn task_throughput(
 /// Finds tasks by id or name, newest first, a page at a time.
 ///
 /// A whole id finds that task; 4 or more hexadecimal digits (dashes allowed) also find
-/// the tasks whose id starts with them; any text of 3 or more characters finds the
-/// tasks whose name contains it, ignoring case. Paged like `GET /api/tasks`.
+/// the tasks whose id starts with them; any text of 3 to 255 characters (white space
+/// around it ignored) finds the tasks whose name contains it, ignoring case. Paged like
+/// `GET /api/tasks`.
 #[utoipa::path(get, path = "/api/tasks/search", tag = "dashboard", params(SearchQuery),
     responses(
         (status = 200, description = "A page of matching tasks", body = TaskListResponse),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn search_tasks(
     query: web::Query<Vec<(String, String)>>,
@@ -177,32 +182,4 @@ pub async fn search_tasks(
     let rows =
         dashboard::search_page(&mut conn, &search, page.status, page.cursor, page.limit).await?;
     Ok(Json(page.respond(rows)))
-}
-
-/// Query parameters, each given at most once; unknown ones are ignored, as by
-/// `GET /api/tasks`.
-struct Params(Vec<(&'static str, String)>);
-
-impl Params {
-    fn parse(pairs: Vec<(String, String)>, known: &[&'static str]) -> Result<Self, ApiError> {
-        let mut params = Vec::new();
-        for (name, value) in pairs {
-            let Some(&parameter) = known.iter().find(|known| **known == name) else {
-                continue;
-            };
-            if params.iter().any(|(seen, _)| *seen == parameter) {
-                return Err(ApiError::InvalidQuery {
-                    parameter,
-                    detail: "may be given only once".into(),
-                });
-            }
-            params.push((parameter, value));
-        }
-        Ok(Self(params))
-    }
-
-    fn take(&mut self, name: &str) -> Option<String> {
-        let index = self.0.iter().position(|(seen, _)| *seen == name)?;
-        Some(self.0.swap_remove(index).1)
-    }
 }

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 pub mod dashboard;
 pub mod health;
 pub mod orchestrate;
+pub(crate) mod query;
 pub mod tasks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -23,7 +23,13 @@ use crate::state::AppState;
         description = "Repeating a request with the same key returns the original task")),
     responses(
         (status = 202, description = "Accepted; follow it at the Location", body = TaskResponse,
-            headers(("Location" = String, description = "/api/tasks/{task_id}"))),
+            headers(("Location" = String, description = "/api/tasks/{task_id}")),
+            links(
+                ("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$response.body#/task_id")),
+                    description = "The task, with its service requests")),
+                ("RetryTask" = (operation_id = "retry_task", parameters(("task_id" = "$response.body#/task_id")),
+                    description = "Re-drive the task once it has FAILED")),
+            )),
         (status = 400, description = "Invalid JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
@@ -63,7 +69,13 @@ pub async fn orchestrate(
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Repeating a request with the same key returns the original task")),
     responses(
-        (status = 200, description = "Processed (COMPLETED or FAILED)", body = TaskDetailResponse),
+        (status = 200, description = "Processed (COMPLETED or FAILED)", body = TaskDetailResponse,
+            links(
+                ("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$response.body#/task_id")),
+                    description = "The task, with its service requests")),
+                ("RetryTask" = (operation_id = "retry_task", parameters(("task_id" = "$response.body#/task_id")),
+                    description = "Re-drive the task once it has FAILED")),
+            )),
         (status = 400, description = "Invalid JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
@@ -149,6 +161,9 @@ async fn accept(
     }
 }
 
+/// An `Idempotency-Key` is 1 to this many visible ASCII characters.
+pub(crate) const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
@@ -156,7 +171,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .map_err(|_| ApiError::InvalidIdempotencyKey)?;
-    let valid = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    let valid = (1..=IDEMPOTENCY_KEY_MAX_LEN).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic());
     if valid {
         Ok(Some(key.to_owned()))
     } else {

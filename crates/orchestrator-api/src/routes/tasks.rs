@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::dto::{ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
 use crate::json::{Json, JsonLine};
+use crate::routes::query::Params;
 use crate::state::AppState;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -20,11 +21,12 @@ pub const MAX_PAGE_SIZE: i64 = 500;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameters; they are read by `Params`.
 pub struct ListQuery {
-    /// Only tasks with this status: PENDING, IN_PROGRESS, COMPLETED or FAILED.
+    /// Only tasks with this status.
     status: Option<String>,
     /// Page size, 1 to 500 (default 50).
-    limit: Option<String>,
+    limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -34,16 +36,17 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "A page of tasks", body = TaskListResponse),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_tasks(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<Json<TaskListResponse>, ApiError> {
-    let query = parse_list_query(query.into_inner())?;
+    let mut params = Params::parse(query.into_inner(), &["status", "limit", "cursor"])?;
     let page = PageRequest::parse(
-        query.status.as_deref(),
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
+        params.take("status").as_deref(),
+        params.take("limit").as_deref(),
+        params.take("cursor").as_deref(),
     )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     let rows = tasks::list_page(&mut conn, page.status, page.cursor, page.limit).await?;
@@ -118,30 +121,6 @@ impl PageRequest {
     }
 }
 
-/// Query parameters, each given at most once.
-fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
-    let mut query = ListQuery {
-        status: None,
-        limit: None,
-        cursor: None,
-    };
-    for (name, value) in pairs {
-        let (slot, parameter) = match name.as_str() {
-            "status" => (&mut query.status, "status"),
-            "limit" => (&mut query.limit, "limit"),
-            "cursor" => (&mut query.cursor, "cursor"),
-            _ => continue,
-        };
-        if slot.replace(value).is_some() {
-            return Err(ApiError::InvalidQuery {
-                parameter,
-                detail: "may be given only once".into(),
-            });
-        }
-    }
-    Ok(query)
-}
-
 /// A task with its service requests.
 #[utoipa::path(get, path = "/api/tasks/{task_id}", tag = "tasks",
     params(("task_id" = Uuid, Path, description = "The task's id")),
@@ -149,6 +128,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError>
         (status = 200, description = "The task", body = TaskDetailResponse),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
     path: web::Path<String>,
@@ -182,7 +162,9 @@ impl From<StoreError> for RedriveError {
     params(("task_id" = Uuid, Path, description = "The task's id")),
     responses(
         (status = 202, description = "Re-driven: the task is IN_PROGRESS again", body = TaskResponse,
-            headers(("Location" = String, description = "/api/tasks/{task_id}"))),
+            headers(("Location" = String, description = "/api/tasks/{task_id}")),
+            links(("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$request.path.task_id")),
+                description = "The task, with its service requests")))),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task is not FAILED", body = Problem, content_type = "application/problem+json"),

@@ -21,6 +21,13 @@ pub fn example_request() -> Value {
     })
 }
 
+/// The README's example with `patch` applied.
+pub fn example_with(patch: &dyn Fn(&mut Value)) -> Value {
+    let mut body = example_request();
+    patch(&mut body);
+    body
+}
+
 pub fn request_named(name: &str) -> Value {
     let mut body = example_request();
     body["task_name"] = json!(name);

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod contract;
 mod dashboard;
 mod docs;
 mod operations;

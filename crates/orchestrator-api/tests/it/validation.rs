@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{SCENARIO_ID, TestApp, assert_problem, example_request};
+use crate::helpers::{SCENARIO_ID, TestApp, assert_problem, example_request, example_with};
 
 fn pointers(problem: &Value) -> Vec<&str> {
     problem["errors"]
@@ -19,11 +19,7 @@ fn pointers(problem: &Value) -> Vec<&str> {
 async fn bad_input_gets_a_clear_problem_and_stores_nothing() {
     let app = TestApp::spawn().await;
     let call = json!({"scenario_id": SCENARIO_ID, "business_type_id": SCENARIO_ID});
-    let with = |patch: &dyn Fn(&mut Value)| {
-        let mut body = example_request();
-        patch(&mut body);
-        body
-    };
+    let with = example_with;
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
             "missing name",

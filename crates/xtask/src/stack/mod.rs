@@ -14,7 +14,7 @@
 //! Every port is a setting, so a second stack (the benchmark's, a test's) runs beside
 //! the first with its own RUN_DIR.
 
-mod health;
+pub mod health;
 mod output;
 pub mod postgres;
 mod run_dir;

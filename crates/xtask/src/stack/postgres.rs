@@ -17,6 +17,8 @@ const CLUSTERS: &str = "/etc/postgresql";
 const CREATE_DATABASE: &str = "SELECT format('CREATE DATABASE %I', :'db') \
      WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec\n";
 
+const DROP_DATABASE: &str = "DROP DATABASE IF EXISTS :\"db\" WITH (FORCE);\n";
+
 /// A cluster that `run` started, and so `stop` stops: `VERSION CLUSTER`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -137,6 +139,16 @@ pub fn create_database(url: &DatabaseUrl) -> Result<(), StackError> {
         url.host(),
         url.port()
     )))
+}
+
+/// Drops URL's database if it exists, closing its connections; whether that worked.
+pub fn drop_database(url: &DatabaseUrl) -> bool {
+    let Some(name) = url.database() else {
+        return false;
+    };
+    ["postgres", "template1"]
+        .into_iter()
+        .any(|maintenance| psql_stdin(&url.with_database(maintenance), &name, DROP_DATABASE))
 }
 
 /// Runs `sql` through psql with `:db` set to `database`; whether it worked.

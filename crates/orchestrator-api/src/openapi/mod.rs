@@ -1,7 +1,15 @@
 //! The OpenAPI document, served at `/openapi.json` and browsed at `/docs`.
+//!
+//! The routes' annotations give its shape; [`rules`] then states, from the definitions
+//! the handlers validate with, what each input accepts and what every route can answer,
+//! so that a request the document allows is one the API takes (a fuzzer checks this in
+//! CI: `make contract`).
+
+mod rules;
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
+use orchestrator_core::RequestLimits;
 use utoipa::OpenApi;
 
 use crate::dto;
@@ -55,17 +63,25 @@ use crate::routes;
 )]
 pub struct ApiDoc;
 
-/// The document as served: rendered once at start, ending with a newline like every
-/// JSON answer of the API. Served by our route rather than Swagger UI's, which would not.
+/// The document as served: rendered once at start, for this deployment's services and
+/// limits, ending with a newline like every JSON answer of the API. Served by our route
+/// rather than Swagger UI's, which would not.
 #[derive(Debug, Clone)]
 pub struct Document(web::Bytes);
 
 impl Document {
-    pub fn render() -> Result<Self, serde_json::Error> {
-        let mut json = ApiDoc::openapi().to_json()?;
+    pub fn render(limits: &RequestLimits) -> Result<Self, serde_json::Error> {
+        let mut json = openapi(limits).to_json()?;
         json.push('\n');
         Ok(Self(web::Bytes::from(json)))
     }
+}
+
+/// The document for a deployment that accepts `limits`.
+pub fn openapi(limits: &RequestLimits) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    rules::apply(&mut document, limits);
+    document
 }
 
 /// `GET /openapi.json`.

@@ -1,0 +1,191 @@
+//! What each input accepts and what every route can answer, written into the document
+//! from the definitions the handlers validate with: the request body from
+//! `orchestrator_core` and the deployment's [`RequestLimits`], each query parameter and
+//! header from the constant its parser uses. A parameter has one rule wherever it
+//! appears (`limit` on the list and the search alike).
+
+use orchestrator_core::{RequestLimits, TaskName, text};
+use orchestrator_store::TaskCursor;
+use orchestrator_store::dashboard::{MAX_SEARCH_CHARS, MIN_SEARCH_CHARS};
+use serde_json::json;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
+use utoipa::openapi::{OpenApi, Ref, RefOr};
+
+use crate::routes::dashboard::{DEFAULT_THROUGHPUT_MINUTES, MAX_THROUGHPUT_MINUTES};
+use crate::routes::orchestrate::IDEMPOTENCY_KEY_MAX_LEN;
+use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+/// Answers any route can give, beside those its annotation lists.
+const EVERY_ROUTE: [(&str, &str); 2] = [
+    (
+        "405",
+        "Method not allowed; the Allow header lists the methods of this path",
+    ),
+    (
+        "500",
+        "Internal error: a fault of the service, never of the request; details are in the server log",
+    ),
+];
+
+pub(super) fn apply(document: &mut OpenApi, limits: &RequestLimits) {
+    if let Some(components) = document.components.as_mut() {
+        components
+            .schemas
+            .insert("OrchestrateRequest".into(), request(limits).into());
+        components
+            .schemas
+            .insert("ServiceCallBody".into(), service_call().into());
+    }
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                if let Some(schema) = parameter_schema(&parameter.name) {
+                    parameter.schema = Some(schema);
+                }
+            }
+            for (status, description) in EVERY_ROUTE {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
+}
+
+/// A response carrying a problem document.
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn string(pattern: String) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+}
+
+fn integer(minimum: i64, maximum: i64, default: i64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(Some(maximum))
+        .default(Some(json!(default)))
+}
+
+/// The schema of the query parameter or header `name`, where it has rules.
+fn parameter_schema(name: &str) -> Option<RefOr<Schema>> {
+    let schema = match name {
+        "status" => return Some(Ref::from_schema_name("Status").into()),
+        "limit" => integer(1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+        "minutes" => integer(
+            1,
+            i64::from(MAX_THROUGHPUT_MINUTES),
+            i64::from(DEFAULT_THROUGHPUT_MINUTES),
+        ),
+        "cursor" => string(TaskCursor::PATTERN.to_owned()),
+        "q" => string(text::trimmed_pattern(MIN_SEARCH_CHARS, MAX_SEARCH_CHARS)),
+        // Visible ASCII, as the handler checks it (`is_ascii_graphic`).
+        "Idempotency-Key" => string(format!("^[!-~]{{1,{IDEMPOTENCY_KEY_MAX_LEN}}}$")),
+        _ => return None,
+    };
+    Some(schema.into())
+}
+
+/// The body of `POST /api/orchestrate`, as `OrchestrationRequest::parse` takes it.
+fn request(limits: &RequestLimits) -> Schema {
+    let mut item = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("One call to each service it names."))
+        .min_properties(Some(1))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for service in &limits.known_services {
+        item = item.property(service.as_str(), Ref::from_schema_name("ServiceCallBody"));
+    }
+    let payload = ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(limits.max_items))
+        .description(Some(format!(
+            "1 to {} items; each names one or more of the services ({}).",
+            limits.max_items,
+            limits
+                .known_services
+                .iter()
+                .map(|service| service.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "task_name",
+            string(text::non_blank_pattern())
+                .min_length(Some(1))
+                .max_length(Some(TaskName::MAX_CHARS))
+                .description(Some(format!(
+                    "1 to {} characters, not white space only, without NUL.",
+                    TaskName::MAX_CHARS
+                )))
+                .examples([json!("Quarterly revenue forecast")]),
+        )
+        .required("task_name")
+        .property(
+            "task_description",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .pattern(Some(text::storable_pattern()))
+                .max_length(Some(RequestLimits::MAX_DESCRIPTION_CHARS))
+                .description(Some(format!(
+                    "At most {} characters, without NUL.",
+                    RequestLimits::MAX_DESCRIPTION_CHARS
+                ))),
+        )
+        .property("payload", payload)
+        .required("payload")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
+/// One service call of an item.
+fn service_call() -> Schema {
+    let uuid = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("One service call of an item."))
+        .property("scenario_id", uuid())
+        .required("scenario_id")
+        .property("business_type_id", uuid())
+        .required("business_type_id")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
