@@ -8,12 +8,14 @@
 //! - [`plan`]: splitting a request into the service requests to run.
 //! - [`status`]: the status values and the rule that settles a task from its service requests.
 //! - [`envelope`]: the Kafka record that carries a task, and its partition.
+//! - [`access`]: the scopes a credential grants and the tenant it acts for.
 //! - [`assignment`]: which worker replica owns which partition.
 //! - [`text`]: what text the database can store and what counts as blank, also as
 //!   the JSON Schema patterns of the OpenAPI document.
 //!
 //! This crate must not depend on tokio, diesel, actix, reqwest or rskafka; CI checks it.
 
+pub mod access;
 pub mod assignment;
 pub mod envelope;
 pub mod plan;
@@ -23,6 +25,7 @@ pub mod status;
 pub mod text;
 pub mod validation;
 
+pub use access::{InvalidTenant, Scope, TenantName, UnknownScope};
 pub use assignment::assigned_partitions;
 pub use envelope::{EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key};
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};

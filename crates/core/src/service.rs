@@ -18,6 +18,12 @@ pub struct InvalidServiceName {
     pub reason: &'static str,
 }
 
+/// The bytes of a name that appears in URLs, variable names, keys and logs: lower-case
+/// ASCII letters, digits, `_` and `-`. Service and tenant names are made of these.
+pub(crate) fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+}
+
 impl ServiceName {
     pub const MAX_LEN: usize = 64;
 
@@ -32,10 +38,7 @@ impl ServiceName {
         if name.len() > Self::MAX_LEN {
             return Err(invalid("must be at most 64 characters"));
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
+        if !name.bytes().all(is_name_byte) {
             return Err(invalid(
                 "may contain only lower-case letters, digits, '_' and '-'",
             ));

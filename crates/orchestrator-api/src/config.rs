@@ -107,6 +107,11 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Create, list and revoke API tokens, for any tenant (needs DATABASE_URL).
+    Token {
+        #[command(subcommand)]
+        command: crate::token_command::TokenCommand,
+    },
 }
 
 impl ApiConfig {

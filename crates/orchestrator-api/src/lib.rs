@@ -21,6 +21,7 @@ pub mod queue;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod token_command;
 pub mod ui;
 
 use anyhow::Context;
@@ -28,10 +29,11 @@ use anyhow::Context;
 pub use config::{ApiConfig, Command};
 pub use startup::Application;
 
-/// Runs the command the configuration names: serve (default) or migrate.
+/// Runs the command the configuration names: serve (default), migrate or token.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     match config.command {
         Some(Command::Migrate) => migrate(&config.database_url).await,
+        Some(Command::Token { ref command }) => token_command::run(&config, command).await,
         None | Some(Command::Serve) => Application::build(config).await?.run_until_stopped().await,
     }
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use orchestrator_api::ApiConfig;
+use orchestrator_api::{ApiConfig, Command};
 
 /// Shown when the API's port is taken, the usual first-run surprise.
 const PORT_IN_USE_HINT: &str = "another process listens on this port. `make run` starts an API on port 8000 \
@@ -17,7 +17,11 @@ async fn main() -> ExitCode {
         return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
     let config = ApiConfig::parse();
-    orchestrator_telemetry::init(config.log_format);
+    match config.command {
+        // Its stdout is the token: logs go to stderr.
+        Some(Command::Token { .. }) => orchestrator_telemetry::init_stderr(config.log_format),
+        _ => orchestrator_telemetry::init(config.log_format),
+    }
     match orchestrator_api::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT),

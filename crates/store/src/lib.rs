@@ -31,6 +31,7 @@ pub mod schema;
 pub mod seed;
 pub mod service_requests;
 pub mod tasks;
+pub mod tokens;
 
 pub use cursor::{InvalidCursor, TaskCursor};
 pub use diesel_async::AsyncPgConnection;

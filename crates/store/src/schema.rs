@@ -1,6 +1,20 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        tenant -> Text,
+        name -> Nullable<Text>,
+        scopes -> Text,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     consumer_members (topic, worker_id) {
         topic -> Text,
         worker_id -> Text,
@@ -98,6 +112,7 @@ diesel::table! {
 diesel::joinable!(service_request_attempts -> service_requests (service_request_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
     consumer_members,
     partition_leases,
     service_request_attempts,

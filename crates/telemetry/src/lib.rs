@@ -45,16 +45,30 @@ fn directives(rust_log: Option<&str>) -> String {
     }
 }
 
-/// Installs the global subscriber. Call once, at startup; a second call is a no-op.
+/// Installs the global subscriber, writing to stdout. Call once, at startup; a second
+/// call is a no-op.
 pub fn init(format: LogFormat) {
+    install(format, std::io::stdout, std::io::stdout().is_terminal());
+}
+
+/// As [`init`], writing to stderr: for commands whose stdout is their result.
+pub fn init_stderr(format: LogFormat) {
+    install(format, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+fn install<W>(format: LogFormat, writer: W, terminal: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(directives(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_span_events(FmtSpan::NONE)
         // Colours only for a person at a terminal, not in log files and collectors.
-        .with_ansi(std::io::stdout().is_terminal())
+        .with_ansi(terminal)
         .with_target(true);
     let result = match format {
         LogFormat::Text => builder.try_init(),

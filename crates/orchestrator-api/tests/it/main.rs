@@ -11,5 +11,6 @@ mod orchestrate;
 mod redrive;
 mod resume;
 mod tasks;
+mod tokens;
 mod ui;
 mod validation;

@@ -1,0 +1,11 @@
+//! Credentials of the orchestrator's API.
+//!
+//! - [`token`]: API tokens: their text form, how they are made from the operating
+//!   system's randomness, and how a presented one is checked against its stored hash.
+//!
+//! No I/O beyond the OS random source: storing tokens is `orchestrator_store::tokens`,
+//! checking requests is the API's.
+
+pub mod token;
+
+pub use token::{IssuedToken, MalformedToken, PresentedToken};
