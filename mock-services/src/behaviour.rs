@@ -113,6 +113,17 @@ pub struct Behaviour {
     pub malformed_body: bool,
     /// Answer 200 with a streamed JSON body of this many bytes (at least 14).
     pub huge_body_bytes: Option<u64>,
+    /// Answer 401 to a request without this header and value, as a service that is
+    /// itself protected would.
+    pub required_header: Option<RequiredHeader>,
+}
+
+/// A header a protected service requires, e.g. `Authorization: Bearer ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredHeader {
+    pub name: String,
+    pub value: String,
 }
 
 impl Default for Behaviour {
@@ -127,6 +138,7 @@ impl Default for Behaviour {
             reset_connection: false,
             malformed_body: false,
             huge_body_bytes: None,
+            required_header: None,
         }
     }
 }

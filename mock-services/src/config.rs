@@ -179,6 +179,8 @@ impl BehaviourFlags {
             reset_connection: self.reset_connection,
             malformed_body: self.malformed_body,
             huge_body_bytes: self.huge_body_bytes,
+            // Set per service through PUT /control/{service}.
+            required_header: None,
         }
     }
 }

@@ -43,7 +43,7 @@ mod state;
 mod stats;
 mod telemetry;
 
-pub use behaviour::{Behaviour, DEFAULT_FAILURE_STATUS, Latency};
+pub use behaviour::{Behaviour, DEFAULT_FAILURE_STATUS, Latency, RequiredHeader};
 pub use config::{BehaviourFlags, MockConfig};
 pub use payload::{Currency, ServiceRequest, ServiceResponse, ServiceResult, mock_result};
 pub use server::{MockServer, run};

@@ -38,6 +38,10 @@ pub(crate) mod problem {
     );
     pub(crate) const UNKNOWN_SERVICE: (&str, &str) =
         ("urn:orchestrator:mock:unknown-service", "Unknown service");
+    pub(crate) const UNAUTHORIZED: (&str, &str) = (
+        "urn:orchestrator:mock:unauthorized",
+        "Missing or wrong credential",
+    );
     pub(crate) const NOT_FOUND: (&str, &str) = ("urn:orchestrator:mock:not-found", "Not found");
     pub(crate) const INTERNAL: (&str, &str) = ("urn:orchestrator:mock:internal", "Internal error");
 }

@@ -379,6 +379,10 @@ impl Dispatcher {
             if let Some(request_id) = request_id {
                 request = request.header("X-Request-Id", request_id);
             }
+            if let Some(credential) = &service.policy.credential {
+                let (name, value) = credential.header();
+                request = request.header(name, value);
+            }
             let mut response = request.send().await.map_err(transport_error)?;
             let status = response.status();
             let retry_after = if matches!(status.as_u16(), 429 | 503) {

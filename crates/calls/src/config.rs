@@ -87,7 +87,9 @@ pub struct DispatchConfig {
     /// Per-service overrides of the settings above, as SERVICE.KEY=VALUE,
     /// comma-separated or repeated; KEY is one of max_attempts, initial_backoff_ms,
     /// max_backoff_ms, attempt_timeout_ms, deadline_ms, max_response_bytes,
-    /// max_in_flight, breaker_threshold, breaker_cooldown_ms.
+    /// max_in_flight, breaker_threshold, breaker_cooldown_ms; or bearer_token_file
+    /// (a file holding a token sent as `Authorization: Bearer`) or header_file (a file
+    /// holding one `Name: value` header), for a service that is itself protected.
     #[arg(
         long = "service-policy",
         env = "SERVICE_POLICIES",
@@ -159,6 +161,7 @@ impl DispatchConfig {
             max_in_flight: self.service_max_in_flight,
             breaker_threshold: self.breaker_failure_threshold,
             breaker_cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+            credential: None,
         }
     }
 

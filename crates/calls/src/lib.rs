@@ -13,6 +13,7 @@
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod credential;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
@@ -20,6 +21,7 @@ pub mod registry;
 pub use breaker::BreakerState;
 pub use client::{CallError, CallOutcome, Dispatcher, FailedAttempt};
 pub use config::{ConfigError, DispatchConfig};
+pub use credential::Credential;
 pub use metrics::DispatchMetrics;
 pub use policy::ServicePolicy;
 pub use registry::ServiceRegistry;

@@ -1,8 +1,11 @@
 //! How hard to try one service, and how to protect it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::credential::Credential;
 
 /// The retry policy, time limits and protections of one downstream service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub struct ServicePolicy {
     pub breaker_threshold: u32,
     /// How long an open breaker stays open before one probe call.
     pub breaker_cooldown: Duration,
+    /// A header sent with every call, for a service that is itself protected.
+    pub credential: Option<Credential>,
 }
 
 impl ServicePolicy {
@@ -70,6 +75,12 @@ impl ServicePolicy {
                     u32::try_from(number()?).map_err(|_| format!("{key}: too large"))?;
             }
             "breaker_cooldown_ms" => self.breaker_cooldown = millis()?,
+            "bearer_token_file" => {
+                self.credential = Some(Credential::bearer_from_file(Path::new(value))?);
+            }
+            "header_file" => {
+                self.credential = Some(Credential::header_from_file(Path::new(value))?);
+            }
             _ => {
                 return Err(format!(
                     "unknown setting {key:?}; expected one of {}",
@@ -81,7 +92,7 @@ impl ServicePolicy {
     }
 
     /// The settings [`ServicePolicy::set`] knows.
-    pub const KEYS: [&'static str; 9] = [
+    pub const KEYS: [&'static str; 11] = [
         "max_attempts",
         "initial_backoff_ms",
         "max_backoff_ms",
@@ -91,6 +102,8 @@ impl ServicePolicy {
         "max_in_flight",
         "breaker_threshold",
         "breaker_cooldown_ms",
+        "bearer_token_file",
+        "header_file",
     ];
 
     /// Checks the values that would make calls impossible.
@@ -123,6 +136,7 @@ mod tests {
             max_in_flight: 64,
             breaker_threshold: 10,
             breaker_cooldown: Duration::from_secs(5),
+            credential: None,
         }
     }
 

@@ -50,6 +50,18 @@ pub(super) async fn handle(
         }
     };
     let behaviour = state.behaviour(index);
+    if let Some(required) = &behaviour.required_header {
+        let presented = headers
+            .get(required.name.as_str())
+            .and_then(|value| value.to_str().ok());
+        if presented != Some(required.value.as_str()) {
+            return responses::problem(
+                StatusCode::UNAUTHORIZED,
+                problem::UNAUTHORIZED,
+                &format!("this service requires the {} header", required.name),
+            );
+        }
+    }
     let plan = Plan::decide(&behaviour, &overrides, attempt.number, &mut rand::rng());
 
     if !plan.delay.is_zero() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator_calls::{BreakerState, CallError, Dispatcher, ServicePolicy};
 use orchestrator_core::ServiceName;
-use orchestrator_mock_services::{Behaviour, Latency, MockConfig, MockServer};
+use orchestrator_mock_services::{Behaviour, Latency, MockConfig, MockServer, RequiredHeader};
 use serde_json::json;
 use url::Url;
 use uuid::Uuid;
@@ -23,6 +23,7 @@ fn policy() -> ServicePolicy {
         max_in_flight: 64,
         breaker_threshold: 0,
         breaker_cooldown: Duration::from_secs(5),
+        credential: None,
     }
 }
 
@@ -67,6 +68,43 @@ async fn a_transient_503_is_retried_and_every_attempt_counted() {
     assert_eq!(outcome.attempts, 3);
     assert_eq!(mock.stats().key_count(&key.to_string()), 3);
     assert!(outcome.completed_at >= outcome.started_at);
+}
+
+/// A service that is itself protected gets the credential read from its file; without
+/// it, its 401 is recorded and not retried.
+#[tokio::test]
+async fn a_protected_service_gets_the_credential_from_its_file() {
+    use std::io::Write as _;
+    let mut secret = tempfile::NamedTempFile::new().expect("temp file");
+    secret.write_all(b"t0ken\n").expect("write");
+    let mut with_credential = policy();
+    with_credential
+        .set("bearer_token_file", &secret.path().display().to_string())
+        .expect("the file is read");
+    let protected = Behaviour {
+        required_header: Some(RequiredHeader {
+            name: "Authorization".into(),
+            value: "Bearer t0ken".into(),
+        }),
+        ..Behaviour::default()
+    };
+    let (_mock, dispatcher) = setup(protected.clone(), with_credential).await;
+    let outcome = call(&dispatcher, Uuid::new_v4()).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+
+    let (mock, without) = setup(protected, policy()).await;
+    let key = Uuid::new_v4();
+    let outcome = call(&without, key).await;
+    assert!(
+        matches!(outcome.result, Err(CallError::Status { status: 401, .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(
+        mock.stats().key_count(&key.to_string()),
+        1,
+        "a 401 is not retried"
+    );
 }
 
 #[tokio::test]
