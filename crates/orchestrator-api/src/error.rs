@@ -47,7 +47,7 @@ pub enum ApiError {
     #[error("this method is not allowed on this resource; it allows {allow}")]
     MethodNotAllowed {
         /// The methods the resource has, as the `Allow` header lists them.
-        allow: &'static str,
+        allow: String,
     },
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable(#[source] StoreError),
@@ -217,8 +217,10 @@ impl ResponseError for ApiError {
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        if let ApiError::MethodNotAllowed { allow } = self {
-            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+        if let ApiError::MethodNotAllowed { allow } = self
+            && let Ok(allow) = HeaderValue::from_str(allow)
+        {
+            response.insert_header((header::ALLOW, allow));
         }
         response.json_line(self.to_problem())
     }

@@ -1,7 +1,13 @@
 //! HTTP routes. Handlers translate between HTTP and the domain; errors go through
 //! [`crate::error::ApiError`].
+//!
+//! Every route of the API is declared once, in [`ENDPOINTS`], with its method, path,
+//! handler and who may call it; that one list builds the actix configuration, and a
+//! test checks it against the OpenAPI document.
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
+use orchestrator_core::Scope;
 
 use crate::error::ApiError;
 
@@ -11,73 +17,140 @@ pub mod orchestrate;
 pub(crate) mod query;
 pub mod tasks;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who reaches the port: the probes.
+    Public,
+    /// A credential that holds this scope.
+    Scope(Scope),
+}
+
+/// The methods routes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    pub fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+        }
+    }
+}
+
+/// One route: method, path, who may call it, and its handler.
+pub struct Endpoint {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub access: Access,
+    route: fn() -> actix_web::Route,
+}
+
+/// Every route of the API, in the order actix matches them: fixed paths under
+/// `/api/tasks/` come before `/api/tasks/{task_id}`, which would otherwise take them
+/// (and answer 400: not a UUID).
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/orchestrate",
+        access: Access::Scope(Scope::TasksSubmit),
+        route: || web::post().to(orchestrate::orchestrate),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/orchestrate/direct",
+        access: Access::Scope(Scope::TasksSubmit),
+        route: || web::post().to(orchestrate::orchestrate_direct),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(tasks::list_tasks),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks/counts",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(dashboard::task_counts),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks/throughput",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(dashboard::task_throughput),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks/search",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(dashboard::search_tasks),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks/{task_id}",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(tasks::get_task),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/tasks/{task_id}/retry",
+        access: Access::Scope(Scope::TasksOperate),
+        route: || web::post().to(tasks::retry_task),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/health",
+        access: Access::Public,
+        route: || web::get().to(health::health),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/ready",
+        access: Access::Public,
+        route: || web::get().to(health::ready),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/metrics",
+        access: Access::Public,
+        route: || web::get().to(health::metrics),
+    },
+];
+
+/// One resource per path of [`ENDPOINTS`], with its routes; any other method answers
+/// 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/orchestrate")
-            .route(web::post().to(orchestrate::orchestrate))
-            .default_service(allow("POST")),
-    )
-    .service(
-        web::resource("/api/orchestrate/direct")
-            .route(web::post().to(orchestrate::orchestrate_direct))
-            .default_service(allow("POST")),
-    )
-    .service(
-        web::resource("/api/tasks")
-            .route(web::get().to(tasks::list_tasks))
-            .default_service(allow("GET")),
-    )
-    // Registered before /api/tasks/{task_id}, which would otherwise take these names
-    // (and answer 400: not a UUID).
-    .service(
-        web::resource("/api/tasks/counts")
-            .route(web::get().to(dashboard::task_counts))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/api/tasks/throughput")
-            .route(web::get().to(dashboard::task_throughput))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/api/tasks/search")
-            .route(web::get().to(dashboard::search_tasks))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/api/tasks/{task_id}")
-            .route(web::get().to(tasks::get_task))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/api/tasks/{task_id}/retry")
-            .route(web::post().to(tasks::retry_task))
-            .default_service(allow("POST")),
-    )
-    .service(
-        web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/ready")
-            .route(web::get().to(health::ready))
-            .default_service(allow("GET")),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(health::metrics))
-            .default_service(allow("GET")),
-    );
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in ENDPOINTS {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    for path in paths {
+        let mut resource = web::resource(path);
+        let mut methods = Vec::new();
+        for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.path == path) {
+            resource = resource.route((endpoint.route)());
+            methods.push(endpoint.verb.method().to_string());
+        }
+        cfg.service(resource.default_service(allow(&methods.join(", "))));
+    }
     crate::ui::configure(cfg);
 }
 
 /// What a resource answers to any method it does not have: 405 with an `Allow` header
 /// naming the ones it has (RFC 9110, section 15.5.6).
-pub(crate) fn allow(methods: &'static str) -> actix_web::Route {
-    web::to(
-        move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow: methods }) },
-    )
+pub(crate) fn allow(methods: &str) -> actix_web::Route {
+    let methods = methods.to_owned();
+    web::to(move || {
+        let allow = methods.clone();
+        async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+    })
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -227,3 +227,63 @@ async fn the_document_states_what_the_handlers_enforce() {
         assert_eq!(links["RetryTask"]["operationId"], "retry_task");
     }
 }
+
+/// The route table is the one list of routes: each is in the document with its method,
+/// each documented operation is in the table, each answers its method (not 404 or
+/// 405), and every route under /api/ requires a scope.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_route_table_matches_the_document_and_the_server() {
+    use std::collections::BTreeSet;
+
+    use orchestrator_api::routes::{Access, ENDPOINTS};
+
+    let app = TestApp::spawn().await;
+    let doc = app.get_json("/openapi.json").await;
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .expect("operations")
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let declared: BTreeSet<(String, String)> = ENDPOINTS
+        .iter()
+        .map(|endpoint| (endpoint.verb.method().to_string(), endpoint.path.to_owned()))
+        .collect();
+    assert_eq!(declared, documented);
+    assert_eq!(declared.len(), ENDPOINTS.len(), "each route declared once");
+
+    for endpoint in ENDPOINTS {
+        if endpoint.path.starts_with("/api/") {
+            assert!(
+                matches!(endpoint.access, Access::Scope(_)),
+                "{} needs a scope",
+                endpoint.path
+            );
+        }
+        let path = endpoint
+            .path
+            .replace("{task_id}", "7dcf4835-c1a8-4869-bcc5-7912bbf9bebe");
+        let response = app
+            .client
+            .request(
+                reqwest::Method::from_bytes(endpoint.verb.method().as_str().as_bytes())
+                    .expect("a method"),
+                app.url(&path),
+            )
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let reached = status != 405
+            && (status != 404 || path.contains("7dcf4835"))
+            && response.headers().get("content-type").is_some();
+        assert!(reached, "{} {path}: {status}", endpoint.verb.method());
+    }
+}
