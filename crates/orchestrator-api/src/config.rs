@@ -76,6 +76,13 @@ pub struct ApiConfig {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed, as
+    /// comma-separated CIDR networks or addresses (e.g. the load balancer's subnet).
+    /// Empty: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "",
+          value_parser = crate::client_address::TrustedProxies::parse)]
+    pub trusted_proxies: crate::client_address::TrustedProxies,
+
     /// Most payload items accepted in one request (more: 422).
     #[arg(long, env = "MAX_ITEMS", default_value_t = 1_000)]
     pub max_items: usize,

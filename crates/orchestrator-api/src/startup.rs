@@ -87,6 +87,7 @@ impl Application {
             queue,
             mode,
             max_body_bytes: config.max_body_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
         });
 

@@ -36,7 +36,11 @@ use crate::state::AppState;
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database or task queue unavailable; nothing was stored", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "orchestrate", skip_all, fields(request_id = tracing::field::Empty))]
+#[tracing::instrument(
+    name = "orchestrate",
+    skip_all,
+    fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
+)]
 pub async fn orchestrate(
     req: HttpRequest,
     body: web::Payload,
@@ -44,6 +48,7 @@ pub async fn orchestrate(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
+    record_client(&req, &state);
     let (task, created) = accept(&req, body, &state).await?;
     if created {
         match &state.queue {
@@ -82,7 +87,11 @@ pub async fn orchestrate(
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "orchestrate_direct", skip_all, fields(request_id = tracing::field::Empty))]
+#[tracing::instrument(
+    name = "orchestrate_direct",
+    skip_all,
+    fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
+)]
 pub async fn orchestrate_direct(
     req: HttpRequest,
     body: web::Payload,
@@ -90,6 +99,7 @@ pub async fn orchestrate_direct(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
+    record_client(&req, &state);
     let (task, _) = accept(&req, body, &state).await?;
     state
         .runner
@@ -102,6 +112,13 @@ pub async fn orchestrate_direct(
 }
 
 pub(crate) const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
+/// Puts the client's address (see `client_address`) on the request's log lines.
+pub(crate) fn record_client(req: &HttpRequest, state: &AppState) {
+    if let Some(client) = crate::client_address::of_request(&state.trusted_proxies, req) {
+        tracing::Span::current().record("client", tracing::field::display(client));
+    }
+}
 
 /// The client's `X-Request-Id` when it sent a usable one, else a new one: it follows the
 /// task into the Kafka record and the worker's logs.

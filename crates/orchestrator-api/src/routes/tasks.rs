@@ -173,7 +173,11 @@ impl From<StoreError> for RedriveError {
 #[tracing::instrument(
     name = "redrive",
     skip_all,
-    fields(task_id = tracing::field::Empty, request_id = tracing::field::Empty)
+    fields(
+        task_id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        client = tracing::field::Empty
+    )
 )]
 pub async fn retry_task(
     req: HttpRequest,
@@ -185,6 +189,7 @@ pub async fn retry_task(
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
     let request_id = super::orchestrate::request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
+    super::orchestrate::record_client(&req, &state);
     let queue = state.queue.clone();
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
