@@ -27,8 +27,8 @@ pub const TOKEN_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN;
 #[derive(Debug)]
 pub struct IssuedToken {
     pub id: Uuid,
-    /// The whole token, for the one who asked for it; never logged (`Debug` redacts it).
-    pub token: SecretString,
+    /// The whole token, for the one who asked for it ([`reveal`]); `Debug` redacts it.
+    token: SecretString,
     /// SHA-256 of the secret part, as stored.
     pub secret_hash: [u8; 32],
 }
@@ -103,7 +103,8 @@ impl PresentedToken {
     }
 }
 
-/// The text of an issued token, for the one place that hands it out.
+/// The text of an issued token, for the one place that hands it out (the `token create`
+/// command).
 pub fn reveal(token: &IssuedToken) -> &str {
     token.token.expose_secret()
 }

@@ -56,10 +56,13 @@ impl TrustedProxies {
     }
 }
 
-/// The client of a request, or `None` when actix knows no peer (tests without sockets).
-pub fn of_request(proxies: &TrustedProxies, req: &actix_web::HttpRequest) -> Option<IpAddr> {
-    req.peer_addr()
-        .map(|peer| proxies.client(peer.ip(), req.headers()))
+/// Puts the request's client on the current span (its `client` field), so that the
+/// request's log lines name it. Nothing when actix knows no peer.
+pub fn record(req: &actix_web::HttpRequest, proxies: &TrustedProxies) {
+    if let Some(peer) = req.peer_addr() {
+        let client = proxies.client(peer.ip(), req.headers());
+        tracing::Span::current().record("client", tracing::field::display(client));
+    }
 }
 
 /// IPv4 addresses arrive as IPv6-mapped ones on a dual-stack listener.
@@ -112,6 +115,7 @@ fn forwarded_node(node: &str) -> Option<IpAddr> {
     bracketed.split(']').next()?.parse().ok()
 }
 
+/// Addresses here are only parsed and classified, never connected to.
 #[cfg(test)]
 mod tests {
     use actix_web::http::header::{HeaderName, HeaderValue};

@@ -1,7 +1,5 @@
 //! What the API sends and receives on the wire, with its OpenAPI schemas.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_core::Status;
 use orchestrator_store::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
@@ -9,29 +7,12 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Body of `POST /api/orchestrate` and `POST /api/orchestrate/direct`. Used for the
-/// OpenAPI document only: bodies are parsed by `orchestrator_core` so that every
-/// problem is reported at once.
+/// Body of `POST /api/orchestrate` and `POST /api/orchestrate/direct`: a name for the
+/// routes' annotations only. Its schema (and that of `ServiceCallBody`) is written by
+/// `openapi::rules` from the definitions `orchestrator_core` parses bodies with, for the
+/// deployment's services and limits.
 #[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct OrchestrateRequest {
-    /// 1 to 255 characters, not blank.
-    #[schema(example = "Quarterly revenue forecast")]
-    pub task_name: String,
-    #[schema(nullable)]
-    pub task_description: Option<String>,
-    /// One or more items; each names one or more configured services.
-    #[schema(min_items = 1)]
-    pub payload: Vec<BTreeMap<String, ServiceCallBody>>,
-}
-
-/// One service call of an item.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ServiceCallBody {
-    pub scenario_id: Uuid,
-    pub business_type_id: Uuid,
-}
+pub struct OrchestrateRequest;
 
 /// The status of a task or service request.
 #[derive(Debug, utoipa::ToSchema)]

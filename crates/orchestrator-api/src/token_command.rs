@@ -14,7 +14,6 @@ use orchestrator_auth::IssuedToken;
 use orchestrator_core::{Scope, TenantName};
 use orchestrator_store::tokens::{self, NewToken, TokenRow};
 use orchestrator_store::{DbPool, build_pool};
-use secrecy::ExposeSecret as _;
 use uuid::Uuid;
 
 use crate::ApiConfig;
@@ -111,7 +110,7 @@ pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<(
             )
             .await?;
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", issued.token.expose_secret())?;
+            writeln!(stdout, "{}", orchestrator_auth::token::reveal(&issued))?;
             stdout.flush()?;
             eprintln!(
                 "Created token {} for tenant {} with scopes {}{}. The token (on stdout) is shown only this once: keep it in a secret store.",

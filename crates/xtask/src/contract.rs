@@ -72,7 +72,7 @@ fn run_against_api(
     let base = free_block(2)?;
     let (api_port, mock_port) = (base, base + 1);
     let bin = |name: &str| settings.stack.bin_dir.join(name);
-    let mocks = Running::start(
+    let mut mocks = Running::start(
         "mock-services",
         Command::new(bin("mock-services")).args([
             "--host",
@@ -103,7 +103,7 @@ fn run_against_api(
         );
     }
     let api_log = out.join("api.log");
-    let api = Running::start("orchestrator-api", &mut api_command, &api_log)?;
+    let mut api = Running::start("orchestrator-api", &mut api_command, &api_log)?;
     let deadline = Instant::now() + settings.stack.start_timeout;
     mocks.wait_healthy(Health::Http(mock_port, "/health"), deadline)?;
     api.wait_healthy(Health::Ready(api_port), deadline)?;
@@ -238,13 +238,16 @@ impl Running {
         })
     }
 
-    fn wait_healthy(&self, health: Health, deadline: Instant) -> anyhow::Result<()> {
+    /// Polls `health` until it passes; fails at the deadline or as soon as the process
+    /// exits, with its log.
+    fn wait_healthy(&mut self, health: Health, deadline: Instant) -> anyhow::Result<()> {
         loop {
             let seen = match health.check() {
                 Ok(()) => return Ok(()),
                 Err(seen) => seen,
             };
-            if Instant::now() > deadline {
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
                 let log = fs::read_to_string(&self.log).unwrap_or_default();
                 bail!(
                     "{} did not come up ({seen}); {}:\n{log}",

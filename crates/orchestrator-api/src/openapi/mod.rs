@@ -37,7 +37,6 @@ use crate::routes;
     ),
     components(schemas(
         dto::OrchestrateRequest,
-        dto::ServiceCallBody,
         dto::StatusSchema,
         dto::TaskResponse,
         dto::ServiceRequestResponse,

@@ -48,7 +48,7 @@ pub async fn orchestrate(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
-    record_client(&req, &state);
+    crate::client_address::record(&req, &state.trusted_proxies);
     let (task, created) = accept(&req, body, &state).await?;
     if created {
         match &state.queue {
@@ -99,7 +99,7 @@ pub async fn orchestrate_direct(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
-    record_client(&req, &state);
+    crate::client_address::record(&req, &state.trusted_proxies);
     let (task, _) = accept(&req, body, &state).await?;
     state
         .runner
@@ -112,13 +112,6 @@ pub async fn orchestrate_direct(
 }
 
 pub(crate) const REQUEST_ID_HEADER: &str = "X-Request-Id";
-
-/// Puts the client's address (see `client_address`) on the request's log lines.
-pub(crate) fn record_client(req: &HttpRequest, state: &AppState) {
-    if let Some(client) = crate::client_address::of_request(&state.trusted_proxies, req) {
-        tracing::Span::current().record("client", tracing::field::display(client));
-    }
-}
 
 /// The client's `X-Request-Id` when it sent a usable one, else a new one: it follows the
 /// task into the Kafka record and the worker's logs.

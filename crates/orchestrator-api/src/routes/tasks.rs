@@ -189,7 +189,7 @@ pub async fn retry_task(
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
     let request_id = super::orchestrate::request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
-    super::orchestrate::record_client(&req, &state);
+    crate::client_address::record(&req, &state.trusted_proxies);
     let queue = state.queue.clone();
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
