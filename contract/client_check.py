@@ -3,17 +3,18 @@
 `make contract` generates the package `orchestrator_client` with openapi-python-client
 and runs this with it on PYTHONPATH:
 
-    python contract/client_check.py http://127.0.0.1:PORT
+    ORCHESTRATOR_TOKEN=orch_... python contract/client_check.py http://127.0.0.1:PORT
 
-It submits a task, waits until it is final, reads it, lists and searches, and reads a
+It authenticates with the token as the document's bearer scheme says, submits a task, waits until it is final, reads it, lists and searches, and reads a
 refused request as a Problem. Any surprise is an exception, and a non-zero exit.
 """
 
+import os
 import sys
 import time
 import uuid
 
-from orchestrator_client import Client
+from orchestrator_client import AuthenticatedClient, Client
 from orchestrator_client.api.dashboard import search_tasks, task_counts
 from orchestrator_client.api.tasks import get_task, list_tasks, orchestrate
 from orchestrator_client.models import (
@@ -37,7 +38,16 @@ def expect(value, kind, what):
 
 
 def main(base_url: str) -> None:
-    client = Client(base_url=base_url, raise_on_unexpected_status=True)
+    anonymous = Client(base_url=base_url, raise_on_unexpected_status=True)
+    unauthenticated = task_counts.sync_detailed(client=anonymous)
+    problem = expect(unauthenticated.parsed, Problem, "a request without a token")
+    if unauthenticated.status_code != 401 or problem.type_ != "/problems/unauthenticated":
+        raise SystemExit(f"without a token: {unauthenticated.status_code} {problem!r}")
+    client = AuthenticatedClient(
+        base_url=base_url,
+        token=os.environ["ORCHESTRATOR_TOKEN"],
+        raise_on_unexpected_status=True,
+    )
     name = f"generated client {uuid.uuid4()}"
     call = ServiceCallBody(scenario_id=uuid.uuid4(), business_type_id=uuid.uuid4())
     request = OrchestrateRequest(

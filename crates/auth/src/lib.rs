@@ -2,10 +2,13 @@
 //!
 //! - [`token`]: API tokens: their text form, how they are made from the operating
 //!   system's randomness, and how a presented one is checked against its stored hash.
+//! - [`session`]: the dashboard's session cookies, made and hashed the same way.
 //!
 //! No I/O beyond the OS random source: storing tokens is `orchestrator_store::tokens`,
 //! checking requests is the API's.
 
+pub mod session;
 pub mod token;
 
-pub use token::{IssuedToken, MalformedToken, PresentedToken};
+pub use session::NewSession;
+pub use token::{IssuedToken, MalformedToken, NoRandomness, PresentedToken};

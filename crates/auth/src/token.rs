@@ -36,7 +36,7 @@ pub struct IssuedToken {
 /// Why a token could not be made.
 #[derive(Debug, thiserror::Error)]
 #[error("the operating system's random source failed: {0}")]
-pub struct NoRandomness(getrandom::Error);
+pub struct NoRandomness(pub(crate) getrandom::Error);
 
 impl IssuedToken {
     /// A new token with a random id and secret.

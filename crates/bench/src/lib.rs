@@ -314,7 +314,7 @@ struct AcceptResults {
 impl Bench {
     /// Connects to the stack's database and the API, and reads the server's settings.
     async fn connect(config: &BenchConfig, stack: &Stack) -> Result<Bench, BenchError> {
-        let client = load::http_client()?;
+        let client = load::http_client(&stack.token()?)?;
         let db = db::connect(config.database_url.as_str()).await?;
         let postgres = db::server_info(&db).await?;
         let mut bench = Bench {

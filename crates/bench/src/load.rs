@@ -60,10 +60,17 @@ struct Accepted {
     task_id: String,
 }
 
-/// A client that keeps connections open (many per host) and sends small requests at
-/// once (no Nagle).
-pub fn http_client() -> Result<reqwest::Client, BenchError> {
+/// A client that keeps connections open (many per host), sends small requests at once
+/// (no Nagle) and authenticates with `token` as a bearer token.
+pub fn http_client(token: &str) -> Result<reqwest::Client, BenchError> {
+    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| BenchError::Setup("the API token is not a valid header value".into()))?;
+    authorization.set_sensitive(true);
     Ok(reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            authorization,
+        )]))
         .pool_max_idle_per_host(usize::MAX)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)

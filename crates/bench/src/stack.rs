@@ -116,6 +116,27 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The API token the load is sent with: `ORCHESTRATOR_TOKEN` if set, else the one
+    /// the stack's `make run` wrote to `$RUN_DIR/token` (a stack this run started has
+    /// made one of its own).
+    pub fn token(&self) -> Result<String, BenchError> {
+        if let Ok(token) = std::env::var("ORCHESTRATOR_TOKEN")
+            && !token.trim().is_empty()
+        {
+            return Ok(token.trim().to_owned());
+        }
+        let Some(run_dir) = &self.run_dir else {
+            return Err(BenchError::Setup(
+                "no API token: set ORCHESTRATOR_TOKEN (a token with tasks:submit and tasks:read)"
+                    .into(),
+            ));
+        };
+        let path = run_dir.join("token");
+        fs::read_to_string(&path)
+            .map(|token| token.trim().to_owned())
+            .map_err(|e| BenchError::io(&path, e))
+    }
+
     /// Whether this run started the stack (and so may stop and start its workers).
     pub fn controllable(&self) -> bool {
         self.local.is_some()

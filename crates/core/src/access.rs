@@ -56,6 +56,28 @@ impl Scope {
         scopes.dedup();
         Ok(scopes)
     }
+
+    /// Scopes as stored and as OAuth writes them: space-separated.
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(|scope| scope.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The scopes of a space-separated list, sorted, each once. Names that are not
+    /// scopes are left out: a credential never gains a scope from a name it does not
+    /// understand.
+    pub fn parse_known(list: &str) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = list
+            .split_ascii_whitespace()
+            .filter_map(|name| Scope::parse(name).ok())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
 }
 
 impl fmt::Display for Scope {
@@ -134,6 +156,13 @@ mod tests {
         );
         assert!(Scope::parse_list("tasks:write").is_err());
         assert_eq!(Scope::parse_list(""), Ok(vec![]));
+        let all = Scope::join(&Scope::ALL);
+        assert_eq!(all, "tasks:submit tasks:read tasks:operate admin");
+        assert_eq!(Scope::parse_known(&all), Scope::ALL.to_vec());
+        assert_eq!(
+            Scope::parse_known(" admin  tasks:write tasks:read admin"),
+            vec![Scope::TasksRead, Scope::Admin]
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ async fn make_mocks_and_make_api_run_the_readme_example_inline() {
     )
     .await;
 
-    let task = run_readme_example(&client, &api_url).await;
+    let task = run_readme_example(database.url(), &api_url).await;
     assert_eq!(task["status"], "COMPLETED", "task: {task}");
 
     api.stop();
@@ -224,7 +224,7 @@ async fn kafka_mode_by_hand_two_workers_split_the_partitions_and_run_the_readme_
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 
-    let task = run_readme_example(&client, &api_url).await;
+    let task = run_readme_example(&url, &api_url).await;
     assert_eq!(task["status"], "COMPLETED", "task: {task}");
 
     // In the order of `make stop`: workers and API first, while what they finish their
@@ -257,8 +257,21 @@ async fn dropped_database() -> TestDatabase {
     database
 }
 
-/// Submits the README's example and waits until the task is finished.
-async fn run_readme_example(client: &reqwest::Client, api_url: &str) -> Value {
+/// A token as the README tells someone running the parts by hand to make one: the API
+/// binary's `token create`, against the database the API uses.
+fn create_token(database_url: &str) -> String {
+    xtask::stack::create_token(
+        &stack_bin_dir().join("orchestrator-api"),
+        database_url,
+        "by-hand",
+    )
+    .expect("orchestrator-api token create")
+}
+
+/// Submits the README's example with a new token and waits until the task is finished.
+async fn run_readme_example(database_url: &str, api_url: &str) -> Value {
+    let client = orchestrator_testkit::api::client_with_token(&create_token(database_url));
+    let client = &client;
     let response = client
         .post(format!("{api_url}/api/orchestrate"))
         .json(&readme_example())

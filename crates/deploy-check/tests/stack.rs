@@ -116,6 +116,34 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
         "the stop command make run printed"
     );
 
+    // A development token, readable by its owner only, named but never shown.
+    let export_line = output
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("export ORCHESTRATOR_TOKEN="))
+        .unwrap_or_else(|| panic!("make run should print how to set ORCHESTRATOR_TOKEN:\n{output}"))
+        .to_owned();
+    let token_file = stack.run_dir.join("token");
+    assert_eq!(
+        export_line,
+        format!("export ORCHESTRATOR_TOKEN=$(cat {})", token_file.display())
+    );
+    let token = fs::read_to_string(&token_file).expect("the token file");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("orch_"), "the token file holds a token");
+    assert!(
+        !output.contains(&token),
+        "make run printed the token itself"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&token_file)
+            .expect("the token file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file's mode");
+    }
+
     // No idle connections kept: a component that `make run` restarts would leave the
     // pool a connection to a process that is gone.
     let client = reqwest::Client::builder()
@@ -161,7 +189,7 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     }
 
     // The README's quick start, pasted into a shell, runs the example to the end.
-    let task = stack.paste_quick_start(ports.api);
+    let task = stack.paste_quick_start(ports.api, &export_line);
     let requests = task["service_requests"]
         .as_array()
         .expect("the task lists its service requests");
@@ -189,6 +217,13 @@ async fn make_run_serves_the_readme_example_and_make_stop_leaves_nothing() {
     assert!(
         output.contains("already running"),
         "second make run:\n{output}"
+    );
+    assert_eq!(
+        fs::read_to_string(&token_file)
+            .expect("the token file")
+            .trim(),
+        token,
+        "a second make run keeps the token that still works"
     );
 
     // A rebuilt binary (here: the mock services' copy, made newer) gets its components
@@ -360,6 +395,7 @@ impl Stack {
             "RUST_LOG",
             "API_HOST",
             "PROFILE",
+            "ORCHESTRATOR_TOKEN",
         ] {
             command.env_remove(var);
         }
@@ -432,7 +468,7 @@ impl Stack {
     /// replaced by the stack's, checks what they print (the 202 and the task's
     /// `Location`), and returns the task once it is finished: while it is not, the
     /// block's last command runs again, as the README tells the reader to do.
-    fn paste_quick_start(&self, api_port: u16) -> Value {
+    fn paste_quick_start(&self, api_port: u16, export_line: &str) -> Value {
         let blocks = quick_start_blocks();
         let block = blocks
             .iter()
@@ -456,7 +492,16 @@ impl Stack {
             block.contains(readme_address) && !block.contains("localhost"),
             "the quick start's commands should call {readme_address}:\n{block}"
         );
-        let ours = |text: &str| text.replace("127.0.0.1:8000", &format!("127.0.0.1:{api_port}"));
+        // The token's line as `make run` prints it for this stack's RUN_DIR.
+        let readme_export = "export ORCHESTRATOR_TOKEN=$(cat .run/token)";
+        assert!(
+            block.lines().any(|line| line.trim() == readme_export),
+            "the quick start should set the token as make run says ({readme_export}):\n{block}"
+        );
+        let ours = |text: &str| {
+            text.replace("127.0.0.1:8000", &format!("127.0.0.1:{api_port}"))
+                .replace(readme_export, export_line)
+        };
 
         let (ok, stdout, stderr) = self.shell(&ours(block), None);
         assert!(ok, "the quick start failed:\n{stdout}\n{stderr}");
@@ -522,7 +567,10 @@ impl Stack {
             .current_dir(self.scratch.path());
         self.clean_env(&mut command);
         if let Some(task_id) = task_id {
+            // What the reader's shell still holds from the pasted block.
             command.env("TASK_ID", task_id);
+            let token = fs::read_to_string(self.run_dir.join("token")).expect("the token file");
+            command.env("ORCHESTRATOR_TOKEN", token.trim());
         }
         self.run("shell", command, SHELL_TIMEOUT, true)
     }

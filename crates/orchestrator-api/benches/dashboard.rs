@@ -102,7 +102,26 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    let token = {
+        let mut conn =
+            <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
+                &database_url,
+            )
+            .await?;
+        let tenant = orchestrator_core::TenantName::parse("default")?;
+        let (_, issued) = orchestrator_store::tokens::issue(
+            &mut conn,
+            &orchestrator_store::tokens::TokenSpec {
+                tenant: &tenant,
+                scopes: &[orchestrator_core::Scope::TasksRead],
+                name: Some("dashboard benchmark"),
+                expires_at: None,
+            },
+        )
+        .await?;
+        orchestrator_auth::token::reveal(&issued).to_owned()
+    };
+    let client = orchestrator_testkit::api::client_with_token(&token);
 
     // Sample ids: the newest task and one from the middle.
     let newest: Value = client
@@ -233,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
         )?;
     }
 
-    match screens(&base, &newest_id, runs.min(10)).await {
+    match screens(&base, &token, &newest_id, runs.min(10)).await {
         Ok(screens) => {
             writeln!(
                 report,
@@ -278,13 +297,19 @@ enum Shown {
 }
 
 /// Loads each screen `runs` times and times it until its data is shown.
-async fn screens(base: &str, task_id: &str, runs: usize) -> anyhow::Result<Vec<Figures>> {
+async fn screens(
+    base: &str,
+    token: &str,
+    task_id: &str,
+    runs: usize,
+) -> anyhow::Result<Vec<Figures>> {
     if !std::path::Path::new("/usr/bin/chromium").exists()
         && std::env::var_os("CHROMIUM_BIN").is_none()
     {
         anyhow::bail!("Chromium is not installed (apt-get install -y chromium chromium-driver)");
     }
     let browser = browser::Browser::start().await?;
+    browser.sign_in(base, token).await?;
     let screens = [
         (
             "task list (50 tasks, counts, throughput)",

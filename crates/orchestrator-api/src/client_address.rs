@@ -54,6 +54,32 @@ impl TrustedProxies {
         }
         current
     }
+
+    /// Whether a trusted proxy says the client reached it over HTTPS: the nearest hop's
+    /// `proto=` in `Forwarded`, else the nearest `X-Forwarded-Proto`. From any other peer
+    /// the headers mean nothing.
+    pub fn forwarded_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        if !self.trusts(canonical(peer)) {
+            return false;
+        }
+        let nearest = |name: &str| {
+            headers
+                .get_all(name)
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .last()
+                .map(str::trim)
+        };
+        if let Some(element) = nearest("forwarded") {
+            return element.split(';').any(|pair| {
+                pair.split_once('=').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("proto")
+                        && value.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            });
+        }
+        nearest("x-forwarded-proto").is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    }
 }
 
 /// Puts the request's client on the current span (its `client` field), so that the
@@ -177,6 +203,22 @@ mod tests {
             proxies.client(ip("::ffff:203.0.113.4"), &none),
             ip("203.0.113.4")
         );
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_client_used_https() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").expect("valid");
+        let https = headers(&[("x-forwarded-proto", "https")]);
+        assert!(proxies.forwarded_https(ip("10.0.0.1"), &https));
+        assert!(!proxies.forwarded_https(ip("203.0.113.4"), &https));
+        let http = headers(&[("x-forwarded-proto", "https, http")]);
+        assert!(!proxies.forwarded_https(ip("10.0.0.1"), &http));
+        let forwarded = headers(&[
+            ("forwarded", "for=203.0.113.4;proto=https"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        assert!(proxies.forwarded_https(ip("10.0.0.1"), &forwarded));
+        assert!(!proxies.forwarded_https(ip("10.0.0.1"), &HeaderMap::new()));
     }
 
     #[test]

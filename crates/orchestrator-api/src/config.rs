@@ -105,6 +105,9 @@ pub struct ApiConfig {
     pub log_format: LogFormat,
 
     #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
+
+    #[command(flatten)]
     pub dispatch: DispatchConfig,
 }
 

@@ -224,6 +224,27 @@ pub struct HealthResponse {
     /// `kafka` when accepted tasks go to Kafka, `inline` when this process runs them.
     #[schema(example = "inline")]
     pub mode: &'static str,
+    /// `enabled`, or `disabled` when the API serves everyone without credentials
+    /// (`AUTH_DISABLED`).
+    #[schema(example = "enabled")]
+    pub auth: &'static str,
+}
+
+/// Who the credential of the request stands for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallerResponse {
+    /// The tenant whose tasks the credential reads and acts on.
+    #[schema(example = "default")]
+    pub tenant: String,
+    /// What the credential may do.
+    #[schema(example = json!(["tasks:submit", "tasks:read"]))]
+    pub scopes: Vec<&'static str>,
+    /// `token` (an API token), `session` (a dashboard session) or `none`
+    /// (authentication is disabled).
+    #[schema(example = "token")]
+    pub credential: &'static str,
+    /// The API token's id, when the credential is one or a session made from one.
+    pub token_id: Option<uuid::Uuid>,
 }
 
 /// Readiness and what it was decided on.

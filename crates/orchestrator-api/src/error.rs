@@ -42,6 +42,17 @@ pub enum ApiError {
         task_id: Uuid,
         status: orchestrator_core::Status,
     },
+    #[error(
+        "this route needs a credential: an API token as `Authorization: Bearer <token>`, or a dashboard session"
+    )]
+    Unauthenticated,
+    /// Malformed, unknown, expired or revoked: the client is never told which.
+    #[error("the credential is not valid")]
+    InvalidToken,
+    #[error("the credential lacks the scope this route needs: {0}")]
+    InsufficientScope(orchestrator_core::Scope),
+    #[error("a browser request that changes state must come from a page of this origin")]
+    CrossOrigin,
     #[error("no resource at this path")]
     RouteNotFound,
     #[error("this method is not allowed on this resource; it allows {allow}")]
@@ -147,6 +158,12 @@ impl ApiError {
             ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
             ApiError::NotRetryable { .. } => ("/problems/task-not-retryable", "Task not retryable"),
+            ApiError::Unauthenticated => ("/problems/unauthenticated", "Authentication required"),
+            ApiError::InvalidToken => ("/problems/invalid-token", "Invalid credential"),
+            ApiError::InsufficientScope(_) => {
+                ("/problems/insufficient-scope", "Insufficient scope")
+            }
+            ApiError::CrossOrigin => ("/problems/cross-origin", "Cross-origin request refused"),
             ApiError::RouteNotFound => ("about:blank", "Not Found"),
             ApiError::MethodNotAllowed { .. } => ("about:blank", "Method Not Allowed"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
@@ -154,6 +171,19 @@ impl ApiError {
                 ("/problems/queue-unavailable", "Task queue unavailable")
             }
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a refused credential (RFC 6750, section 3).
+    fn challenge(&self) -> Option<String> {
+        const REALM: &str = "Bearer realm=\"orchestrator\"";
+        match self {
+            ApiError::Unauthenticated => Some(REALM.to_owned()),
+            ApiError::InvalidToken => Some(format!("{REALM}, error=\"invalid_token\"")),
+            ApiError::InsufficientScope(scope) => Some(format!(
+                "{REALM}, error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
         }
     }
 
@@ -187,6 +217,8 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::Unauthenticated | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) | ApiError::CrossOrigin => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
@@ -216,6 +248,11 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_)
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let Some(challenge) = self.challenge()
+            && let Ok(challenge) = HeaderValue::from_str(&challenge)
+        {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         if let ApiError::MethodNotAllowed { allow } = self
             && let Ok(allow) = HeaderValue::from_str(allow)

@@ -82,6 +82,11 @@ impl Application {
                 write_metrics.observer(),
                 mode,
             ),
+            auth: crate::auth::Authenticator::new(
+                &config.auth,
+                pool.clone(),
+                config.trusted_proxies.clone(),
+            ),
             pool,
             runner: runner.clone(),
             queue,

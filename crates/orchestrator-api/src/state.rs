@@ -38,6 +38,8 @@ pub struct AppState {
     pub queue: Option<TaskQueue>,
     pub mode: Mode,
     pub max_body_bytes: usize,
+    /// Checks credentials.
+    pub auth: crate::auth::Authenticator,
     /// Whose forwarding headers name the client.
     pub trusted_proxies: crate::client_address::TrustedProxies,
     /// Served by `GET /metrics`.

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use orchestrator_auth::IssuedToken;
 use orchestrator_core::{Scope, TenantName};
-use orchestrator_store::tokens::{self, NewToken, TokenRow};
+use orchestrator_store::tokens::{self, TokenRow, TokenSpec};
 use orchestrator_store::{DbPool, build_pool};
 use uuid::Uuid;
 
@@ -67,15 +66,6 @@ fn parse_tenant(name: &str) -> Result<TenantName, String> {
     TenantName::parse(name).map_err(|e| e.to_string())
 }
 
-/// Scopes as stored: space-separated, as OAuth writes them.
-fn stored_scopes(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(|scope| scope.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<()> {
     crate::migrate(&config.database_url).await?;
     let pool: DbPool = build_pool(&config.pool_config())?;
@@ -95,16 +85,12 @@ pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<(
                 .map(|valid_for| chrono::TimeDelta::from_std(valid_for).map(|d| now + d))
                 .transpose()
                 .context("--expires-in is too long")?;
-            let issued = IssuedToken::generate()?;
-            let scopes = stored_scopes(&scopes.0);
-            let row = tokens::insert(
+            let (row, issued) = tokens::issue(
                 &mut conn,
-                &NewToken {
-                    id: issued.id,
-                    tenant: tenant.as_str(),
+                &TokenSpec {
+                    tenant,
+                    scopes: &scopes.0,
                     name: name.as_deref(),
-                    scopes: &scopes,
-                    secret_hash: &issued.secret_hash,
                     expires_at,
                 },
             )

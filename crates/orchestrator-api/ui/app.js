@@ -2,8 +2,10 @@
 //   /ui                 tasks, newest first, live; counts per status; throughput
 //   /ui/tasks/{id}      one task: fields, timeline, service requests, payload, re-drive
 //   /ui/new             submit a task
+//   /ui/sign-in         exchange an API token for a session (a plain form POST)
 // Plain JavaScript, no build step, no dependency. Everything the API returns is put
-// into the page as text (textContent), never as HTML.
+// into the page as text (textContent), never as HTML. The session cookie is HttpOnly:
+// this script never sees a credential; a 401 from the API sends it to the sign-in page.
 'use strict';
 
 (() => {
@@ -84,11 +86,20 @@
     }
   }
 
+  const SIGN_IN = '/ui/sign-in';
+  // Who is signed in (GET /api/me): tenant, scopes, credential.
+  let caller = null;
+  const may = (scope) => Boolean(caller && caller.scopes.includes(scope));
+
   async function api(path, options = {}) {
     const response = await fetch(path, {
       ...options,
       headers: { Accept: 'application/json', ...(options.headers || {}) },
     });
+    if (response.status === 401) {
+      // No session, or it ended (expired, signed out elsewhere, token revoked).
+      location.assign(SIGN_IN);
+    }
     const text = await response.text();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (_) { body = { detail: text }; }
@@ -204,6 +215,9 @@
   // ---- curl ------------------------------------------------------------------------
 
   const shellQuote = (text) => `'${String(text).replace(/'/g, `'\\''`)}'`;
+  // The commands read the token from the environment, as the README's quick start sets
+  // it; the page never knows a token.
+  const AUTH = '-H "Authorization: Bearer $ORCHESTRATOR_TOKEN"';
 
   async function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
@@ -461,7 +475,7 @@
       refresh();
     });
 
-    const curl = curlCard(() => [{ label: 'List these tasks', command: `curl -s ${shellQuote(location.origin + listUrl())}` }]);
+    const curl = curlCard(() => [{ label: 'List these tasks', command: `curl -s ${AUTH} ${shellQuote(location.origin + listUrl())}` }]);
 
     function resetPaging() {
       state.cursor = '';
@@ -680,9 +694,9 @@
 
     const curl = curlCard(() => {
       const base = `${location.origin}/api/tasks/${taskId}`;
-      const commands = [{ label: 'This task', command: `curl -s ${shellQuote(base)}` }];
-      if (task && task.status === 'FAILED') {
-        commands.push({ label: 'Re-drive it', command: `curl -si -X POST ${shellQuote(`${base}/retry`)}` });
+      const commands = [{ label: 'This task', command: `curl -s ${AUTH} ${shellQuote(base)}` }];
+      if (task && task.status === 'FAILED' && may('tasks:operate')) {
+        commands.push({ label: 'Re-drive it', command: `curl -si -X POST ${AUTH} ${shellQuote(`${base}/retry`)}` });
       }
       return commands;
     });
@@ -886,7 +900,8 @@
       title.textContent = task.task_name;
       document.title = `${task.task_name} · orchestrator`;
       replaceChildren(statusHolder, badge(task.status, true));
-      redriveButton.hidden = task.status !== 'FAILED';
+      // Offered only to a credential that may re-drive; the API refuses others anyway.
+      redriveButton.hidden = task.status !== 'FAILED' || !may('tasks:operate');
       failure.hidden = !task.error_message;
       replaceChildren(failure, h('p', null, h('strong', { text: 'Failed: ' }), task.error_message || ''));
       const key = JSON.stringify(task);
@@ -990,7 +1005,7 @@
     };
 
     const curl = curlCard(() => {
-      const headers = [`-H 'Content-Type: application/json'`];
+      const headers = [AUTH, `-H 'Content-Type: application/json'`];
       if (key.value.trim()) headers.push(`-H ${shellQuote(`Idempotency-Key: ${key.value.trim()}`)}`);
       const current = body();
       const data = current.payload === null ? { ...current, payload: '…' } : current;
@@ -1061,6 +1076,49 @@
       form, curl.card);
   }
 
+  // ---- Sign-in ---------------------------------------------------------------------
+
+  function signInScreen() {
+    const failed = new URLSearchParams(location.search).has('failed');
+    document.getElementById('main-nav').hidden = true;
+    const token = h('input', {
+      id: 'token', name: 'token', type: 'password', required: true, autocomplete: 'off',
+      spellcheck: 'false', class: 'mono', 'aria-describedby': 'token-hint',
+    });
+    setScreen('', 'Sign in',
+      h('section', { class: 'card signin', 'aria-labelledby': 'sign-in-heading' },
+        h('h1', { id: 'sign-in-heading', text: 'Sign in' }),
+        failed ? h('div', {
+          class: 'alert error', id: 'sign-in-error', role: 'alert',
+          text: 'That token was not accepted. Check that it was copied whole and has not expired or been revoked.',
+        }) : null,
+        // A plain form: the token goes to the API once, in the POST body, and comes
+        // back as an HttpOnly session cookie this script cannot read.
+        h('form', { method: 'post', action: SIGN_IN, id: 'sign-in-form' },
+          h('div', { class: 'field' },
+            h('label', { for: 'token', text: 'API token' }), token,
+            h('p', { class: 'hint', id: 'token-hint', text: 'A token (orch_…) from `orchestrator-api token create`; `make run` writes one to .run/token. The dashboard can do what its scopes allow, for its tenant only.' })),
+          h('div', null, h('button', { type: 'submit', class: 'primary', id: 'sign-in', text: 'Sign in' })))));
+    token.focus();
+  }
+
+  // The header's "who is signed in", with the sign-out button (a form POST, so that
+  // the CSP's form-action 'self' covers it).
+  function renderWho() {
+    const who = document.getElementById('who');
+    if (caller.credential === 'none') {
+      replaceChildren(who, h('span', { id: 'who-tenant', text: 'Authentication disabled' }));
+      return;
+    }
+    replaceChildren(who,
+      h('span', { id: 'who-tenant', title: caller.scopes.join(' '), text: `Tenant ${caller.tenant}` }),
+      caller.credential === 'session'
+        ? h('form', { method: 'post', action: '/ui/sign-out' },
+          h('button', { type: 'submit', id: 'sign-out', text: 'Sign out' }))
+        : null);
+    document.getElementById('nav-new').parentElement.hidden = !may('tasks:submit');
+  }
+
   function notFoundScreen() {
     setScreen('', 'Not found', h('h1', { text: 'Page not found' }),
       h('p', null, 'Back to ', h('a', { href: '/ui', text: 'the tasks' }), '.'));
@@ -1068,8 +1126,21 @@
 
   // ---- Routing ---------------------------------------------------------------------
 
-  function route() {
+  async function route() {
     const path = location.pathname.replace(/\/+$/, '') || '/ui';
+    if (path === SIGN_IN) {
+      signInScreen();
+      return;
+    }
+    try {
+      caller = await api('/api/me');
+    } catch (error) {
+      if (!(error instanceof ApiProblem && error.status === 401)) {
+        replaceChildren(main(), h('div', { class: 'alert error', role: 'alert', text: describeError(error) }));
+      }
+      return;
+    }
+    renderWho();
     const task = path.match(/^\/ui\/tasks\/([^/]+)$/);
     if (path === '/ui') listScreen();
     else if (path === '/ui/new') newScreen();

@@ -12,6 +12,8 @@
 //! - [`dashboard`]: counts per status, throughput and search for the dashboard, each
 //!   reading a bounded amount of data however many tasks there are; [`seed`] fills a
 //!   database with many tasks to measure that.
+//! - [`tokens`] and [`sessions`]: API tokens and the dashboard's sessions, stored as
+//!   hashes of their secrets.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
@@ -30,6 +32,7 @@ pub mod pool;
 pub mod schema;
 pub mod seed;
 pub mod service_requests;
+pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 

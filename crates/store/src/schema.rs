@@ -25,6 +25,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    dashboard_sessions (id_hash) {
+        id_hash -> Bytea,
+        token_id -> Nullable<Uuid>,
+        tenant -> Text,
+        scopes -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     partition_leases (topic, partition) {
         topic -> Text,
         partition -> Int4,
@@ -109,11 +121,13 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(dashboard_sessions -> api_tokens (token_id));
 diesel::joinable!(service_request_attempts -> service_requests (service_request_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     consumer_members,
+    dashboard_sessions,
     partition_leases,
     service_request_attempts,
     service_requests,

@@ -3,6 +3,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_auth::{IssuedToken, NoRandomness};
+use orchestrator_core::{Scope, TenantName};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -29,6 +31,51 @@ impl TokenRow {
     pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
     }
+
+    pub fn scope_list(&self) -> Vec<Scope> {
+        Scope::parse_known(&self.scopes)
+    }
+}
+
+/// What a new token is for.
+#[derive(Debug, Clone)]
+pub struct TokenSpec<'a> {
+    pub tenant: &'a TenantName,
+    pub scopes: &'a [Scope],
+    pub name: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Randomness(#[from] NoRandomness),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Makes a token and stores its hash: the stored row, and the token whose text is
+/// handed out once. Used by the `token` command, the admin API and the test harnesses.
+pub async fn issue(
+    conn: &mut AsyncPgConnection,
+    spec: &TokenSpec<'_>,
+) -> Result<(TokenRow, IssuedToken), IssueError> {
+    let issued = IssuedToken::generate()?;
+    let scopes = Scope::join(spec.scopes);
+    let row = insert(
+        conn,
+        &NewToken {
+            id: issued.id,
+            tenant: spec.tenant.as_str(),
+            name: spec.name,
+            scopes: &scopes,
+            secret_hash: &issued.secret_hash,
+            expires_at: spec.expires_at,
+        },
+    )
+    .await?;
+    Ok((row, issued))
 }
 
 /// A token to store.

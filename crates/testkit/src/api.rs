@@ -28,3 +28,18 @@ pub async fn wait_until_finished(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A client that sends `token` as its bearer credential on every request, as an
+/// operator's scripts would.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("a token is a valid header value");
+    value.set_sensitive(true);
+    reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            value,
+        )]))
+        .build()
+        .expect("building an HTTP client")
+}

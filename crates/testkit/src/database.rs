@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use orchestrator_core::{Scope, TenantName};
+use orchestrator_store::tokens::TokenSpec;
 use orchestrator_store::{DbPool, PoolConfig, build_pool};
 use xtask::DatabaseUrl;
 
@@ -95,6 +97,34 @@ impl TestDatabase {
 
     pub async fn connection(&self) -> AsyncPgConnection {
         connect(&self.url).await
+    }
+
+    /// A new API token for `tenant` with `scopes`, stored in this database; its text.
+    pub async fn token(&self, tenant: &str, scopes: &[Scope]) -> String {
+        self.token_with(tenant, scopes, None).await
+    }
+
+    /// A new API token that expires at `expires_at`.
+    pub async fn token_with(
+        &self,
+        tenant: &str,
+        scopes: &[Scope],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
+        let tenant = TenantName::parse(tenant).expect("a valid tenant name");
+        let mut conn = self.connection().await;
+        let (_, issued) = orchestrator_store::tokens::issue(
+            &mut conn,
+            &TokenSpec {
+                tenant: &tenant,
+                scopes,
+                name: Some("test"),
+                expires_at,
+            },
+        )
+        .await
+        .expect("issuing a test token");
+        orchestrator_auth::token::reveal(&issued).to_owned()
     }
 
     /// Counts the rows of a table (for "nothing was stored" assertions).

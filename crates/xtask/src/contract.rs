@@ -108,6 +108,9 @@ fn run_against_api(
     mocks.wait_healthy(Health::Http(mock_port, "/health"), deadline)?;
     api.wait_healthy(Health::Ready(api_port), deadline)?;
 
+    // Every scope, for the run's checks; handed to the tools in their environment.
+    let token =
+        crate::stack::create_token(&bin("orchestrator-api"), database_url, "make contract")?;
     let url = format!("http://{HOST}:{api_port}");
     let document = format!("{url}/openapi.json");
     println!("contract: schemathesis against {document}");
@@ -116,6 +119,7 @@ fn run_against_api(
         .arg(contract_dir.join("schemathesis.toml"))
         .args(["run", &document, "--report", "junit", "--report-dir"])
         .arg(out.join("report"))
+        .env("ORCHESTRATOR_TOKEN", &token)
         // The configuration names its hooks file from the repository's root.
         .current_dir(&settings.stack.repo_root)
         .status()
@@ -144,6 +148,7 @@ fn run_against_api(
             .arg(contract_dir.join("client_check.py"))
             .arg(&url)
             .env("PYTHONPATH", &client_dir)
+            .env("ORCHESTRATOR_TOKEN", &token)
             .status()
             .context("running contract/client_check.py")?
             .success();

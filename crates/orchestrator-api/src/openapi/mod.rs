@@ -31,6 +31,7 @@ use crate::routes;
         routes::dashboard::task_counts,
         routes::dashboard::task_throughput,
         routes::dashboard::search_tasks,
+        routes::me::me,
         routes::health::health,
         routes::health::ready,
         routes::health::metrics,
@@ -44,6 +45,7 @@ use crate::routes;
         dto::RedriveResponse,
         dto::TaskDetailResponse,
         dto::TaskListResponse,
+        dto::CallerResponse,
         dto::HealthResponse,
         dto::ReadyResponse,
         dto::ReadyChecks,
@@ -57,6 +59,7 @@ use crate::routes;
     tags(
         (name = "tasks", description = "Submit tasks and follow them"),
         (name = "dashboard", description = "Counts, throughput and search, as the dashboard at /ui shows them"),
+        (name = "access", description = "Who the credential stands for"),
         (name = "operations", description = "Health"),
     )
 )]

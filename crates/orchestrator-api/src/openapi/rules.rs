@@ -14,11 +14,13 @@ use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat,
     SchemaType, Type,
 };
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
 use crate::routes::dashboard::{DEFAULT_THROUGHPUT_MINUTES, MAX_THROUGHPUT_MINUTES};
 use crate::routes::orchestrate::IDEMPOTENCY_KEY_MAX_LEN;
 use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::routes::{Access, ENDPOINTS, Verb};
 
 /// Answers any route can give, beside those its annotation lists.
 const EVERY_ROUTE: [(&str, &str); 2] = [
@@ -32,7 +34,11 @@ const EVERY_ROUTE: [(&str, &str); 2] = [
     ),
 ];
 
+/// The security scheme every route but the probes requires.
+const BEARER: &str = "bearer";
+
 pub(super) fn apply(document: &mut OpenApi, limits: &RequestLimits) {
+    secure(document);
     if let Some(components) = document.components.as_mut() {
         components
             .schemas
@@ -65,6 +71,55 @@ pub(super) fn apply(document: &mut OpenApi, limits: &RequestLimits) {
                     .entry(status.to_owned())
                     .or_insert_with(|| problem(description));
             }
+        }
+    }
+}
+
+/// Each route's security requirement and refusals, from the route table: the scope it
+/// needs as the requirement's role (OpenAPI 3.1 allows roles for any scheme), 401 and,
+/// where a scope is needed, 403.
+fn secure(document: &mut OpenApi) {
+    if let Some(components) = document.components.as_mut() {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "An API token (`orchestrator-api token create`, or `POST /api/tokens`). The dashboard's session cookie is accepted too."
+                .into(),
+        );
+        components
+            .security_schemes
+            .insert(BEARER.into(), RefOr::T(SecurityScheme::Http(scheme)));
+    }
+    for endpoint in ENDPOINTS {
+        let Some(item) = document.paths.paths.get_mut(endpoint.path) else {
+            continue;
+        };
+        let operation = match endpoint.verb {
+            Verb::Get => item.get.as_mut(),
+            Verb::Post => item.post.as_mut(),
+        };
+        let Some(operation) = operation else {
+            continue;
+        };
+        let roles: Vec<&str> = match endpoint.access {
+            Access::Public => continue,
+            Access::Authenticated => Vec::new(),
+            Access::Scope(scope) => vec![scope.as_str()],
+        };
+        operation.security = Some(vec![SecurityRequirement::new(BEARER, roles)]);
+        let responses = &mut operation.responses.responses;
+        responses.insert(
+            "401".into(),
+            problem(
+                "No credential (type /problems/unauthenticated), or one that is not valid: malformed, unknown, expired or revoked (/problems/invalid-token). WWW-Authenticate says which, as RFC 6750 does",
+            ),
+        );
+        if let Access::Scope(scope) = endpoint.access {
+            responses.insert(
+                "403".into(),
+                problem(&format!(
+                    "The credential lacks the scope {scope} (type /problems/insufficient-scope), or a browser session's request came from another origin (/problems/cross-origin)"
+                )),
+            );
         }
     }
 }

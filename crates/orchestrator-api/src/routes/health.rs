@@ -19,6 +19,11 @@ pub async fn health(state: web::Data<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok",
         mode: state.mode.as_str(),
+        auth: if state.auth.is_disabled() {
+            "disabled"
+        } else {
+            "enabled"
+        },
     })
 }
 

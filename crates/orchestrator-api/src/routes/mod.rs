@@ -6,13 +6,16 @@
 //! test checks it against the OpenAPI document.
 
 use actix_web::http::Method;
+use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use orchestrator_core::Scope;
 
+use crate::auth;
 use crate::error::ApiError;
 
 pub mod dashboard;
 pub mod health;
+pub mod me;
 pub mod orchestrate;
 pub(crate) mod query;
 pub mod tasks;
@@ -22,8 +25,21 @@ pub mod tasks;
 pub enum Access {
     /// Anyone who reaches the port: the probes.
     Public,
+    /// Any valid credential, whatever its scopes.
+    Authenticated,
     /// A credential that holds this scope.
     Scope(Scope),
+}
+
+impl Access {
+    /// The scope a credential must hold, if any must be presented at all.
+    fn requirement(self) -> Option<Option<Scope>> {
+        match self {
+            Access::Public => None,
+            Access::Authenticated => Some(None),
+            Access::Scope(scope) => Some(Some(scope)),
+        }
+    }
 }
 
 /// The methods routes use.
@@ -48,6 +64,18 @@ pub struct Endpoint {
     pub path: &'static str,
     pub access: Access,
     route: fn() -> actix_web::Route,
+}
+
+impl Endpoint {
+    /// The handler behind the access check the endpoint declares: the only way a
+    /// route is built.
+    fn checked_route(&self) -> actix_web::Route {
+        let route = (self.route)();
+        match self.access.requirement() {
+            None => route,
+            Some(scope) => route.wrap(from_fn(move |req, next| auth::require(scope, req, next))),
+        }
+    }
 }
 
 /// Every route of the API, in the order actix matches them: fixed paths under
@@ -104,6 +132,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         verb: Verb::Get,
+        path: "/api/me",
+        access: Access::Authenticated,
+        route: || web::get().to(me::me),
+    },
+    Endpoint {
+        verb: Verb::Get,
         path: "/health",
         access: Access::Public,
         route: || web::get().to(health::health),
@@ -135,7 +169,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let mut resource = web::resource(path);
         let mut methods = Vec::new();
         for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.path == path) {
-            resource = resource.route((endpoint.route)());
+            resource = resource.route(endpoint.checked_route());
             methods.push(endpoint.verb.method().to_string());
         }
         cfg.service(resource.default_service(allow(&methods.join(", "))));

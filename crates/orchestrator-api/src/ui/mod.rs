@@ -4,8 +4,11 @@
 //! internet at run time. It reads the JSON API like any client; see
 //! [`crate::routes::dashboard`] for the endpoints written for it.
 //!
-//! Screens: `/ui` (tasks, live), `/ui/tasks/{task_id}` (one task), `/ui/new` (submit).
-//! Every screen is the same HTML shell; the script renders what the path names.
+//! Screens: `/ui` (tasks, live), `/ui/tasks/{task_id}` (one task), `/ui/new` (submit),
+//! `/ui/sign-in`. Every screen is the same HTML shell; the script renders what the path
+//! names. The shell holds no data: the script reads it from the API with the session
+//! cookie that signing in sets ([`crate::auth::sessions`]), and goes to the sign-in page
+//! when the API answers 401.
 
 use std::sync::LazyLock;
 
@@ -13,6 +16,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Compress;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::auth::sessions;
 use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
@@ -69,6 +73,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(page("/", redirect_to_ui))
             .service(page("/new", shell))
             .service(page("/tasks/{task_id}", shell))
+            .service(
+                web::resource("/sign-in")
+                    .route(web::get().to(shell))
+                    .route(web::post().to(sessions::sign_in))
+                    .default_service(crate::routes::allow("GET, POST")),
+            )
+            .service(
+                web::resource("/sign-out")
+                    .route(web::post().to(sessions::sign_out))
+                    .default_service(crate::routes::allow("POST")),
+            )
             .service(page("/assets/{name}", asset)),
     );
 }

@@ -230,7 +230,8 @@ async fn the_document_states_what_the_handlers_enforce() {
 
 /// The route table is the one list of routes: each is in the document with its method,
 /// each documented operation is in the table, each answers its method (not 404 or
-/// 405), and every route under /api/ requires a scope.
+/// 405), every route under /api/ requires a credential, and none is reachable without
+/// one.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_route_table_matches_the_document_and_the_server() {
     use std::collections::BTreeSet;
@@ -261,11 +262,37 @@ async fn the_route_table_matches_the_document_and_the_server() {
     for endpoint in ENDPOINTS {
         if endpoint.path.starts_with("/api/") {
             assert!(
-                matches!(endpoint.access, Access::Scope(_)),
-                "{} needs a scope",
+                endpoint.access != Access::Public,
+                "{} needs a credential",
                 endpoint.path
             );
         }
+        let anonymous = reqwest::Client::new()
+            .request(
+                reqwest::Method::from_bytes(endpoint.verb.method().as_str().as_bytes())
+                    .expect("a method"),
+                app.url(
+                    &endpoint
+                        .path
+                        .replace("{task_id}", "7dcf4835-c1a8-4869-bcc5-7912bbf9bebe"),
+                ),
+            )
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request sent");
+        let expected = if endpoint.access == Access::Public {
+            200
+        } else {
+            401
+        };
+        assert_eq!(
+            anonymous.status(),
+            expected,
+            "{} {} without a credential",
+            endpoint.verb.method(),
+            endpoint.path
+        );
         let path = endpoint
             .path
             .replace("{task_id}", "7dcf4835-c1a8-4869-bcc5-7912bbf9bebe");

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use orchestrator_api::{ApiConfig, Application};
+use orchestrator_core::Scope;
 use orchestrator_mock_services::{MockConfig, MockServer};
 use orchestrator_testkit::database::TestDatabase;
 use serde_json::{Value, json};
@@ -38,7 +39,10 @@ pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
     pub mock: MockServer,
+    /// Sends [`TestApp::token`] with every request.
     pub client: reqwest::Client,
+    /// An API token of tenant `default` with every scope.
+    pub token: String,
     shutdown: CancellationToken,
     /// Stops the app when the test ends, however it ends.
     _stop_on_drop: DropGuard,
@@ -95,11 +99,13 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
+        let token = db.token("default", &Scope::ALL).await;
         TestApp {
             address,
             db,
             mock,
-            client: reqwest::Client::new(),
+            client: orchestrator_testkit::api::client_with_token(&token),
+            token,
             _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             server: Some(server),

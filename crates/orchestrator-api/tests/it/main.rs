@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod auth;
 mod contract;
 mod dashboard;
 mod docs;
@@ -10,6 +11,7 @@ mod operations;
 mod orchestrate;
 mod redrive;
 mod resume;
+mod sessions;
 mod tasks;
 mod tokens;
 mod ui;

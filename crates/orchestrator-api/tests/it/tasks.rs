@@ -142,6 +142,6 @@ async fn unknown_routes_and_methods_are_problems() {
     let health = app.get_json("/health").await;
     assert_eq!(
         health,
-        serde_json::json!({"status": "ok", "mode": "inline"})
+        serde_json::json!({"status": "ok", "mode": "inline", "auth": "enabled"})
     );
 }

@@ -10,6 +10,7 @@ use clap::Parser;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use orchestrator_api::{ApiConfig, Application};
+use orchestrator_core::Scope;
 use orchestrator_mock_services::{Behaviour, Latency, MockConfig, MockServer};
 use orchestrator_store::leases::{self, LeaseRow};
 use orchestrator_testkit::broker::TestBroker;
@@ -146,7 +147,9 @@ impl Stack {
         let server = tokio::spawn(app.run_until_stopped());
         TestApi {
             address,
-            client: reqwest::Client::new(),
+            client: orchestrator_testkit::api::client_with_token(
+                &self.db.token("default", &Scope::ALL).await,
+            ),
             _shutdown: shutdown.drop_guard(),
             _server: server,
         }

@@ -69,13 +69,22 @@ pub fn listens(port: u16) -> bool {
 /// needs. An HTTP client crate would bring an async runtime (reqwest) or a second client
 /// into this crate, which `cargo xtask` builds on its own before it can start anything.
 pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_status_as(port, path, None)
+}
+
+/// The status of the same request with `Authorization: Bearer <token>`.
+pub fn http_status_as(port: u16, path: &str, token: Option<&str>) -> Option<u16> {
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let mut stream = TcpStream::connect_timeout(&address(port), CONNECT_TIMEOUT).ok()?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
     stream.set_write_timeout(Some(ANSWER_TIMEOUT)).ok()?;
     // One write: a server that answers after a first fragment and closes would reset the
     // connection under the rest.
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{authorization}Connection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).ok()?;
     let mut status_line = String::new();
     BufReader::new(stream).read_line(&mut status_line).ok()?;

@@ -50,6 +50,30 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// After SIGKILL: a process that is still there by then is reported, not waited for.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Makes an API token for tenant `default` with every scope, as an operator would:
+/// `orchestrator-api token create` against `database_url`. Its text. For `make run`'s
+/// development token, and the tools and tests that run the binaries.
+pub fn create_token(api: &Path, database_url: &str, name: &str) -> Result<String, StackError> {
+    let output = Command::new(api)
+        .args(["token", "create", "--tenant", "default", "--scopes"])
+        .arg("tasks:submit,tasks:read,tasks:operate,admin")
+        .args(["--name", name])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| StackError::Token(format!("{}: {e}", api.display())))?;
+    if !output.status.success() {
+        return Err(StackError::Token(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    String::from_utf8(output.stdout)
+        .map(|token| token.trim().to_owned())
+        .map_err(|_| StackError::Token("the token printed is not UTF-8".into()))
+}
+
 /// Ways the stack fails to start, stop or tell its state.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -94,6 +118,8 @@ pub enum StackError {
     },
     #[error("some components did not stop: {0}")]
     DidNotStop(String),
+    #[error("creating the development token failed: {0}")]
+    Token(String),
 }
 
 impl StackError {
@@ -262,6 +288,7 @@ impl LocalStack {
                 self.wait_healthy(&dir, component)?;
             }
         }
+        self.ensure_token(&dir)?;
         Ok(self.summary(&dir))
     }
 
@@ -832,6 +859,56 @@ impl LocalStack {
             .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
     }
 
+    /// A development token in `$RUN_DIR/token` (mode 0600) that the running API
+    /// accepts: the one there if it still works, else a new one (every scope, tenant
+    /// `default`) made with `orchestrator-api token create`. Its secret is never printed.
+    fn ensure_token(&mut self, dir: &RunDir) -> Result<(), StackError> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+        let path = dir.token_file();
+        let api = self.settings.ports.api;
+        if let Ok(token) = fs::read_to_string(&path)
+            && health::http_status_as(api, "/api/me", Some(token.trim())) == Some(200)
+        {
+            return Ok(());
+        }
+        let token = create_token(
+            &self.settings.bin_dir.join("orchestrator-api"),
+            self.settings.database_url.as_str(),
+            "make run",
+        )?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StackError::io(&path, e))?;
+        // An existing file keeps its mode through open(): set it.
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .and_then(|()| writeln!(file, "{token}"))
+            .map_err(|e| StackError::io(&path, e))?;
+        self.say(&format!(
+            "created a development token (every scope, tenant default) in {}",
+            path.display()
+        ));
+        Ok(())
+    }
+
+    /// The token file as the summary names it: relative to the repository when it is
+    /// the default RUN_DIR's (the quick start runs from there), else absolute.
+    fn token_path_shown(&self, dir: &RunDir) -> String {
+        let run_dir = fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_path_buf());
+        let default_run_dir = fs::canonicalize(&self.settings.repo_root)
+            .unwrap_or_else(|_| self.settings.repo_root.clone())
+            .join(".run");
+        if run_dir == default_run_dir {
+            ".run/token".to_owned()
+        } else {
+            shell_quoted(&run_dir.join("token").display().to_string())
+        }
+    }
+
     fn summary(&self, dir: &RunDir) -> Summary {
         let workers = self.settings.workers;
         // Workers of an earlier run with a larger WORKERS keep running until `stop`.
@@ -848,6 +925,7 @@ impl LocalStack {
             database_url: self.settings.database_url.clone(),
             also_running,
             logs: dir.logs(),
+            token_file: self.token_path_shown(dir),
             stop_command: self.stop_command(),
         }
     }

@@ -47,6 +47,8 @@ pub struct Summary {
     /// Workers above `workers` that an earlier run started.
     pub also_running: Vec<u16>,
     pub logs: PathBuf,
+    /// The development token's file, as a shell word.
+    pub token_file: String,
     pub stop_command: String,
 }
 
@@ -87,6 +89,11 @@ impl fmt::Display for Summary {
                 .collect();
             writeln!(f, "  also running from an earlier run:{names}")?;
         }
+        writeln!(
+            f,
+            "Token (every scope, tenant default), for curl and the dashboard's sign-in:"
+        )?;
+        writeln!(f, "  export ORCHESTRATOR_TOKEN=$(cat {})", self.token_file)?;
         writeln!(f, "Logs: {}/", self.logs.display())?;
         writeln!(f, "Stop: {}", self.stop_command)
     }

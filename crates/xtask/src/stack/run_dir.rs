@@ -58,6 +58,11 @@ impl RunDir {
         self.pids().join(format!("{name}.pid"))
     }
 
+    /// The development token `run` creates: every scope, tenant `default`, mode 0600.
+    pub fn token_file(&self) -> PathBuf {
+        self.root.join("token")
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.root.join("stack.env")
     }

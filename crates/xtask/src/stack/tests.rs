@@ -290,6 +290,7 @@ fn the_summary_lists_the_urls_the_workers_and_how_to_stop() {
             .expect("a URL"),
         also_running: vec![3],
         logs: PathBuf::from("/repo/.run/logs"),
+        token_file: ".run/token".into(),
         stop_command: "make stop".into(),
     };
     let text = summary.to_string();
@@ -300,6 +301,7 @@ fn the_summary_lists_the_urls_the_workers_and_how_to_stop() {
         "  PostgreSQL      postgres://app:***@127.0.0.1:5432/orchestrator",
         "  worker-2        local-worker-2, health http://127.0.0.1:9001/health",
         "  also running from an earlier run: worker-3",
+        "  export ORCHESTRATOR_TOKEN=$(cat .run/token)",
         "Logs: /repo/.run/logs/",
         "Stop: make stop",
     ] {

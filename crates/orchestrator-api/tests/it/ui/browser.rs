@@ -170,6 +170,18 @@ impl Browser {
         input.send_keys(text).await
     }
 
+    /// Signs in to the dashboard at `base` (`http://127.0.0.1:PORT`) with an API token,
+    /// as a person would: the sign-in form, then the tasks page naming the tenant.
+    pub async fn sign_in(&self, base: &str, token: &str) -> anyhow::Result<()> {
+        self.goto(&format!("{base}/ui/sign-in")).await?;
+        self.type_into("#token", token).await?;
+        self.find(By::Css("#sign-in")).await?.click().await?;
+        self.wait_for("the dashboard to name the signed-in tenant", async || {
+            Ok(self.find_now("#who-tenant").await?.is_some().then_some(()))
+        })
+        .await
+    }
+
     /// Resizes the window, leaving it where it is.
     pub async fn set_window_size(&self, width: u32, height: u32) -> WebDriverResult<()> {
         let rect = self.get_window_rect().await?;

@@ -173,6 +173,7 @@ async fn the_list_shows_a_submitted_task_and_its_completion_without_a_reload() -
         app.mock.set_behaviour(service, slow(6_000));
     }
     let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
     browser.goto(&app.url("/ui")).await?;
     browser
         .query(By::Css("#task-rows .empty"))
@@ -340,6 +341,7 @@ async fn the_list_shows_durations_error_starts_and_times_in_the_browsers_zone() 
 
     // India: half an hour off UTC, so a time shown in UTC (or in whole hours) is wrong.
     let browser = Browser::start_in_time_zone("Asia/Kolkata").await?;
+    browser.sign_in(&app.address, &app.token).await?;
     let india = FixedOffset::east_opt(5 * 3600 + 30 * 60).expect("offset");
     browser.set_window_size(1400, 900).await?;
     browser.goto(&app.url("/ui")).await?;
@@ -476,6 +478,7 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
     let task = app.get_json(&format!("/api/tasks/{task_id}")).await;
 
     let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
         .await?;
@@ -518,7 +521,10 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
     assert_eq!(payload, example_request()["payload"]);
     assert_eq!(
         text_of(&browser, "[data-curl] code").await?,
-        format!("curl -s '{}/api/tasks/{task_id}'", app.address)
+        format!(
+            "curl -s -H \"Authorization: Bearer $ORCHESTRATOR_TOKEN\" '{}/api/tasks/{task_id}'",
+            app.address
+        )
     );
     assert!(
         !displayed(&browser, "#redrive").await?,
@@ -593,6 +599,7 @@ async fn the_task_page_shows_its_three_service_requests_the_slowest_and_each_att
 async fn the_form_submits_a_task_and_shows_what_the_api_refused() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
     browser.goto(&app.url("/ui/new")).await?;
     // Prefilled with the README's example.
     let name = browser
@@ -705,6 +712,7 @@ async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
     let task_id = failed["task_id"].as_str().expect("id");
 
     let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
         .await?;
@@ -741,7 +749,7 @@ async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
     assert_eq!(
         curls.get(1),
         Some(&format!(
-            "curl -si -X POST '{}/api/tasks/{task_id}/retry'",
+            "curl -si -X POST -H \"Authorization: Bearer $ORCHESTRATOR_TOKEN\" '{}/api/tasks/{task_id}/retry'",
             app.address
         ))
     );
@@ -859,6 +867,7 @@ async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Resu
     let alpha_id = alpha["task_id"].as_str().expect("id");
 
     let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
     browser.goto(&app.url("/ui")).await?;
     // The names the list shows, top to bottom, once they are `expected`.
     let listed = async |what: &str, expected: &str| {
@@ -921,10 +930,122 @@ async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Resu
     listed("the failed tasks", "Gamma forecast").await?;
     assert_eq!(
         text_of(&browser, "[data-curl] code").await?,
-        format!("curl -s '{}/api/tasks?status=FAILED&limit=50'", app.address)
+        format!(
+            "curl -s -H \"Authorization: Bearer $ORCHESTRATOR_TOKEN\" '{}/api/tasks?status=FAILED&limit=50'",
+            app.address
+        )
     );
     let status = browser.find(By::Id("filter-status")).await?;
     assert_eq!(status.value().await?.as_deref(), Some("FAILED"));
     browser.close().await;
+    Ok(())
+}
+
+/// Without a session the dashboard sends the browser to the sign-in page; a token signs
+/// in, the header names the tenant, and sign-out ends the session. A read-only token
+/// is not offered the actions it may not take.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let task_id = submit(&app, &request_named("Seen after sign-in")).await;
+    let browser = Browser::start().await?;
+    browser.goto(&app.url("/ui")).await?;
+    browser
+        .wait_for("the sign-in page", async || {
+            Ok(browser
+                .current_url()
+                .await?
+                .path()
+                .eq("/ui/sign-in")
+                .then_some(()))
+        })
+        .await?;
+    browser.type_into("#token", "orch_wrong").await?;
+    browser.find(By::Css("#sign-in")).await?.click().await?;
+    browser
+        .query(By::Css("#sign-in-error"))
+        .desc("the refusal")
+        .first()
+        .await?;
+    browser.screenshot("sign-in-refused").await?;
+
+    let reader = app
+        .db
+        .token("default", &[orchestrator_core::Scope::TasksRead])
+        .await;
+    browser.sign_in(&app.address, &reader).await?;
+    assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant default");
+    browser.find(By::Css(row(&task_id))).await?;
+    assert!(
+        !displayed(&browser, "#nav-new").await?,
+        "a reader is not offered New task"
+    );
+    browser.screenshot("signed-in").await?;
+
+    browser.find(By::Css("#sign-out")).await?.click().await?;
+    browser
+        .query(By::Css("#sign-in-form"))
+        .desc("the sign-in form after sign-out")
+        .first()
+        .await?;
+    assert_eq!(app.db.count_rows("dashboard_sessions").await, 0);
+    browser.goto(&app.url("/ui")).await?;
+    browser
+        .query(By::Css("#sign-in-form"))
+        .desc("the sign-in form again")
+        .first()
+        .await?;
+    Ok(())
+}
+
+/// A page on another site that posts to the API with the signed-in browser gets
+/// nowhere: the session cookie is SameSite=Strict, and a request that carried it would
+/// still fail the origin check. Nothing is submitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cross_site_form_post_submits_nothing() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    // `localhost` is another site than `127.0.0.1`, on another port: another origin.
+    let attacker = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let attacker_port = attacker.local_addr()?.port();
+    let target = app.url("/api/orchestrate");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut stream, _)) = attacker.accept().await {
+            let mut request = [0_u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let page = format!(
+                "<!doctype html><form id=evil method=post action=\"{target}\" enctype=text/plain>\
+                 <input name='{{\"task_name\":\"x\",\"payload\":[{{\"revenue\":{{}}}}],\"pad\":\"' value='\"}}'>\
+                 <button id=go>go</button></form>"
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    browser
+        .goto(&format!("http://localhost:{attacker_port}/"))
+        .await?;
+    browser.find(By::Id("go")).await?.click().await?;
+    browser
+        .wait_for("the API's answer to the cross-site post", async || {
+            Ok(browser
+                .current_url()
+                .await?
+                .path()
+                .eq("/api/orchestrate")
+                .then_some(()))
+        })
+        .await?;
+    let shown = browser.find(By::Css("body")).await?.text().await?;
+    assert!(
+        shown.contains("/problems/unauthenticated") || shown.contains("/problems/cross-origin"),
+        "{shown}"
+    );
+    assert_eq!(app.db.count_rows("tasks").await, 0);
     Ok(())
 }

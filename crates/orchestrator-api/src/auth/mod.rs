@@ -1,0 +1,238 @@
+//! Who is calling, and whether they may: the authentication of every API request.
+//!
+//! Each route of [`crate::routes::ENDPOINTS`] that is not public is wrapped by
+//! [`require`], which authenticates the request with the [`Authenticator`] and checks
+//! the credential's scope before the handler runs; the handler reads the result as a
+//! [`Caller`]. Credentials:
+//!
+//! - an API token, `Authorization: Bearer orch_...` ([`tokens`]);
+//! - the dashboard's session cookie ([`sessions`]), which state-changing requests may
+//!   only carry from our own origin ([`same_origin`]).
+//!
+//! Refusals follow RFC 6750: 401 with a `WWW-Authenticate: Bearer` challenge when there
+//! is no credential or it is not valid (never saying whether it was unknown, expired or
+//! revoked), 403 with the scope that was missing.
+
+pub mod sessions;
+mod tokens;
+
+use std::time::Duration;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use orchestrator_core::{Scope, TenantName};
+use orchestrator_store::DbPool;
+use uuid::Uuid;
+
+use crate::client_address::TrustedProxies;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use self::sessions::SessionSettings;
+use self::tokens::TokenCache;
+
+/// Authentication settings of `orchestrator-api`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// Serve every route to anyone, without credentials, as tenant `default` with every
+    /// scope. Only for a network where everyone who can reach the port may do
+    /// everything; the API says so at start and in `/health`.
+    #[arg(long = "auth-disabled", env = "AUTH_DISABLED", default_value_t = false)]
+    pub disabled: bool,
+
+    /// A dashboard session ends after this long without use, in seconds.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_SECS", default_value_t = 3_600)]
+    pub session_idle_timeout_secs: u64,
+
+    /// A dashboard session ends this long after sign-in however it is used, in seconds.
+    #[arg(long, env = "SESSION_MAX_AGE_SECS", default_value_t = 43_200)]
+    pub session_max_age_secs: u64,
+}
+
+/// The credential a request was authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API token in the `Authorization` header.
+    Token(Uuid),
+    /// A dashboard session, made from this API token.
+    Session { token: Option<Uuid> },
+    /// None: authentication is disabled (`AUTH_DISABLED`).
+    Nobody,
+}
+
+/// Who is calling: what [`require`] established before the handler ran.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub credential: Credential,
+    pub tenant: TenantName,
+    scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// Who, as logs and the audit log name them: the token's id, or `anonymous`.
+    pub fn actor(&self) -> String {
+        match &self.credential {
+            Credential::Token(id) | Credential::Session { token: Some(id) } => {
+                format!("token:{id}")
+            }
+            Credential::Session { token: None } | Credential::Nobody => "anonymous".into(),
+        }
+    }
+
+    fn anonymous() -> Caller {
+        Caller {
+            credential: Credential::Nobody,
+            tenant: default_tenant(),
+            scopes: Scope::ALL.to_vec(),
+        }
+    }
+}
+
+fn default_tenant() -> TenantName {
+    #[expect(clippy::expect_used, reason = "a constant that the core's tests parse")]
+    TenantName::parse(TenantName::DEFAULT).expect("the default tenant name is valid")
+}
+
+/// A handler's [`Caller`]. Only routes wrapped by [`require`] have one: anywhere else
+/// the extraction fails closed (500), so a route that forgot its check cannot serve.
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::Internal(
+                "a handler asked for its caller on a route without access check".into(),
+            )
+        }))
+    }
+}
+
+/// Checks credentials: API tokens (cached briefly) and dashboard sessions.
+pub struct Authenticator {
+    disabled: bool,
+    pool: DbPool,
+    tokens: TokenCache,
+    sessions: SessionSettings,
+    proxies: TrustedProxies,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig, pool: DbPool, proxies: TrustedProxies) -> Authenticator {
+        if config.disabled {
+            tracing::warn!(
+                "Authentication is DISABLED (AUTH_DISABLED=true): anyone who can reach this port can submit, read and re-drive every task."
+            );
+        }
+        Authenticator {
+            disabled: config.disabled,
+            tokens: TokenCache::new(pool.clone()),
+            pool,
+            sessions: SessionSettings {
+                idle: Duration::from_secs(config.session_idle_timeout_secs),
+                max_age: Duration::from_secs(config.session_max_age_secs),
+            },
+            proxies,
+        }
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The caller of this request: from its bearer token, else from its session cookie.
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        if self.disabled {
+            return Ok(Caller::anonymous());
+        }
+        if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+            let token = bearer(value).ok_or(ApiError::Unauthenticated)?;
+            return self.tokens.verify(token).await;
+        }
+        if let Some(session) = self.sessions.presented(req, &self.proxies) {
+            let caller = self.sessions.find(&self.pool, &session).await?;
+            // A cookie rides along on any request the browser makes, including one a
+            // page on another site starts: a state-changing one must come from ours.
+            if !is_safe(req.method()) && !same_origin(req) {
+                return Err(ApiError::CrossOrigin);
+            }
+            return Ok(caller);
+        }
+        Err(ApiError::Unauthenticated)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC
+/// 9110 section 11.1); `None` for any other scheme.
+fn bearer(value: &header::HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether a browser says the request comes from a page of the origin it was sent to.
+/// `Sec-Fetch-Site`, which pages cannot set, decides when present: only `same-origin`
+/// passes. Without it, `Origin` must name the host the request was sent to (`Host`).
+/// With neither, the request is refused: every browser the dashboard supports sends at
+/// least one with a POST. (`Origin` alone would not do: under the pages'
+/// `Referrer-Policy: no-referrer`, Chromium sends `Origin: null` with a form's POST.)
+pub fn same_origin(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| req.uri().authority().map(|authority| authority.as_str()));
+    host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
+}
+
+/// The middleware of every route that needs `scope`: authenticates, checks the scope,
+/// and leaves the [`Caller`] for the handler.
+pub async fn require(
+    scope: Option<Scope>,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::Internal("no application state".into()).into());
+    };
+    let caller = state.auth.authenticate(req.request()).await?;
+    if let Some(scope) = scope
+        && !caller.may(scope)
+    {
+        return Err(ApiError::InsufficientScope(scope).into());
+    }
+    req.extensions_mut().insert(caller);
+    next.call(req).await
+}
