@@ -53,6 +53,8 @@ pub enum ApiError {
     InsufficientScope(orchestrator_core::Scope),
     #[error("a browser request that changes state must come from a page of this origin")]
     CrossOrigin,
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("no resource at this path")]
     RouteNotFound,
     #[error("this method is not allowed on this resource; it allows {allow}")]
@@ -164,6 +166,7 @@ impl ApiError {
                 ("/problems/insufficient-scope", "Insufficient scope")
             }
             ApiError::CrossOrigin => ("/problems/cross-origin", "Cross-origin request refused"),
+            ApiError::TooManyRequests { .. } => ("/problems/rate-limited", "Too many requests"),
             ApiError::RouteNotFound => ("about:blank", "Not Found"),
             ApiError::MethodNotAllowed { .. } => ("about:blank", "Method Not Allowed"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
@@ -219,6 +222,7 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthenticated | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) | ApiError::CrossOrigin => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
@@ -248,6 +252,9 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_)
         ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         if let Some(challenge) = self.challenge()
             && let Ok(challenge) = HeaderValue::from_str(&challenge)

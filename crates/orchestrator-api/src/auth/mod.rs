@@ -13,6 +13,7 @@
 //! is no credential or it is not valid (never saying whether it was unknown, expired or
 //! revoked), 403 with the scope that was missing.
 
+pub mod limits;
 pub mod sessions;
 mod tokens;
 
@@ -25,6 +26,8 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use orchestrator_core::{Scope, TenantName};
 use orchestrator_store::DbPool;
+use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
 use crate::client_address::TrustedProxies;
@@ -50,6 +53,15 @@ pub struct AuthConfig {
     /// A dashboard session ends this long after sign-in however it is used, in seconds.
     #[arg(long, env = "SESSION_MAX_AGE_SECS", default_value_t = 43_200)]
     pub session_max_age_secs: u64,
+
+    /// The bearer token a scraper must present to read `/metrics`. Unset: `/metrics`
+    /// answers anyone who reaches the port (keep the port inside your network).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true,
+          value_parser = |text: &str| Ok::<_, std::convert::Infallible>(SecretString::from(text)))]
+    pub metrics_token: Option<SecretString>,
+
+    #[command(flatten)]
+    pub limits: limits::LimitsConfig,
 }
 
 /// The credential a request was authenticated with.
@@ -126,6 +138,8 @@ pub struct Authenticator {
     tokens: TokenCache,
     sessions: SessionSettings,
     proxies: TrustedProxies,
+    limits: limits::RateLimits,
+    metrics_token: Option<SecretString>,
 }
 
 impl Authenticator {
@@ -144,6 +158,8 @@ impl Authenticator {
                 max_age: Duration::from_secs(config.session_max_age_secs),
             },
             proxies,
+            limits: limits::RateLimits::new(&config.limits),
+            metrics_token: config.metrics_token.clone(),
         }
     }
 
@@ -151,11 +167,58 @@ impl Authenticator {
         self.disabled
     }
 
-    /// The caller of this request: from its bearer token, else from its session cookie.
+    /// The caller of this request: from its bearer token, else from its session cookie;
+    /// within its rate, from a client that has not been guessing.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         if self.disabled {
             return Ok(Caller::anonymous());
         }
+        let client = self.client(req);
+        if let Some(client) = client {
+            self.limits.check_client(client)?;
+        }
+        let caller = match self.credential(req).await {
+            // A bearer token that is not valid counts against the client; an expired
+            // session cookie is no guess.
+            Err(ApiError::InvalidToken) => {
+                return Err(match client {
+                    Some(client) if req.headers().contains_key(header::AUTHORIZATION) => {
+                        self.limits.failed(client)
+                    }
+                    _ => ApiError::InvalidToken,
+                });
+            }
+            other => other?,
+        };
+        if let Credential::Token(id) | Credential::Session { token: Some(id) } = caller.credential {
+            self.limits.admit(id)?;
+        }
+        Ok(caller)
+    }
+
+    /// The token of a sign-in form, checked as a bearer token is, failures counted the
+    /// same way.
+    pub(crate) async fn verify_token(
+        &self,
+        req: &HttpRequest,
+        token: &str,
+    ) -> Result<Caller, ApiError> {
+        let client = self.client(req);
+        if let Some(client) = client {
+            self.limits.check_client(client)?;
+        }
+        match (self.tokens.verify(token).await, client) {
+            (Err(ApiError::InvalidToken), Some(client)) => Err(self.limits.failed(client)),
+            (result, _) => result,
+        }
+    }
+
+    fn client(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
+        req.peer_addr()
+            .map(|peer| self.proxies.client(peer.ip(), req.headers()))
+    }
+
+    async fn credential(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let token = bearer(value).ok_or(ApiError::Unauthenticated)?;
             return self.tokens.verify(token).await;
@@ -215,6 +278,42 @@ pub fn same_origin(req: &HttpRequest) -> bool {
         .and_then(|value| value.to_str().ok())
         .or_else(|| req.uri().authority().map(|authority| authority.as_str()));
     host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
+}
+
+/// The middleware of `/metrics`: with `METRICS_TOKEN` set, the request must present it
+/// as its bearer token (compared in constant time; a miss counts as an invalid
+/// credential of the client). API tokens do not open it, nor does it open anything else.
+pub async fn require_metrics_token(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::Internal("no application state".into()).into());
+    };
+    let auth = &state.auth;
+    if let Some(expected) = &auth.metrics_token {
+        let client = auth.client(req.request());
+        if let Some(client) = client {
+            auth.limits.check_client(client)?;
+        }
+        let presented = req.headers().get(header::AUTHORIZATION).map(bearer);
+        let matches = |token: &str| {
+            let expected = expected.expose_secret().as_bytes();
+            token.len() == expected.len() && bool::from(token.as_bytes().ct_eq(expected))
+        };
+        match presented {
+            None | Some(None) => return Err(ApiError::Unauthenticated.into()),
+            Some(Some(token)) if matches(token) => {}
+            Some(Some(_)) => {
+                return Err(match client {
+                    Some(client) => auth.limits.failed(client),
+                    None => ApiError::InvalidToken,
+                }
+                .into());
+            }
+        }
+    }
+    next.call(req).await
 }
 
 /// The middleware of every route that needs `scope`: authenticates, checks the scope,

@@ -106,7 +106,7 @@ pub async fn sign_in(
     if !same_origin(&req) {
         return Err(ApiError::CrossOrigin);
     }
-    let caller = match state.auth.tokens.verify(form.token.trim()).await {
+    let caller = match state.auth.verify_token(&req, form.token.trim()).await {
         Ok(caller) => caller,
         Err(ApiError::InvalidToken | ApiError::Unauthenticated) => {
             tracing::info!("Dashboard sign-in refused: the token is not valid.");

@@ -102,6 +102,13 @@ fn secure(document: &mut OpenApi) {
         };
         let roles: Vec<&str> = match endpoint.access {
             Access::Public => continue,
+            Access::Metrics => {
+                operation.responses.responses.insert(
+                    "401".into(),
+                    problem("METRICS_TOKEN is set and the request did not present it as its bearer token"),
+                );
+                continue;
+            }
             Access::Authenticated => Vec::new(),
             Access::Scope(scope) => vec![scope.as_str()],
         };
@@ -111,6 +118,12 @@ fn secure(document: &mut OpenApi) {
             "401".into(),
             problem(
                 "No credential (type /problems/unauthenticated), or one that is not valid: malformed, unknown, expired or revoked (/problems/invalid-token). WWW-Authenticate says which, as RFC 6750 does",
+            ),
+        );
+        responses.insert(
+            "429".into(),
+            problem(
+                "Too many requests from this credential to this replica, or too many invalid credentials from this client; Retry-After says when to try again (type /problems/rate-limited)",
             ),
         );
         if let Access::Scope(scope) = endpoint.access {

@@ -27,20 +27,13 @@ pub enum Access {
     Public,
     /// Any valid credential, whatever its scopes.
     Authenticated,
+    /// `/metrics`: the `METRICS_TOKEN` when one is set, else anyone.
+    Metrics,
     /// A credential that holds this scope.
     Scope(Scope),
 }
 
-impl Access {
-    /// The scope a credential must hold, if any must be presented at all.
-    fn requirement(self) -> Option<Option<Scope>> {
-        match self {
-            Access::Public => None,
-            Access::Authenticated => Some(None),
-            Access::Scope(scope) => Some(Some(scope)),
-        }
-    }
-}
+impl Access {}
 
 /// The methods routes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +64,15 @@ impl Endpoint {
     /// route is built.
     fn checked_route(&self) -> actix_web::Route {
         let route = (self.route)();
-        match self.access.requirement() {
-            None => route,
-            Some(scope) => route.wrap(from_fn(move |req, next| auth::require(scope, req, next))),
+        match self.access {
+            Access::Public => route,
+            Access::Metrics => route.wrap(from_fn(auth::require_metrics_token)),
+            Access::Authenticated => {
+                route.wrap(from_fn(|req, next| auth::require(None, req, next)))
+            }
+            Access::Scope(scope) => route.wrap(from_fn(move |req, next| {
+                auth::require(Some(scope), req, next)
+            })),
         }
     }
 }
@@ -151,7 +150,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         verb: Verb::Get,
         path: "/metrics",
-        access: Access::Public,
+        access: Access::Metrics,
         route: || web::get().to(health::metrics),
     },
 ];

@@ -33,6 +33,17 @@ async fn call(
     request.send().await.expect("request sent")
 }
 
+/// `GET path` with `token` as the bearer credential.
+async fn get_as(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    call(
+        app,
+        reqwest::Method::GET,
+        path,
+        Some(&format!("Bearer {token}")),
+    )
+    .await
+}
+
 async fn refused(
     response: reqwest::Response,
     status: u16,
@@ -58,7 +69,10 @@ pub fn token_id(token: &str) -> uuid::Uuid {
 /// unknown token from an expired or a revoked one.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_refuses_what_it_must_and_takes_what_it_may() {
-    let app = TestApp::spawn().await;
+    // Dozens of invalid credentials from one address: more than the slow-down allows
+    // (tested on its own below).
+    let app =
+        TestApp::spawn_with(|config| config.auth.limits.auth_failures_per_minute = 10_000).await;
     let unknown = IssuedToken::generate().expect("randomness");
     let unknown = orchestrator_auth::token::reveal(&unknown).to_owned();
     let expired = app
@@ -80,7 +94,8 @@ async fn every_route_refuses_what_it_must_and_takes_what_it_may() {
             .expect("a method");
         let route = format!("{} {}", endpoint.verb.method(), endpoint.path);
         let required = match endpoint.access {
-            Access::Public => {
+            // Without METRICS_TOKEN (tested below), /metrics is public.
+            Access::Public | Access::Metrics => {
                 let response = call(&app, verb.clone(), endpoint.path, None).await;
                 assert_eq!(response.status(), 200, "{route} is public");
                 let response = call(&app, verb, endpoint.path, Some("Bearer nonsense")).await;
@@ -205,13 +220,7 @@ async fn me_names_the_tenant_and_the_scopes() {
         .db
         .token("acme", &[Scope::TasksRead, Scope::TasksSubmit])
         .await;
-    let me = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/me",
-        Some(&format!("Bearer {token}")),
-    )
-    .await;
+    let me = get_as(&app, "/api/me", &token).await;
     assert_eq!(me.status(), 200);
     let me: Value = me.json().await.expect("JSON");
     assert_eq!(
@@ -259,4 +268,110 @@ async fn auth_disabled_serves_everyone_and_says_so() {
         me["scopes"].as_array().map(Vec::len),
         Some(Scope::ALL.len())
     );
+}
+
+/// A credential over its rate gets 429 with Retry-After, then is served again; other
+/// credentials are not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_answers_429_then_recovers() {
+    let app = TestApp::spawn_with(|config| {
+        config.auth.limits.rate_limit_per_second = 2;
+        config.auth.limits.rate_limit_burst = 3;
+    })
+    .await;
+    let token = app.db.token("default", &[Scope::TasksRead]).await;
+    let bearer = format!("Bearer {token}");
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = call(&app, reqwest::Method::GET, "/api/tasks", Some(&bearer)).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    assert!(
+        statuses.len() > 3,
+        "the burst is served first: {statuses:?}"
+    );
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    let problem = assert_problem(limited, 429).await;
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    let other = app.db.token("default", &[Scope::TasksRead]).await;
+    let response = get_as(&app, "/api/tasks", &other).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "another credential has its own rate"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = call(&app, reqwest::Method::GET, "/api/tasks", Some(&bearer)).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 429);
+        assert!(tokio::time::Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An address that keeps presenting invalid tokens is refused before its credentials
+/// are looked at, valid ones included; a forged X-Forwarded-For from a peer that is not
+/// a trusted proxy does not make it someone else.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_tokens_from_one_address_is_slowed_down() {
+    let app = TestApp::spawn_with(|config| config.auth.limits.auth_failures_per_minute = 5).await;
+    let unknown =
+        orchestrator_auth::token::reveal(&IssuedToken::generate().expect("randomness")).to_owned();
+    for attempt in 0..5 {
+        let response = get_as(&app, "/api/tasks", &unknown).await;
+        assert_eq!(response.status(), 401, "attempt {attempt}");
+    }
+    let response = get_as(&app, "/api/tasks", &unknown).await;
+    assert_eq!(response.status(), 429);
+    let response = reqwest::Client::new()
+        .get(app.url("/api/tasks"))
+        .header("authorization", format!("Bearer {}", app.token))
+        .header("x-forwarded-for", "203.0.113.77")
+        .send()
+        .await
+        .expect("sent");
+    let problem = assert_problem(response, 429).await;
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    // The probes need no credential and are never refused.
+    let response = call(&app, reqwest::Method::GET, "/health", None).await;
+    assert_eq!(response.status(), 200);
+}
+
+/// With METRICS_TOKEN set, /metrics needs exactly that bearer token; API tokens do not
+/// open it, and it opens nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_token_guards_the_metrics_and_nothing_else() {
+    const METRICS: &str = "scrape-me-0123456789abcdef";
+    let app = TestApp::spawn_with(|config| {
+        config.auth.metrics_token = Some(METRICS.into());
+    })
+    .await;
+    let response = call(&app, reqwest::Method::GET, "/metrics", None).await;
+    refused(response, 401, REALM, "/problems/unauthenticated").await;
+    let invalid = format!("{REALM}, error=\"invalid_token\"");
+    for wrong in [
+        format!("Bearer {}", app.token),
+        "Bearer scrape-me".to_owned(),
+    ] {
+        let response = call(&app, reqwest::Method::GET, "/metrics", Some(&wrong)).await;
+        refused(response, 401, &invalid, "/problems/invalid-token").await;
+    }
+    let response = get_as(&app, "/metrics", METRICS).await;
+    assert_eq!(response.status(), 200);
+    let response = get_as(&app, "/api/tasks", METRICS).await;
+    refused(response, 401, &invalid, "/problems/invalid-token").await;
 }
