@@ -1097,7 +1097,10 @@
         h('form', { method: 'post', action: SIGN_IN, id: 'sign-in-form' },
           h('div', { class: 'field' },
             h('label', { for: 'token', text: 'API token' }), token,
-            h('p', { class: 'hint', id: 'token-hint', text: 'A token (orch_…) from `orchestrator-api token create`; `make run` writes one to .run/token. The dashboard can do what its scopes allow, for its tenant only.' })),
+            h('p', { class: 'hint', id: 'token-hint' }, 'A token (', h('code', { text: 'orch_…' }), ') from ',
+              h('code', { text: 'orchestrator-api token create' }), '; ', h('code', { text: 'make run' }),
+              ' writes one to ', h('code', { text: '.run/token' }),
+              '. The dashboard can do what its scopes allow, for its tenant only.')),
           h('div', null, h('button', { type: 'submit', class: 'primary', id: 'sign-in', text: 'Sign in' })))));
     token.focus();
   }
