@@ -92,16 +92,6 @@ impl Caller {
         &self.scopes
     }
 
-    /// Who, as logs and the audit log name them: the token's id, or `anonymous`.
-    pub fn actor(&self) -> String {
-        match &self.credential {
-            Credential::Token(id) | Credential::Session { token: Some(id) } => {
-                format!("token:{id}")
-            }
-            Credential::Session { token: None } | Credential::Nobody => "anonymous".into(),
-        }
-    }
-
     fn anonymous() -> Caller {
         Caller {
             credential: Credential::Nobody,
@@ -173,22 +163,14 @@ impl Authenticator {
         if self.disabled {
             return Ok(Caller::anonymous());
         }
-        let client = self.client(req);
-        if let Some(client) = client {
-            self.limits.check_client(client)?;
-        }
-        let caller = match self.credential(req).await {
-            // A bearer token that is not valid counts against the client; an expired
-            // session cookie is no guess.
-            Err(ApiError::InvalidToken) => {
-                return Err(match client {
-                    Some(client) if req.headers().contains_key(header::AUTHORIZATION) => {
-                        self.limits.failed(client)
-                    }
-                    _ => ApiError::InvalidToken,
-                });
-            }
-            other => other?,
+        let client = self.screen(req)?;
+        let result = self.credential(req).await;
+        // A bearer token that is not valid counts against the client; an expired
+        // session cookie is no guess.
+        let caller = if req.headers().contains_key(header::AUTHORIZATION) {
+            self.counted(client, result)?
+        } else {
+            result?
         };
         if let Credential::Token(id) | Credential::Session { token: Some(id) } = caller.credential {
             self.limits.admit(id)?;
@@ -203,19 +185,34 @@ impl Authenticator {
         req: &HttpRequest,
         token: &str,
     ) -> Result<Caller, ApiError> {
-        let client = self.client(req);
+        let client = self.screen(req)?;
+        let result = self.tokens.verify(token).await;
+        self.counted(client, result)
+    }
+
+    /// The request's client address, refused (429) while it is being slowed down for
+    /// presenting invalid credentials.
+    fn screen(&self, req: &HttpRequest) -> Result<Option<std::net::IpAddr>, ApiError> {
+        let client = req
+            .peer_addr()
+            .map(|peer| self.proxies.client(peer.ip(), req.headers()));
         if let Some(client) = client {
             self.limits.check_client(client)?;
         }
-        match (self.tokens.verify(token).await, client) {
+        Ok(client)
+    }
+
+    /// `result` of checking a credential `client` presented, an invalid one counted
+    /// against the client (and turned into 429 once it is over its quota).
+    fn counted<T>(
+        &self,
+        client: Option<std::net::IpAddr>,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        match (result, client) {
             (Err(ApiError::InvalidToken), Some(client)) => Err(self.limits.failed(client)),
             (result, _) => result,
         }
-    }
-
-    fn client(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
-        req.peer_addr()
-            .map(|peer| self.proxies.client(peer.ip(), req.headers()))
     }
 
     async fn credential(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
@@ -292,10 +289,7 @@ pub async fn require_metrics_token(
     };
     let auth = &state.auth;
     if let Some(expected) = &auth.metrics_token {
-        let client = auth.client(req.request());
-        if let Some(client) = client {
-            auth.limits.check_client(client)?;
-        }
+        let client = auth.screen(req.request())?;
         let presented = req.headers().get(header::AUTHORIZATION).map(bearer);
         let matches = |token: &str| {
             let expected = expected.expose_secret().as_bytes();
@@ -304,13 +298,7 @@ pub async fn require_metrics_token(
         match presented {
             None | Some(None) => return Err(ApiError::Unauthenticated.into()),
             Some(Some(token)) if matches(token) => {}
-            Some(Some(_)) => {
-                return Err(match client {
-                    Some(client) => auth.limits.failed(client),
-                    None => ApiError::InvalidToken,
-                }
-                .into());
-            }
+            Some(Some(_)) => auth.counted(client, Err::<(), _>(ApiError::InvalidToken))?,
         }
     }
     next.call(req).await

@@ -416,10 +416,7 @@ impl LocalStack {
         let mut command = "make stop".to_owned();
         let run_dir = fs::canonicalize(&self.settings.run_dir)
             .unwrap_or_else(|_| self.settings.run_dir.clone());
-        let default_run_dir = fs::canonicalize(&self.settings.repo_root)
-            .unwrap_or_else(|_| self.settings.repo_root.clone())
-            .join(".run");
-        if run_dir != default_run_dir {
+        if !self.is_default_run_dir(&run_dir) {
             command.push_str(&format!(
                 " RUN_DIR={}",
                 shell_quoted(&run_dir.display().to_string())
@@ -441,6 +438,15 @@ impl LocalStack {
             }
         }
         command
+    }
+
+    /// Whether `run_dir` (canonical) is the repository's `.run`, which the printed
+    /// commands may leave implicit.
+    fn is_default_run_dir(&self, run_dir: &Path) -> bool {
+        let default = fs::canonicalize(&self.settings.repo_root)
+            .unwrap_or_else(|_| self.settings.repo_root.clone())
+            .join(".run");
+        run_dir == default
     }
 
     fn build(&mut self) -> Result<(), StackError> {
@@ -899,10 +905,7 @@ impl LocalStack {
     /// the default RUN_DIR's (the quick start runs from there), else absolute.
     fn token_path_shown(&self, dir: &RunDir) -> String {
         let run_dir = fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_path_buf());
-        let default_run_dir = fs::canonicalize(&self.settings.repo_root)
-            .unwrap_or_else(|_| self.settings.repo_root.clone())
-            .join(".run");
-        if run_dir == default_run_dir {
+        if self.is_default_run_dir(&run_dir) {
             ".run/token".to_owned()
         } else {
             shell_quoted(&run_dir.join("token").display().to_string())
