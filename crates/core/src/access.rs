@@ -135,6 +135,13 @@ impl TenantName {
     }
 }
 
+/// [`TenantName::DEFAULT`].
+impl Default for TenantName {
+    fn default() -> Self {
+        TenantName(Self::DEFAULT.to_owned())
+    }
+}
+
 impl fmt::Display for TenantName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -167,7 +174,10 @@ mod tests {
 
     #[test]
     fn tenant_names() {
-        assert!(TenantName::parse("default").is_ok());
+        assert_eq!(
+            TenantName::parse(TenantName::DEFAULT),
+            Ok(TenantName::default())
+        );
         assert!(TenantName::parse("acme-eu_2").is_ok());
         for bad in ["", "-a", "Acme", "a b", "a\0", &"a".repeat(64)] {
             assert!(TenantName::parse(bad).is_err(), "{bad:?}");

@@ -20,6 +20,7 @@ use diesel::sql_types::{BigInt, Timestamptz};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;
 use orchestrator_api::{ApiConfig, Application};
+use orchestrator_core::TenantName;
 use orchestrator_store::{TaskCursor, dashboard, pool};
 use serde_json::Value;
 use thirtyfour::prelude::*;
@@ -74,14 +75,17 @@ async fn main() -> anyhow::Result<()> {
     let mut conn = pool::establish(&database_url)
         .await
         .context("connecting to DASHBOARD_DATABASE_URL (run `make bench-dashboard`)")?;
-    let total = dashboard::status_counts(&mut conn).await?.total();
+    let total = dashboard::status_counts(&mut conn, &TenantName::default())
+        .await?
+        .total();
     anyhow::ensure!(
         total >= 1_000,
         "{total} tasks in the database: fill it first with `make bench-dashboard` (or the seed-tasks binary)"
     );
     // A position half-way down the list: a deep page.
     let middle: Position = sql_query(
-        "SELECT created_at, id FROM tasks ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+        "SELECT created_at, id FROM tasks WHERE tenant = 'default' \
+         ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
     )
     .bind::<BigInt, _>(total / 2)
     .get_result(&mut conn)
@@ -108,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
                 &database_url,
             )
             .await?;
-        let tenant = orchestrator_core::TenantName::parse("default")?;
+        let tenant = TenantName::default();
         let (_, issued) = orchestrator_store::tokens::issue(
             &mut conn,
             &orchestrator_store::tokens::TokenSpec {

@@ -63,6 +63,8 @@ pub struct TaskResponse {
     /// Set when the task failed: which services failed and why.
     #[schema(nullable)]
     pub error_message: Option<String>,
+    /// The tenant it belongs to: that of the credential that submitted it.
+    pub tenant: String,
 }
 
 impl From<TaskRow> for TaskResponse {
@@ -76,6 +78,7 @@ impl From<TaskRow> for TaskResponse {
             updated_at: row.updated_at,
             payload: row.payload,
             error_message: row.error_message,
+            tenant: row.tenant,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! rows; one transaction, one WAL flush). A request is answered only after the commit
 //! that holds its task.
 
+use orchestrator_core::TenantName;
 use orchestrator_store::group_commit::{BatchObserver, Batching, GroupCommit};
 use orchestrator_store::lifecycle::accept::{self, InsertedTask, NewTask};
 use orchestrator_store::{DbPool, StoreError};
@@ -20,6 +21,7 @@ pub struct TaskToStore {
     pub task_description: Option<String>,
     pub payload: Value,
     pub idempotency_key: Option<String>,
+    pub tenant: TenantName,
 }
 
 /// Cheap to clone. The writer loops stop once every clone is gone.
@@ -53,6 +55,7 @@ impl TaskWriter {
                             task_description: task.task_description.as_deref(),
                             payload: &task.payload,
                             idempotency_key: task.idempotency_key.as_deref(),
+                            tenant: task.tenant.as_str(),
                         })
                         .collect();
                     let inserted = match mode {

@@ -1,11 +1,13 @@
 //! Queries behind the dashboard (`/ui`) that stay fast with millions of tasks: counts
-//! per status, throughput per minute, and search by task id or name.
+//! per status, throughput per minute, and search by task id or name, each of one
+//! tenant's tasks.
 //!
 //! Each reads a bounded amount of data whatever the size of `tasks`:
 //! - counts sum the short delta log `task_status_counts` kept by triggers (see the
 //!   migration `2026-12-01-000001_dashboard`), never `tasks` itself;
-//! - throughput walks the recent end of `tasks_newest_first_idx` (submitted) and
-//!   `tasks_finished_at_idx` (finished), one range per minute;
+//! - throughput walks the recent end of the tenant's part of
+//!   `tasks_tenant_newest_first_idx` (submitted) and `tasks_tenant_finished_at_idx`
+//!   (finished), one range per minute;
 //! - search finds ids through the primary key's unique index (a whole id, or an id
 //!   prefix as a range) and names through the trigram index, newest first with the same
 //!   keyset cursor as the task list.
@@ -16,7 +18,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::Status;
+use orchestrator_core::{Status, TenantName};
 use uuid::Uuid;
 
 use crate::schema::tasks;
@@ -63,12 +65,17 @@ struct CountRow {
     count: i64,
 }
 
-/// Exact counts per status, as of the statement's snapshot: the sum of the delta log,
-/// a few hundred rows however many tasks there are.
-pub async fn status_counts(conn: &mut AsyncPgConnection) -> Result<StatusCounts, StoreError> {
+/// Exact counts per status of a tenant's tasks, as of the statement's snapshot: the sum
+/// of the delta log, a few hundred rows however many tasks there are.
+pub async fn status_counts(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
+) -> Result<StatusCounts, StoreError> {
     let rows: Vec<CountRow> = diesel::sql_query(
-        "SELECT status, sum(delta)::bigint AS count FROM task_status_counts GROUP BY status",
+        "SELECT status, sum(delta)::bigint AS count FROM task_status_counts \
+         WHERE tenant = $1 GROUP BY status",
     )
+    .bind::<Text, _>(tenant.as_str())
     .load(conn)
     .await?;
     let mut counts = StatusCounts::default();
@@ -104,6 +111,7 @@ pub struct ThroughputBucket {
 /// of the window only.
 pub async fn throughput(
     conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
     minutes: i32,
 ) -> Result<Vec<ThroughputBucket>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
@@ -114,6 +122,7 @@ pub async fn throughput(
             .await?;
         Ok(diesel::sql_query(THROUGHPUT_SQL)
             .bind::<Integer, _>(minutes)
+            .bind::<Text, _>(tenant.as_str())
             .load(conn)
             .await?)
     })
@@ -123,7 +132,8 @@ pub async fn throughput(
 const THROUGHPUT_SQL: &str = "
 SELECT b.start,
        (SELECT count(*) FROM tasks t
-         WHERE t.created_at >= b.start
+         WHERE t.tenant = $2
+           AND t.created_at >= b.start
            AND t.created_at < b.start + interval '1 minute') AS submitted,
        f.completed,
        f.failed
@@ -134,7 +144,8 @@ CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE t.status = 'COMPLETED') AS completed,
            count(*) FILTER (WHERE t.status = 'FAILED') AS failed
     FROM tasks t
-    WHERE t.status IN ('COMPLETED', 'FAILED')
+    WHERE t.tenant = $2
+      AND t.status IN ('COMPLETED', 'FAILED')
       AND t.updated_at >= b.start
       AND t.updated_at < b.start + interval '1 minute'
 ) AS f
@@ -228,7 +239,7 @@ const RECENT_WINDOW: i64 = 10_000;
 
 type TaskFilter<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Bool> + 'a>;
 
-/// One page of the tasks a search finds, newest first, optionally of one status, after
+/// One page of the tasks of `tenant` a search finds, newest first, optionally of one status, after
 /// `cursor`. Fetches `limit + 1` rows so the caller can tell whether another page
 /// follows, like [`crate::tasks::list_page`].
 ///
@@ -242,6 +253,7 @@ type TaskFilter<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Bool
 ///    tasks have.
 pub async fn search_page(
     conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
     search: &TaskSearch,
     status: Option<Status>,
     cursor: Option<TaskCursor>,
@@ -249,7 +261,7 @@ pub async fn search_page(
 ) -> Result<Vec<TaskRow>, StoreError> {
     let wanted = limit + 1;
     if let TaskSearch::Id(_) = search {
-        return load_page(conn, matching(search, status, cursor), wanted).await;
+        return load_page(conn, matching(tenant, search, status, cursor), wanted).await;
     }
     conn.transaction::<_, StoreError, _>(async |conn| {
         // A plan costed high enough (a sort of many matches) would be compiled first,
@@ -259,6 +271,7 @@ pub async fn search_page(
             .await?;
         let mut window = tasks::table
             .select((tasks::created_at, tasks::id))
+            .filter(tasks::tenant.eq(tenant.as_str()))
             .into_boxed();
         if let Some(status) = status {
             window = window.filter(tasks::status.eq(status.as_str()));
@@ -275,17 +288,17 @@ pub async fn search_page(
             .optional()?;
         let Some((created_at, id)) = oldest_recent else {
             // Fewer candidates than the window: step 1 covers them all.
-            return load_page(conn, matching(search, status, cursor), wanted).await;
+            return load_page(conn, matching(tenant, search, status, cursor), wanted).await;
         };
         let boundary = TaskCursor { created_at, id };
-        let recent = Box::new(matching(search, status, cursor).and(not_before(boundary)));
+        let recent = Box::new(matching(tenant, search, status, cursor).and(not_before(boundary)));
         let mut rows = load_page(conn, recent, wanted).await?;
         let missing = wanted - i64::try_from(rows.len()).unwrap_or(wanted);
         if missing > 0 {
             diesel::sql_query("SET LOCAL enable_indexscan = off")
                 .execute(conn)
                 .await?;
-            let older = matching(search, status, Some(boundary));
+            let older = matching(tenant, search, status, Some(boundary));
             rows.extend(load_page(conn, older, missing).await?);
         }
         Ok(rows)
@@ -293,8 +306,9 @@ pub async fn search_page(
     .await
 }
 
-/// Tasks the search finds, of `status`, older than `cursor`.
+/// Tasks of `tenant` the search finds, of `status`, older than `cursor`.
 fn matching<'a>(
+    tenant: &'a TenantName,
     search: &'a TaskSearch,
     status: Option<Status>,
     cursor: Option<TaskCursor>,
@@ -314,6 +328,7 @@ fn matching<'a>(
             Box::new(tasks::task_name.ilike(name_pattern.as_str()))
         }
     };
+    filter = Box::new(filter.and(tasks::tenant.eq(tenant.as_str())));
     if let Some(status) = status {
         filter = Box::new(filter.and(tasks::status.eq(status.as_str())));
     }

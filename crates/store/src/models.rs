@@ -26,6 +26,8 @@ pub struct TaskRow {
     pub payload: Value,
     pub error_message: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The tenant of the credential that submitted the task.
+    pub tenant: String,
 }
 
 /// A row of `service_requests`.

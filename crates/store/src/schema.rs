@@ -101,6 +101,7 @@ diesel::table! {
         id -> Int8,
         status -> Text,
         delta -> Int8,
+        tenant -> Text,
     }
 }
 
@@ -118,6 +119,7 @@ diesel::table! {
         error_message -> Nullable<Text>,
         idempotency_key -> Nullable<Text>,
         enqueued_at -> Nullable<Timestamptz>,
+        tenant -> Text,
     }
 }
 

@@ -5,18 +5,36 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::Status;
+use orchestrator_core::{Status, TenantName};
 use uuid::Uuid;
 
 use crate::schema::{task_redrives, tasks};
 use crate::{RedriveRow, StoreError, TaskCursor, TaskRow};
 
+/// The task, whatever its tenant: for the processor and for tests. What a client asks
+/// for goes through [`find_in`].
 pub async fn find(
     conn: &mut AsyncPgConnection,
     task_id: Uuid,
 ) -> Result<Option<TaskRow>, StoreError> {
     Ok(tasks::table
         .filter(tasks::task_id.eq(task_id))
+        .select(TaskRow::as_select())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// The task if it belongs to `tenant`. Another tenant's task is `None`, exactly like a
+/// missing one, so a client cannot tell that it exists.
+pub async fn find_in(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
+    task_id: Uuid,
+) -> Result<Option<TaskRow>, StoreError> {
+    Ok(tasks::table
+        .filter(tasks::task_id.eq(task_id))
+        .filter(tasks::tenant.eq(tenant.as_str()))
         .select(TaskRow::as_select())
         .get_result(conn)
         .await
@@ -36,16 +54,21 @@ pub async fn redrives(
         .await?)
 }
 
-/// One page of tasks, newest first, optionally of one status, after `cursor`.
+/// One page of a tenant's tasks, newest first, optionally of one status, after `cursor`
+/// (`tasks_tenant_newest_first_idx`, `tasks_tenant_status_newest_first_idx`).
 ///
 /// Fetches `limit + 1` rows so the caller can tell whether another page follows.
 pub async fn list_page(
     conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
     status: Option<Status>,
     cursor: Option<TaskCursor>,
     limit: i64,
 ) -> Result<Vec<TaskRow>, StoreError> {
-    let mut query = tasks::table.select(TaskRow::as_select()).into_boxed();
+    let mut query = tasks::table
+        .select(TaskRow::as_select())
+        .filter(tasks::tenant.eq(tenant.as_str()))
+        .into_boxed();
     if let Some(status) = status {
         query = query.filter(tasks::status.eq(status.as_str()));
     }
@@ -67,15 +90,17 @@ pub async fn list_page(
         .await?)
 }
 
-/// Tasks that were accepted but not finished, oldest first, after `after`: work to
-/// resume. Keyset-paged like [`list_page`] so a large backlog is read in batches.
+/// Tasks of every tenant that were accepted but not finished, oldest first, after
+/// `after`: work to resume (`tasks_unfinished_idx`). Keyset-paged like [`list_page`] so a large backlog is read in batches.
 pub async fn unfinished(
     conn: &mut AsyncPgConnection,
     after: Option<TaskCursor>,
     limit: i64,
 ) -> Result<Vec<(TaskCursor, Uuid)>, StoreError> {
     let mut query = tasks::table
-        .filter(tasks::status.eq_any([Status::Pending.as_str(), Status::InProgress.as_str()]))
+        // Literal, not bound: the planner matches it to the partial index's predicate
+        // only when it can see the values, also in a generic prepared plan.
+        .filter(sql::<Bool>("tasks.status IN ('PENDING', 'IN_PROGRESS')"))
         .select((tasks::created_at, tasks::id, tasks::task_id))
         .into_boxed();
     if let Some(after) = after {

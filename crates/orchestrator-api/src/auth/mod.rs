@@ -95,15 +95,10 @@ impl Caller {
     fn anonymous() -> Caller {
         Caller {
             credential: Credential::Nobody,
-            tenant: default_tenant(),
+            tenant: TenantName::default(),
             scopes: Scope::ALL.to_vec(),
         }
     }
-}
-
-fn default_tenant() -> TenantName {
-    #[expect(clippy::expect_used, reason = "a constant that the core's tests parse")]
-    TenantName::parse(TenantName::DEFAULT).expect("the default tenant name is valid")
 }
 
 /// A handler's [`Caller`]. Only routes wrapped by [`require`] have one: anywhere else

@@ -1,6 +1,7 @@
 //! Fills a database with finished tasks (and their service requests) to measure the
 //! dashboard at size: `make bench-dashboard` seeds a million, then benchmarks. Tops up
-//! to `--tasks`, so running it again adds nothing.
+//! to `--tasks`, so running it again adds nothing. The tasks belong to the tenant
+//! `default` (the column's default), that of `make run`'s token.
 //!
 //! ```sh
 //! cargo run --release -p orchestrator-api --bin seed-tasks -- \
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser};
+use orchestrator_core::TenantName;
 use orchestrator_store::seed::{self, SeedPlan};
 use orchestrator_store::{dashboard, migrations, pool};
 
@@ -51,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
     let mut conn = pool::establish(&args.database_url)
         .await
         .context("connecting (--database-url)")?;
-    let existing = dashboard::status_counts(&mut conn).await?.total();
+    let existing = dashboard::status_counts(&mut conn, &TenantName::default())
+        .await?
+        .total();
     if existing >= args.tasks {
         println!("The database holds {existing} tasks already; nothing to do.");
         return Ok(());

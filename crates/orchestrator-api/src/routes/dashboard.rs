@@ -8,6 +8,7 @@ use orchestrator_store::StoreError;
 use orchestrator_store::dashboard::{self, TaskSearch};
 use serde::Serialize;
 
+use crate::auth::Caller;
 use crate::dto::TaskListResponse;
 use crate::error::{ApiError, Problem};
 use crate::json::Json;
@@ -96,10 +97,11 @@ pub struct SearchQuery {
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn task_counts(
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<Json<StatusCountsResponse>, ApiError> {
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let counts = dashboard::status_counts(&mut conn).await?;
+    let counts = dashboard::status_counts(&mut conn, &caller.tenant).await?;
     Ok(Json(StatusCountsResponse {
         counts: CountsByStatus {
             pending: counts.pending,
@@ -119,6 +121,7 @@ pub async fn task_counts(
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn task_throughput(
+    caller: Caller,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<Json<ThroughputResponse>, ApiError> {
@@ -135,7 +138,7 @@ pub async fn task_throughput(
             })?,
     };
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let buckets = dashboard::throughput(&mut conn, minutes).await?;
+    let buckets = dashboard::throughput(&mut conn, &caller.tenant, minutes).await?;
     Ok(Json(ThroughputResponse {
         bucket_seconds: 60,
         buckets: buckets
@@ -163,6 +166,7 @@ pub async fn task_throughput(
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn search_tasks(
+    caller: Caller,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<Json<TaskListResponse>, ApiError> {
@@ -179,7 +183,14 @@ pub async fn search_tasks(
         params.take("cursor").as_deref(),
     )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let rows =
-        dashboard::search_page(&mut conn, &search, page.status, page.cursor, page.limit).await?;
+    let rows = dashboard::search_page(
+        &mut conn,
+        &caller.tenant,
+        &search,
+        page.status,
+        page.cursor,
+        page.limit,
+    )
+    .await?;
     Ok(Json(page.respond(rows)))
 }

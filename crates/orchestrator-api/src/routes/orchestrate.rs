@@ -10,6 +10,7 @@ use orchestrator_store::outbox;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{OrchestrateRequest, TaskDetailResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
 use crate::intake::TaskToStore;
@@ -42,6 +43,7 @@ use crate::state::AppState;
     fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
 )]
 pub async fn orchestrate(
+    caller: Caller,
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
@@ -49,7 +51,7 @@ pub async fn orchestrate(
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
     crate::client_address::record(&req, &state.trusted_proxies);
-    let (task, created) = accept(&req, body, &state).await?;
+    let (task, created) = accept(&caller, &req, body, &state).await?;
     if created {
         match &state.queue {
             Some(queue) => {
@@ -93,6 +95,7 @@ pub async fn orchestrate(
     fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
 )]
 pub async fn orchestrate_direct(
+    caller: Caller,
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
@@ -100,12 +103,12 @@ pub async fn orchestrate_direct(
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
     crate::client_address::record(&req, &state.trusted_proxies);
-    let (task, _) = accept(&req, body, &state).await?;
+    let (task, _) = accept(&caller, &req, body, &state).await?;
     state
         .runner
         .run(task.task_id, Some(request_id.clone()))
         .await?;
-    let detail = super::tasks::load_detail(&state, task.task_id).await?;
+    let detail = super::tasks::load_detail(&state, &caller.tenant, task.task_id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((REQUEST_ID_HEADER, request_id))
         .json_line(detail))
@@ -139,6 +142,7 @@ async fn forget_unpublished(state: &AppState, task_id: Uuid) {
 
 /// Reads, validates and stores a request; returns the task and whether it is new.
 async fn accept(
+    caller: &Caller,
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
@@ -155,6 +159,7 @@ async fn accept(
         task_description: request.task_description.clone(),
         payload: payload.clone(),
         idempotency_key,
+        tenant: caller.tenant.clone(),
     };
     match state.task_writer.insert(stored).await? {
         InsertedTask::Created(task) => Ok((task, true)),

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
-use orchestrator_core::Status;
+use orchestrator_core::{Status, TenantName};
 use orchestrator_store::lifecycle::redrive::{self, Redrive};
 use orchestrator_store::{AttemptRow, StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::dto::{ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
 use crate::json::{Json, JsonLine};
@@ -39,6 +40,7 @@ pub struct ListQuery {
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_tasks(
+    caller: Caller,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<Json<TaskListResponse>, ApiError> {
@@ -49,7 +51,14 @@ pub async fn list_tasks(
         params.take("cursor").as_deref(),
     )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let rows = tasks::list_page(&mut conn, page.status, page.cursor, page.limit).await?;
+    let rows = tasks::list_page(
+        &mut conn,
+        &caller.tenant,
+        page.status,
+        page.cursor,
+        page.limit,
+    )
+    .await?;
     Ok(Json(page.respond(rows)))
 }
 
@@ -131,12 +140,13 @@ impl PageRequest {
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<Json<TaskDetailResponse>, ApiError> {
     let raw = path.into_inner();
     let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
-    Ok(Json(load_detail(&state, task_id).await?))
+    Ok(Json(load_detail(&state, &caller.tenant, task_id).await?))
 }
 
 /// Why a re-drive did not happen, inside its transaction.
@@ -180,6 +190,7 @@ impl From<StoreError> for RedriveError {
     )
 )]
 pub async fn retry_task(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -196,7 +207,7 @@ pub async fn retry_task(
     // publish failure rolls the re-drive back and a worker cannot start before it lands.
     let reopened = conn
         .transaction::<_, RedriveError, _>(async |conn| {
-            match redrive::redrive(conn, task_id).await? {
+            match redrive::redrive(conn, &caller.tenant, task_id).await? {
                 Redrive::NotFound => Err(RedriveError::Api(ApiError::TaskNotFound(task_id))),
                 Redrive::NotFailed(status) => Err(RedriveError::Api(ApiError::NotRetryable {
                     task_id,
@@ -222,7 +233,7 @@ pub async fn retry_task(
         state.runner.submit(task_id, Some(request_id.clone()));
     }
     tracing::info!(service_requests = reopened, "Task re-driven.");
-    let task = tasks::find(&mut conn, task_id)
+    let task = tasks::find_in(&mut conn, &caller.tenant, task_id)
         .await?
         .ok_or(ApiError::TaskNotFound(task_id))?;
     Ok(HttpResponse::Accepted()
@@ -231,12 +242,14 @@ pub async fn retry_task(
         .json_line(TaskResponse::from(task)))
 }
 
+/// The task with its service requests and history, if it belongs to `tenant`.
 pub(crate) async fn load_detail(
     state: &AppState,
+    tenant: &TenantName,
     task_id: Uuid,
 ) -> Result<TaskDetailResponse, ApiError> {
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let task = tasks::find(&mut conn, task_id)
+    let task = tasks::find_in(&mut conn, tenant, task_id)
         .await?
         .ok_or(ApiError::TaskNotFound(task_id))?;
     let service_requests = service_requests::list_for_task(&mut conn, task_id).await?;

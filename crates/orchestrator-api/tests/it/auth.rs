@@ -64,9 +64,9 @@ pub fn token_id(token: &str) -> uuid::Uuid {
     PresentedToken::parse(token).expect("a token").id
 }
 
-/// Every route × no credential, malformed, unknown, expired, revoked, wrong scope and
-/// valid: the exact status, challenge and problem type, and nothing that tells an
-/// unknown token from an expired or a revoked one.
+/// Every route × no credential, malformed, unknown, expired, revoked, wrong scope, other
+/// tenant and valid: the exact status, challenge and problem type, and nothing that
+/// tells an unknown token from an expired or a revoked one.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_refuses_what_it_must_and_takes_what_it_may() {
     // Dozens of invalid credentials from one address: more than the slow-down allows
@@ -88,6 +88,14 @@ async fn every_route_refuses_what_it_must_and_takes_what_it_may() {
     tokens::revoke(&mut conn, token_id(&revoked), Utc::now())
         .await
         .expect("revoking");
+    let other_tenant = app.db.token("other", &Scope::ALL).await;
+    // Routes of one task get a task of tenant `default`.
+    let response = app
+        .post_json("/api/orchestrate/direct", &example_request())
+        .await;
+    assert_eq!(response.status(), 200);
+    let task: Value = response.json().await.expect("JSON");
+    let task_id = task["task_id"].as_str().expect("id");
 
     for endpoint in ENDPOINTS {
         let verb = reqwest::Method::from_bytes(endpoint.verb.method().as_str().as_bytes())
@@ -148,18 +156,31 @@ async fn every_route_refuses_what_it_must_and_takes_what_it_may() {
             refused(response, 403, &challenge, "/problems/insufficient-scope").await;
         }
 
-        let scopes: Vec<Scope> = required.into_iter().collect();
-        let just_enough = app.db.token("default", &scopes).await;
+        // Another tenant's valid credential: the task is not found, as if it did not
+        // exist; routes of no one task answer (with that tenant's own tasks).
+        let path = endpoint.path.replace("{task_id}", task_id);
+        let of_one_task = path != endpoint.path;
         let response = call(
             &app,
-            verb,
-            endpoint.path,
-            Some(&format!("Bearer {just_enough}")),
+            verb.clone(),
+            &path,
+            Some(&format!("Bearer {other_tenant}")),
         )
         .await;
+        if of_one_task {
+            let problem = assert_problem(response, 404).await;
+            assert_eq!(problem["type"], "/problems/task-not-found", "{route}");
+        } else {
+            let status = response.status().as_u16();
+            assert!(!matches!(status, 401 | 403 | 404), "{route}: {status}");
+        }
+
+        let scopes: Vec<Scope> = required.into_iter().collect();
+        let just_enough = app.db.token("default", &scopes).await;
+        let response = call(&app, verb, &path, Some(&format!("Bearer {just_enough}"))).await;
         let status = response.status().as_u16();
         assert!(
-            !matches!(status, 401 | 403),
+            !matches!(status, 401 | 403 | 404),
             "{route} with a token holding {scopes:?}: {status} {}",
             response.text().await.unwrap_or_default()
         );

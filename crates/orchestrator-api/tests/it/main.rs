@@ -13,6 +13,7 @@ mod redrive;
 mod resume;
 mod sessions;
 mod tasks;
+mod tenants;
 mod tokens;
 mod ui;
 mod validation;

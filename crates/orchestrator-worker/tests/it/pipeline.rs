@@ -125,6 +125,7 @@ async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
                 task_description: None,
                 payload: &body["payload"],
                 idempotency_key: None,
+                tenant: "default",
             }],
         )
         .await
@@ -158,6 +159,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
                 task_description: None,
                 payload: &body["payload"],
                 idempotency_key: None,
+                tenant: "default",
             },
         )
         .await
@@ -359,6 +361,16 @@ async fn a_failed_task_is_redriven_through_kafka() {
     assert_eq!(failed["status"], "FAILED");
 
     stack.mock.reset_behaviours();
+    // Another tenant neither sees nor re-drives it: the rules of inline mode hold in
+    // Kafka mode.
+    let other = stack.client_of("other").await;
+    for response in [
+        other.get(api.url(&format!("/api/tasks/{task_id}"))),
+        other.post(api.url(&format!("/api/tasks/{task_id}/retry"))),
+    ] {
+        let response = response.send().await.expect("sent");
+        assert_eq!(response.status(), 404);
+    }
     let response = api
         .client
         .post(api.url(&format!("/api/tasks/{task_id}/retry")))
@@ -368,6 +380,10 @@ async fn a_failed_task_is_redriven_through_kafka() {
     assert_eq!(response.status(), 202);
     let done = api.wait_until_finished(&task_id, FINISH).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(
+        done["tenant"], "default",
+        "the tenant travels with the task"
+    );
     let specialty = done["service_requests"]
         .as_array()
         .expect("array")

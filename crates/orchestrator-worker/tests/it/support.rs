@@ -155,6 +155,11 @@ impl Stack {
         }
     }
 
+    /// A client of `tenant` with every scope.
+    pub async fn client_of(&self, tenant: &str) -> reqwest::Client {
+        orchestrator_testkit::api::client_with_token(&self.db.token(tenant, &Scope::ALL).await)
+    }
+
     /// A worker running in this test process.
     pub fn spawn_worker(&self, worker_id: &str) -> InProcessWorker {
         let token = CancellationToken::new();

@@ -18,7 +18,10 @@ pub struct NewTask<'a> {
     pub task_name: &'a str,
     pub task_description: Option<&'a str>,
     pub payload: &'a Value,
+    /// Unique within the tenant.
     pub idempotency_key: Option<&'a str>,
+    /// The tenant of the credential that submitted it.
+    pub tenant: &'a str,
 }
 
 /// The result of inserting a task that may carry an idempotency key.
@@ -29,7 +32,8 @@ pub enum InsertedTask {
     Existing(TaskRow),
 }
 
-/// Inserts a task, or finds the one stored earlier under the same idempotency key.
+/// Inserts a task, or finds the one its tenant stored earlier under the same
+/// idempotency key.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     new_task: &NewTask<'_>,
@@ -52,7 +56,7 @@ pub async fn insert_many(
     }
     let created: Vec<TaskRow> = diesel::insert_into(tasks::table)
         .values(new_tasks)
-        .on_conflict(tasks::idempotency_key)
+        .on_conflict((tasks::tenant, tasks::idempotency_key))
         .do_nothing()
         .returning(TaskRow::as_returning())
         .get_results(conn)
@@ -76,9 +80,9 @@ pub async fn insert_many_queued(
     // answered with the first) as if it came later.
     let created: Vec<TaskRow> = diesel::sql_query(
         "WITH created AS ( \
-           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key) \
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[]) \
-           ON CONFLICT (idempotency_key) DO NOTHING \
+           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant) \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[]) \
+           ON CONFLICT (tenant, idempotency_key) DO NOTHING \
            RETURNING * \
          ), queued AS ( \
            INSERT INTO task_outbox (task_id, created_at) \
@@ -104,13 +108,15 @@ pub async fn insert_many_queued(
             .map(|t| t.idempotency_key)
             .collect::<Vec<_>>(),
     )
+    .bind::<Array<Text>, _>(new_tasks.iter().map(|t| t.tenant).collect::<Vec<_>>())
     .load(conn)
     .await?;
     answer_inserted(conn, new_tasks, created).await
 }
 
 /// Answers each of `new_tasks` in order from the rows a multi-row insert created: the
-/// created row, or else the task stored earlier under the same idempotency key.
+/// created row, or else the task its tenant stored earlier under the same idempotency
+/// key.
 async fn answer_inserted(
     conn: &mut AsyncPgConnection,
     new_tasks: &[NewTask<'_>],
@@ -127,6 +133,7 @@ async fn answer_inserted(
                     StoreError::Corrupt("insert skipped without an idempotency key".into())
                 })?;
                 let existing = tasks::table
+                    .filter(tasks::tenant.eq(new_task.tenant))
                     .filter(tasks::idempotency_key.eq(key))
                     .select(TaskRow::as_select())
                     .get_result(conn)

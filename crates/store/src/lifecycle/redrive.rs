@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::Status;
+use orchestrator_core::{Status, TenantName};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -17,11 +17,10 @@ use crate::schema::{service_requests, tasks};
 pub enum Redrive {
     /// The task was `FAILED`: it is `IN_PROGRESS` again and these many failed service
     /// requests are `PENDING`, their attempts kept.
-    Reopened {
-        service_requests: usize,
-    },
+    Reopened { service_requests: usize },
     /// Only a `FAILED` task can be re-driven.
     NotFailed(Status),
+    /// No such task in the caller's tenant (another tenant's task is not found either).
     NotFound,
 }
 
@@ -29,11 +28,16 @@ pub enum Redrive {
 /// back to `PENDING` (attempts of earlier runs stay counted; their last error is
 /// cleared), the task to `IN_PROGRESS`. The task row is locked until the caller's
 /// transaction ends, so the caller can hand the task on (publish it) before anyone
-/// processes it; call inside a transaction.
-pub async fn redrive(conn: &mut AsyncPgConnection, task_id: Uuid) -> Result<Redrive, StoreError> {
+/// processes it; call inside a transaction. Only a task of `tenant` is re-driven.
+pub async fn redrive(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantName,
+    task_id: Uuid,
+) -> Result<Redrive, StoreError> {
     let Some(status) = lock::tasks(conn, &[task_id])
         .await?
         .remove(&task_id)
+        .filter(|row| row.tenant == tenant.as_str())
         .map(|row| row.status)
     else {
         return Ok(Redrive::NotFound);

@@ -94,9 +94,24 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
         .expect("q")
         .expect("row");
 
+    // Another tenant cannot re-drive it: not found, as if it did not exist.
+    let other = orchestrator_core::TenantName::parse("other").expect("tenant");
+    assert_eq!(
+        redrive::redrive(&mut conn, &other, task_id)
+            .await
+            .expect("redrive"),
+        Redrive::NotFound
+    );
+
     // Re-driven: the failure is kept, with when it happened and its error.
     assert_eq!(
-        redrive::redrive(&mut conn, task_id).await.expect("redrive"),
+        redrive::redrive(
+            &mut conn,
+            &orchestrator_core::TenantName::default(),
+            task_id
+        )
+        .await
+        .expect("redrive"),
         Redrive::Reopened {
             service_requests: 1
         }

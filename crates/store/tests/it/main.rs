@@ -2,13 +2,13 @@
 
 use chrono::Utc;
 use orchestrator_core::{
-    OrchestrationRequest, RequestLimits, ServiceName, Status, plan_service_requests,
+    OrchestrationRequest, RequestLimits, ServiceName, Status, TenantName, plan_service_requests,
 };
 use orchestrator_store::lifecycle::{
     FinishedServiceRequest, InsertedTask, NewTask, StartedTask, accept, finish, record, start,
 };
-use orchestrator_store::tasks;
 use orchestrator_store::{TaskCursor, migrations};
+use orchestrator_store::{dashboard, tasks};
 use orchestrator_testkit::database::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;
@@ -44,6 +44,10 @@ fn request(items: usize) -> OrchestrationRequest {
 }
 
 async fn insert(db: &TestDatabase, key: Option<&str>) -> (Uuid, InsertedTask) {
+    insert_in(db, TenantName::DEFAULT, key).await
+}
+
+async fn insert_in(db: &TestDatabase, tenant: &str, key: Option<&str>) -> (Uuid, InsertedTask) {
     let mut conn = db.connection().await;
     let task_id = Uuid::new_v4();
     let payload = request(1).payload_json();
@@ -55,6 +59,7 @@ async fn insert(db: &TestDatabase, key: Option<&str>) -> (Uuid, InsertedTask) {
             task_description: None,
             payload: &payload,
             idempotency_key: key,
+            tenant,
         },
     )
     .await
@@ -123,6 +128,79 @@ async fn idempotency_key_returns_the_existing_task() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn each_tenant_has_its_own_tasks_counts_and_idempotency_keys() {
+    let db = TestDatabase::create().await;
+    let acme = TenantName::parse("acme").expect("tenant");
+    let globex = TenantName::parse("globex").expect("tenant");
+    // The same key in two tenants makes two tasks; within a tenant it finds the first.
+    let (acme_task, first) = insert_in(&db, acme.as_str(), Some("key-1")).await;
+    let (globex_task, second) = insert_in(&db, globex.as_str(), Some("key-1")).await;
+    assert!(matches!(first, InsertedTask::Created(ref row) if row.tenant == "acme"));
+    assert!(matches!(second, InsertedTask::Created(ref row) if row.tenant == "globex"));
+    let (_, again) = insert_in(&db, globex.as_str(), Some("key-1")).await;
+    assert!(matches!(again, InsertedTask::Existing(ref row) if row.task_id == globex_task));
+    // The same in one batch, as the API's group commit and outbox write it.
+    let payload = request(1).payload_json();
+    let batch: Vec<NewTask<'_>> = [acme.as_str(), globex.as_str(), acme.as_str()]
+        .into_iter()
+        .map(|tenant| NewTask {
+            task_id: Uuid::new_v4(),
+            task_name: "t",
+            task_description: None,
+            payload: &payload,
+            idempotency_key: Some("key-2"),
+            tenant,
+        })
+        .collect();
+    let mut conn = db.connection().await;
+    let answers = accept::insert_many_queued(&mut conn, &batch)
+        .await
+        .expect("insert");
+    assert!(matches!(answers[0], InsertedTask::Created(ref row) if row.tenant == "acme"));
+    assert!(matches!(answers[1], InsertedTask::Created(ref row) if row.tenant == "globex"));
+    assert!(
+        matches!(answers[2], InsertedTask::Existing(ref row) if row.task_id == batch[0].task_id)
+    );
+
+    // Each sees its own: list, find, counts.
+    let listed = |rows: Vec<orchestrator_store::TaskRow>| {
+        rows.into_iter().map(|row| row.task_id).collect::<Vec<_>>()
+    };
+    let acme_list = listed(
+        tasks::list_page(&mut conn, &acme, None, None, 50)
+            .await
+            .expect("page"),
+    );
+    assert_eq!(acme_list, vec![batch[0].task_id, acme_task]);
+    let globex_list = listed(
+        tasks::list_page(&mut conn, &globex, Some(Status::Pending), None, 50)
+            .await
+            .expect("page"),
+    );
+    assert_eq!(globex_list, vec![batch[1].task_id, globex_task]);
+    assert!(
+        tasks::find_in(&mut conn, &globex, acme_task)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        tasks::find_in(&mut conn, &acme, acme_task)
+            .await
+            .expect("find")
+            .is_some()
+    );
+    let counts = dashboard::status_counts(&mut conn, &acme)
+        .await
+        .expect("counts");
+    assert_eq!((counts.pending, counts.total()), (2, 2));
+    let counts = dashboard::status_counts(&mut conn, &TenantName::default())
+        .await
+        .expect("counts");
+    assert_eq!(counts.total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_database_rejects_unknown_statuses() {
     let db = TestDatabase::create().await;
     let (task_id, _) = insert(&db, None).await;
@@ -147,7 +225,7 @@ async fn pages_newest_first_without_gaps_or_repeats() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let mut page = tasks::list_page(&mut conn, None, cursor, 3)
+        let mut page = tasks::list_page(&mut conn, &TenantName::default(), None, cursor, 3)
             .await
             .expect("page");
         let more = page.len() > 3;
@@ -167,9 +245,15 @@ async fn pages_newest_first_without_gaps_or_repeats() {
     inserted.reverse();
     assert_eq!(seen, inserted);
 
-    let pending = tasks::list_page(&mut conn, Some(Status::Completed), None, 50)
-        .await
-        .expect("page");
+    let pending = tasks::list_page(
+        &mut conn,
+        &TenantName::default(),
+        Some(Status::Completed),
+        None,
+        50,
+    )
+    .await
+    .expect("page");
     assert!(pending.is_empty());
 }
 

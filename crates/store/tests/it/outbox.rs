@@ -24,6 +24,7 @@ async fn insert(conn: &mut AsyncPgConnection, keys: &[Option<&str>]) -> Vec<Inse
             task_description: None,
             payload: &payload,
             idempotency_key: *key,
+            tenant: "default",
         })
         .collect();
     accept::insert_many_queued(conn, &new_tasks)

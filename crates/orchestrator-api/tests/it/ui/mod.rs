@@ -948,6 +948,20 @@ async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Resu
 async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let task_id = submit(&app, &request_named("Seen after sign-in")).await;
+    // Another tenant's task, submitted before: not on the list, not in the counts.
+    let other = orchestrator_testkit::api::client_with_token(
+        &app.db
+            .token("other", &[orchestrator_core::Scope::TasksSubmit])
+            .await,
+    );
+    let response = other
+        .post(app.url("/api/orchestrate"))
+        .json(&request_named("Another tenant's task"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202);
+    let other_task: Value = response.json().await?;
+    let other_id = other_task["task_id"].as_str().expect("task id");
     let browser = Browser::start().await?;
     browser.goto(&app.url("/ui")).await?;
     browser
@@ -976,6 +990,8 @@ async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyh
     browser.sign_in(&app.address, &reader).await?;
     assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant default");
     browser.find(By::Css(row(&task_id))).await?;
+    assert_eq!(count(&browser, &row(other_id)).await?, 0);
+    assert_eq!(count(&browser, "#task-rows tr[data-task-id]").await?, 1);
     assert!(
         !displayed(&browser, "#nav-new").await?,
         "a reader is not offered New task"

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS tasks_tenant_newest_first_idx;
