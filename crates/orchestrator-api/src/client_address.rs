@@ -82,11 +82,17 @@ impl TrustedProxies {
     }
 }
 
+/// The request's client: its TCP peer, or the address the trusted proxies name. `None`
+/// when actix knows no peer.
+pub fn of(req: &actix_web::HttpRequest, proxies: &TrustedProxies) -> Option<IpAddr> {
+    req.peer_addr()
+        .map(|peer| proxies.client(peer.ip(), req.headers()))
+}
+
 /// Puts the request's client on the current span (its `client` field), so that the
 /// request's log lines name it. Nothing when actix knows no peer.
 pub fn record(req: &actix_web::HttpRequest, proxies: &TrustedProxies) {
-    if let Some(peer) = req.peer_addr() {
-        let client = proxies.client(peer.ip(), req.headers());
+    if let Some(client) = of(req, proxies) {
         tracing::Span::current().record("client", tracing::field::display(client));
     }
 }

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_core::Status;
+use orchestrator_store::audit::AuditRow;
+use orchestrator_store::tokens::TokenRow;
 use orchestrator_store::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -284,4 +286,110 @@ impl ReadyResponse {
             },
         }
     }
+}
+
+/// An API token as the API shows it: everything but its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    /// The token's public part: `orch_<id without dashes>_...`.
+    pub id: Uuid,
+    #[schema(nullable)]
+    pub name: Option<String>,
+    pub tenant: String,
+    #[schema(example = json!(["tasks:read"]))]
+    pub scopes: Vec<String>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Unset: valid until revoked.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Updated at most once a minute.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for TokenResponse {
+    fn from(row: TokenRow) -> Self {
+        Self {
+            id: row.id,
+            scopes: row.scopes.split(' ').map(str::to_owned).collect(),
+            name: row.name,
+            tenant: row.tenant,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// A token just made: the secret, shown this once, and what it is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedTokenResponse {
+    /// The bearer token. It is not stored and cannot be shown again.
+    pub token: String,
+    #[serde(flatten)]
+    pub details: TokenResponse,
+}
+
+/// The tenant's tokens, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenListResponse {
+    pub tokens: Vec<TokenResponse>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEventResponse {
+    pub id: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub occurred_at: DateTime<Utc>,
+    pub tenant: String,
+    /// `token:<id>` (an API token, or a dashboard session made from it), `cli` (the
+    /// token command), `anonymous` (authentication disabled).
+    #[schema(example = "token:0b7c6a4e-5a1f-4a57-9d43-2b7f1c9e8d21")]
+    pub actor: String,
+    /// `sign_in`, `token.create`, `token.revoke`, `task.redrive`.
+    #[schema(example = "task.redrive")]
+    pub action: String,
+    /// What it was done to: a task id, a token id.
+    #[schema(nullable)]
+    pub target: Option<String>,
+    /// `success` or `failure` (refused).
+    #[schema(example = "success")]
+    pub outcome: String,
+    #[schema(nullable)]
+    pub request_id: Option<String>,
+    #[schema(nullable)]
+    pub client_address: Option<String>,
+}
+
+impl From<AuditRow> for AuditEventResponse {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            occurred_at: row.occurred_at,
+            tenant: row.tenant.unwrap_or_default(),
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            outcome: row.outcome,
+            request_id: row.request_id,
+            client_address: row.client_address,
+        }
+    }
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPageResponse {
+    pub events: Vec<AuditEventResponse>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    #[schema(nullable)]
+    pub next_cursor: Option<String>,
 }

@@ -37,6 +37,13 @@ pub enum ApiError {
     },
     #[error("no task with id {0}")]
     TaskNotFound(Uuid),
+    #[error("{0:?} is not a valid token id (expected a UUID)")]
+    InvalidTokenId(String),
+    #[error("no token with id {0} that is not revoked")]
+    TokenNotFound(Uuid),
+    /// Authenticated and holding the route's scope, but not allowed this request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("task {task_id} is {status}; only a FAILED task can be retried")]
     NotRetryable {
         task_id: Uuid,
@@ -92,6 +99,14 @@ impl From<StoreError> for ApiError {
         } else {
             ApiError::Internal(Box::new(error))
         }
+    }
+}
+
+/// So that a handler's transaction can fail with an `ApiError` (diesel's transactions
+/// need their error type to take diesel's).
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        StoreError::from(error).into()
     }
 }
 
@@ -159,6 +174,9 @@ impl ApiError {
             ApiError::InvalidTaskId(_) => ("/problems/invalid-task-id", "Invalid task id"),
             ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
+            ApiError::InvalidTokenId(_) => ("/problems/invalid-token-id", "Invalid token id"),
+            ApiError::TokenNotFound(_) => ("/problems/token-not-found", "Token not found"),
+            ApiError::Forbidden(_) => ("/problems/forbidden", "Forbidden"),
             ApiError::NotRetryable { .. } => ("/problems/task-not-retryable", "Task not retryable"),
             ApiError::Unauthenticated => ("/problems/unauthenticated", "Authentication required"),
             ApiError::InvalidToken => ("/problems/invalid-token", "Invalid credential"),
@@ -214,6 +232,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidIdempotencyKey
             | ApiError::InvalidTaskId(_)
+            | ApiError::InvalidTokenId(_)
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,9 +240,13 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unauthenticated | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::InsufficientScope(_) | ApiError::CrossOrigin => StatusCode::FORBIDDEN,
+            ApiError::InsufficientScope(_) | ApiError::CrossOrigin | ApiError::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::TaskNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::TaskNotFound(_) | ApiError::TokenNotFound(_) | ApiError::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {

@@ -9,6 +9,7 @@
 //! `main.rs` only parses [`config::ApiConfig`] and calls [`run`]; tests build an
 //! [`startup::Application`] on port 0 and talk to it over HTTP.
 
+pub mod audit;
 pub mod auth;
 pub mod client_address;
 pub mod config;

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use orchestrator_core::{Scope, TenantName};
+use diesel_async::AsyncConnection as _;
+use orchestrator_core::{AuditAction, AuditOutcome, Scope, TenantName};
+use orchestrator_store::audit::{self, AuditEvent};
 use orchestrator_store::tokens::{self, TokenRow, TokenSpec};
-use orchestrator_store::{DbPool, build_pool};
+use orchestrator_store::{AsyncPgConnection, DbPool, StoreError, build_pool};
 use uuid::Uuid;
 
 use crate::ApiConfig;
@@ -85,16 +87,19 @@ pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<(
                 .map(|valid_for| chrono::TimeDelta::from_std(valid_for).map(|d| now + d))
                 .transpose()
                 .context("--expires-in is too long")?;
-            let (row, issued) = tokens::issue(
-                &mut conn,
-                &TokenSpec {
-                    tenant,
-                    scopes: &scopes.0,
-                    name: name.as_deref(),
-                    expires_at,
-                },
-            )
-            .await?;
+            let spec = TokenSpec {
+                tenant,
+                scopes: &scopes.0,
+                name: name.as_deref(),
+                expires_at,
+            };
+            let (row, issued) = conn
+                .transaction::<_, anyhow::Error, _>(async |conn| {
+                    let (row, issued) = tokens::issue(conn, &spec).await?;
+                    audited(conn, &row, AuditAction::TokenCreate).await?;
+                    Ok((row, issued))
+                })
+                .await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", orchestrator_auth::token::reveal(&issued))?;
             stdout.flush()?;
@@ -118,7 +123,16 @@ pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<(
                 write!(stdout, "{}", table(&rows, now))?;
             }
         }
-        TokenCommand::Revoke { id } => match tokens::revoke(&mut conn, *id, now).await? {
+        TokenCommand::Revoke { id } => match conn
+            .transaction::<_, anyhow::Error, _>(async |conn| {
+                let row = tokens::revoke(conn, *id, now).await?;
+                if let Some(row) = &row {
+                    audited(conn, row, AuditAction::TokenRevoke).await?;
+                }
+                Ok(row)
+            })
+            .await?
+        {
             Some(row) => eprintln!(
                 "Token {} (tenant {}) is revoked since {}.",
                 row.id,
@@ -129,6 +143,28 @@ pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<(
         },
     }
     Ok(())
+}
+
+/// Records an action of the command in the audit log of the token's tenant, as the
+/// actor `cli` (an operator with database access, from no client address).
+async fn audited(
+    conn: &mut AsyncPgConnection,
+    row: &TokenRow,
+    action: AuditAction,
+) -> Result<(), StoreError> {
+    audit::record(
+        conn,
+        &AuditEvent {
+            tenant: Some(&row.tenant),
+            actor: "cli",
+            action,
+            target: Some(&row.id.to_string()),
+            outcome: AuditOutcome::Success,
+            request_id: None,
+            client_address: None,
+        },
+    )
+    .await
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {

@@ -1,6 +1,10 @@
-//! The cursor that pages through tasks, newest first.
+//! The cursor that pages through tasks newest first (and, the same way, the audit log).
 
 use chrono::{DateTime, Utc};
+use diesel::BoxableExpression;
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
 
 /// A position in the newest-first order of tasks: the last task of the previous page.
 ///
@@ -10,6 +14,24 @@ use chrono::{DateTime, Utc};
 pub struct TaskCursor {
     pub created_at: DateTime<Utc>,
     pub id: i64,
+}
+
+/// The rows on one side of `cursor` in `(time, id)` order, as a row comparison
+/// (`(created_at, id) < (...)`), so that PostgreSQL starts an index scan at the cursor
+/// instead of filtering its way there. `columns` names the pair, qualified, e.g.
+/// `tasks.created_at, tasks.id`; `operator` is `<`, `>` or `>=`.
+pub(crate) fn keyset<'a, T: 'a>(
+    columns: &str,
+    operator: &str,
+    cursor: TaskCursor,
+) -> Box<dyn BoxableExpression<T, Pg, SqlType = Bool> + 'a> {
+    Box::new(
+        sql::<Bool>(&format!("({columns}) {operator} ("))
+            .bind::<Timestamptz, _>(cursor.created_at)
+            .sql(", ")
+            .bind::<BigInt, _>(cursor.id)
+            .sql(")"),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

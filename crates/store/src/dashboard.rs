@@ -13,7 +13,6 @@
 //!   keyset cursor as the task list.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
@@ -21,6 +20,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::{Status, TenantName};
 use uuid::Uuid;
 
+use crate::cursor::keyset;
 use crate::schema::tasks;
 use crate::{StoreError, TaskCursor, TaskRow};
 
@@ -350,13 +350,7 @@ fn not_before(cursor: TaskCursor) -> TaskFilter<'static> {
 }
 
 fn row_compare(operator: &str, cursor: TaskCursor) -> TaskFilter<'static> {
-    Box::new(
-        sql::<Bool>(&format!("(tasks.created_at, tasks.id) {operator} ("))
-            .bind::<Timestamptz, _>(cursor.created_at)
-            .sql(", ")
-            .bind::<BigInt, _>(cursor.id)
-            .sql(")"),
-    )
+    keyset("tasks.created_at, tasks.id", operator, cursor)
 }
 
 async fn load_page(

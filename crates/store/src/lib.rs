@@ -13,11 +13,12 @@
 //!   reading a bounded amount of data however many tasks there are; [`seed`] fills a
 //!   database with many tasks to measure that.
 //! - [`tokens`] and [`sessions`]: API tokens and the dashboard's sessions, stored as
-//!   hashes of their secrets.
+//!   hashes of their secrets; [`audit`]: the audit log.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
 
+pub mod audit;
 pub mod cursor;
 pub mod dashboard;
 pub mod error;

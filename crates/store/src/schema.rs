@@ -15,6 +15,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        occurred_at -> Timestamptz,
+        tenant -> Nullable<Text>,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        request_id -> Nullable<Text>,
+        client_address -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     consumer_members (topic, worker_id) {
         topic -> Text,
         worker_id -> Text,
@@ -128,6 +142,7 @@ diesel::joinable!(service_request_attempts -> service_requests (service_request_
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    audit_events,
     consumer_members,
     dashboard_sessions,
     partition_leases,

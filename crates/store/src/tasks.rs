@@ -3,11 +3,12 @@
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Timestamptz};
+use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::{Status, TenantName};
 use uuid::Uuid;
 
+use crate::cursor::keyset;
 use crate::schema::{task_redrives, tasks};
 use crate::{RedriveRow, StoreError, TaskCursor, TaskRow};
 
@@ -73,15 +74,7 @@ pub async fn list_page(
         query = query.filter(tasks::status.eq(status.as_str()));
     }
     if let Some(cursor) = cursor {
-        // A row comparison, so PostgreSQL can start the index scan at the cursor
-        // instead of filtering its way down from the newest task.
-        query = query.filter(
-            sql::<Bool>("(tasks.created_at, tasks.id) < (")
-                .bind::<Timestamptz, _>(cursor.created_at)
-                .sql(", ")
-                .bind::<BigInt, _>(cursor.id)
-                .sql(")"),
-        );
+        query = query.filter(keyset("tasks.created_at, tasks.id", "<", cursor));
     }
     Ok(query
         .order((tasks::created_at.desc(), tasks::id.desc()))
@@ -91,7 +84,8 @@ pub async fn list_page(
 }
 
 /// Tasks of every tenant that were accepted but not finished, oldest first, after
-/// `after`: work to resume (`tasks_unfinished_idx`). Keyset-paged like [`list_page`] so a large backlog is read in batches.
+/// `after`: work to resume (`tasks_unfinished_idx`). Keyset-paged like [`list_page`]
+/// so a large backlog is read in batches.
 pub async fn unfinished(
     conn: &mut AsyncPgConnection,
     after: Option<TaskCursor>,
@@ -104,13 +98,7 @@ pub async fn unfinished(
         .select((tasks::created_at, tasks::id, tasks::task_id))
         .into_boxed();
     if let Some(after) = after {
-        query = query.filter(
-            sql::<Bool>("(tasks.created_at, tasks.id) > (")
-                .bind::<Timestamptz, _>(after.created_at)
-                .sql(", ")
-                .bind::<BigInt, _>(after.id)
-                .sql(")"),
-        );
+        query = query.filter(keyset("tasks.created_at, tasks.id", ">", after));
     }
     let rows: Vec<(chrono::DateTime<chrono::Utc>, i64, Uuid)> = query
         .order((tasks::created_at.asc(), tasks::id.asc()))

@@ -92,6 +92,18 @@ impl Caller {
         &self.scopes
     }
 
+    /// Who the audit log says acted: `token:<id>` for an API token and the dashboard
+    /// sessions made from it, `anonymous` when authentication is disabled.
+    pub fn actor(&self) -> String {
+        match self.credential {
+            Credential::Token(id) | Credential::Session { token: Some(id) } => {
+                format!("token:{id}")
+            }
+            Credential::Session { token: None } => "session".to_owned(),
+            Credential::Nobody => "anonymous".to_owned(),
+        }
+    }
+
     fn anonymous() -> Caller {
         Caller {
             credential: Credential::Nobody,
@@ -188,9 +200,7 @@ impl Authenticator {
     /// The request's client address, refused (429) while it is being slowed down for
     /// presenting invalid credentials.
     fn screen(&self, req: &HttpRequest) -> Result<Option<std::net::IpAddr>, ApiError> {
-        let client = req
-            .peer_addr()
-            .map(|peer| self.proxies.client(peer.ip(), req.headers()));
+        let client = crate::client_address::of(req, &self.proxies);
         if let Some(client) = client {
             self.limits.check_client(client)?;
         }

@@ -18,12 +18,15 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{TimeDelta, Utc};
-use orchestrator_auth::NewSession;
-use orchestrator_core::{Scope, TenantName};
+use diesel_async::AsyncConnection as _;
+use orchestrator_auth::{NewSession, PresentedToken};
+use orchestrator_core::{AuditAction, AuditOutcome, Scope, TenantName};
 use orchestrator_store::sessions::{self, NewSessionRow};
+use orchestrator_store::tokens;
 use orchestrator_store::{DbPool, StoreError};
 
 use super::{Caller, Credential, same_origin};
+use crate::audit::Audit;
 use crate::client_address::TrustedProxies;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -106,10 +109,13 @@ pub async fn sign_in(
     if !same_origin(&req) {
         return Err(ApiError::CrossOrigin);
     }
-    let caller = match state.auth.verify_token(&req, form.token.trim()).await {
+    let request_id = crate::routes::orchestrate::request_id(&req);
+    let presented = form.token.trim();
+    let caller = match state.auth.verify_token(&req, presented).await {
         Ok(caller) => caller,
         Err(ApiError::InvalidToken | ApiError::Unauthenticated) => {
             tracing::info!("Dashboard sign-in refused: the token is not valid.");
+            refused_audit(&state, &req, presented, &request_id).await;
             return Ok(see_other(&format!("{SIGN_IN}?failed=1")));
         }
         Err(error) => return Err(error),
@@ -124,22 +130,29 @@ pub async fn sign_in(
     let now = Utc::now();
     let max_age = TimeDelta::from_std(settings.max_age).unwrap_or(TimeDelta::MAX);
     let scopes = Scope::join(caller.scopes());
+    let audit = Audit::of(&caller, &req, &state.trusted_proxies, &request_id);
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    // Expired sessions go as new ones come: the table holds only usable ones, give or
-    // take the idle timeout.
-    sessions::delete_expired(&mut conn, now, settings.idle()).await?;
-    sessions::insert(
-        &mut conn,
-        &NewSessionRow {
-            id_hash: &session.id_hash,
-            token_id: Some(token_id),
-            tenant: caller.tenant.as_str(),
-            scopes: &scopes,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + max_age,
-        },
-    )
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // Expired sessions go as new ones come: the table holds only usable ones, give
+        // or take the idle timeout.
+        sessions::delete_expired(conn, now, settings.idle()).await?;
+        sessions::insert(
+            conn,
+            &NewSessionRow {
+                id_hash: &session.id_hash,
+                token_id: Some(token_id),
+                tenant: caller.tenant.as_str(),
+                scopes: &scopes,
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + max_age,
+            },
+        )
+        .await?;
+        audit
+            .record(conn, AuditAction::SignIn, None, AuditOutcome::Success)
+            .await
+    })
     .await?;
     tracing::info!(token = %token_id, tenant = %caller.tenant, "Dashboard sign-in.");
     let secure = is_secure(&req, &state.auth.proxies);
@@ -157,6 +170,34 @@ pub async fn sign_in(
         .add_cookie(&cookie)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(response)
+}
+
+/// Records a refused sign-in: as the token whose id was presented (and in its tenant,
+/// when that token exists, so the tenant's admins see attempts with their tokens), or
+/// as `unknown` without a tenant.
+async fn refused_audit(state: &AppState, req: &HttpRequest, presented: &str, request_id: &str) {
+    let id = PresentedToken::parse(presented).ok().map(|token| token.id);
+    let tenant = match id {
+        Some(id) => match state.pool.get().await {
+            Ok(mut conn) => tokens::find(&mut conn, id)
+                .await
+                .ok()
+                .flatten()
+                .map(|row| row.tenant),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let actor = id.map_or_else(|| "unknown".to_owned(), |id| format!("token:{id}"));
+    Audit::as_actor(
+        tenant.as_deref(),
+        actor,
+        req,
+        &state.trusted_proxies,
+        request_id,
+    )
+    .record_refusal(&state.pool, AuditAction::SignIn, None)
+    .await;
 }
 
 /// `POST /ui/sign-out`: ends the session on every replica and clears the cookie.

@@ -31,6 +31,10 @@ use crate::routes;
         routes::dashboard::task_counts,
         routes::dashboard::task_throughput,
         routes::dashboard::search_tasks,
+        routes::tokens::create_token,
+        routes::tokens::list_tokens,
+        routes::tokens::revoke_token,
+        routes::audit::audit_log,
         routes::me::me,
         routes::health::health,
         routes::health::ready,
@@ -46,6 +50,12 @@ use crate::routes;
         dto::TaskDetailResponse,
         dto::TaskListResponse,
         dto::CallerResponse,
+        dto::TokenResponse,
+        dto::CreatedTokenResponse,
+        dto::TokenListResponse,
+        dto::AuditEventResponse,
+        dto::AuditPageResponse,
+        routes::tokens::NewTokenBody,
         dto::HealthResponse,
         dto::ReadyResponse,
         dto::ReadyChecks,
@@ -59,7 +69,7 @@ use crate::routes;
     tags(
         (name = "tasks", description = "Submit tasks and follow them"),
         (name = "dashboard", description = "Counts, throughput and search, as the dashboard at /ui shows them"),
-        (name = "access", description = "Who the credential stands for"),
+        (name = "access", description = "Who the credential stands for; the tenant's tokens and audit log"),
         (name = "operations", description = "Health"),
     )
 )]

@@ -4,7 +4,7 @@
 //! header from the constant its parser uses. A parameter has one rule wherever it
 //! appears (`limit` on the list and the search alike).
 
-use orchestrator_core::{RequestLimits, TaskName, text};
+use orchestrator_core::{AuditAction, RequestLimits, Scope, TaskName, text};
 use orchestrator_store::TaskCursor;
 use orchestrator_store::dashboard::{MAX_SEARCH_CHARS, MIN_SEARCH_CHARS};
 use serde_json::json;
@@ -17,9 +17,11 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
+use crate::routes::audit::MAX_ACTOR_CHARS;
 use crate::routes::dashboard::{DEFAULT_THROUGHPUT_MINUTES, MAX_THROUGHPUT_MINUTES};
 use crate::routes::orchestrate::IDEMPOTENCY_KEY_MAX_LEN;
 use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::routes::tokens::{MAX_EXPIRES_IN_SECS, MIN_EXPIRES_IN_SECS, TOKEN_NAME_MAX_CHARS};
 use crate::routes::{Access, ENDPOINTS, Verb};
 
 /// Answers any route can give, beside those its annotation lists.
@@ -46,6 +48,9 @@ pub(super) fn apply(document: &mut OpenApi, limits: &RequestLimits) {
         components
             .schemas
             .insert("ServiceCallBody".into(), service_call().into());
+        components
+            .schemas
+            .insert("NewTokenBody".into(), new_token().into());
     }
     for item in document.paths.paths.values_mut() {
         let operations = [
@@ -96,6 +101,7 @@ fn secure(document: &mut OpenApi) {
         let operation = match endpoint.verb {
             Verb::Get => item.get.as_mut(),
             Verb::Post => item.post.as_mut(),
+            Verb::Delete => item.delete.as_mut(),
         };
         let Some(operation) = operation else {
             continue;
@@ -178,6 +184,15 @@ fn parameter_schema(name: &str) -> Option<RefOr<Schema>> {
         ),
         "cursor" => string(TaskCursor::PATTERN.to_owned()),
         "q" => string(text::trimmed_pattern(MIN_SEARCH_CHARS, MAX_SEARCH_CHARS)),
+        "action" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(AuditAction::ALL.map(AuditAction::as_str))),
+        "actor" => string(text::storable_pattern())
+            .min_length(Some(1))
+            .max_length(Some(MAX_ACTOR_CHARS)),
+        "since" | "until" => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
         // Visible ASCII, as the handler checks it (`is_ascii_graphic`).
         "Idempotency-Key" => string(format!("^[!-~]{{1,{IDEMPOTENCY_KEY_MAX_LEN}}}$")),
         _ => return None,
@@ -236,6 +251,58 @@ fn request(limits: &RequestLimits) -> Schema {
         )
         .property("payload", payload)
         .required("payload")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
+/// The body of `POST /api/tokens`, as `NewTokenRequest::parse` takes it.
+fn new_token() -> Schema {
+    let nullable = |schema_type| SchemaType::from_iter([schema_type, Type::Null]);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "name",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .pattern(Some(text::storable_pattern()))
+                .min_length(Some(1))
+                .max_length(Some(TOKEN_NAME_MAX_CHARS))
+                .description(Some(format!(
+                    "A label for people: 1 to {TOKEN_NAME_MAX_CHARS} characters, without NUL."
+                )))
+                .examples([json!("ci")]),
+        )
+        .property(
+            "scopes",
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(Scope::ALL.map(Scope::as_str))),
+                )
+                .min_items(Some(1))
+                .description(Some(
+                    "Scopes the credential making the token holds itself; each counts once.",
+                )),
+        )
+        .required("scopes")
+        .property(
+            "expires_in_seconds",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::Integer))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(MIN_EXPIRES_IN_SECS))
+                .maximum(Some(MAX_EXPIRES_IN_SECS))
+                .description(Some("How long the token is valid; absent or null: until revoked.")),
+        )
+        .property(
+            "tenant",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .description(Some(
+                    "The caller's own tenant, if given: any other is refused (403). Tokens of other tenants are made with `orchestrator-api token create`.",
+                )),
+        )
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()
 }

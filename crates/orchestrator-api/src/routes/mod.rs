@@ -13,12 +13,14 @@ use orchestrator_core::Scope;
 use crate::auth;
 use crate::error::ApiError;
 
+pub mod audit;
 pub mod dashboard;
 pub mod health;
 pub mod me;
 pub mod orchestrate;
 pub(crate) mod query;
 pub mod tasks;
+pub mod tokens;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,7 @@ impl Access {}
 pub enum Verb {
     Get,
     Post,
+    Delete,
 }
 
 impl Verb {
@@ -47,6 +50,7 @@ impl Verb {
         match self {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
+            Verb::Delete => Method::DELETE,
         }
     }
 }
@@ -128,6 +132,30 @@ pub const ENDPOINTS: &[Endpoint] = &[
         path: "/api/tasks/{task_id}/retry",
         access: Access::Scope(Scope::TasksOperate),
         route: || web::post().to(tasks::retry_task),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/tokens",
+        access: Access::Scope(Scope::Admin),
+        route: || web::post().to(tokens::create_token),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tokens",
+        access: Access::Scope(Scope::Admin),
+        route: || web::get().to(tokens::list_tokens),
+    },
+    Endpoint {
+        verb: Verb::Delete,
+        path: "/api/tokens/{token_id}",
+        access: Access::Scope(Scope::Admin),
+        route: || web::delete().to(tokens::revoke_token),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/audit",
+        access: Access::Scope(Scope::Admin),
+        route: || web::get().to(audit::audit_log),
     },
     Endpoint {
         verb: Verb::Get,

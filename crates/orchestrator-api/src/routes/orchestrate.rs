@@ -198,7 +198,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// Reads a JSON body of at most `limit` bytes. The body is read here rather than by an
 /// extractor so that every failure is a problem document, and the limit holds for
 /// chunked bodies that announce no length.
-async fn read_json(
+pub(crate) async fn read_json(
     req: &HttpRequest,
     mut body: web::Payload,
     limit: usize,

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
-use orchestrator_core::{Status, TenantName};
+use orchestrator_core::{AuditAction, AuditOutcome, Status, TenantName};
 use orchestrator_store::lifecycle::redrive::{self, Redrive};
 use orchestrator_store::{AttemptRow, StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
+use crate::audit::Audit;
 use crate::auth::Caller;
 use crate::dto::{ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse};
 use crate::error::{ApiError, Problem};
@@ -150,24 +151,6 @@ pub async fn get_task(
 }
 
 /// Why a re-drive did not happen, inside its transaction.
-enum RedriveError {
-    Store(StoreError),
-    Api(ApiError),
-}
-
-impl From<diesel::result::Error> for RedriveError {
-    fn from(error: diesel::result::Error) -> Self {
-        RedriveError::Store(error.into())
-    }
-}
-
-impl From<StoreError> for RedriveError {
-    fn from(error: StoreError) -> Self {
-        RedriveError::Store(error)
-    }
-}
-
-/// Re-runs the failed service requests of a FAILED task.
 #[utoipa::path(post, path = "/api/tasks/{task_id}/retry", tag = "tasks",
     params(("task_id" = Uuid, Path, description = "The task's id")),
     responses(
@@ -201,34 +184,48 @@ pub async fn retry_task(
     let request_id = super::orchestrate::request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
     crate::client_address::record(&req, &state.trusted_proxies);
+    let audit = Audit::of(&caller, &req, &state.trusted_proxies, &request_id);
+    let target = task_id.to_string();
     let queue = state.queue.clone();
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
     // publish failure rolls the re-drive back and a worker cannot start before it lands.
+    // The audit row is written in the same transaction: it exists if the re-drive does.
     let reopened = conn
-        .transaction::<_, RedriveError, _>(async |conn| {
+        .transaction::<_, ApiError, _>(async |conn| {
             match redrive::redrive(conn, &caller.tenant, task_id).await? {
-                Redrive::NotFound => Err(RedriveError::Api(ApiError::TaskNotFound(task_id))),
-                Redrive::NotFailed(status) => Err(RedriveError::Api(ApiError::NotRetryable {
-                    task_id,
-                    status,
-                })),
+                Redrive::NotFound => Err(ApiError::TaskNotFound(task_id)),
+                Redrive::NotFailed(status) => Err(ApiError::NotRetryable { task_id, status }),
                 Redrive::Reopened { service_requests } => {
+                    audit
+                        .record(
+                            conn,
+                            AuditAction::TaskRedrive,
+                            Some(&target),
+                            AuditOutcome::Success,
+                        )
+                        .await?;
                     if let Some(queue) = &queue {
                         queue
                             .publish_redrive(task_id, &request_id)
                             .await
-                            .map_err(|e| RedriveError::Api(ApiError::QueueUnavailable(e)))?;
+                            .map_err(ApiError::QueueUnavailable)?;
                     }
                     Ok(service_requests)
                 }
             }
         })
-        .await
-        .map_err(|error| match error {
-            RedriveError::Store(error) => ApiError::from(error),
-            RedriveError::Api(error) => error,
-        })?;
+        .await;
+    let reopened = match reopened {
+        Ok(reopened) => reopened,
+        Err(error @ (ApiError::TaskNotFound(_) | ApiError::NotRetryable { .. })) => {
+            audit
+                .record_refusal(&state.pool, AuditAction::TaskRedrive, Some(&target))
+                .await;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     if queue.is_none() {
         state.runner.submit(task_id, Some(request_id.clone()));
     }

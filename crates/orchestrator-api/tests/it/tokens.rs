@@ -116,6 +116,30 @@ async fn revoke_marks_the_token_and_list_filters_by_tenant() {
 
     let unknown = token_command(&db, &["revoke", &Uuid::new_v4().to_string()]);
     assert!(!unknown.status.success());
+
+    // Both actions are in the audit log of the token's tenant, by the actor `cli`.
+    let tenant = orchestrator_core::TenantName::parse("one").expect("tenant");
+    let events = orchestrator_store::audit::page(&mut conn, &tenant, &Default::default(), None, 10)
+        .await
+        .expect("audit");
+    let seen: Vec<(&str, &str, Option<&str>)> = events
+        .iter()
+        .map(|event| {
+            (
+                event.actor.as_str(),
+                event.action.as_str(),
+                event.target.as_deref(),
+            )
+        })
+        .collect();
+    let first = first.to_string();
+    assert_eq!(
+        seen,
+        [
+            ("cli", "token.revoke", Some(first.as_str())),
+            ("cli", "token.create", Some(first.as_str())),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
