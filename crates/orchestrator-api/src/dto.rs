@@ -244,8 +244,8 @@ pub struct CallerResponse {
     /// What the credential may do.
     #[schema(example = json!(["tasks:submit", "tasks:read"]))]
     pub scopes: Vec<&'static str>,
-    /// `token` (an API token), `session` (a dashboard session) or `none`
-    /// (authentication is disabled).
+    /// `token` (an API token), `session` (a dashboard session), `jwt` (a JWT of the
+    /// identity provider) or `none` (authentication is disabled).
     #[schema(example = "token")]
     pub credential: &'static str,
     /// The API token's id, when the credential is one or a session made from one.

@@ -86,7 +86,7 @@ impl Application {
                 &config.auth,
                 pool.clone(),
                 config.trusted_proxies.clone(),
-            ),
+            )?,
             pool,
             runner: runner.clone(),
             queue,

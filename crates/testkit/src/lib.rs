@@ -2,6 +2,7 @@
 //!
 //! - [`database`]: a fresh PostgreSQL database per test, cloned from a migrated template.
 //! - [`api`]: following a task through the API until it finishes.
+//! - [`idp`]: an identity provider on a loopback port: keys, a JWK set, signed JWTs.
 //! - [`broker`]: a Kafka-protocol broker (Tansu) on a free loopback port, per test binary or test.
 //! - [`ports`]: free loopback ports, one or a block away from `make run`'s.
 //! - [`proxy`]: a TCP connection a test can cut.
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod broker;
 pub mod database;
+pub mod idp;
 pub mod ports;
 pub mod proxy;
 pub mod workspace;

@@ -6,6 +6,7 @@
 //! [`Caller`]. Credentials:
 //!
 //! - an API token, `Authorization: Bearer orch_...` ([`tokens`]);
+//! - a JWT of the configured identity provider, `Authorization: Bearer eyJ...` ([`jwt`]);
 //! - the dashboard's session cookie ([`sessions`]), which state-changing requests may
 //!   only carry from our own origin ([`same_origin`]).
 //!
@@ -13,6 +14,7 @@
 //! is no credential or it is not valid (never saying whether it was unknown, expired or
 //! revoked), 403 with the scope that was missing.
 
+pub mod jwt;
 pub mod limits;
 pub mod sessions;
 mod tokens;
@@ -62,6 +64,9 @@ pub struct AuthConfig {
 
     #[command(flatten)]
     pub limits: limits::LimitsConfig,
+
+    #[command(flatten)]
+    pub jwt: jwt::JwtConfig,
 }
 
 /// The credential a request was authenticated with.
@@ -71,6 +76,8 @@ pub enum Credential {
     Token(Uuid),
     /// A dashboard session, made from this API token.
     Session { token: Option<Uuid> },
+    /// A JWT of the configured identity provider, for this subject (`sub`).
+    Jwt { subject: String },
     /// None: authentication is disabled (`AUTH_DISABLED`).
     Nobody,
 }
@@ -93,13 +100,15 @@ impl Caller {
     }
 
     /// Who the audit log says acted: `token:<id>` for an API token and the dashboard
-    /// sessions made from it, `anonymous` when authentication is disabled.
+    /// sessions made from it, `jwt:<sub>` for a JWT, `anonymous` when authentication is
+    /// disabled.
     pub fn actor(&self) -> String {
-        match self.credential {
+        match &self.credential {
             Credential::Token(id) | Credential::Session { token: Some(id) } => {
                 format!("token:{id}")
             }
             Credential::Session { token: None } => "session".to_owned(),
+            Credential::Jwt { subject } => format!("jwt:{subject}"),
             Credential::Nobody => "anonymous".to_owned(),
         }
     }
@@ -137,16 +146,23 @@ pub struct Authenticator {
     proxies: TrustedProxies,
     limits: limits::RateLimits,
     metrics_token: Option<SecretString>,
+    jwt: Option<jwt::JwtVerifier>,
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, pool: DbPool, proxies: TrustedProxies) -> Authenticator {
+    /// Fails on JWT settings that do not fit together, or a JWKS file it cannot read.
+    pub fn new(
+        config: &AuthConfig,
+        pool: DbPool,
+        proxies: TrustedProxies,
+    ) -> anyhow::Result<Authenticator> {
         if config.disabled {
             tracing::warn!(
                 "Authentication is DISABLED (AUTH_DISABLED=true): anyone who can reach this port can submit, read and re-drive every task."
             );
         }
-        Authenticator {
+        Ok(Authenticator {
+            jwt: jwt::JwtVerifier::from_config(&config.jwt)?,
             disabled: config.disabled,
             tokens: TokenCache::new(pool.clone()),
             pool,
@@ -157,7 +173,7 @@ impl Authenticator {
             proxies,
             limits: limits::RateLimits::new(&config.limits),
             metrics_token: config.metrics_token.clone(),
-        }
+        })
     }
 
     pub fn is_disabled(&self) -> bool {
@@ -179,8 +195,12 @@ impl Authenticator {
         } else {
             result?
         };
-        if let Credential::Token(id) | Credential::Session { token: Some(id) } = caller.credential {
-            self.limits.admit(id)?;
+        match (&caller.credential, &self.jwt) {
+            (Credential::Token(id) | Credential::Session { token: Some(id) }, _) => {
+                self.limits.admit(*id)?;
+            }
+            (Credential::Jwt { subject }, Some(jwt)) => self.limits.admit(jwt.rate_key(subject))?,
+            _ => {}
         }
         Ok(caller)
     }
@@ -223,7 +243,13 @@ impl Authenticator {
     async fn credential(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let token = bearer(value).ok_or(ApiError::Unauthenticated)?;
-            return self.tokens.verify(token).await;
+            // API tokens carry their prefix; anything else can only be a JWT.
+            return match &self.jwt {
+                Some(jwt) if !token.starts_with(orchestrator_auth::token::PREFIX) => {
+                    jwt.verify(token).await
+                }
+                _ => self.tokens.verify(token).await,
+            };
         }
         if let Some(session) = self.sessions.presented(req, &self.proxies) {
             let caller = self.sessions.find(&self.pool, &session).await?;

@@ -87,7 +87,7 @@ fn secure(document: &mut OpenApi) {
     if let Some(components) = document.components.as_mut() {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.description = Some(
-            "An API token (`orchestrator-api token create`, or `POST /api/tokens`). The dashboard's session cookie is accepted too."
+            "An API token (`orchestrator-api token create`, or `POST /api/tokens`), or a JWT of the identity provider the deployment trusts (AUTH_JWT_ISSUER). The dashboard's session cookie is accepted too."
                 .into(),
         );
         components

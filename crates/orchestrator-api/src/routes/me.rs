@@ -10,6 +10,7 @@ pub async fn me(caller: Caller) -> Json<CallerResponse> {
     let (credential, token_id) = match caller.credential {
         Credential::Token(id) => ("token", Some(id)),
         Credential::Session { token } => ("session", token),
+        Credential::Jwt { .. } => ("jwt", None),
         Credential::Nobody => ("none", None),
     };
     Json(CallerResponse {

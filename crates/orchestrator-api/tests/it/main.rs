@@ -8,6 +8,7 @@ mod auth;
 mod contract;
 mod dashboard;
 mod docs;
+mod jwt;
 mod operations;
 mod orchestrate;
 mod redrive;
