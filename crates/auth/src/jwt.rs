@@ -53,6 +53,15 @@ pub struct JwtCaller {
     pub subject: String,
     pub tenant: TenantName,
     pub scopes: Vec<Scope>,
+    /// `exp`, in seconds since 1970.
+    pub expires_at: i64,
+}
+
+/// The SHA-256 of a token: what a cache of verified tokens is keyed by, so that it
+/// does not hold the tokens themselves.
+pub fn fingerprint(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 /// Why a token was refused. The client is told only that it is not valid; the reason
@@ -136,6 +145,10 @@ pub fn verify(token: &str, keys: &JwkSet, rules: &JwtRules) -> Result<JwtCaller,
             ));
         }
     };
+    let expires_at = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| claim_error("exp", "must be a whole number of seconds"))?;
     let mut scopes: Vec<Scope> = names
         .into_iter()
         .filter_map(|name| Scope::parse(name).ok())
@@ -146,6 +159,7 @@ pub fn verify(token: &str, keys: &JwkSet, rules: &JwtRules) -> Result<JwtCaller,
         subject,
         tenant,
         scopes,
+        expires_at,
     })
 }
 

@@ -97,6 +97,11 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 1000)]
     pub steady_rate: u32,
 
+    /// Open-loop rate of each run of the auth phase (the accept path with each kind of
+    /// credential).
+    #[arg(long, default_value_t = 1000)]
+    pub auth_rate: u32,
+
     /// Tasks submitted by each end-to-end run.
     #[arg(long, env = "BENCH_E2E_TASKS", default_value_t = 20_000)]
     pub e2e_tasks: u64,
@@ -126,13 +131,14 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 600)]
     pub drain_timeout_secs: u64,
 
-    /// Phases to run (all by default): ceilings, accept (with the backlog drain),
-    /// steady, e2e. A subset is for iterating on one figure; `make bench` runs all.
+    /// Phases to run (all by default): ceilings, accept (with the backlog drain), auth
+    /// (the accept path with each kind of credential; needs accept), steady, e2e. A
+    /// subset is for iterating on one figure; `make bench` runs all.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceilings,accept,steady,e2e"
+        default_value = "ceilings,accept,auth,steady,e2e"
     )]
     pub phases: Vec<Phase>,
 
@@ -148,6 +154,9 @@ pub enum Phase {
     Ceilings,
     /// The accept path, workers stopped, then the backlog drain.
     Accept,
+    /// Within the accept phase: its closed loop with an API token, a JWT and
+    /// authentication disabled, alternating, for the CPU authentication costs.
+    Auth,
     /// A steady open-loop rate with the workers processing.
     Steady,
     /// End to end per worker count and mock latency.
@@ -155,12 +164,19 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Ceilings, Phase::Accept, Phase::Steady, Phase::E2e];
+    pub const ALL: [Phase; 5] = [
+        Phase::Ceilings,
+        Phase::Accept,
+        Phase::Auth,
+        Phase::Steady,
+        Phase::E2e,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Phase::Ceilings => "ceilings",
             Phase::Accept => "accept",
+            Phase::Auth => "auth",
             Phase::Steady => "steady",
             Phase::E2e => "e2e",
         }
@@ -174,6 +190,7 @@ pub struct Plan {
     pub connections: usize,
     pub rates: Vec<u32>,
     pub steady_rate: u32,
+    pub auth_rate: u32,
     pub e2e_tasks: u64,
     pub worker_counts: Vec<usize>,
     pub mock_latencies_ms: Vec<u64>,
@@ -206,6 +223,7 @@ impl BenchConfig {
             connections: self.connections.max(1),
             rates: self.rates.iter().copied().filter(|&r| r > 0).collect(),
             steady_rate: self.steady_rate,
+            auth_rate: self.auth_rate.max(1),
             e2e_tasks: self.e2e_tasks.max(1),
             worker_counts,
             mock_latencies_ms: self.mock_latencies_ms.clone(),
@@ -221,6 +239,7 @@ impl BenchConfig {
             plan.connections = plan.connections.min(8);
             plan.rates = vec![50, 100];
             plan.steady_rate = 50;
+            plan.auth_rate = 50;
             plan.e2e_tasks = 60;
             plan.pgbench_clients = plan.pgbench_clients.min(4);
             plan.produce_in_flight = plan.produce_in_flight.min(64);

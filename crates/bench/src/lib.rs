@@ -17,6 +17,7 @@
 //! After each phase that submitted tasks, every accepted task must be `COMPLETED` with
 //! exactly three `COMPLETED` service requests, or the run fails.
 
+pub mod auth;
 pub mod ceilings;
 pub mod config;
 pub mod db;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
+use crate::auth::{AuthOverhead, AuthRun, Credential};
 use crate::config::{BenchConfig, Phase, Plan};
 use crate::load::{LoadResult, Percentiles, Submitted, Target, Until};
 use crate::report::{Accept, AcceptRun, Ceilings, E2eRun, Report, Settings, Steady};
@@ -309,6 +311,7 @@ struct AcceptResults {
     backlog_drain: Option<E2eRun>,
     /// Whether the workers were stopped while the accept path was measured.
     workers_stopped: bool,
+    auth: Option<AuthOverhead>,
 }
 
 impl Bench {
@@ -381,6 +384,11 @@ impl Bench {
             }
         }
         let accept = Some(self.accept(stack, !workers_stopped).await?);
+        let auth = if self.plan.runs(Phase::Auth) && workers_stopped {
+            Some(self.auth_overhead(stack).await?)
+        } else {
+            None
+        };
         let backlog_drain = if workers_stopped {
             Some(self.drain_backlog(stack, workers).await?)
         } else {
@@ -393,6 +401,7 @@ impl Bench {
             accept,
             backlog_drain,
             workers_stopped,
+            auth,
         })
     }
 
@@ -549,6 +558,7 @@ impl Bench {
             ceilings,
             accept: accept.accept,
             backlog_drain: accept.backlog_drain,
+            auth: accept.auth,
             steady,
             e2e,
             checks: self.checks,
@@ -712,6 +722,72 @@ impl Bench {
             closed_loop,
             open_loop,
         })
+    }
+
+    /// The same fixed rate against the API started with each kind of credential in
+    /// turn, alternating them over the rounds; the API is started as it was at the end.
+    /// A fixed rate, not a closed loop: the API then batches alike in every run, and the
+    /// broker (slower as its topic grows, here) does not set the pace.
+    async fn auth_overhead(&mut self, stack: &mut Stack) -> Result<AuthOverhead, BenchError> {
+        // Only a stack this run started is restarted, and it has a RUN_DIR.
+        let dir = stack
+            .run_dir
+            .clone()
+            .ok_or_else(|| BenchError::Stack("the auth runs need the stack's RUN_DIR".into()))?;
+        let jwt = auth::jwt_setup(&dir)?;
+        let jwt_client = load::http_client(&jwt.token)?;
+        let rounds = if self.plan.smoke { 1 } else { 3 };
+        let rate = self.plan.auth_rate;
+        let mut runs = Vec::new();
+        for round in 0..rounds {
+            for credential in Credential::order(round) {
+                let (env, client) = match credential {
+                    Credential::Token => (Vec::new(), &self.client),
+                    Credential::Jwt => (jwt.env.clone(), &jwt_client),
+                    // The token is sent, and ignored.
+                    Credential::Disabled => {
+                        (vec![("AUTH_DISABLED", "true".to_owned())], &self.client)
+                    }
+                };
+                tokio::task::block_in_place(|| stack.restart_api(env))?;
+                let target = Target::orchestrate(client, &stack.endpoints.api);
+                progress(&format!(
+                    "auth: round {}/{rounds}, {}, open loop, {rate}/s, {:?}",
+                    round + 1,
+                    credential.name(),
+                    self.plan.phase
+                ));
+                let groups = self.groups(stack).await?;
+                let cpu = CpuSnapshot::take(&groups);
+                let result =
+                    load::open_loop(&target, rate, self.plan.phase, self.plan.max_in_flight).await;
+                let usage = cpu.until(&self.groups(stack).await?);
+                self.accepted += result.ok;
+                if result.ok == 0 {
+                    return Err(BenchError::Setup(format!(
+                        "auth: the API accepted no task with {} ({:?})",
+                        credential.name(),
+                        result.errors
+                    )));
+                }
+                let api_seconds = usage.per_group.get("api").copied().unwrap_or(0.0);
+                let run = AuthRun {
+                    credential: credential.name(),
+                    round,
+                    accepted: result.ok,
+                    rate: result.rate(),
+                    api_cpu_ms_per_task: api_seconds * 1_000.0 / result.ok as f64,
+                };
+                progress(&format!(
+                    "  {} tasks/s, {:.3} API CPU-ms per task",
+                    report::number(run.rate),
+                    run.api_cpu_ms_per_task
+                ));
+                runs.push(run);
+            }
+        }
+        tokio::task::block_in_place(|| stack.restart_api(Vec::new()))?;
+        Ok(AuthOverhead::new(rounds, rate, runs))
     }
 
     /// Starts the stopped workers again and times how fast they process the backlog

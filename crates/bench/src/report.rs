@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::auth::AuthOverhead;
 use crate::ceilings::{MockResult, PgbenchResult, ProduceResult};
 use crate::db::{Check, ServerInfo};
 use crate::load::Percentiles;
@@ -26,6 +27,8 @@ pub struct Report {
     pub accept: Option<Accept>,
     /// The accept phase's backlog, processed once the workers started again.
     pub backlog_drain: Option<E2eRun>,
+    /// The accept path with an API token, a JWT and authentication disabled.
+    pub auth: Option<AuthOverhead>,
     /// Two workers processing while tasks arrive at a steady rate.
     pub steady: Option<Steady>,
     pub e2e: Vec<E2eRun>,
@@ -173,6 +176,8 @@ fn target(name: &str, goal: Goal, measured: Option<f64>, unit: &str) -> TargetRe
 pub const TARGET_E2E: f64 = 1_500.0;
 pub const TARGET_E2E_SLOW_RATIO: f64 = 0.9;
 pub const TARGET_ACCEPT: f64 = 3_000.0;
+/// Authentication may cost the accept path at most this much more CPU per request.
+pub const TARGET_AUTH_OVERHEAD_PCT: f64 = 5.0;
 pub const TARGET_ACCEPT_P99_MS: f64 = 25.0;
 pub const TARGET_ACCEPT_P99_RATE: u32 = 1_000;
 pub const TARGET_RSS_MB: f64 = 100.0;
@@ -271,6 +276,14 @@ impl Report {
                 "ms",
             ));
         }
+        targets.push(target(
+            "authentication's API CPU per accepted task, over auth disabled",
+            Goal::AtMost(TARGET_AUTH_OVERHEAD_PCT),
+            self.auth
+                .as_ref()
+                .and_then(AuthOverhead::worst_overhead_pct),
+            "%",
+        ));
         let api_peak = max_of(
             self.accept_runs()
                 .map(|r| r.api_peak_rss_mb)
@@ -320,6 +333,7 @@ impl Report {
         self.markdown_targets(&mut md);
         self.markdown_ceilings(&mut md);
         self.markdown_accept(&mut md);
+        self.markdown_auth(&mut md);
         self.markdown_e2e(&mut md);
         self.markdown_checks(&mut md);
         self.markdown_notes(&mut md);
@@ -420,6 +434,36 @@ impl Report {
                 c.service,
                 number(c.requests_per_s),
                 ms(c.latency.p99_ms)
+            );
+        }
+    }
+
+    /// What authentication costs the accept path.
+    fn markdown_auth(&self, md: &mut String) {
+        let Some(auth) = &self.auth else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n### Authentication on the accept path ({} rounds alternating the three, open loop at {}/s, workers stopped)\n",
+            auth.rounds,
+            number(f64::from(auth.rate))
+        );
+        let _ = writeln!(
+            md,
+            "| credential | runs | tasks/s (median) | API CPU-ms per task (median) | CPU over auth disabled |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for s in &auth.summary {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.3} | {} |",
+                s.credential,
+                s.runs,
+                number(s.median_rate),
+                s.median_api_cpu_ms_per_task,
+                s.cpu_over_disabled_pct
+                    .map_or("—".into(), |pct| format!("{pct:+.1}%"))
             );
         }
     }

@@ -18,7 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a component may take to stop gracefully.
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long a stopped worker may take to exit after SIGTERM.
-const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const COMPONENT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A block of free ports from `base`, or (base 0) a random free block; never one of `make
 /// run`'s defaults.
@@ -165,21 +165,38 @@ impl Stack {
     /// Stops worker N gracefully (SIGTERM: it finishes its records, commits and releases
     /// its partitions) and waits until it exited.
     pub fn stop_worker(&self, n: usize) -> Result<(), BenchError> {
+        self.stop_component(&format!("worker-{n}"))
+    }
+
+    /// Starts the API again with `env` added to its environment (and nothing else
+    /// changed: the workers that run keep running, those stopped stay stopped), and
+    /// waits until it is ready.
+    pub fn restart_api(&mut self, env: Vec<(&'static str, String)>) -> Result<(), BenchError> {
+        self.stop_component("api")?;
+        // Workers are stopped from the highest number down, so those running are 1..=n.
+        let running = self.workers().len();
+        let local = self.local()?;
+        local.set_workers(count(running));
+        local.set_api_env(env);
+        local.run().map(drop).map_err(stack_error)
+    }
+
+    /// Stops a component gracefully (SIGTERM) and waits until it exited.
+    fn stop_component(&self, name: &str) -> Result<(), BenchError> {
         if !self.controllable() {
             return Err(BenchError::Stack(
-                "workers of a stack this run did not start are left alone".into(),
+                "components of a stack this run did not start are left alone".into(),
             ));
         }
-        let name = format!("worker-{n}");
-        let Some(process) = self.process(&name) else {
+        let Some(process) = self.process(name) else {
             return Ok(());
         };
         process.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
+        let deadline = Instant::now() + COMPONENT_STOP_TIMEOUT;
         while process.is_alive() {
             if Instant::now() >= deadline {
                 return Err(BenchError::Timeout(format!(
-                    "{name} (pid {}) still runs {WORKER_STOP_TIMEOUT:?} after SIGTERM",
+                    "{name} (pid {}) still runs {COMPONENT_STOP_TIMEOUT:?} after SIGTERM",
                     process.pid
                 )));
             }

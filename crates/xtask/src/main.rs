@@ -143,6 +143,7 @@ impl StackArgs {
             start_timeout: Duration::from_secs(self.start_timeout),
             stop_timeout: Duration::from_secs(self.stop_timeout),
             rust_log: self.rust_log,
+            api_env: Vec::new(),
         })
     }
 }

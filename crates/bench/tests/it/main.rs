@@ -119,6 +119,26 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
         report["accept"]["open_loop"].as_array().map(Vec::len),
         Some(2)
     );
+    // The workers stayed stopped through the accept and auth runs (restarting the API
+    // for each credential must not start them): the drain found their backlog.
+    assert!(
+        report["backlog_drain"]["tasks"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{json}"
+    );
+    // One round of the three credentials, each accepted tasks (the JWT too).
+    let auth = report["auth"]["summary"].as_array().expect("the auth runs");
+    assert_eq!(auth.len(), 3, "{json}");
+    for summary in auth {
+        assert_eq!(summary["runs"], 1, "{summary}");
+        assert!(
+            summary["median_api_cpu_ms_per_task"]
+                .as_f64()
+                .is_some_and(|cpu| cpu > 0.0),
+            "{summary}"
+        );
+    }
     let checks = report["checks"].as_array().expect("checks");
     assert!(checks.len() >= 6, "{json}");
     assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
@@ -132,6 +152,7 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
         "### Targets",
         "### Ceilings",
         "### Accept path",
+        "### Authentication on the accept path",
         "### End to end",
         "### Checks",
     ] {

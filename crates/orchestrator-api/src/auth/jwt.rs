@@ -2,7 +2,12 @@
 //! cached and refreshed when a token names a key the set lacks (a key rotation), at
 //! most once every [`REFRESH_AT_MOST_EVERY`], so tokens with made-up key ids cannot
 //! make us hammer the provider. Checking a token is `orchestrator_auth::jwt`.
+//!
+//! A token that passed is remembered (by its SHA-256) until it expires, for at most
+//! [`VERIFIED_FOR`]: a client sends the same token with every request, and checking
+//! an ECDSA or RSA signature costs more CPU than the rest of accepting a task.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,6 +24,12 @@ use crate::error::ApiError;
 
 /// The least time between two fetches of the key set.
 pub const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+/// How long a verified token is taken without checking its signature again (never past
+/// its `exp`).
+pub const VERIFIED_FOR: Duration = Duration::from_secs(300);
+/// At most this many verified tokens are remembered; past it the memory starts over.
+const VERIFIED_MAX: usize = 10_000;
+
 /// A fetch of the key set gives up after this long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -73,6 +84,15 @@ pub struct JwtVerifier {
     /// When the set was last fetched (`None`: never); held while fetching, so one
     /// request fetches and the others wait for its result.
     fetched_at: Mutex<Option<Instant>>,
+    /// Tokens that passed, by SHA-256: their caller, and until when to take them.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+#[derive(Debug, Clone)]
+struct Verified {
+    caller: Caller,
+    until: Instant,
+    expires_at: i64,
 }
 
 impl JwtVerifier {
@@ -123,12 +143,17 @@ impl JwtVerifier {
             http,
             keys: RwLock::new(Arc::new(keys)),
             fetched_at: Mutex::new(None),
+            verified: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
     /// The caller a JWT stands for; a token that is not valid is `InvalidToken`, its
     /// reason logged at debug level (never the token).
     pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let fingerprint = jwt::fingerprint(token);
+        if let Some(caller) = self.remembered(&fingerprint) {
+            return Ok(caller);
+        }
         let mut result = jwt::verify(token, &self.current(), &self.rules);
         if let Err(JwtError::UnknownKey(_)) = result
             && self.refresh().await
@@ -139,13 +164,41 @@ impl JwtVerifier {
             tracing::debug!(%error, "JWT refused.");
             ApiError::InvalidToken
         })?;
-        Ok(Caller {
+        let expires_at = caller.expires_at;
+        let caller = Caller {
             credential: Credential::Jwt {
                 subject: caller.subject,
             },
             tenant: caller.tenant,
             scopes: caller.scopes,
-        })
+        };
+        self.remember(fingerprint, &caller, expires_at);
+        Ok(caller)
+    }
+
+    fn remembered(&self, fingerprint: &[u8; 32]) -> Option<Caller> {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified
+            .get(fingerprint)
+            .filter(|entry| {
+                entry.until > Instant::now() && chrono::Utc::now().timestamp() < entry.expires_at
+            })
+            .map(|entry| entry.caller.clone())
+    }
+
+    fn remember(&self, fingerprint: [u8; 32], caller: &Caller, expires_at: i64) {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(
+            fingerprint,
+            Verified {
+                caller: caller.clone(),
+                until: Instant::now() + VERIFIED_FOR,
+                expires_at,
+            },
+        );
     }
 
     fn current(&self) -> Arc<JwkSet> {

@@ -92,7 +92,7 @@ impl NewTokenRequest {
         }
         let expires_in = match object.get("expires_in_seconds") {
             None | Some(Value::Null) => None,
-            Some(value) => match value.as_i64() {
+            Some(value) => match whole_number(value) {
                 Some(seconds) if (MIN_EXPIRES_IN_SECS..=MAX_EXPIRES_IN_SECS).contains(&seconds) => {
                     Some(TimeDelta::seconds(seconds))
                 }
@@ -126,6 +126,19 @@ impl NewTokenRequest {
             Err(errors)
         }
     }
+}
+
+/// A JSON number without a fractional part, as JSON Schema's `integer` takes it: `60`
+/// and `60.0` alike.
+fn whole_number(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let number = value.as_f64()?;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "only whole numbers within i64's range get here"
+        )]
+        (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
+    })
 }
 
 /// Makes a token for the caller's tenant, with some of the caller's scopes.
@@ -322,6 +335,17 @@ mod tests {
         assert_eq!(
             pointers,
             ["/extra", "/name", "/scopes/1", "/expires_in_seconds"]
+        );
+        // JSON Schema's integer: 109.0 is one, 109.5 is not.
+        let whole =
+            NewTokenRequest::parse(&json!({"scopes": ["admin"], "expires_in_seconds": 109.0}));
+        assert_eq!(
+            whole.map(|r| r.expires_in),
+            Ok(Some(TimeDelta::seconds(109)))
+        );
+        assert!(
+            NewTokenRequest::parse(&json!({"scopes": ["admin"], "expires_in_seconds": 109.5}))
+                .is_err()
         );
         assert!(NewTokenRequest::parse(&json!({"scopes": []})).is_err());
         assert!(NewTokenRequest::parse(&json!({})).is_err());

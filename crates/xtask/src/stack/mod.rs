@@ -160,6 +160,8 @@ pub struct StackSettings {
     /// is not cut short.
     pub stop_timeout: Duration,
     pub rust_log: String,
+    /// More environment for the API, after the stack's own (the benchmark's auth runs).
+    pub api_env: Vec<(&'static str, String)>,
 }
 
 impl StackSettings {
@@ -178,6 +180,7 @@ impl StackSettings {
             start_timeout: Duration::from_secs(90),
             stop_timeout: Duration::from_secs(40),
             rust_log: DEFAULT_RUST_LOG.to_owned(),
+            api_env: Vec::new(),
         }
     }
 
@@ -243,6 +246,11 @@ impl LocalStack {
 
     pub fn settings(&self) -> &StackSettings {
         &self.settings
+    }
+
+    /// The API's extra environment from its next start on.
+    pub fn set_api_env(&mut self, env: Vec<(&'static str, String)>) {
+        self.settings.api_env = env;
     }
 
     /// How many workers the next [`LocalStack::run`] makes sure run.
@@ -609,6 +617,7 @@ impl LocalStack {
             ("API_HOST", s.api_host.clone()),
             ("API_PORT", ports.api.to_string()),
         ]);
+        api_env.extend(s.api_env.iter().cloned());
         let api = vec![Component {
             name: "api".into(),
             program: bin("orchestrator-api"),

@@ -1014,6 +1014,38 @@ async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyh
     Ok(())
 }
 
+/// Behind a load balancer without sticky sessions the browser's next request may reach
+/// another replica: the session signed in on one works on the other (both read it from
+/// PostgreSQL). Cookies are per host, not per port, so two replicas on one loopback
+/// address stand for two behind one name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_signed_in_on_one_replica_works_on_another() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    let task_id = submit(&app, &request_named("Seen from the other replica")).await;
+    let other =
+        orchestrator_api::Application::build(crate::helpers::test_config(&app.db, &app.mock))
+            .await?;
+    let other_url = format!("http://127.0.0.1:{}", other.port());
+    let _stop = other.shutdown_token().drop_guard();
+    tokio::spawn(other.run_until_stopped());
+
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser.goto(&format!("{other_url}/ui")).await?;
+    browser
+        .query(By::Css(row(&task_id)))
+        .desc("the task, listed by the other replica")
+        .first()
+        .await?;
+    assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant default");
+    assert_eq!(
+        browser.current_url().await?.path(),
+        "/ui",
+        "sent to sign in again"
+    );
+    Ok(())
+}
+
 /// A page on another site that posts to the API with the signed-in browser gets
 /// nowhere: the session cookie is SameSite=Strict, and a request that carried it would
 /// still fail the origin check. Nothing is submitted.
