@@ -2,7 +2,8 @@
 //   /ui                 tasks, newest first, live; counts per status; throughput
 //   /ui/tasks/{id}      one task: fields, timeline, service requests, payload, re-drive
 //   /ui/new             submit a task
-//   /ui/sign-in         exchange an API token for a session (a plain form POST)
+//   /ui/sign-in         exchange an API token for a session (a plain form POST), or
+//                       follow "Sign in with SSO" to the identity provider when offered
 // Plain JavaScript, no build step, no dependency. Everything the API returns is put
 // into the page as text (textContent), never as HTML. The session cookie is HttpOnly:
 // this script never sees a credential; a 401 from the API sends it to the sign-in page.
@@ -1101,8 +1102,20 @@
               h('code', { text: 'orchestrator-api token create' }), '; ', h('code', { text: 'make run' }),
               ' writes one to ', h('code', { text: '.run/token' }),
               '. The dashboard can do what its scopes allow, for its tenant only.')),
-          h('div', null, h('button', { type: 'submit', class: 'primary', id: 'sign-in', text: 'Sign in' })))));
+          h('div', null, h('button', { type: 'submit', class: 'primary', id: 'sign-in', text: 'Sign in' }))),
+        ssoLink()));
     token.focus();
+  }
+
+  // "Sign in with SSO", when the API has an identity provider configured (it says so in
+  // the page's <meta name="orchestrator-sso">): a link to the API's start route, which
+  // sends the browser on to the provider.
+  function ssoLink() {
+    const meta = document.querySelector('meta[name="orchestrator-sso"]');
+    const start = meta && meta.getAttribute('content');
+    if (!start || !start.startsWith('/ui/')) return null;
+    return h('p', { class: 'sso' }, 'Or ', h('a', { href: start, id: 'sign-in-sso', text: 'Sign in with SSO' }),
+      ' with your organisation\'s identity provider.');
   }
 
   // The header's "who is signed in", with the sign-out button (a form POST, so that

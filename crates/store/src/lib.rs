@@ -13,7 +13,8 @@
 //!   reading a bounded amount of data however many tasks there are; [`seed`] fills a
 //!   database with many tasks to measure that.
 //! - [`tokens`] and [`sessions`]: API tokens and the dashboard's sessions, stored as
-//!   hashes of their secrets; [`audit`]: the audit log.
+//!   hashes of their secrets; [`oidc`]: sign-ins with an identity provider in progress;
+//!   [`audit`]: the audit log.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
@@ -28,6 +29,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod migrations;
 pub mod models;
+pub mod oidc;
 pub mod outbox;
 pub mod pool;
 pub mod schema;

@@ -47,6 +47,16 @@ diesel::table! {
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
         expires_at -> Timestamptz,
+        subject -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oidc_sign_ins (state_hash) {
+        state_hash -> Bytea,
+        pkce_verifier -> Text,
+        nonce -> Text,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -145,6 +155,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     consumer_members,
     dashboard_sessions,
+    oidc_sign_ins,
     partition_leases,
     service_request_attempts,
     service_requests,

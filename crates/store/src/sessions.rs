@@ -24,6 +24,8 @@ pub struct SessionRow {
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The identity provider's `sub`, for a session signed in with it.
+    pub subject: Option<String>,
 }
 
 /// A session to store.
@@ -37,6 +39,7 @@ pub struct NewSessionRow<'a> {
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub subject: Option<&'a str>,
 }
 
 pub async fn insert(

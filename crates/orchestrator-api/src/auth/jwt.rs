@@ -38,7 +38,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct JwtConfig {
     /// Accept JWT bearer tokens from this issuer (their `iss`, exactly). Unset: only
     /// API tokens and dashboard sessions are accepted.
-    #[arg(long = "auth-jwt-issuer", env = "AUTH_JWT_ISSUER")]
+    #[arg(id = "jwt_issuer", long = "auth-jwt-issuer", env = "AUTH_JWT_ISSUER")]
     pub issuer: Option<String>,
     /// The audience a JWT must name in `aud` (required with the issuer).
     #[arg(long = "auth-jwt-audience", env = "AUTH_JWT_AUDIENCE")]
@@ -113,7 +113,10 @@ impl JwtVerifier {
             "AUTH_JWT_ISSUER is set: set AUTH_JWT_AUDIENCE too, the audience our tokens name",
         )?;
         let (source, keys) = match (&config.jwks_url, &config.jwks_file) {
-            (Some(url), None) => (Source::Url(jwks_url(url)?), JwkSet { keys: Vec::new() }),
+            (Some(url), None) => (
+                Source::Url(checked_url("AUTH_JWT_JWKS_URL", url)?),
+                JwkSet { keys: Vec::new() },
+            ),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("AUTH_JWT_JWKS_FILE: reading {}", path.display()))?;
@@ -249,10 +252,12 @@ impl JwtVerifier {
     }
 }
 
-/// A key set URL: https, or http to a loopback address (a test, or a sidecar).
-fn jwks_url(text: &str) -> anyhow::Result<reqwest::Url> {
-    let url = reqwest::Url::parse(text)
-        .with_context(|| format!("AUTH_JWT_JWKS_URL: {text:?} is not a URL"))?;
+/// The URL of the identity provider's keys or discovery document (`setting` names where
+/// it came from): https, or http to a loopback address (a test, or a sidecar), so that
+/// what we trust cannot be swapped on the way.
+pub(crate) fn checked_url(setting: &str, text: &str) -> anyhow::Result<reqwest::Url> {
+    let url =
+        reqwest::Url::parse(text).with_context(|| format!("{setting}: {text:?} is not a URL"))?;
     // An address, not a name: a name's address is whatever the resolver says.
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -261,7 +266,7 @@ fn jwks_url(text: &str) -> anyhow::Result<reqwest::Url> {
     };
     anyhow::ensure!(
         url.scheme() == "https" || (url.scheme() == "http" && loopback),
-        "AUTH_JWT_JWKS_URL: must be https (http only to a loopback address), so the keys cannot be swapped on the way"
+        "{setting}: must be https (http only to a loopback address), so the keys cannot be swapped on the way"
     );
     Ok(url)
 }

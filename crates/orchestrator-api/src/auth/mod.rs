@@ -7,7 +7,8 @@
 //!
 //! - an API token, `Authorization: Bearer orch_...` ([`tokens`]);
 //! - a JWT of the configured identity provider, `Authorization: Bearer eyJ...` ([`jwt`]);
-//! - the dashboard's session cookie ([`sessions`]), which state-changing requests may
+//! - the dashboard's session cookie ([`sessions`]; signed in with a token or with the
+//!   identity provider, [`oidc`]), which state-changing requests may
 //!   only carry from our own origin ([`same_origin`]).
 //!
 //! Refusals follow RFC 6750: 401 with a `WWW-Authenticate: Bearer` challenge when there
@@ -16,6 +17,7 @@
 
 pub mod jwt;
 pub mod limits;
+pub mod oidc;
 pub mod sessions;
 mod tokens;
 
@@ -67,6 +69,9 @@ pub struct AuthConfig {
 
     #[command(flatten)]
     pub jwt: jwt::JwtConfig,
+
+    #[command(flatten)]
+    pub oidc: oidc::OidcConfig,
 }
 
 /// The credential a request was authenticated with.
@@ -74,8 +79,12 @@ pub struct AuthConfig {
 pub enum Credential {
     /// An API token in the `Authorization` header.
     Token(Uuid),
-    /// A dashboard session, made from this API token.
-    Session { token: Option<Uuid> },
+    /// A dashboard session, made from this API token, or signed in with the identity
+    /// provider as this subject (`sub`).
+    Session {
+        token: Option<Uuid>,
+        subject: Option<String>,
+    },
     /// A JWT of the configured identity provider, for this subject (`sub`).
     Jwt { subject: String },
     /// None: authentication is disabled (`AUTH_DISABLED`).
@@ -104,10 +113,20 @@ impl Caller {
     /// disabled.
     pub fn actor(&self) -> String {
         match &self.credential {
-            Credential::Token(id) | Credential::Session { token: Some(id) } => {
+            Credential::Token(id)
+            | Credential::Session {
+                token: Some(id), ..
+            } => {
                 format!("token:{id}")
             }
-            Credential::Session { token: None } => "session".to_owned(),
+            Credential::Session {
+                token: None,
+                subject: Some(subject),
+            } => format!("oidc:{subject}"),
+            Credential::Session {
+                token: None,
+                subject: None,
+            } => "session".to_owned(),
             Credential::Jwt { subject } => format!("jwt:{subject}"),
             Credential::Nobody => "anonymous".to_owned(),
         }
@@ -147,6 +166,7 @@ pub struct Authenticator {
     limits: limits::RateLimits,
     metrics_token: Option<SecretString>,
     jwt: Option<jwt::JwtVerifier>,
+    oidc: Option<oidc::OidcSignIn>,
 }
 
 impl Authenticator {
@@ -163,6 +183,11 @@ impl Authenticator {
         }
         Ok(Authenticator {
             jwt: jwt::JwtVerifier::from_config(&config.jwt)?,
+            oidc: oidc::OidcSignIn::from_config(
+                &config.oidc,
+                &config.jwt.tenant_claim,
+                &config.jwt.scopes_claim,
+            )?,
             disabled: config.disabled,
             tokens: TokenCache::new(pool.clone()),
             pool,
@@ -178,6 +203,11 @@ impl Authenticator {
 
     pub fn is_disabled(&self) -> bool {
         self.disabled
+    }
+
+    /// The identity provider the dashboard offers sign-in with, if one is configured.
+    pub fn oidc(&self) -> Option<&oidc::OidcSignIn> {
+        self.oidc.as_ref()
     }
 
     /// The caller of this request: from its bearer token, else from its session cookie;
@@ -196,9 +226,25 @@ impl Authenticator {
             result?
         };
         match (&caller.credential, &self.jwt) {
-            (Credential::Token(id) | Credential::Session { token: Some(id) }, _) => {
+            (
+                Credential::Token(id)
+                | Credential::Session {
+                    token: Some(id), ..
+                },
+                _,
+            ) => {
                 self.limits.admit(*id)?;
             }
+            (
+                Credential::Session {
+                    token: None,
+                    subject: Some(subject),
+                },
+                _,
+            ) => self.limits.admit(Uuid::new_v5(
+                &Uuid::NAMESPACE_URL,
+                format!("oidc\0{subject}").as_bytes(),
+            ))?,
             (Credential::Jwt { subject }, Some(jwt)) => self.limits.admit(jwt.rate_key(subject))?,
             _ => {}
         }

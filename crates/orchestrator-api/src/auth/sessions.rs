@@ -38,7 +38,7 @@ pub const SECURE_COOKIE: &str = "__Host-orchestrator_session";
 
 /// Where sign-in sends the browser, and where a failed one comes back to.
 const HOME: &str = "/ui";
-const SIGN_IN: &str = "/ui/sign-in";
+pub(crate) const SIGN_IN: &str = "/ui/sign-in";
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -73,6 +73,7 @@ impl SessionSettings {
         Ok(Caller {
             credential: Credential::Session {
                 token: row.token_id,
+                subject: row.subject,
             },
             tenant,
             scopes: Scope::parse_known(&row.scopes),
@@ -86,7 +87,7 @@ fn cookie_name(secure: bool) -> &'static str {
 
 /// Whether the browser reached us over HTTPS: a TLS listener, or a trusted proxy that
 /// terminated TLS and says so.
-fn is_secure(req: &HttpRequest, proxies: &TrustedProxies) -> bool {
+pub(crate) fn is_secure(req: &HttpRequest, proxies: &TrustedProxies) -> bool {
     req.app_config().secure()
         || req
             .peer_addr()
@@ -125,12 +126,31 @@ pub async fn sign_in(
             "a token verified as something else".into(),
         ));
     };
+    tracing::info!(token = %token_id, tenant = %caller.tenant, "Dashboard sign-in.");
+    open_session(&state, &req, &caller, &request_id).await
+}
+
+/// Makes a session for `caller` (signed in with an API token or with the identity
+/// provider), records the sign-in in the audit log in the same transaction, and sends
+/// the browser home with the session cookie.
+pub(crate) async fn open_session(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    request_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let (token_id, subject) = match &caller.credential {
+        Credential::Token(id) => (Some(*id), None),
+        Credential::Session { token, subject } => (*token, subject.as_deref()),
+        Credential::Jwt { subject } => (None, Some(subject.as_str())),
+        Credential::Nobody => (None, None),
+    };
     let settings = state.auth.sessions;
     let session = NewSession::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let now = Utc::now();
     let max_age = TimeDelta::from_std(settings.max_age).unwrap_or(TimeDelta::MAX);
     let scopes = Scope::join(caller.scopes());
-    let audit = Audit::of(&caller, &req, &state.trusted_proxies, &request_id);
+    let audit = Audit::of(caller, req, &state.trusted_proxies, request_id);
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, StoreError, _>(async |conn| {
         // Expired sessions go as new ones come: the table holds only usable ones, give
@@ -140,12 +160,13 @@ pub async fn sign_in(
             conn,
             &NewSessionRow {
                 id_hash: &session.id_hash,
-                token_id: Some(token_id),
+                token_id,
                 tenant: caller.tenant.as_str(),
                 scopes: &scopes,
                 created_at: now,
                 last_seen_at: now,
                 expires_at: now + max_age,
+                subject,
             },
         )
         .await?;
@@ -154,8 +175,7 @@ pub async fn sign_in(
             .await
     })
     .await?;
-    tracing::info!(token = %token_id, tenant = %caller.tenant, "Dashboard sign-in.");
-    let secure = is_secure(&req, &state.auth.proxies);
+    let secure = is_secure(req, &state.auth.proxies);
     let cookie = Cookie::build(cookie_name(secure), session.cookie_value().to_owned())
         .path("/")
         .http_only(true)
@@ -227,7 +247,7 @@ pub async fn sign_out(
     Ok(response)
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location.to_owned()))
         .insert_header((header::CACHE_CONTROL, "no-store"))

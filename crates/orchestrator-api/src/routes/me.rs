@@ -9,7 +9,7 @@ use crate::json::Json;
 pub async fn me(caller: Caller) -> Json<CallerResponse> {
     let (credential, token_id) = match caller.credential {
         Credential::Token(id) => ("token", Some(id)),
-        Credential::Session { token } => ("session", token),
+        Credential::Session { token, .. } => ("session", token),
         Credential::Jwt { .. } => ("jwt", None),
         Credential::Nobody => ("none", None),
     };

@@ -16,7 +16,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Compress;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::auth::sessions;
+use crate::auth::{oidc, sessions};
 use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
@@ -65,6 +65,20 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 static SHELL: LazyLock<String> = LazyLock::new(|| INDEX_HTML.replace("{{version}}", &VERSION));
 
+/// Where the sign-in page's "Sign in with SSO" link goes, when an identity provider is
+/// configured.
+pub const SSO_START: &str = "/ui/sign-in/oidc";
+
+/// The shell that also tells the script to offer "Sign in with SSO" (a link, so the
+/// CSP's `form-action` stays `'self'`).
+static SHELL_WITH_SSO: LazyLock<String> = LazyLock::new(|| {
+    SHELL.replacen(
+        "</head>",
+        &format!("<meta name=\"orchestrator-sso\" content=\"{SSO_START}\">\n</head>"),
+        1,
+    )
+});
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/ui")
@@ -75,10 +89,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(page("/tasks/{task_id}", shell))
             .service(
                 web::resource("/sign-in")
-                    .route(web::get().to(shell))
+                    .route(web::get().to(sign_in_page))
                     .route(web::post().to(sessions::sign_in))
                     .default_service(crate::routes::allow("GET, POST")),
             )
+            .service(page("/sign-in/oidc", oidc::start))
+            .service(page("/sign-in/oidc/callback", oidc::callback))
             .service(
                 web::resource("/sign-out")
                     .route(web::post().to(sessions::sign_out))
@@ -106,6 +122,19 @@ async fn redirect_to_ui() -> HttpResponse {
 }
 
 async fn shell() -> HttpResponse {
+    shell_page(SHELL.as_str())
+}
+
+/// The sign-in page: the shell, offering SSO when an identity provider is configured.
+async fn sign_in_page(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    if state.auth.oidc().is_some() {
+        shell_page(SHELL_WITH_SSO.as_str())
+    } else {
+        shell_page(SHELL.as_str())
+    }
+}
+
+fn shell_page(html: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // Always revalidated: it names the current assets.
@@ -122,7 +151,7 @@ async fn shell() -> HttpResponse {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .body(SHELL.as_str())
+        .body(html)
 }
 
 async fn asset(request: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -9,6 +9,7 @@ mod contract;
 mod dashboard;
 mod docs;
 mod jwt;
+mod oidc;
 mod operations;
 mod orchestrate;
 mod redrive;

@@ -1046,6 +1046,47 @@ async fn a_session_signed_in_on_one_replica_works_on_another() -> anyhow::Result
     Ok(())
 }
 
+/// "Sign in with SSO": the browser goes to the identity provider and back, and lands
+/// signed in as the provider's user, in its tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_with_sso_lands_on_the_dashboard_of_the_providers_tenant() -> anyhow::Result<()>
+{
+    let (app, _idp, _key, _secrets) = crate::oidc::app_and_idp().await;
+    let acme = app
+        .db
+        .token("acme", &[orchestrator_core::Scope::TasksSubmit])
+        .await;
+    let response = orchestrator_testkit::api::client_with_token(&acme)
+        .post(app.url("/api/orchestrate"))
+        .json(&request_named("An acme task"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202);
+    let task: Value = response.json().await?;
+    let task_id = task["task_id"].as_str().expect("an id");
+
+    let browser = Browser::start().await?;
+    browser.goto(&app.url("/ui/sign-in")).await?;
+    browser.find(By::Css("#sign-in-sso")).await?.click().await?;
+    browser
+        .wait_for("the dashboard to name the signed-in tenant", async || {
+            Ok(browser
+                .find_now("#who-tenant")
+                .await?
+                .is_some()
+                .then_some(()))
+        })
+        .await?;
+    assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant acme");
+    browser
+        .query(By::Css(row(task_id)))
+        .desc("the tenant's task")
+        .first()
+        .await?;
+    browser.screenshot("signed-in-with-sso").await?;
+    Ok(())
+}
+
 /// A page on another site that posts to the API with the signed-in browser gets
 /// nowhere: the session cookie is SameSite=Strict, and a request that carried it would
 /// still fail the origin check. Nothing is submitted.
