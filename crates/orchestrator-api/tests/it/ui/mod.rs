@@ -989,7 +989,12 @@ async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyh
         .await;
     browser.sign_in(&app.address, &reader).await?;
     assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant default");
-    browser.find(By::Css(row(&task_id))).await?;
+    // The header is filled from /api/me, the list from /api/tasks after it: wait for it.
+    browser
+        .query(By::Css(row(&task_id)))
+        .desc("the tenant's task")
+        .first()
+        .await?;
     assert_eq!(count(&browser, &row(other_id)).await?, 0);
     assert_eq!(count(&browser, "#task-rows tr[data-task-id]").await?, 1);
     assert!(
