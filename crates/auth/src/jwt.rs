@@ -117,50 +117,61 @@ pub fn verify(token: &str, keys: &JwkSet, rules: &JwtRules) -> Result<JwtCaller,
     let claims = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
         .map_err(|e| JwtError::Invalid(e.to_string()))?
         .claims;
-    let claim_error = |claim: &str, reason: &str| JwtError::Claim {
-        claim: claim.to_owned(),
-        reason: reason.to_owned(),
-    };
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
         .filter(|sub| !sub.is_empty())
         .ok_or_else(|| claim_error("sub", "must be a non-empty string"))?
         .to_owned();
-    let tenant = claims
-        .get(&rules.tenant_claim)
-        .and_then(Value::as_str)
-        .ok_or_else(|| claim_error(&rules.tenant_claim, "must be a string"))
-        .and_then(|name| {
-            TenantName::parse(name).map_err(|e| claim_error(&rules.tenant_claim, &e.to_string()))
-        })?;
-    let names: Vec<&str> = match claims.get(&rules.scopes_claim) {
-        None => Vec::new(),
-        Some(Value::String(list)) => list.split_whitespace().collect(),
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-        Some(_) => {
-            return Err(claim_error(
-                &rules.scopes_claim,
-                "must be a string or a list",
-            ));
-        }
-    };
+    let (tenant, scopes) = tenant_and_scopes(&claims, &rules.tenant_claim, &rules.scopes_claim)?;
     let expires_at = claims
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or_else(|| claim_error("exp", "must be a whole number of seconds"))?;
-    let mut scopes: Vec<Scope> = names
-        .into_iter()
-        .filter_map(|name| Scope::parse(name).ok())
-        .collect();
-    scopes.sort();
-    scopes.dedup();
     Ok(JwtCaller {
         subject,
         tenant,
         scopes,
         expires_at,
     })
+}
+
+/// The tenant (the string claim `tenant_claim`) and our scopes (`scopes_claim`: a
+/// space-separated string as OAuth writes it, or a list; names that are not ours, like
+/// `openid`, are ignored) of a token's claims: what a JWT and an OIDC ID token alike
+/// stand for.
+pub fn tenant_and_scopes(
+    claims: &serde_json::Map<String, Value>,
+    tenant_claim: &str,
+    scopes_claim: &str,
+) -> Result<(TenantName, Vec<Scope>), JwtError> {
+    let tenant = claims
+        .get(tenant_claim)
+        .and_then(Value::as_str)
+        .ok_or_else(|| claim_error(tenant_claim, "must be a string"))
+        .and_then(|name| {
+            TenantName::parse(name).map_err(|e| claim_error(tenant_claim, &e.to_string()))
+        })?;
+    let names: Vec<&str> = match claims.get(scopes_claim) {
+        None => Vec::new(),
+        Some(Value::String(list)) => list.split_whitespace().collect(),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        Some(_) => return Err(claim_error(scopes_claim, "must be a string or a list")),
+    };
+    let mut scopes: Vec<Scope> = names
+        .into_iter()
+        .filter_map(|name| Scope::parse(name).ok())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    Ok((tenant, scopes))
+}
+
+fn claim_error(claim: &str, reason: &str) -> JwtError {
+    JwtError::Claim {
+        claim: claim.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// The key `kid` names; without a `kid`, the set's only key.

@@ -25,7 +25,7 @@ use openidconnect::{
     EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
     TokenResponse as _,
 };
-use orchestrator_core::{AuditAction, Scope, TenantName};
+use orchestrator_core::AuditAction;
 use orchestrator_store::StoreError;
 use orchestrator_store::oidc::{self, PendingSignIn};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -414,30 +414,12 @@ async fn signed_in(
     let subject = claims.subject().as_str().to_owned();
     // The token passed every check above; its other claims are read from its payload.
     let extra = payload(&id_token.to_string()).map_err(Refused::IdToken)?;
-    let tenant = extra
-        .get(&provider.tenant_claim)
-        .and_then(Value::as_str)
-        .and_then(|name| TenantName::parse(name).ok())
-        .ok_or_else(|| {
-            Refused::IdToken(format!(
-                "claim {:?} is not a tenant name",
-                provider.tenant_claim
-            ))
-        })?;
-    let mut scopes: Vec<Scope> = match extra.get(&provider.scopes_claim) {
-        Some(Value::String(list)) => list
-            .split_whitespace()
-            .filter_map(|name| Scope::parse(name).ok())
-            .collect(),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|name| Scope::parse(name).ok())
-            .collect(),
-        _ => Vec::new(),
-    };
-    scopes.sort();
-    scopes.dedup();
+    let (tenant, scopes) = orchestrator_auth::jwt::tenant_and_scopes(
+        &extra,
+        &provider.tenant_claim,
+        &provider.scopes_claim,
+    )
+    .map_err(|e| Refused::IdToken(e.to_string()))?;
     Ok(Caller {
         credential: Credential::Session {
             token: None,
