@@ -12,19 +12,24 @@ pub enum AuditAction {
     TokenRevoke,
     /// A failed task re-driven.
     TaskRedrive,
+    /// An unfinished task cancelled.
+    TaskCancel,
 }
 
 /// An action name that is not one of [`AuditAction::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown action {0:?}; expected sign_in, token.create, token.revoke or task.redrive")]
+#[error(
+    "unknown action {0:?}; expected sign_in, token.create, token.revoke, task.redrive or task.cancel"
+)]
 pub struct UnknownAction(pub String);
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 4] = [
+    pub const ALL: [AuditAction; 5] = [
         AuditAction::SignIn,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::TaskRedrive,
+        AuditAction::TaskCancel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +38,7 @@ impl AuditAction {
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::TaskRedrive => "task.redrive",
+            AuditAction::TaskCancel => "task.cancel",
         }
     }
 

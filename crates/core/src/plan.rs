@@ -70,6 +70,7 @@ mod tests {
                 .map(|name| ServiceName::parse(name).expect("valid"))
                 .collect(),
             max_items: 10,
+            max_deadline_secs: RequestLimits::DEFAULT_MAX_DEADLINE_SECS,
         };
         let body = json!({
             "task_name": "t",

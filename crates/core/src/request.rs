@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::ServiceName;
 use crate::text;
-use crate::validation::{ValidationErrors, pointer_push};
+use crate::validation::{ValidationErrors, pointer_push, whole_number};
 
 /// A task's name: not blank, at most [`TaskName::MAX_CHARS`] characters, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -61,11 +61,15 @@ impl ServiceCall {
 pub struct RequestLimits {
     pub known_services: BTreeSet<ServiceName>,
     pub max_items: usize,
+    /// The longest `deadline_seconds` a request may ask for.
+    pub max_deadline_secs: u32,
 }
 
 impl RequestLimits {
     pub const DEFAULT_MAX_ITEMS: usize = 1_000;
     pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+    /// One day: a task that may run longer than that is better split.
+    pub const DEFAULT_MAX_DEADLINE_SECS: u32 = 86_400;
 }
 
 /// A validated orchestration request. Holding one means every field was checked.
@@ -75,6 +79,9 @@ pub struct OrchestrationRequest {
     pub task_description: Option<String>,
     /// One map per payload item, from service to call; never empty, in request order.
     pub items: Vec<BTreeMap<ServiceName, ServiceCall>>,
+    /// How long the task may take before it is failed, when the client set a bound
+    /// (1 to [`RequestLimits::max_deadline_secs`]).
+    pub deadline_seconds: Option<u32>,
 }
 
 impl OrchestrationRequest {
@@ -86,10 +93,14 @@ impl OrchestrationRequest {
             return Err(errors);
         };
         for key in object.keys() {
-            if !matches!(key.as_str(), "task_name" | "task_description" | "payload") {
+            if !matches!(
+                key.as_str(),
+                "task_name" | "task_description" | "payload" | "deadline_seconds"
+            ) {
                 errors.push(
                     pointer_push("", key),
-                    "unknown field; expected task_name, task_description and payload",
+                    "unknown field; expected task_name, task_description, payload and \
+                     deadline_seconds",
                 );
             }
         }
@@ -134,12 +145,31 @@ impl OrchestrationRequest {
         };
 
         let items = parse_items(object.get("payload"), limits, &mut errors);
+        let deadline_seconds = match object.get("deadline_seconds") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let seconds = whole_number(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=limits.max_deadline_secs).contains(n));
+                if seconds.is_none() {
+                    errors.push(
+                        "/deadline_seconds",
+                        format!(
+                            "must be a whole number of seconds from 1 to {}",
+                            limits.max_deadline_secs
+                        ),
+                    );
+                }
+                seconds
+            }
+        };
 
         match (task_name, items) {
             (Some(task_name), Some(items)) if errors.is_empty() => Ok(Self {
                 task_name,
                 task_description,
                 items,
+                deadline_seconds,
             }),
             _ => Err(errors),
         }
@@ -333,6 +363,7 @@ mod tests {
                 .map(|name| ServiceName::parse(name).expect("valid"))
                 .collect(),
             max_items: 5,
+            max_deadline_secs: 600,
         }
     }
 
@@ -362,6 +393,36 @@ mod tests {
         assert_eq!(request.items.len(), 2);
         assert_eq!(request.service_request_count(), 3);
         assert_eq!(request.payload_json(), body["payload"]);
+    }
+
+    #[test]
+    fn deadline_is_optional_whole_and_bounded() {
+        let with = |deadline: Value| json!({"task_name": "t", "payload": [{"revenue": call()}], "deadline_seconds": deadline});
+        let parse = |body: &Value| OrchestrationRequest::parse(body, &limits());
+        assert_eq!(
+            parse(&with(json!(null))).expect("valid").deadline_seconds,
+            None
+        );
+        assert_eq!(
+            parse(&with(json!(30))).expect("valid").deadline_seconds,
+            Some(30)
+        );
+        assert_eq!(
+            parse(&with(json!(600.0))).expect("valid").deadline_seconds,
+            Some(600)
+        );
+        for bad in [
+            json!(0),
+            json!(601),
+            json!(-5),
+            json!(1.5),
+            json!("30"),
+            json!(true),
+        ] {
+            let errors = parse(&with(bad.clone())).expect_err("refused");
+            assert_eq!(errors.errors()[0].pointer, "/deadline_seconds", "{bad}");
+            assert!(errors.errors()[0].detail.contains("from 1 to 600"), "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::ServiceName;
 
-/// The status of a task or of a service request. The database enforces the same four
+/// The status of a task or of a service request. The database enforces the same five
 /// values with a CHECK constraint, spelled exactly as [`Status::as_str`] returns them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -13,19 +13,22 @@ pub enum Status {
     InProgress,
     Completed,
     Failed,
+    /// Stopped by a client before it finished (`POST /api/tasks/{id}/cancel`).
+    Cancelled,
 }
 
 /// A string that is not one of the four status values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}: expected PENDING, IN_PROGRESS, COMPLETED or FAILED")]
+#[error("unknown status {0:?}: expected PENDING, IN_PROGRESS, COMPLETED, FAILED or CANCELLED")]
 pub struct UnknownStatus(pub String);
 
 impl Status {
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 5] = [
         Status::Pending,
         Status::InProgress,
         Status::Completed,
         Status::Failed,
+        Status::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Status {
             Status::InProgress => "IN_PROGRESS",
             Status::Completed => "COMPLETED",
             Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
         }
     }
 
@@ -44,10 +48,16 @@ impl Status {
             .ok_or_else(|| UnknownStatus(value.to_owned()))
     }
 
-    /// `COMPLETED` and `FAILED` are final: processing a record again must not move a task
-    /// or a service request out of them (only an explicit re-drive may).
+    /// `COMPLETED`, `FAILED` and `CANCELLED` are final: processing a record again must
+    /// not move a task or a service request out of them (only an explicit re-drive may).
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    /// A re-drive reopens a task that ended without completing: `FAILED` or `CANCELLED`.
+    /// It runs again what did not complete.
+    pub fn can_be_redriven(self) -> bool {
+        matches!(self, Status::Failed | Status::Cancelled)
     }
 }
 
@@ -99,9 +109,12 @@ pub fn settle_task(service_requests: &[ServiceRequestOutcome]) -> Settlement {
     if service_requests.iter().any(|sr| !sr.status.is_terminal()) {
         return Settlement::Running;
     }
+    // A cancelled request among finished ones (a task cancelled ends CANCELLED in the
+    // same transaction, so this is only reached by a run racing a re-drive) did not
+    // complete: the task did not either.
     let mut failed: Vec<&ServiceRequestOutcome> = service_requests
         .iter()
-        .filter(|sr| sr.status == Status::Failed)
+        .filter(|sr| matches!(sr.status, Status::Failed | Status::Cancelled))
         .collect();
     if failed.is_empty() {
         return Settlement::Completed;
@@ -117,7 +130,11 @@ pub fn settle_task(service_requests: &[ServiceRequestOutcome]) -> Settlement {
         if n > 0 {
             message.push_str("; ");
         }
-        let reason = sr.error_message.as_deref().unwrap_or("no error recorded");
+        let reason = match (sr.status, sr.error_message.as_deref()) {
+            (_, Some(reason)) => reason,
+            (Status::Cancelled, None) => "cancelled",
+            (_, None) => "no error recorded",
+        };
         message.push_str(&format!(
             "{} (item {}): {}",
             sr.service_name,
@@ -175,11 +192,21 @@ mod tests {
     }
 
     #[test]
-    fn only_completed_and_failed_are_terminal() {
+    fn completed_failed_and_cancelled_are_terminal() {
         assert!(!Status::Pending.is_terminal());
         assert!(!Status::InProgress.is_terminal());
         assert!(Status::Completed.is_terminal());
         assert!(Status::Failed.is_terminal());
+        assert!(Status::Cancelled.is_terminal());
+    }
+
+    #[test]
+    fn only_failed_and_cancelled_tasks_can_be_redriven() {
+        let redrivable: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|s| s.can_be_redriven())
+            .collect();
+        assert_eq!(redrivable, [Status::Failed, Status::Cancelled]);
     }
 
     #[test]

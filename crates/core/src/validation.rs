@@ -11,6 +11,19 @@ pub struct FieldError {
     pub detail: String,
 }
 
+/// A JSON number without a fractional part, as JSON Schema's `integer` takes it: `60`
+/// and `60.0` alike.
+pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let number = value.as_f64()?;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "only whole numbers within i64's range get here"
+        )]
+        (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
+    })
+}
+
 /// Every problem found in a request body, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ValidationErrors {

@@ -87,6 +87,16 @@ pub struct ApiConfig {
     #[arg(long, env = "MAX_ITEMS", default_value_t = 1_000)]
     pub max_items: usize,
 
+    /// The longest `deadline_seconds` a request may ask for, in seconds (more: 422).
+    #[arg(long, env = "MAX_TASK_DEADLINE_SECS", default_value_t = orchestrator_core::RequestLimits::DEFAULT_MAX_DEADLINE_SECS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_task_deadline_secs: u32,
+
+    /// The deadline of a task submitted without `deadline_seconds`, in seconds. Unset: no
+    /// deadline.
+    #[arg(long, env = "TASK_DEADLINE_SECS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub task_deadline_secs: Option<u32>,
+
     /// Tasks processed at the same time by this process in inline mode.
     #[arg(long, env = "INLINE_CONCURRENCY", default_value_t = 64)]
     pub inline_concurrency: usize,

@@ -29,6 +29,8 @@ pub enum StatusSchema {
     Completed,
     #[schema(rename = "FAILED")]
     Failed,
+    #[schema(rename = "CANCELLED")]
+    Cancelled,
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-25T06:25:38.123456Z`.
@@ -67,6 +69,15 @@ pub struct TaskResponse {
     pub error_message: Option<String>,
     /// The tenant it belongs to: that of the credential that submitted it.
     pub tenant: String,
+    /// How long it may take, as submitted (or the deployment's default); null: no
+    /// deadline.
+    #[schema(nullable)]
+    pub deadline_seconds: Option<i32>,
+    /// When it must be final, else it fails: accepted (or last re-driven) plus
+    /// `deadline_seconds`.
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 impl From<TaskRow> for TaskResponse {
@@ -81,6 +92,8 @@ impl From<TaskRow> for TaskResponse {
             payload: row.payload,
             error_message: row.error_message,
             tenant: row.tenant,
+            deadline_seconds: row.deadline_seconds,
+            deadline_at: row.deadline_at,
         }
     }
 }

@@ -44,8 +44,15 @@ pub enum ApiError {
     /// Authenticated and holding the route's scope, but not allowed this request.
     #[error("{0}")]
     Forbidden(String),
-    #[error("task {task_id} is {status}; only a FAILED task can be retried")]
+    #[error("task {task_id} is {status}; only a FAILED or CANCELLED task can be retried")]
     NotRetryable {
+        task_id: Uuid,
+        status: orchestrator_core::Status,
+    },
+    #[error(
+        "task {task_id} is {status} already; only a PENDING or IN_PROGRESS task can be cancelled"
+    )]
+    AlreadyFinal {
         task_id: Uuid,
         status: orchestrator_core::Status,
     },
@@ -178,6 +185,7 @@ impl ApiError {
             ApiError::TokenNotFound(_) => ("/problems/token-not-found", "Token not found"),
             ApiError::Forbidden(_) => ("/problems/forbidden", "Forbidden"),
             ApiError::NotRetryable { .. } => ("/problems/task-not-retryable", "Task not retryable"),
+            ApiError::AlreadyFinal { .. } => ("/problems/task-already-final", "Task already final"),
             ApiError::Unauthenticated => ("/problems/unauthenticated", "Authentication required"),
             ApiError::InvalidToken => ("/problems/invalid-token", "Invalid credential"),
             ApiError::InsufficientScope(_) => {
@@ -248,7 +256,7 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotRetryable { .. } => StatusCode::CONFLICT,
+            ApiError::NotRetryable { .. } | ApiError::AlreadyFinal { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -22,6 +22,8 @@ pub struct TaskToStore {
     pub payload: Value,
     pub idempotency_key: Option<String>,
     pub tenant: TenantName,
+    pub deadline_seconds: Option<i32>,
+    pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Cheap to clone. The writer loops stop once every clone is gone.
@@ -56,6 +58,8 @@ impl TaskWriter {
                             payload: &task.payload,
                             idempotency_key: task.idempotency_key.as_deref(),
                             tenant: task.tenant.as_str(),
+                            deadline_seconds: task.deadline_seconds,
+                            deadline_at: task.deadline_at,
                         })
                         .collect();
                     let inserted = match mode {

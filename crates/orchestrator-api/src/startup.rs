@@ -10,9 +10,11 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use orchestrator_calls::DispatchMetrics;
 use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
-use orchestrator_processing::TaskProcessor;
+use orchestrator_processing::{TaskProcessor, stops};
 use orchestrator_store::build_pool;
 use orchestrator_store::group_commit::Batching;
+use orchestrator_store::notify::{self, Listener};
+use orchestrator_store::pool::PgConnector;
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -63,6 +65,13 @@ impl Application {
             config.max_body_bytes >= 1,
             "MAX_BODY_BYTES: must be at least 1"
         );
+        if let Some(default) = config.task_deadline_secs {
+            anyhow::ensure!(
+                default <= config.max_task_deadline_secs,
+                "TASK_DEADLINE_SECS ({default}) must not exceed MAX_TASK_DEADLINE_SECS ({})",
+                config.max_task_deadline_secs
+            );
+        }
 
         crate::migrate(&config.database_url).await?;
         let pool = build_pool(&config.pool_config())?;
@@ -72,7 +81,25 @@ impl Application {
             config.max_items,
             config.dispatch.task_concurrency,
             write_metrics.clone(),
+        )
+        .with_max_deadline_secs(config.max_task_deadline_secs);
+        let shutdown = CancellationToken::new();
+        // One listening connection for the process: stops of tasks this process runs
+        // (inline and direct) reach it from any replica.
+        let listener = Listener::start(
+            PgConnector::from_url(&config.database_url)?,
+            &[notify::TASKS_STOPPED],
+            shutdown.child_token(),
         );
+        tokio::spawn({
+            let (listener, pool, running, stop) = (
+                listener.clone(),
+                pool.clone(),
+                processor.running_tasks().clone(),
+                shutdown.child_token(),
+            );
+            async move { stops::follow(&listener, pool, running, stop).await }
+        });
         let runner = InlineRunner::new(processor, config.inline_concurrency);
         let (mode, queue, queue_workers) = start_mode(&config, &pool, &runner).await?;
         let state = web::Data::new(AppState {
@@ -92,6 +119,7 @@ impl Application {
             queue,
             mode,
             max_body_bytes: config.max_body_bytes,
+            default_deadline_secs: config.task_deadline_secs,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
         });
@@ -112,7 +140,7 @@ impl Application {
             server,
             runner,
             queue_workers,
-            shutdown: CancellationToken::new(),
+            shutdown,
             shutdown_timeout: config.shutdown_timeout(),
         })
     }
@@ -149,6 +177,8 @@ impl Application {
                 "Inline tasks still running at the shutdown deadline; they resume at the next start."
             );
         }
+        // Closes the listening connection.
+        self.shutdown.cancel();
         tracing::info!("Stopped.");
         Ok(())
     }

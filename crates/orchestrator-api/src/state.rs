@@ -38,6 +38,8 @@ pub struct AppState {
     pub queue: Option<TaskQueue>,
     pub mode: Mode,
     pub max_body_bytes: usize,
+    /// The deadline of a task submitted without one (`TASK_DEADLINE_SECS`).
+    pub default_deadline_secs: Option<u32>,
     /// Checks credentials.
     pub auth: crate::auth::Authenticator,
     /// Whose forwarding headers name the client.

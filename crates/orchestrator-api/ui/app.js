@@ -10,8 +10,8 @@
 'use strict';
 
 (() => {
-  const STATUSES = ['PENDING', 'IN_PROGRESS', 'COMPLETED', 'FAILED'];
-  const LABELS = { PENDING: 'Pending', IN_PROGRESS: 'In progress', COMPLETED: 'Completed', FAILED: 'Failed' };
+  const STATUSES = ['PENDING', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'];
+  const LABELS = { PENDING: 'Pending', IN_PROGRESS: 'In progress', COMPLETED: 'Completed', FAILED: 'Failed', CANCELLED: 'Cancelled' };
   const PAGE_SIZE = 50;
   const LIST_POLL_MS = 2000;
   const TASK_POLL_MS = 1000;
@@ -171,7 +171,9 @@
     return h('time', { ...attrs, class: 'duration', datetime: `PT${(Math.max(0, ms) / 1000).toFixed(3)}S`, text: fmtDuration(ms) });
   }
 
-  const isFinal = (status) => status === 'COMPLETED' || status === 'FAILED';
+  const isFinal = (status) => status === 'COMPLETED' || status === 'FAILED' || status === 'CANCELLED';
+  // What a re-drive reopens: a task that ended without completing.
+  const canRedrive = (status) => status === 'FAILED' || status === 'CANCELLED';
   const epochMs = (iso) => new Date(iso).getTime();
 
   // Fields the API may not send yet (older servers): absent means none.
@@ -673,7 +675,8 @@
     const notice = h('div', { class: 'alert info', role: 'status', hidden: true });
     const failure = h('div', { class: 'alert error', id: 'task-error', hidden: true });
     const redriveButton = h('button', { type: 'button', class: 'primary', id: 'redrive', hidden: true, text: 'Re-drive failed service requests' });
-    const actions = h('div', { class: 'actions' }, redriveButton, copyButton('Copy id', () => taskId));
+    const cancelButton = h('button', { type: 'button', class: 'danger', id: 'cancel', hidden: true, text: 'Cancel task' });
+    const actions = h('div', { class: 'actions' }, redriveButton, cancelButton, copyButton('Copy id', () => taskId));
     const fields = h('dl', { class: 'fields', id: 'task-fields' });
     const timeline = h('ol', { class: 'timeline', id: 'timeline', 'aria-describedby': 'timeline-hint' });
     const scale = h('div', { class: 'scale', 'aria-hidden': 'true' });
@@ -696,8 +699,11 @@
     const curl = curlCard(() => {
       const base = `${location.origin}/api/tasks/${taskId}`;
       const commands = [{ label: 'This task', command: `curl -s ${AUTH} ${shellQuote(base)}` }];
-      if (task && task.status === 'FAILED' && may('tasks:operate')) {
+      if (task && canRedrive(task.status) && may('tasks:operate')) {
         commands.push({ label: 'Re-drive it', command: `curl -si -X POST ${AUTH} ${shellQuote(`${base}/retry`)}` });
+      }
+      if (task && !isFinal(task.status) && may('tasks:operate')) {
+        commands.push({ label: 'Cancel it', command: `curl -si -X POST ${AUTH} ${shellQuote(`${base}/cancel`)}` });
       }
       return commands;
     });
@@ -902,7 +908,10 @@
       document.title = `${task.task_name} · orchestrator`;
       replaceChildren(statusHolder, badge(task.status, true));
       // Offered only to a credential that may re-drive; the API refuses others anyway.
-      redriveButton.hidden = task.status !== 'FAILED' || !may('tasks:operate');
+      redriveButton.hidden = !canRedrive(task.status) || !may('tasks:operate');
+      redriveButton.textContent = task.status === 'CANCELLED'
+        ? 'Re-drive what did not complete' : 'Re-drive failed service requests';
+      cancelButton.hidden = isFinal(task.status) || !may('tasks:operate');
       failure.hidden = !task.error_message;
       replaceChildren(failure, h('p', null, h('strong', { text: 'Failed: ' }), task.error_message || ''));
       const key = JSON.stringify(task);
@@ -948,6 +957,23 @@
         loadError.hidden = false;
       } finally {
         redriveButton.disabled = false;
+      }
+    });
+
+    cancelButton.addEventListener('click', async () => {
+      cancelButton.disabled = true;
+      try {
+        task = { ...task, ...(await api(`/api/tasks/${encodeURIComponent(taskId)}/cancel`, { method: 'POST' })) };
+        notice.textContent = 'Cancelled: calls in flight are dropped and the rest are not made.';
+        notice.hidden = false;
+        announce(notice.textContent);
+        await tick();
+      } catch (error) {
+        notice.hidden = true;
+        loadError.textContent = describeError(error);
+        loadError.hidden = false;
+      } finally {
+        cancelButton.disabled = false;
       }
     });
 

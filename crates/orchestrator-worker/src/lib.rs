@@ -19,8 +19,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use orchestrator_calls::DispatchMetrics;
 use orchestrator_kafka::{KafkaConnection, ensure_topic};
-use orchestrator_processing::TaskProcessor;
-use orchestrator_store::{build_pool, leases};
+use orchestrator_processing::{TaskProcessor, stops};
+use orchestrator_store::notify::{self, Listener};
+use orchestrator_store::pool::PgConnector;
+use orchestrator_store::{DbPool, build_pool, leases};
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +65,15 @@ pub struct Worker {
     coordinator: Coordinator,
     http: WorkerHttp,
     shutdown_timeout: std::time::Duration,
+    /// Hears tasks stopped elsewhere (cancelled, past their deadline), so the calls
+    /// of those this worker runs are dropped.
+    stops: StopFollower,
+}
+
+struct StopFollower {
+    connector: PgConnector,
+    pool: DbPool,
+    running: stops::RunningTasks,
 }
 
 impl Worker {
@@ -81,6 +92,7 @@ impl Worker {
 
         let worker_id = config.worker_id();
         let pool = build_pool(&config.pool_config())?;
+        let connector = PgConnector::from_url(&config.database_url)?;
         let kafka = KafkaConnection::connect(&config.kafka, &worker_id)
             .await
             .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;
@@ -115,6 +127,11 @@ impl Worker {
             config.dispatch.task_concurrency,
             write_metrics,
         );
+        let stops = StopFollower {
+            connector,
+            pool: pool.clone(),
+            running: processor.running_tasks().clone(),
+        };
         let status = Arc::new(WorkerStatus::new(
             worker_id.clone(),
             config.kafka.topic.clone(),
@@ -170,6 +187,7 @@ impl Worker {
             coordinator,
             http,
             shutdown_timeout: config.shutdown_timeout(),
+            stops,
         })
     }
 
@@ -184,6 +202,20 @@ impl Worker {
         let http_handle = self.http.handle();
         let http = tokio::spawn(self.http.server);
         let stop = CancellationToken::new();
+        // Stops are followed until the partitions are drained: a task cancelled during
+        // the drain still has its calls dropped.
+        let following = CancellationToken::new();
+        let listener = Listener::start(
+            self.stops.connector,
+            &[notify::TASKS_STOPPED],
+            following.clone(),
+        );
+        let follower = tokio::spawn({
+            let following = following.clone();
+            async move {
+                stops::follow(&listener, self.stops.pool, self.stops.running, following).await;
+            }
+        });
         let signals = {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -192,6 +224,8 @@ impl Worker {
             })
         };
         self.coordinator.run(stop, self.shutdown_timeout).await;
+        following.cancel();
+        let _ = follower.await;
         signals.abort();
         http_handle.stop(true).await;
         let _ = http.await;

@@ -7,8 +7,11 @@
 //! - [`processor`]: a whole task, from `PENDING` to `COMPLETED` or `FAILED`.
 //! - [`writer`]: the processor's database writes, batched with other tasks' (group
 //!   commit).
+//! - [`stops`]: dropping the calls of a task cancelled or failed at its deadline by
+//!   another process, told by PostgreSQL notifications.
 
 pub mod processor;
+pub mod stops;
 pub mod writer;
 
 pub use processor::{OUTCOME_HOLD, ProcessError, TaskProcessor};

@@ -12,15 +12,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
+use orchestrator_store::lifecycle::stop::{self, Stop};
 use orchestrator_store::lifecycle::{
     FailedAttempt as RecordedAttempt, FinishedServiceRequest, Planner, StartedTask,
 };
-use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow};
+use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow, tasks};
 use orchestrator_telemetry::metrics::WriteBatchMetrics;
 use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::stops::RunningTasks;
 use crate::writer::ResultWriter;
 use orchestrator_calls::Dispatcher;
 
@@ -42,9 +44,19 @@ pub enum ProcessError {
 #[derive(Clone)]
 pub struct TaskProcessor {
     writer: ResultWriter,
+    pool: DbPool,
     dispatcher: Dispatcher,
     limits: RequestLimits,
     task_concurrency: usize,
+    running: RunningTasks,
+}
+
+/// Why a task's calls were cut short.
+enum Interruption {
+    /// Stopped elsewhere (cancelled, or failed at its deadline by another process).
+    Stopped,
+    /// Its deadline passed here.
+    DeadlinePassed,
 }
 
 /// A call that ended, waiting to be recorded.
@@ -67,13 +79,33 @@ impl TaskProcessor {
         let limits = RequestLimits {
             known_services: dispatcher.service_names(),
             max_items,
+            max_deadline_secs: RequestLimits::DEFAULT_MAX_DEADLINE_SECS,
         };
         Self {
             writer: ResultWriter::start(&pool, planner(limits.clone()), &write_metrics.observer()),
+            pool,
             dispatcher,
             limits,
             task_concurrency: task_concurrency.max(1),
+            running: RunningTasks::default(),
         }
+    }
+
+    /// The longest deadline a request may ask for (`MAX_TASK_DEADLINE_SECS`).
+    #[must_use]
+    pub fn with_max_deadline_secs(mut self, seconds: u32) -> Self {
+        self.limits.max_deadline_secs = seconds;
+        self
+    }
+
+    /// The tasks this processor runs now; [`crate::stops::follow`] stops them.
+    pub fn running_tasks(&self) -> &RunningTasks {
+        &self.running
+    }
+
+    /// Counts a task finished elsewhere (a cancel) in this process's metrics.
+    pub fn count_finished(&self, status: Status) {
+        self.dispatcher.metrics().task_finished(status);
     }
 
     /// Sets the breaker gauges to the breakers' current states (before a scrape).
@@ -107,10 +139,13 @@ impl TaskProcessor {
         fence: Option<&Fence>,
         request_id: Option<&str>,
     ) -> Result<Status, ProcessError> {
+        // Registered before the start reads the task: a stop committed after that read
+        // is heard and trips this run.
+        let registration = self.running.register(task_id);
         // One transaction locks the task, reads its request and creates its service
         // requests. No connection is held during the HTTP calls.
-        let unfinished = match self.writer.start_task(task_id, fence).await? {
-            StartedTask::Running(rows) => rows,
+        let (unfinished, deadline_at) = match self.writer.start_task(task_id, fence).await? {
+            StartedTask::Running { rows, deadline_at } => (rows, deadline_at),
             StartedTask::AlreadyFinished(status) => return Ok(status),
             StartedTask::Rejected(reason) => {
                 // Stored before a configuration change, say: it can never run.
@@ -118,22 +153,71 @@ impl TaskProcessor {
                 self.dispatcher.metrics().task_finished(Status::Failed);
                 return Ok(Status::Failed);
             }
+            StartedTask::DeadlinePassed => {
+                tracing::warn!("Task failed: its deadline passed before it started.");
+                self.dispatcher.metrics().task_finished(Status::Failed);
+                return Ok(Status::Failed);
+            }
             StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
         };
 
+        let deadline = deadline_at.map(|at| {
+            let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            Instant::now() + left
+        });
+        let interrupt = async {
+            tokio::select! {
+                () = registration.stopped() => Interruption::Stopped,
+                () = sleep_until_some(deadline) => Interruption::DeadlinePassed,
+            }
+        };
         // A failed write leaves its service requests IN_PROGRESS; a later run redoes them.
-        let held = self.run_calls(unfinished, fence, request_id).await?;
+        let (held, interrupted) = self
+            .run_calls(unfinished, fence, request_id, interrupt)
+            .await?;
         let mut finished = Vec::with_capacity(held.len());
         let mut outcomes = Vec::with_capacity(held.len());
         for call in held {
             finished.push((call.service_name, call.finished.status));
             outcomes.push((call.id, call.finished));
         }
+        match interrupted {
+            None => {}
+            Some(Interruption::Stopped) => {
+                // The stop is committed: the outcomes not recorded yet would find
+                // their service requests final; dropping the calls was the point.
+                let status = self.current_status(task_id).await?;
+                tracing::info!(status = %status, "Task stopped while its calls ran.");
+                return Ok(status);
+            }
+            Some(Interruption::DeadlinePassed) => {
+                // What finished before the deadline is kept; then the rest fails.
+                let status = self
+                    .writer
+                    .finish(task_id, outcomes, fence)
+                    .await?
+                    .ok_or(ProcessError::NotFound(task_id))?;
+                let status = if status.is_terminal() {
+                    status
+                } else {
+                    self.expire(task_id, fence).await?
+                };
+                self.count(finished, status);
+                tracing::warn!(status = %status, "Task's deadline passed while its calls ran.");
+                return Ok(status);
+            }
+        }
         let status = self
             .writer
             .finish(task_id, outcomes, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
+        self.count(finished, status);
+        tracing::info!(status = %status, "Task processed.");
+        Ok(status)
+    }
+
+    fn count(&self, finished: Vec<(String, Status)>, status: Status) {
         let metrics = self.dispatcher.metrics();
         for (service_name, status) in finished {
             metrics.service_request_finished(&service_name, status);
@@ -141,27 +225,61 @@ impl TaskProcessor {
         if status.is_terminal() {
             metrics.task_finished(status);
         }
-        tracing::info!(status = %status, "Task processed.");
-        Ok(status)
+    }
+
+    async fn connection(&self) -> Result<orchestrator_store::pool::PooledConnection, ProcessError> {
+        Ok(self.pool.get().await.map_err(StoreError::from)?)
+    }
+
+    async fn current_status(&self, task_id: Uuid) -> Result<Status, ProcessError> {
+        let mut conn = self.connection().await?;
+        tasks::find(&mut conn, task_id)
+            .await?
+            .map(|task| task.status)
+            .ok_or(ProcessError::NotFound(task_id))
+    }
+
+    /// Fails the task at its deadline (unless it finished meanwhile).
+    async fn expire(&self, task_id: Uuid, fence: Option<&Fence>) -> Result<Status, ProcessError> {
+        let mut conn = self.connection().await?;
+        match stop::expire(&mut conn, task_id, fence).await? {
+            Stop::Stopped(task) => Ok(task.status),
+            Stop::AlreadyFinal(status) => Ok(status),
+            // The clocks of this process and PostgreSQL disagree by a little: the
+            // next run (or redelivery) sees the deadline passed.
+            Stop::NotDue => self.current_status(task_id).await,
+            Stop::NotFound => Err(ProcessError::NotFound(task_id)),
+        }
     }
 
     /// Calls the service requests, at most `task_concurrency` at once, and returns the
     /// outcomes not recorded yet: those that ended within [`OUTCOME_HOLD`] of the last
     /// call. Older ones are recorded as they come of age.
+    ///
+    /// Should `interrupt` complete first, the calls still running are dropped (their
+    /// connections close) and those not started never start; the outcomes held so far
+    /// are returned with it.
     async fn run_calls(
         &self,
         rows: Vec<ServiceRequestRow>,
         fence: Option<&Fence>,
         request_id: Option<&str>,
-    ) -> Result<Vec<FinishedCall>, StoreError> {
+        interrupt: impl Future<Output = Interruption>,
+    ) -> Result<(Vec<FinishedCall>, Option<Interruption>), StoreError> {
         let mut calls = futures::stream::iter(rows)
             .map(|row| self.call(row, request_id))
             .buffer_unordered(self.task_concurrency);
         let mut held: Vec<FinishedCall> = Vec::new();
         let mut hold_until: Option<Instant> = None;
         let mut early = FuturesUnordered::new();
+        let mut interrupt = std::pin::pin!(interrupt);
+        let mut interrupted = None;
         loop {
             tokio::select! {
+                why = &mut interrupt => {
+                    interrupted = Some(why);
+                    break;
+                }
                 Some(written) = early.next(), if !early.is_empty() => written?,
                 call = calls.next() => match call {
                     Some(call) => {
@@ -180,10 +298,11 @@ impl TaskProcessor {
                 }
             }
         }
+        drop(calls);
         while let Some(written) = early.next().await {
             written?;
         }
-        Ok(held)
+        Ok((held, interrupted))
     }
 
     #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
@@ -235,6 +354,14 @@ impl TaskProcessor {
             .metrics()
             .service_request_finished(&call.service_name, status);
         Ok(())
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

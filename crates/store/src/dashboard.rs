@@ -31,6 +31,7 @@ pub struct StatusCounts {
     pub in_progress: i64,
     pub completed: i64,
     pub failed: i64,
+    pub cancelled: i64,
 }
 
 impl StatusCounts {
@@ -40,11 +41,12 @@ impl StatusCounts {
             Status::InProgress => self.in_progress,
             Status::Completed => self.completed,
             Status::Failed => self.failed,
+            Status::Cancelled => self.cancelled,
         }
     }
 
     pub fn total(&self) -> i64 {
-        self.pending + self.in_progress + self.completed + self.failed
+        self.pending + self.in_progress + self.completed + self.failed + self.cancelled
     }
 
     fn slot(&mut self, status: Status) -> &mut i64 {
@@ -53,6 +55,7 @@ impl StatusCounts {
             Status::InProgress => &mut self.in_progress,
             Status::Completed => &mut self.completed,
             Status::Failed => &mut self.failed,
+            Status::Cancelled => &mut self.cancelled,
         }
     }
 }

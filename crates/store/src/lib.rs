@@ -7,6 +7,8 @@
 //!   to another, one file per transition, with the state machine they follow.
 //! - [`tasks`] and [`service_requests`]: reads, each taking `&mut AsyncPgConnection`
 //!   so callers can compose them inside a transaction.
+//! - [`notify`]: PostgreSQL `NOTIFY` of changed tasks, sent in the transaction that
+//!   changes them, and the one listening connection per process that hears them.
 //! - [`outbox`]: Kafka mode's record of tasks stored but not yet known to be published,
 //!   a table of its own so that marking a task published does not rewrite its row.
 //! - [`dashboard`]: counts per status, throughput and search for the dashboard, each
@@ -29,6 +31,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod migrations;
 pub mod models;
+pub mod notify;
 pub mod oidc;
 pub mod outbox;
 pub mod pool;

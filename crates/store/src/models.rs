@@ -28,6 +28,10 @@ pub struct TaskRow {
     pub idempotency_key: Option<String>,
     /// The tenant of the credential that submitted the task.
     pub tenant: String,
+    /// How long the task may take, as submitted (`None`: no deadline).
+    pub deadline_seconds: Option<i32>,
+    /// When it must be final: accepted (or last re-driven) + `deadline_seconds`.
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 /// A row of `service_requests`.

@@ -241,6 +241,63 @@ impl PgConnector {
     }
 }
 
+/// The `application_name` of listening connections.
+pub const LISTENER_APPLICATION_NAME: &str = "orchestrator-listener";
+
+/// What a listening connection receives: notifications, or the error that ended it.
+pub(crate) type Notifications = tokio::sync::mpsc::UnboundedReceiver<
+    Result<tokio_postgres::Notification, tokio_postgres::Error>,
+>;
+
+impl PgConnector {
+    /// Opens a connection of its own for `LISTEN` (see [`crate::notify`]): its client,
+    /// and the notifications it receives until it ends (the channel then closes).
+    pub(crate) async fn connect_for_notifications(
+        &self,
+    ) -> Result<(tokio_postgres::Client, Notifications), tokio_postgres::Error> {
+        // Named, so that an operator looking at pg_stat_activity knows what it is.
+        let mut config = self.config.clone();
+        config.application_name(LISTENER_APPLICATION_NAME);
+        match &self.tls {
+            None => {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                Ok((client, forward_notifications(connection)))
+            }
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                Ok((client, forward_notifications(connection)))
+            }
+        }
+    }
+}
+
+/// Drives a connection on a task of its own, forwarding its notifications.
+fn forward_notifications<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> Notifications
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
+                    if sender.send(Ok(notification)).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    receiver
+}
+
 /// The OpenSSL connector for `settings` (which use TLS).
 fn tls_connector(settings: &TlsSettings) -> Result<MakeTlsConnector, String> {
     let mut builder = native_tls::TlsConnector::builder();

@@ -144,6 +144,8 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         enqueued_at -> Nullable<Timestamptz>,
         tenant -> Text,
+        deadline_seconds -> Nullable<Int4>,
+        deadline_at -> Nullable<Timestamptz>,
     }
 }
 

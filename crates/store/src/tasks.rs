@@ -26,6 +26,28 @@ pub async fn find(
         .optional()?)
 }
 
+/// Which of these tasks are final (`COMPLETED`, `FAILED`, `CANCELLED`): one
+/// primary-key lookup each.
+pub async fn final_among(
+    conn: &mut AsyncPgConnection,
+    task_ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(tasks::table
+        .filter(tasks::task_id.eq_any(task_ids))
+        .filter(
+            tasks::status.eq_any(
+                Status::ALL
+                    .into_iter()
+                    .filter(|s| s.is_terminal())
+                    .map(Status::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .select(tasks::task_id)
+        .load(conn)
+        .await?)
+}
+
 /// The task if it belongs to `tenant`. Another tenant's task is `None`, exactly like a
 /// missing one, so a client cannot tell that it exists.
 pub async fn find_in(

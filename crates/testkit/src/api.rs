@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Polls `GET {base_url}/api/tasks/{task_id}` until the task's status is final
-/// (`COMPLETED` or `FAILED`) and returns the task; panics once `within` has passed.
+/// (`COMPLETED`, `FAILED` or `CANCELLED`) and returns the task; panics once `within` has passed.
 pub async fn wait_until_finished(
     client: &reqwest::Client,
     base_url: &str,
@@ -18,7 +18,10 @@ pub async fn wait_until_finished(
         let response = client.get(&url).send().await.expect("GET the task");
         assert_eq!(response.status(), 200, "GET {url}");
         let task: Value = response.json().await.expect("a task as JSON");
-        if matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")) {
+        if matches!(
+            task["status"].as_str(),
+            Some("COMPLETED" | "FAILED" | "CANCELLED")
+        ) {
             return task;
         }
         assert!(

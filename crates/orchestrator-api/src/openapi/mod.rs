@@ -28,6 +28,7 @@ use crate::routes;
         routes::tasks::list_tasks,
         routes::tasks::get_task,
         routes::tasks::retry_task,
+        routes::tasks::cancel_task,
         routes::dashboard::task_counts,
         routes::dashboard::task_throughput,
         routes::dashboard::search_tasks,

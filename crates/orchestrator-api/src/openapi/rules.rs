@@ -251,6 +251,19 @@ fn request(limits: &RequestLimits) -> Schema {
         )
         .property("payload", payload)
         .required("payload")
+        .property(
+            "deadline_seconds",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .minimum(Some(1))
+                .maximum(Some(limits.max_deadline_secs))
+                .description(Some(format!(
+                    "How long the task may take, 1 to {} seconds: a task not final by then \
+                     ends FAILED and its calls are dropped. Absent or null: the \
+                     deployment's default (TASK_DEADLINE_SECS), if any.",
+                    limits.max_deadline_secs
+                ))),
+        )
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()
 }

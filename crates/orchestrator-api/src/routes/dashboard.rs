@@ -39,6 +39,8 @@ pub struct CountsByStatus {
     pub completed: i64,
     #[serde(rename = "FAILED")]
     pub failed: i64,
+    #[serde(rename = "CANCELLED")]
+    pub cancelled: i64,
 }
 
 /// Tasks submitted and finished per minute.
@@ -108,6 +110,7 @@ pub async fn task_counts(
             in_progress: counts.in_progress,
             completed: counts.completed,
             failed: counts.failed,
+            cancelled: counts.cancelled,
         },
         total: counts.total(),
     }))

@@ -135,6 +135,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         verb: Verb::Post,
+        path: "/api/tasks/{task_id}/cancel",
+        access: Access::Scope(Scope::TasksOperate),
+        route: || web::post().to(tasks::cancel_task),
+    },
+    Endpoint {
+        verb: Verb::Post,
         path: "/api/tokens",
         access: Access::Scope(Scope::Admin),
         route: || web::post().to(tokens::create_token),

@@ -153,6 +153,7 @@ async fn accept(
         OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
     let payload = request.payload_json();
 
+    let deadline_seconds = request.deadline_seconds.or(state.default_deadline_secs);
     let stored = TaskToStore {
         task_id: Uuid::new_v4(),
         task_name: request.task_name.as_str().to_owned(),
@@ -160,6 +161,9 @@ async fn accept(
         payload: payload.clone(),
         idempotency_key,
         tenant: caller.tenant.clone(),
+        deadline_seconds: deadline_seconds.and_then(|s| i32::try_from(s).ok()),
+        deadline_at: deadline_seconds
+            .map(|s| chrono::Utc::now() + chrono::TimeDelta::seconds(i64::from(s))),
     };
     match state.task_writer.insert(stored).await? {
         InsertedTask::Created(task) => Ok((task, true)),

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use orchestrator_core::{AuditAction, AuditOutcome, Status, TenantName};
 use orchestrator_store::lifecycle::redrive::{self, Redrive};
+use orchestrator_store::lifecycle::stop::{self, Stop};
 use orchestrator_store::{AttemptRow, StoreError, TaskCursor, TaskRow, service_requests, tasks};
 use uuid::Uuid;
 
@@ -150,17 +151,51 @@ pub async fn get_task(
     Ok(Json(load_detail(&state, &caller.tenant, task_id).await?))
 }
 
+/// What an action on one task (re-drive, cancel) starts with: the task's id (400 when
+/// it is not a UUID), on the handler's span with the request id and the client, and
+/// the who and where of its audit rows.
+struct TaskAction {
+    task_id: Uuid,
+    request_id: String,
+    audit: Audit,
+    /// The audit rows' target: the task id.
+    target: String,
+}
+
+impl TaskAction {
+    fn of(
+        caller: &Caller,
+        req: &HttpRequest,
+        path: web::Path<String>,
+        state: &AppState,
+    ) -> Result<TaskAction, ApiError> {
+        let raw = path.into_inner();
+        let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
+        tracing::Span::current().record("task_id", tracing::field::display(task_id));
+        let request_id = super::orchestrate::request_id(req);
+        tracing::Span::current().record("request_id", request_id.as_str());
+        crate::client_address::record(req, &state.trusted_proxies);
+        let audit = Audit::of(caller, req, &state.trusted_proxies, &request_id);
+        Ok(TaskAction {
+            task_id,
+            request_id,
+            audit,
+            target: task_id.to_string(),
+        })
+    }
+}
+
 /// Why a re-drive did not happen, inside its transaction.
 #[utoipa::path(post, path = "/api/tasks/{task_id}/retry", tag = "tasks",
     params(("task_id" = Uuid, Path, description = "The task's id")),
     responses(
-        (status = 202, description = "Re-driven: the task is IN_PROGRESS again", body = TaskResponse,
+        (status = 202, description = "Re-driven: the task is IN_PROGRESS again and runs what did not complete", body = TaskResponse,
             headers(("Location" = String, description = "/api/tasks/{task_id}")),
             links(("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$request.path.task_id")),
                 description = "The task, with its service requests")))),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The task is not FAILED", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task is not FAILED or CANCELLED", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database or task queue unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(
@@ -178,14 +213,12 @@ pub async fn retry_task(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
-    tracing::Span::current().record("task_id", tracing::field::display(task_id));
-    let request_id = super::orchestrate::request_id(&req);
-    tracing::Span::current().record("request_id", request_id.as_str());
-    crate::client_address::record(&req, &state.trusted_proxies);
-    let audit = Audit::of(&caller, &req, &state.trusted_proxies, &request_id);
-    let target = task_id.to_string();
+    let TaskAction {
+        task_id,
+        request_id,
+        audit,
+        target,
+    } = TaskAction::of(&caller, &req, path, &state)?;
     let queue = state.queue.clone();
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
@@ -237,6 +270,80 @@ pub async fn retry_task(
         .insert_header((header::LOCATION, format!("/api/tasks/{task_id}")))
         .insert_header((super::orchestrate::REQUEST_ID_HEADER, request_id))
         .json_line(TaskResponse::from(task)))
+}
+
+/// Cancels an unfinished task.
+#[utoipa::path(post, path = "/api/tasks/{task_id}/cancel", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task's id")),
+    responses(
+        (status = 202, description = "Cancelled: the task is CANCELLED, and the process running it (if any) is dropping its calls", body = TaskResponse,
+            headers(("Location" = String, description = "/api/tasks/{task_id}")),
+            links(("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$request.path.task_id")),
+                description = "The task, with its service requests")))),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task is final already (COMPLETED, FAILED or CANCELLED)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; nothing changed", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(
+    name = "cancel",
+    skip_all,
+    fields(
+        task_id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        client = tracing::field::Empty
+    )
+)]
+pub async fn cancel_task(
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let TaskAction {
+        task_id,
+        request_id,
+        audit,
+        target,
+    } = TaskAction::of(&caller, &req, path, &state)?;
+    let mut conn = state.pool.get().await.map_err(StoreError::from)?;
+    // The stop, its notification (delivered at commit to whichever process runs the
+    // task) and the audit row commit together.
+    let cancelled = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            match stop::cancel(conn, &caller.tenant, task_id).await? {
+                Stop::NotFound | Stop::NotDue => Err(ApiError::TaskNotFound(task_id)),
+                Stop::AlreadyFinal(status) => Err(ApiError::AlreadyFinal { task_id, status }),
+                Stop::Stopped(task) => {
+                    audit
+                        .record(
+                            conn,
+                            AuditAction::TaskCancel,
+                            Some(&target),
+                            AuditOutcome::Success,
+                        )
+                        .await?;
+                    Ok(task)
+                }
+            }
+        })
+        .await;
+    let task = match cancelled {
+        Ok(task) => task,
+        Err(error @ (ApiError::TaskNotFound(_) | ApiError::AlreadyFinal { .. })) => {
+            audit
+                .record_refusal(&state.pool, AuditAction::TaskCancel, Some(&target))
+                .await;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
+    state.runner.processor().count_finished(Status::Cancelled);
+    tracing::info!("Task cancelled.");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/tasks/{task_id}")))
+        .insert_header((super::orchestrate::REQUEST_ID_HEADER, request_id))
+        .json_line(TaskResponse::from(*task)))
 }
 
 /// The task with its service requests and history, if it belongs to `tenant`.

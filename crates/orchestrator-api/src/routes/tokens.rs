@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{TimeDelta, Utc};
 use diesel_async::AsyncConnection as _;
+use orchestrator_core::validation::whole_number;
 use orchestrator_core::{AuditAction, AuditOutcome, Scope, ValidationErrors, text};
 use orchestrator_store::StoreError;
 use orchestrator_store::tokens::{self, TokenSpec};
@@ -126,19 +127,6 @@ impl NewTokenRequest {
             Err(errors)
         }
     }
-}
-
-/// A JSON number without a fractional part, as JSON Schema's `integer` takes it: `60`
-/// and `60.0` alike.
-fn whole_number(value: &Value) -> Option<i64> {
-    value.as_i64().or_else(|| {
-        let number = value.as_f64()?;
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "only whole numbers within i64's range get here"
-        )]
-        (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
-    })
 }
 
 /// Makes a token for the caller's tenant, with some of the caller's scopes.

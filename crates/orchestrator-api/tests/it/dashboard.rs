@@ -30,7 +30,7 @@ async fn counts_follow_every_change_of_status() {
     let app = TestApp::spawn().await;
     assert_eq!(
         app.get_json("/api/tasks/counts").await,
-        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 0, "FAILED": 0}, "total": 0})
+        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 0, "FAILED": 0, "CANCELLED": 0}, "total": 0})
     );
     run_direct(&app, "one").await;
     run_direct(&app, "two").await;
@@ -45,7 +45,7 @@ async fn counts_follow_every_change_of_status() {
     assert_eq!(failed["status"], "FAILED");
     assert_eq!(
         app.get_json("/api/tasks/counts").await,
-        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 2, "FAILED": 1}, "total": 3})
+        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 2, "FAILED": 1, "CANCELLED": 0}, "total": 3})
     );
 
     // A re-drive moves the task back and forth; the counts follow.
@@ -61,7 +61,7 @@ async fn counts_follow_every_change_of_status() {
     app.wait_until_finished(task_id).await;
     assert_eq!(
         app.get_json("/api/tasks/counts").await,
-        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 3, "FAILED": 0}, "total": 3})
+        json!({"counts": {"PENDING": 0, "IN_PROGRESS": 0, "COMPLETED": 3, "FAILED": 0, "CANCELLED": 0}, "total": 3})
     );
 
     // The delta log stays consistent however it is folded.

@@ -2,6 +2,7 @@
 //! Kafka-protocol broker, workers (in-process and as processes), real PostgreSQL, and
 //! the mock services over HTTP.
 
+mod control;
 mod operations;
 mod pipeline;
 mod scaling;

@@ -126,6 +126,8 @@ async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
                 payload: &body["payload"],
                 idempotency_key: None,
                 tenant: "default",
+                deadline_seconds: None,
+                deadline_at: None,
             }],
         )
         .await
@@ -160,6 +162,8 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
                 payload: &body["payload"],
                 idempotency_key: None,
                 tenant: "default",
+                deadline_seconds: None,
+                deadline_at: None,
             },
         )
         .await

@@ -22,6 +22,9 @@ pub struct NewTask<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The tenant of the credential that submitted it.
     pub tenant: &'a str,
+    /// How long it may take, and so when it must be final (both or neither).
+    pub deadline_seconds: Option<i32>,
+    pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The result of inserting a task that may carry an idempotency key.
@@ -80,8 +83,10 @@ pub async fn insert_many_queued(
     // answered with the first) as if it came later.
     let created: Vec<TaskRow> = diesel::sql_query(
         "WITH created AS ( \
-           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant) \
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[]) \
+           INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant, \
+                              deadline_seconds, deadline_at) \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], \
+                                $7::int4[], $8::timestamptz[]) \
            ON CONFLICT (tenant, idempotency_key) DO NOTHING \
            RETURNING * \
          ), queued AS ( \
@@ -109,6 +114,15 @@ pub async fn insert_many_queued(
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Text>, _>(new_tasks.iter().map(|t| t.tenant).collect::<Vec<_>>())
+    .bind::<Array<Nullable<diesel::sql_types::Int4>>, _>(
+        new_tasks
+            .iter()
+            .map(|t| t.deadline_seconds)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<diesel::sql_types::Timestamptz>>, _>(
+        new_tasks.iter().map(|t| t.deadline_at).collect::<Vec<_>>(),
+    )
     .load(conn)
     .await?;
     answer_inserted(conn, new_tasks, created).await

@@ -8,16 +8,19 @@
 //! ```text
 //!                accept           start                    finish
 //!     (new) ──────────▶ PENDING ─────────▶ IN_PROGRESS ─────────────▶ COMPLETED
-//!                                            ▲      │
-//!                                    redrive │      │ finish
-//!                                            │      ▼
-//!                                            └──── FAILED
+//!                          │                 ▲      │
+//!                          │         redrive │      │ finish, or stop (expire)
+//!                          │                 │      ▼
+//!                          │                 ├──── FAILED ◀── start (deadline passed)
+//!                          │                 │
+//!                          └─ stop (cancel) ─┴──▶ CANCELLED ◀── stop (cancel)
 //! ```
 //!
 //! A service request is created `IN_PROGRESS` by *start*, moves to `COMPLETED` or
-//! `FAILED` by *record* (early, while its task's other calls run) or *finish*, and
-//! from `FAILED` back to `PENDING` by *redrive* (then to `IN_PROGRESS` by the next
-//! *start*).
+//! `FAILED` by *record* (early, while its task's other calls run) or *finish*, to
+//! `CANCELLED` (or `FAILED`, at the deadline) with its task by *stop*, and from
+//! `FAILED` or `CANCELLED` back to `PENDING` by *redrive* (then to `IN_PROGRESS` by the
+//! next *start*).
 //!
 //! | transition | from → to | who | where |
 //! |---|---|---|---|
@@ -25,12 +28,18 @@
 //! | [`start`] | `PENDING`/`IN_PROGRESS` → `IN_PROGRESS` | the task processor (workers; the API in inline and direct mode) | `start.rs` |
 //! | [`record`] | service request `IN_PROGRESS` → `COMPLETED`/`FAILED` | the processor, for an outcome held too long | `record.rs` |
 //! | [`finish`] | `IN_PROGRESS` → `COMPLETED`/`FAILED` | the processor, once the task's calls are done | `finish.rs` |
-//! | [`redrive`] | `FAILED` → `IN_PROGRESS` | the API's `POST /api/tasks/{id}/retry` | `redrive.rs` |
+//! | [`redrive`] | `FAILED`/`CANCELLED` → `IN_PROGRESS` | the API's `POST /api/tasks/{id}/retry` | `redrive.rs` |
+//! | [`stop`] | `PENDING`/`IN_PROGRESS` → `CANCELLED` (cancel) or `FAILED` (expire, at the deadline) | the API's `POST /api/tasks/{id}/cancel`; the processor when the deadline passes | `stop.rs` |
 //!
 //! # Rules every transition keeps
 //!
-//! - A finished task (`COMPLETED`, `FAILED`) changes only by *redrive*, and only from
-//!   `FAILED`. *Start* on a finished task does nothing and says so.
+//! - A finished task (`COMPLETED`, `FAILED`, `CANCELLED`) changes only by *redrive*,
+//!   and only from `FAILED` or `CANCELLED`. *Start* on a finished task does nothing and
+//!   says so; *start* on a task whose deadline has passed fails it without a call.
+//! - *Stop* commits first and tells the others after: it sends
+//!   [`crate::notify::TASKS_STOPPED`] in its transaction, and the process running the
+//!   task drops its calls when it hears it. Outcomes that arrive after the stop find
+//!   their service requests final and change nothing.
 //! - An outcome lands only on a service request that is `IN_PROGRESS`: the first run to
 //!   record it wins, a duplicate (a record consumed twice, a second worker) changes
 //!   nothing. The attempts of a run add to those of earlier runs.
@@ -55,12 +64,14 @@ mod lock;
 pub mod record;
 pub mod redrive;
 pub mod start;
+pub mod stop;
 
 pub use accept::{InsertedTask, NewTask};
 pub use finish::FinishRequest;
 pub use record::{FailedAttempt, FinishedServiceRequest, RecordRequest};
 pub use redrive::Redrive;
 pub use start::{Planner, StartRequest, StartedTask};
+pub use stop::Stop;
 
 use crate::StoreError;
 

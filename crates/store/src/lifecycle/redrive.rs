@@ -1,5 +1,7 @@
-//! **redrive**: a `FAILED` task back to `IN_PROGRESS`, its failed service requests to
-//! `PENDING`, the failure kept in `task_redrives`. See the state machine in [`super`].
+//! **redrive**: a `FAILED` or `CANCELLED` task back to `IN_PROGRESS`, its failed and
+//! cancelled service requests to `PENDING`, the failure kept in `task_redrives`, its
+//! deadline (if it has one) counted again from now. See the state machine in
+//! [`super`].
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -15,16 +17,17 @@ use crate::schema::{service_requests, tasks};
 /// What a re-drive found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redrive {
-    /// The task was `FAILED`: it is `IN_PROGRESS` again and these many failed service
-    /// requests are `PENDING`, their attempts kept.
+    /// The task was `FAILED` or `CANCELLED`: it is `IN_PROGRESS` again and these many
+    /// failed or cancelled service requests are `PENDING`, their attempts kept.
     Reopened { service_requests: usize },
-    /// Only a `FAILED` task can be re-driven.
+    /// Only a `FAILED` or `CANCELLED` task can be re-driven.
     NotFailed(Status),
     /// No such task in the caller's tenant (another tenant's task is not found either).
     NotFound,
 }
 
-/// Reopens a `FAILED` task for another run of its failed service requests: they go
+/// Reopens a `FAILED` or `CANCELLED` task for another run of what did not complete:
+/// its failed and cancelled service requests go
 /// back to `PENDING` (attempts of earlier runs stay counted; their last error is
 /// cleared), the task to `IN_PROGRESS`. The task row is locked until the caller's
 /// transaction ends, so the caller can hand the task on (publish it) before anyone
@@ -42,7 +45,7 @@ pub async fn redrive(
     else {
         return Ok(Redrive::NotFound);
     };
-    if status != Status::Failed {
+    if !status.can_be_redriven() {
         return Ok(Redrive::NotFailed(status));
     }
     // The failure being re-driven stays visible: when it happened (the settle's
@@ -59,7 +62,9 @@ pub async fn redrive(
     .await?;
     let reopened = diesel::update(service_requests::table)
         .filter(service_requests::task_id.eq(task_id))
-        .filter(service_requests::status.eq(Status::Failed.as_str()))
+        .filter(
+            service_requests::status.eq_any([Status::Failed.as_str(), Status::Cancelled.as_str()]),
+        )
         .set((
             service_requests::status.eq(Status::Pending.as_str()),
             service_requests::error_message.eq(None::<String>),
@@ -76,6 +81,12 @@ pub async fn redrive(
             tasks::status.eq(Status::InProgress.as_str()),
             tasks::error_message.eq(None::<String>),
             tasks::updated_at.eq(diesel::dsl::now),
+            // A deadline bounds each run: the new one gets as long as the first.
+            tasks::deadline_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "now() + tasks.deadline_seconds * interval '1 second'"
+            )),
         ))
         .execute(conn)
         .await?;

@@ -51,8 +51,16 @@ pub struct StartRequest {
 /// What starting a task found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartedTask {
-    /// The task is (now) `IN_PROGRESS`; these service requests still need to run.
-    Running(Vec<ServiceRequestRow>),
+    /// The task is (now) `IN_PROGRESS`; these service requests still need to run, and
+    /// the task must be final by `deadline_at`, when it has a deadline.
+    Running {
+        rows: Vec<ServiceRequestRow>,
+        deadline_at: Option<DateTime<Utc>>,
+    },
+    /// The task's deadline passed before it started (while it waited in the queue, or
+    /// between runs): it is now `FAILED` with its unfinished service requests, and no
+    /// call is made.
+    DeadlinePassed,
     /// The task had already finished; nothing to do.
     AlreadyFinished(Status),
     /// The stored request can no longer run (the planner refused it, e.g. it names a
@@ -104,12 +112,18 @@ pub async fn start_tasks(
         let mut plans: Vec<(Uuid, Vec<PlannedServiceRequest>)> = Vec::new();
         let mut rejected: HashMap<Uuid, String> = HashMap::new();
         let mut pending: Vec<Uuid> = Vec::new();
+        let mut expired: HashSet<Uuid> = HashSet::new();
         let mut seen = HashSet::new();
+        let now = Utc::now();
         for task_id in &ids {
             let Some(task) = found.get(task_id) else {
                 continue;
             };
             if task.status.is_terminal() || !seen.insert(*task_id) {
+                continue;
+            }
+            if task.deadline_at.is_some_and(|at| at <= now) {
+                expired.insert(*task_id);
                 continue;
             }
             match plan(task) {
@@ -128,7 +142,6 @@ pub async fn start_tasks(
         // New rows start running at once: inserting them IN_PROGRESS saves rewriting
         // every row right after it was written. Rows that exist already (another run,
         // a re-drive) are left alone here and read below.
-        let now = Utc::now();
         let rows: Vec<NewStartedServiceRequest<'_>> = plans
             .iter()
             .flat_map(|(task_id, planned)| {
@@ -191,6 +204,11 @@ pub async fn start_tasks(
             .execute(conn)
             .await?;
         }
+        // One message per deadline length is rare enough not to group further.
+        for task_id in &expired {
+            let reason = super::stop::deadline_message(found[task_id].deadline_seconds);
+            super::stop::end(conn, &[*task_id], Status::Failed, Some(&reason)).await?;
+        }
         if !resumed.is_empty() {
             // Rows that existed already and wait for another run (a re-drive).
             diesel::update(service_requests::table)
@@ -237,15 +255,19 @@ pub async fn start_tasks(
                 if let Some(reason) = rejected.get(&request.task_id) {
                     return Ok(StartedTask::Rejected(reason.clone()));
                 }
+                if expired.contains(&request.task_id) {
+                    return Ok(StartedTask::DeadlinePassed);
+                }
                 if task.status.is_terminal() {
                     return Ok(StartedTask::AlreadyFinished(task.status));
                 }
-                Ok(StartedTask::Running(
-                    unfinished
+                Ok(StartedTask::Running {
+                    rows: unfinished
                         .get(&request.task_id)
                         .cloned()
                         .unwrap_or_default(),
-                ))
+                    deadline_at: task.deadline_at,
+                })
             })
             .collect())
     })

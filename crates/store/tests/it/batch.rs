@@ -86,7 +86,7 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
     .await
     .expect("batch");
     let rows_of = |answer: &Result<StartedTask, StoreError>| match answer {
-        Ok(StartedTask::Running(rows)) => rows.clone(),
+        Ok(StartedTask::Running { rows, .. }) => rows.clone(),
         other => panic!("expected running, got {other:?}"),
     };
     let good_rows = rows_of(&started[0]);
@@ -209,7 +209,7 @@ async fn a_finish_records_outcomes_and_settles_in_one_go_and_a_fenced_one_change
     let rows: Vec<Vec<_>> = started
         .into_iter()
         .map(|answer| match answer {
-            Ok(StartedTask::Running(rows)) => rows,
+            Ok(StartedTask::Running { rows, .. }) => rows,
             other => panic!("expected running, got {other:?}"),
         })
         .collect();
@@ -322,7 +322,7 @@ async fn a_start_the_planner_refuses_fails_the_task_with_the_reason() {
         started[0].as_ref().expect("answer"),
         &StartedTask::Rejected("the stored request names an unknown service".to_owned())
     );
-    assert!(matches!(started[1], Ok(StartedTask::Running(ref rows)) if rows.len() == 2));
+    assert!(matches!(started[1], Ok(StartedTask::Running { ref rows, .. }) if rows.len() == 2));
     let task = tasks::find(&mut conn, refused)
         .await
         .expect("q")

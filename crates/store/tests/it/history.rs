@@ -45,7 +45,7 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
     let mut conn = db.connection().await;
     let (task_id, _) = crate::insert(&db, None).await;
     let planned = crate::planned(task_id);
-    let StartedTask::Running(rows) = start::start_task(&mut conn, task_id, &planned, None)
+    let StartedTask::Running { rows, .. } = start::start_task(&mut conn, task_id, &planned, None)
         .await
         .expect("start")
     else {
@@ -125,9 +125,10 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
     assert!(redrives[0].redriven_at - Utc::now() < Duration::seconds(60));
 
     // The second run fails once more, then succeeds: its failure is attempt 3.
-    let StartedTask::Running(again) = start::start_task(&mut conn, task_id, &planned, None)
-        .await
-        .expect("start")
+    let StartedTask::Running { rows: again, .. } =
+        start::start_task(&mut conn, task_id, &planned, None)
+            .await
+            .expect("start")
     else {
         panic!("the task runs again");
     };

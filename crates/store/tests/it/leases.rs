@@ -135,7 +135,7 @@ async fn result_writes_of_a_fenced_owner_are_refused() {
         .expect("query")
         .expect("granted");
     let old_fence = fence("old", 0, old.epoch);
-    let StartedTask::Running(rows) =
+    let StartedTask::Running { rows, .. } =
         start::start_task(&mut conn, task_id, &planned, Some(&old_fence))
             .await
             .expect("start under a valid lease")

@@ -18,6 +18,7 @@ mod group_commit;
 mod history;
 mod leases;
 mod outbox;
+mod stop;
 mod tls;
 
 fn planned(task_id: Uuid) -> Vec<orchestrator_core::PlannedServiceRequest> {
@@ -38,6 +39,7 @@ fn request(items: usize) -> OrchestrationRequest {
             .map(|n| ServiceName::parse(n).expect("valid"))
             .collect(),
         max_items: 100,
+        max_deadline_secs: RequestLimits::DEFAULT_MAX_DEADLINE_SECS,
     };
     OrchestrationRequest::parse(&json!({"task_name": "t", "payload": payload}), &limits)
         .expect("valid request")
@@ -60,6 +62,8 @@ async fn insert_in(db: &TestDatabase, tenant: &str, key: Option<&str>) -> (Uuid,
             payload: &payload,
             idempotency_key: key,
             tenant,
+            deadline_seconds: None,
+            deadline_at: None,
         },
     )
     .await
@@ -150,6 +154,8 @@ async fn each_tenant_has_its_own_tasks_counts_and_idempotency_keys() {
             payload: &payload,
             idempotency_key: Some("key-2"),
             tenant,
+            deadline_seconds: None,
+            deadline_at: None,
         })
         .collect();
     let mut conn = db.connection().await;
@@ -264,15 +270,17 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
     let planned = plan_service_requests(task_id, &request(1));
     let mut conn = db.connection().await;
 
-    let StartedTask::Running(first) = start::start_task(&mut conn, task_id, &planned, None)
-        .await
-        .expect("start")
+    let StartedTask::Running { rows: first, .. } =
+        start::start_task(&mut conn, task_id, &planned, None)
+            .await
+            .expect("start")
     else {
         panic!("task should run");
     };
-    let StartedTask::Running(again) = start::start_task(&mut conn, task_id, &planned, None)
-        .await
-        .expect("start")
+    let StartedTask::Running { rows: again, .. } =
+        start::start_task(&mut conn, task_id, &planned, None)
+            .await
+            .expect("start")
     else {
         panic!("task should run");
     };

@@ -25,6 +25,8 @@ async fn insert(conn: &mut AsyncPgConnection, keys: &[Option<&str>]) -> Vec<Inse
             payload: &payload,
             idempotency_key: *key,
             tenant: "default",
+            deadline_seconds: None,
+            deadline_at: None,
         })
         .collect();
     accept::insert_many_queued(conn, &new_tasks)

@@ -851,6 +851,69 @@ async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_running_task_is_cancelled_from_its_page() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    app.mock.set_behaviour(
+        "revenue",
+        Behaviour {
+            hang: true,
+            ..Behaviour::default()
+        },
+    );
+    let task_id = submit(&app, &request_named("Not wanted any more")).await;
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser
+        .goto(&app.url(&format!("/ui/tasks/{task_id}")))
+        .await?;
+    browser
+        .wait_for("the running task's cancel button", async || {
+            let running = attr_of(&browser, "#task-status .badge", "data-status").await?;
+            let ready = running.as_deref() == Some("IN_PROGRESS")
+                && displayed(&browser, "#cancel").await?
+                && !displayed(&browser, "#redrive").await?
+                && app.mock.stats().in_flight == 1;
+            Ok(ready.then_some(()))
+        })
+        .await?;
+    browser.screenshot("task-running-cancel").await?;
+    browser.find(By::Id("cancel")).await?.click().await?;
+    browser
+        .wait_for(
+            "the task shown cancelled, offering a re-drive",
+            async || {
+                let status = attr_of(&browser, "#task-status .badge", "data-status").await?;
+                let revenue = attr_of(
+                    &browser,
+                    "#service-requests tr[data-service=\"revenue\"]",
+                    "data-status",
+                )
+                .await?;
+                let done = status.as_deref() == Some("CANCELLED")
+                    && revenue.as_deref() == Some("CANCELLED")
+                    && !displayed(&browser, "#cancel").await?
+                    && displayed(&browser, "#redrive").await?;
+                Ok(done.then_some(()))
+            },
+        )
+        .await?;
+    assert_eq!(
+        text_of(&browser, "#redrive").await?,
+        "Re-drive what did not complete"
+    );
+    browser.screenshot("task-cancelled").await?;
+    let stored = app.get_json(&format!("/api/tasks/{task_id}")).await;
+    assert_eq!(stored["status"], "CANCELLED");
+    assert_eq!(
+        app.mock.stats().in_flight,
+        0,
+        "the hanging call was dropped"
+    );
+    browser.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let alpha = run_direct(&app, &request_named("Alpha report")).await;
@@ -988,6 +1051,13 @@ async fn sign_in_shows_the_tenants_tasks_and_sign_out_ends_the_session() -> anyh
         .token("default", &[orchestrator_core::Scope::TasksRead])
         .await;
     browser.sign_in(&app.address, &reader).await?;
+    // The header is filled from /api/me once the page has loaded: wait for it.
+    browser
+        .wait_for("the tenant in the header", async || {
+            let tenant = text_of(&browser, "#who-tenant").await?;
+            Ok((!tenant.is_empty()).then_some(()))
+        })
+        .await?;
     assert_eq!(text_of(&browser, "#who-tenant").await?, "Tenant default");
     // The header is filled from /api/me, the list from /api/tasks after it: wait for it.
     browser
