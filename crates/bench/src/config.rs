@@ -102,6 +102,10 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 1000)]
     pub auth_rate: u32,
 
+    /// Requests waiting (`?wait=60`) at once in the long-poll phase, one per task.
+    #[arg(long, default_value_t = 1000)]
+    pub long_poll_waiters: usize,
+
     /// Tasks submitted by each end-to-end run.
     #[arg(long, env = "BENCH_E2E_TASKS", default_value_t = 20_000)]
     pub e2e_tasks: u64,
@@ -138,7 +142,7 @@ pub struct BenchConfig {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceilings,accept,auth,steady,e2e"
+        default_value = "ceilings,accept,auth,steady,long-poll,e2e"
     )]
     pub phases: Vec<Phase>,
 
@@ -159,16 +163,20 @@ pub enum Phase {
     Auth,
     /// A steady open-loop rate with the workers processing.
     Steady,
+    /// Requests waiting for their tasks (`?wait=`): from the final transaction to the
+    /// answer.
+    LongPoll,
     /// End to end per worker count and mock latency.
     E2e,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Ceilings,
         Phase::Accept,
         Phase::Auth,
         Phase::Steady,
+        Phase::LongPoll,
         Phase::E2e,
     ];
 
@@ -178,6 +186,7 @@ impl Phase {
             Phase::Accept => "accept",
             Phase::Auth => "auth",
             Phase::Steady => "steady",
+            Phase::LongPoll => "long-poll",
             Phase::E2e => "e2e",
         }
     }
@@ -191,6 +200,7 @@ pub struct Plan {
     pub rates: Vec<u32>,
     pub steady_rate: u32,
     pub auth_rate: u32,
+    pub long_poll_waiters: usize,
     pub e2e_tasks: u64,
     pub worker_counts: Vec<usize>,
     pub mock_latencies_ms: Vec<u64>,
@@ -224,6 +234,7 @@ impl BenchConfig {
             rates: self.rates.iter().copied().filter(|&r| r > 0).collect(),
             steady_rate: self.steady_rate,
             auth_rate: self.auth_rate.max(1),
+            long_poll_waiters: self.long_poll_waiters.max(1),
             e2e_tasks: self.e2e_tasks.max(1),
             worker_counts,
             mock_latencies_ms: self.mock_latencies_ms.clone(),
@@ -240,6 +251,7 @@ impl BenchConfig {
             plan.rates = vec![50, 100];
             plan.steady_rate = 50;
             plan.auth_rate = 50;
+            plan.long_poll_waiters = plan.long_poll_waiters.min(50);
             plan.e2e_tasks = 60;
             plan.pgbench_clients = plan.pgbench_clients.min(4);
             plan.produce_in_flight = plan.produce_in_flight.min(64);

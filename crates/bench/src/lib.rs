@@ -22,6 +22,7 @@ pub mod ceilings;
 pub mod config;
 pub mod db;
 pub mod load;
+pub mod long_poll;
 pub mod machine;
 pub mod report;
 pub mod resources;
@@ -115,10 +116,13 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
     };
     let accept = bench.accept_phase(&mut stack, workers).await?;
     let steady = bench.steady_phase(&mut stack, workers).await?;
+    let long_poll = bench.long_poll_phase(&stack, workers).await?;
     let e2e = bench.e2e_phases(&mut stack, &mut workers).await?;
     bench.set_mock_latency(&stack, 0).await?;
 
-    let report = bench.into_report(&setup, ceilings, accept, steady, e2e);
+    let mut report = bench.into_report(&setup, ceilings, accept, steady, e2e);
+    report.long_poll = long_poll;
+    report.evaluate_targets();
     if let Err(error) = tokio::task::block_in_place(|| stack.stop()) {
         progress(&format!("stopping the stack failed: {error}"));
     }
@@ -428,6 +432,34 @@ impl Bench {
         Ok(Some(Steady { accept, e2e }))
     }
 
+    /// Waiters on tasks the workers process, with slow mocks so that each waits.
+    async fn long_poll_phase(
+        &mut self,
+        stack: &Stack,
+        workers: usize,
+    ) -> Result<Option<long_poll::LongPoll>, BenchError> {
+        if !self.plan.runs(Phase::LongPoll) || workers == 0 {
+            return Ok(None);
+        }
+        let waiters = self.plan.long_poll_waiters;
+        progress(&format!(
+            "long poll: {waiters} waiters, mocks taking {} ms, {workers} workers",
+            long_poll::MOCK_LATENCY_MS
+        ));
+        self.set_mock_latency(stack, long_poll::MOCK_LATENCY_MS)
+            .await?;
+        let result = long_poll::run(&self.client, &stack.endpoints.api, waiters).await;
+        self.set_mock_latency(stack, 0).await?;
+        let result = result?;
+        self.accepted += result.waiters as u64;
+        progress(&format!(
+            "  {} of {waiters} answered final; final transaction to answer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            result.answered_final, result.p50_ms, result.p99_ms, result.max_ms
+        ));
+        self.check("long poll").await?;
+        Ok(Some(result))
+    }
+
     /// End to end, per worker count (largest first: workers are only stopped) and mock
     /// latency.
     async fn e2e_phases(
@@ -560,6 +592,7 @@ impl Bench {
             backlog_drain: accept.backlog_drain,
             auth: accept.auth,
             steady,
+            long_poll: None,
             e2e,
             checks: self.checks,
             targets: Vec::new(),

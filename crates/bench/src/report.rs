@@ -10,6 +10,7 @@ use crate::auth::AuthOverhead;
 use crate::ceilings::{MockResult, PgbenchResult, ProduceResult};
 use crate::db::{Check, ServerInfo};
 use crate::load::Percentiles;
+use crate::long_poll::LongPoll;
 use crate::machine::Machine;
 use crate::resources::CpuUsage;
 
@@ -31,6 +32,8 @@ pub struct Report {
     pub auth: Option<AuthOverhead>,
     /// Two workers processing while tasks arrive at a steady rate.
     pub steady: Option<Steady>,
+    /// Requests waiting (`?wait=`) for tasks the workers process.
+    pub long_poll: Option<LongPoll>,
     pub e2e: Vec<E2eRun>,
     pub checks: Vec<Check>,
     pub targets: Vec<TargetResult>,
@@ -181,6 +184,8 @@ pub const TARGET_AUTH_OVERHEAD_PCT: f64 = 5.0;
 pub const TARGET_ACCEPT_P99_MS: f64 = 25.0;
 pub const TARGET_ACCEPT_P99_RATE: u32 = 1_000;
 pub const TARGET_RSS_MB: f64 = 100.0;
+/// From a task's final transaction to the answer of a request waiting for it.
+pub const TARGET_LONG_POLL_P99_MS: f64 = 100.0;
 
 fn max_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     values
@@ -284,6 +289,12 @@ impl Report {
                 .and_then(AuthOverhead::worst_overhead_pct),
             "%",
         ));
+        targets.push(target(
+            "long poll: final transaction to answer, p99",
+            Goal::AtMost(TARGET_LONG_POLL_P99_MS),
+            self.long_poll.as_ref().map(|l| l.p99_ms),
+            "ms",
+        ));
         let api_peak = max_of(
             self.accept_runs()
                 .map(|r| r.api_peak_rss_mb)
@@ -334,6 +345,7 @@ impl Report {
         self.markdown_ceilings(&mut md);
         self.markdown_accept(&mut md);
         self.markdown_auth(&mut md);
+        self.markdown_long_poll(&mut md);
         self.markdown_e2e(&mut md);
         self.markdown_checks(&mut md);
         self.markdown_notes(&mut md);
@@ -469,6 +481,30 @@ impl Report {
     }
 
     /// The accept path's runs, and the steady phase's submission.
+    fn markdown_long_poll(&self, md: &mut String) {
+        let Some(l) = &self.long_poll else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n### Long poll (`GET /api/tasks/{{id}}?wait=60`, one waiter per task, mocks taking {} ms)\n",
+            l.mock_latency_ms
+        );
+        let _ = writeln!(
+            md,
+            "| waiters | answered final | p50 | p99 | max |\n|---|---|---|---|---|"
+        );
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            l.waiters, l.answered_final, l.p50_ms, l.p99_ms, l.max_ms
+        );
+        let _ = writeln!(
+            md,
+            "\nFrom each task's final transaction (`updated_at`, the transaction's `now()`) to its waiter's answer: the commit, the PostgreSQL notification, the API's listener and the task read again."
+        );
+    }
+
     fn markdown_accept(&self, md: &mut String) {
         let _ = writeln!(
             md,

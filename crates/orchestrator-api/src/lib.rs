@@ -26,6 +26,7 @@ pub mod startup;
 pub mod state;
 pub mod token_command;
 pub mod ui;
+pub mod waiting;
 
 use anyhow::Context;
 

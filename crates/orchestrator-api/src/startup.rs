@@ -13,7 +13,7 @@ use orchestrator_kafka::{BatchSettings, KafkaConnection, TaskPublisher};
 use orchestrator_processing::{TaskProcessor, stops};
 use orchestrator_store::build_pool;
 use orchestrator_store::group_commit::Batching;
-use orchestrator_store::notify::{self, Listener};
+use orchestrator_store::notify::Listener;
 use orchestrator_store::pool::PgConnector;
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
@@ -85,12 +85,19 @@ impl Application {
         .with_max_deadline_secs(config.max_task_deadline_secs);
         let shutdown = CancellationToken::new();
         // One listening connection for the process: stops of tasks this process runs
-        // (inline and direct) reach it from any replica.
+        // (inline and direct) and tasks that became final (for requests waiting for them)
+        // reach it from any replica.
         let listener = Listener::start(
             PgConnector::from_url(&config.database_url)?,
-            &[notify::TASKS_STOPPED],
+            &crate::waiting::CHANNELS,
             shutdown.child_token(),
         );
+        let waits = crate::waiting::TaskWaits::register(&mut registry);
+        tokio::spawn(crate::waiting::follow(
+            listener.clone(),
+            waits.clone(),
+            shutdown.child_token(),
+        ));
         tokio::spawn({
             let (listener, pool, running, stop) = (
                 listener.clone(),
@@ -120,6 +127,7 @@ impl Application {
             mode,
             max_body_bytes: config.max_body_bytes,
             default_deadline_secs: config.task_deadline_secs,
+            waits,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
         });

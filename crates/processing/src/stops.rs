@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use orchestrator_store::notify::{self, Listener, Notice};
 use orchestrator_store::{DbPool, tasks};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -113,13 +112,9 @@ pub async fn follow(
     stop: CancellationToken,
 ) {
     let mut notices = listener.subscribe();
-    loop {
-        let notice = tokio::select! {
-            () = stop.cancelled() => return,
-            notice = notices.recv() => notice,
-        };
+    while let Some(notice) = notify::next_notice(&mut notices, &stop).await {
         match notice {
-            Ok(Notice::Tasks { channel, task_ids }) if &*channel == notify::TASKS_STOPPED => {
+            Notice::Tasks { channel, task_ids } if &*channel == notify::TASKS_STOPPED => {
                 let stopped = running.stop(&task_ids);
                 if stopped > 0 {
                     tracing::info!(
@@ -128,9 +123,8 @@ pub async fn follow(
                     );
                 }
             }
-            Ok(Notice::Tasks { .. }) => {}
-            Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => resync(&pool, &running).await,
-            Err(RecvError::Closed) => return,
+            Notice::Tasks { .. } => {}
+            Notice::Resync => resync(&pool, &running).await,
         }
     }
 }

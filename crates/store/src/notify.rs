@@ -24,6 +24,10 @@ use crate::pool::PgConnector;
 /// process running one drops its calls.
 pub const TASKS_STOPPED: &str = "orchestrator_tasks_stopped";
 
+/// Tasks that became final by their run (settled `COMPLETED` or `FAILED`, or failed at
+/// start): whoever waits for them answers.
+pub const TASKS_FINISHED: &str = "orchestrator_tasks_finished";
+
 /// PostgreSQL refuses payloads of 8,000 bytes or more; ids are 36 bytes and a comma.
 const MAX_PAYLOAD_BYTES: usize = 7_900;
 /// Notices a slow subscriber may fall behind by before it is told to resync.
@@ -63,6 +67,14 @@ pub async fn tasks_stopped(
     task_ids: &[Uuid],
 ) -> Result<(), StoreError> {
     send(conn, TASKS_STOPPED, task_ids).await
+}
+
+/// [`send`] on [`TASKS_FINISHED`].
+pub async fn tasks_finished(
+    conn: &mut AsyncPgConnection,
+    task_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    send(conn, TASKS_FINISHED, task_ids).await
 }
 
 /// The ids as comma-separated payloads, each under PostgreSQL's limit.
@@ -134,6 +146,22 @@ impl Listener {
     /// `RecvError::Lagged`: treat it as [`Notice::Resync`].
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+}
+
+/// The next notice for a subscriber, or `None` once `stop` is cancelled (or the
+/// listener is gone). Falling behind comes as [`Notice::Resync`].
+pub async fn next_notice(
+    notices: &mut broadcast::Receiver<Notice>,
+    stop: &CancellationToken,
+) -> Option<Notice> {
+    tokio::select! {
+        () = stop.cancelled() => None,
+        notice = notices.recv() => match notice {
+            Ok(notice) => Some(notice),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Notice::Resync),
+            Err(broadcast::error::RecvError::Closed) => None,
+        },
     }
 }
 

@@ -127,6 +127,14 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
             .is_some_and(|n| n > 0),
         "{json}"
     );
+    // Every waiter of the long-poll phase was answered with its finished task.
+    let long_poll = &report["long_poll"];
+    assert_eq!(long_poll["waiters"], 50, "{json}");
+    assert_eq!(long_poll["answered_final"], 50, "{json}");
+    assert!(
+        long_poll["p99_ms"].as_f64().is_some_and(|p| p > 0.0),
+        "{json}"
+    );
     // One round of the three credentials, each accepted tasks (the JWT too).
     let auth = report["auth"]["summary"].as_array().expect("the auth runs");
     assert_eq!(auth.len(), 3, "{json}");

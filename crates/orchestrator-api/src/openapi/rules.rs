@@ -23,6 +23,7 @@ use crate::routes::orchestrate::IDEMPOTENCY_KEY_MAX_LEN;
 use crate::routes::tasks::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::routes::tokens::{MAX_EXPIRES_IN_SECS, MIN_EXPIRES_IN_SECS, TOKEN_NAME_MAX_CHARS};
 use crate::routes::{Access, ENDPOINTS, Verb};
+use crate::waiting::MAX_WAIT_SECS;
 
 /// Answers any route can give, beside those its annotation lists.
 const EVERY_ROUTE: [(&str, &str); 2] = [
@@ -182,6 +183,7 @@ fn parameter_schema(name: &str) -> Option<RefOr<Schema>> {
             i64::from(MAX_THROUGHPUT_MINUTES),
             i64::from(DEFAULT_THROUGHPUT_MINUTES),
         ),
+        "wait" => integer(0, i64::try_from(MAX_WAIT_SECS).unwrap_or(i64::MAX), 0),
         "cursor" => string(TaskCursor::PATTERN.to_owned()),
         "q" => string(text::trimmed_pattern(MIN_SEARCH_CHARS, MAX_SEARCH_CHARS)),
         "action" => ObjectBuilder::new()

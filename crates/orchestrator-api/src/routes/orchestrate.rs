@@ -21,9 +21,12 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/api/orchestrate", tag = "tasks",
     request_body(content = OrchestrateRequest, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "Repeating a request with the same key returns the original task")),
+        description = "Repeating a request with the same key returns the original task"),
+        super::tasks::WaitQuery),
     responses(
-        (status = 202, description = "Accepted; follow it at the Location", body = TaskResponse,
+        (status = 200, description = "With `wait`: the task became final within it; with its service requests", body = TaskDetailResponse,
+            headers(("Location" = String, description = "/api/tasks/{task_id}"))),
+        (status = 202, description = "Accepted; follow it at the Location (with `wait`: not final yet, with its service requests so far)", body = TaskResponse,
             headers(("Location" = String, description = "/api/tasks/{task_id}")),
             links(
                 ("GetTask" = (operation_id = "get_task", parameters(("task_id" = "$response.body#/task_id")),
@@ -31,7 +34,7 @@ use crate::state::AppState;
                 ("RetryTask" = (operation_id = "retry_task", parameters(("task_id" = "$response.body#/task_id")),
                     description = "Re-drive the task once it has FAILED")),
             )),
-        (status = 400, description = "Invalid JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid JSON, header or query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
@@ -45,12 +48,15 @@ use crate::state::AppState;
 pub async fn orchestrate(
     caller: Caller,
     req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
     tracing::Span::current().record("request_id", request_id.as_str());
     crate::client_address::record(&req, &state.trusted_proxies);
+    // Checked before anything is stored.
+    let wait = super::tasks::wait_param(query.into_inner())?;
     let (task, created) = accept(&caller, &req, body, &state).await?;
     if created {
         match &state.queue {
@@ -64,10 +70,23 @@ pub async fn orchestrate(
         }
     }
     tracing::info!(task_id = %task.task_id, created, "Task accepted.");
-    Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/api/tasks/{}", task.task_id)))
+    let location = format!("/api/tasks/{}", task.task_id);
+    let Some(wait) = wait else {
+        return Ok(HttpResponse::Accepted()
+            .insert_header((header::LOCATION, location))
+            .insert_header((REQUEST_ID_HEADER, request_id))
+            .json_line(TaskResponse::from(task)));
+    };
+    let detail = super::tasks::wait_until_final(&state, &caller.tenant, task.task_id, wait).await?;
+    let mut response = if detail.task.status.is_terminal() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Accepted()
+    };
+    Ok(response
+        .insert_header((header::LOCATION, location))
         .insert_header((REQUEST_ID_HEADER, request_id))
-        .json_line(TaskResponse::from(task)))
+        .json_line(detail))
 }
 
 /// Submits a task and processes it before answering, with its service requests.

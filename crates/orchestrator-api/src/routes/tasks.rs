@@ -1,6 +1,7 @@
 //! Following tasks.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -18,6 +19,7 @@ use crate::error::{ApiError, Problem};
 use crate::json::{Json, JsonLine};
 use crate::routes::query::Params;
 use crate::state::AppState;
+use crate::waiting::MAX_WAIT_SECS;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
@@ -132,23 +134,82 @@ impl PageRequest {
     }
 }
 
+/// The `?wait=` of a request, checked; `None` when absent.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documents the parameter; it is read by `wait_param`.
+pub struct WaitQuery {
+    /// Long poll: answer as soon as the task is final (COMPLETED, FAILED or CANCELLED),
+    /// or after this many seconds (0 to 60) with its state then.
+    wait: Option<u64>,
+}
+
+pub(crate) fn wait_param(query: Vec<(String, String)>) -> Result<Option<Duration>, ApiError> {
+    let mut params = Params::parse(query, &["wait"])?;
+    params
+        .take("wait")
+        .map(|wait| {
+            wait.parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds <= MAX_WAIT_SECS)
+                .map(Duration::from_secs)
+                .ok_or_else(|| ApiError::InvalidQuery {
+                    parameter: "wait",
+                    detail: format!("must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"),
+                })
+        })
+        .transpose()
+}
+
 /// A task with its service requests.
 #[utoipa::path(get, path = "/api/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = Uuid, Path, description = "The task's id")),
+    params(("task_id" = Uuid, Path, description = "The task's id"), WaitQuery),
     responses(
-        (status = 200, description = "The task", body = TaskDetailResponse),
-        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The task (with `wait`: once final, or when the wait ran out)", body = TaskDetailResponse),
+        (status = 400, description = "Not a UUID, or an invalid query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
     caller: Caller,
     path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<Json<TaskDetailResponse>, ApiError> {
     let raw = path.into_inner();
     let task_id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidTaskId(raw))?;
-    Ok(Json(load_detail(&state, &caller.tenant, task_id).await?))
+    let wait = wait_param(query.into_inner())?;
+    Ok(Json(match wait {
+        None => load_detail(&state, &caller.tenant, task_id).await?,
+        Some(wait) => wait_until_final(&state, &caller.tenant, task_id, wait).await?,
+    }))
+}
+
+/// The task once it is final, or after `wait` with its state then. Registered for its
+/// notifications before the first read, so a change committed after that read wakes
+/// it; holds no database connection while it waits.
+pub(crate) async fn wait_until_final(
+    state: &AppState,
+    tenant: &TenantName,
+    task_id: Uuid,
+    wait: Duration,
+) -> Result<TaskDetailResponse, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut watch = state.waits.watch(task_id);
+    loop {
+        let detail = load_detail(state, tenant, task_id).await?;
+        if detail.task.status.is_terminal() {
+            return Ok(detail);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(detail);
+        }
+        if !watch.changed_within(left).await {
+            // Only final states are announced: read the state at the timeout.
+            return load_detail(state, tenant, task_id).await;
+        }
+    }
 }
 
 /// What an action on one task (re-drive, cancel) starts with: the task's id (400 when

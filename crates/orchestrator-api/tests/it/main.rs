@@ -21,3 +21,4 @@ mod tenants;
 mod tokens;
 mod ui;
 mod validation;
+mod wait;

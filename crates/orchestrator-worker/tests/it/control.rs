@@ -165,3 +165,31 @@ async fn a_task_whose_deadline_passed_in_the_queue_fails_without_a_call() {
     assert_eq!(service_request_count(&stack, &task_id).await, 0);
     assert_eq!(stack.mock.stats().total, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_on_another_api_replica_answers_within_100_ms_of_the_finish() {
+    let stack = Stack::start(300).await;
+    let accepting = stack.start_api().await;
+    let waiting = stack.start_api().await;
+    let _worker = stack.spawn_worker("solo");
+    let task_id = accepting
+        .submit_accepted(&example_request("waited for elsewhere"))
+        .await;
+    let response = waiting
+        .client
+        .get(waiting.url(&format!("/api/tasks/{task_id}?wait=30")))
+        .send()
+        .await
+        .expect("long poll sent");
+    let answered = chrono::Utc::now();
+    assert_eq!(response.status(), 200);
+    let task: Value = response.json().await.expect("JSON");
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    let finished = chrono::DateTime::parse_from_rfc3339(task["updated_at"].as_str().expect("t"))
+        .expect("RFC 3339");
+    let lag = answered - finished.with_timezone(&chrono::Utc);
+    assert!(
+        lag < chrono::TimeDelta::milliseconds(100),
+        "answered {lag} after the final transaction"
+    );
+}

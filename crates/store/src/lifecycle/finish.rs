@@ -73,7 +73,9 @@ pub async fn finish_many(
             }
         }
         write_outcomes(conn, writes).await?;
-        settle_locked(conn, &ids, &mut statuses).await?;
+        let settled = settle_locked(conn, &ids, &mut statuses).await?;
+        // One notification for the batch (a few for a large one), sent at commit.
+        crate::notify::tasks_finished(conn, &settled).await?;
         Ok(requests
             .iter()
             .zip(&fenced)
@@ -90,12 +92,12 @@ pub async fn finish_many(
 }
 
 /// Settles the unfinished tasks among `ids` (locked by the caller) from their service
-/// requests, updating `statuses` with the outcome.
+/// requests, updating `statuses` with the outcome; returns the tasks it made final.
 async fn settle_locked(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
     statuses: &mut HashMap<Uuid, Status>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Uuid>, StoreError> {
     let open: Vec<Uuid> = ids
         .iter()
         .filter(|id| statuses.get(id).is_some_and(|s| !s.is_terminal()))
@@ -104,7 +106,7 @@ async fn settle_locked(
         .into_iter()
         .collect();
     if open.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut outcomes: HashMap<Uuid, Vec<ServiceRequestOutcome>> = HashMap::new();
     let rows: Vec<(Uuid, i32, String, String, Option<String>)> = service_requests::table
@@ -159,5 +161,5 @@ async fn settle_locked(
         .execute(conn)
         .await?;
     }
-    Ok(())
+    Ok(settled.into_iter().map(|(task_id, _, _)| task_id).collect())
 }

@@ -203,6 +203,8 @@ pub async fn start_tasks(
             .bind::<Array<Text>, _>(reasons)
             .execute(conn)
             .await?;
+            let failed: Vec<Uuid> = rejected.keys().copied().collect();
+            crate::notify::tasks_finished(conn, &failed).await?;
         }
         // One message per deadline length is rare enough not to group further.
         for task_id in &expired {
