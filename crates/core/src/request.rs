@@ -70,6 +70,7 @@ impl RequestLimits {
     pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
     /// One day: a task that may run longer than that is better split.
     pub const DEFAULT_MAX_DEADLINE_SECS: u32 = 86_400;
+    pub const MAX_CALLBACK_URL_CHARS: usize = 2_048;
 }
 
 /// A validated orchestration request. Holding one means every field was checked.
@@ -82,6 +83,10 @@ pub struct OrchestrationRequest {
     /// How long the task may take before it is failed, when the client set a bound
     /// (1 to [`RequestLimits::max_deadline_secs`]).
     pub deadline_seconds: Option<u32>,
+    /// Where to POST the task's summary when it is final. Only its form is checked
+    /// here (a string of at most [`RequestLimits::MAX_CALLBACK_URL_CHARS`], no NUL);
+    /// where it may go is the API's to decide.
+    pub callback_url: Option<String>,
 }
 
 impl OrchestrationRequest {
@@ -95,12 +100,12 @@ impl OrchestrationRequest {
         for key in object.keys() {
             if !matches!(
                 key.as_str(),
-                "task_name" | "task_description" | "payload" | "deadline_seconds"
+                "task_name" | "task_description" | "payload" | "deadline_seconds" | "callback_url"
             ) {
                 errors.push(
                     pointer_push("", key),
-                    "unknown field; expected task_name, task_description, payload and \
-                     deadline_seconds",
+                    "unknown field; expected task_name, task_description, payload, \
+                     deadline_seconds and callback_url",
                 );
             }
         }
@@ -122,27 +127,12 @@ impl OrchestrationRequest {
             }
         };
 
-        let task_description = match object.get("task_description") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text))
-                if text.chars().count() > RequestLimits::MAX_DESCRIPTION_CHARS =>
-            {
-                errors.push("/task_description", "must be at most 10000 characters");
-                None
-            }
-            Some(Value::String(text)) if text::has_nul(text) => {
-                errors.push("/task_description", text::NUL_DETAIL);
-                None
-            }
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(other) => {
-                errors.push(
-                    "/task_description",
-                    format!("must be a string or null, not {}", kind(other)),
-                );
-                None
-            }
-        };
+        let task_description = optional_text(
+            object,
+            "task_description",
+            RequestLimits::MAX_DESCRIPTION_CHARS,
+            &mut errors,
+        );
 
         let items = parse_items(object.get("payload"), limits, &mut errors);
         let deadline_seconds = match object.get("deadline_seconds") {
@@ -164,12 +154,20 @@ impl OrchestrationRequest {
             }
         };
 
+        let callback_url = optional_text(
+            object,
+            "callback_url",
+            RequestLimits::MAX_CALLBACK_URL_CHARS,
+            &mut errors,
+        );
+
         match (task_name, items) {
             (Some(task_name), Some(items)) if errors.is_empty() => Ok(Self {
                 task_name,
                 task_description,
                 items,
                 deadline_seconds,
+                callback_url,
             }),
             _ => Err(errors),
         }
@@ -194,6 +192,36 @@ impl OrchestrationRequest {
     /// The number of service requests this request will produce.
     pub fn service_request_count(&self) -> usize {
         self.items.iter().map(BTreeMap::len).sum()
+    }
+}
+
+/// An optional text field: absent or null is `None`; otherwise a string of at most
+/// `max_chars` characters without NUL (which PostgreSQL cannot store).
+fn optional_text(
+    object: &Map<String, Value>,
+    field: &str,
+    max_chars: usize,
+    errors: &mut ValidationErrors,
+) -> Option<String> {
+    let pointer = pointer_push("", field);
+    match object.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) if text.chars().count() > max_chars => {
+            errors.push(pointer, format!("must be at most {max_chars} characters"));
+            None
+        }
+        Some(Value::String(text)) if text::has_nul(text) => {
+            errors.push(pointer, text::NUL_DETAIL);
+            None
+        }
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(other) => {
+            errors.push(
+                pointer,
+                format!("must be a string or null, not {}", kind(other)),
+            );
+            None
+        }
     }
 }
 

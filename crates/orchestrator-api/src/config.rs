@@ -118,6 +118,9 @@ pub struct ApiConfig {
     pub auth: crate::auth::AuthConfig,
 
     #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
+
+    #[command(flatten)]
     pub dispatch: DispatchConfig,
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_core::Status;
 use orchestrator_store::audit::AuditRow;
 use orchestrator_store::tokens::TokenRow;
+use orchestrator_store::webhooks::{DeliveryRow, WebhookAttemptRow};
 use orchestrator_store::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -67,6 +68,9 @@ pub struct TaskResponse {
     /// Set when the task failed: which services failed and why.
     #[schema(nullable)]
     pub error_message: Option<String>,
+    /// Where its summary is POSTed when it is final (signed; see the README).
+    #[schema(nullable)]
+    pub callback_url: Option<String>,
     /// The tenant it belongs to: that of the credential that submitted it.
     pub tenant: String,
     /// How long it may take, as submitted (or the deployment's default); null: no
@@ -91,6 +95,7 @@ impl From<TaskRow> for TaskResponse {
             updated_at: row.updated_at,
             payload: row.payload,
             error_message: row.error_message,
+            callback_url: row.callback_url,
             tenant: row.tenant,
             deadline_seconds: row.deadline_seconds,
             deadline_at: row.deadline_at,
@@ -223,6 +228,83 @@ pub struct TaskDetailResponse {
     pub service_requests: Vec<ServiceRequestResponse>,
     /// Each earlier failure of the task that was re-driven, oldest first.
     pub redrives: Vec<RedriveResponse>,
+    /// The completion webhooks sent for it (one each time it became final), oldest
+    /// first, with every attempt.
+    pub webhook_deliveries: Vec<WebhookDeliveryResponse>,
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet; another attempt is due at `next_attempt_at`.
+    Pending,
+    Delivered,
+    /// Retried for WEBHOOK_RETRY_HOURS without a 2xx.
+    GaveUp,
+}
+
+/// One completion webhook of a task.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookDeliveryResponse {
+    /// The `webhook-id` header of every attempt.
+    pub id: String,
+    pub url: String,
+    pub state: DeliveryState,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub attempts: Vec<WebhookAttemptResponse>,
+}
+
+/// One attempt to deliver a webhook.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookAttemptResponse {
+    pub attempt: i32,
+    #[serde(serialize_with = "rfc3339")]
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// The receiver's HTTP status, when it answered.
+    #[schema(nullable)]
+    pub status_code: Option<i32>,
+    /// Why it failed; null when it was delivered.
+    #[schema(nullable)]
+    pub error: Option<String>,
+}
+
+impl WebhookDeliveryResponse {
+    pub fn new(row: DeliveryRow, attempts: Vec<WebhookAttemptRow>) -> Self {
+        let state = if row.delivered_at.is_some() {
+            DeliveryState::Delivered
+        } else if row.gave_up_at.is_some() {
+            DeliveryState::GaveUp
+        } else {
+            DeliveryState::Pending
+        };
+        Self {
+            id: format!("msg_{}", row.id.simple()),
+            url: row.url,
+            next_attempt_at: matches!(state, DeliveryState::Pending).then_some(row.next_attempt_at),
+            state,
+            created_at: row.created_at,
+            delivered_at: row.delivered_at,
+            attempts: attempts
+                .into_iter()
+                .map(|a| WebhookAttemptResponse {
+                    attempt: a.attempt,
+                    attempted_at: a.attempted_at,
+                    duration_ms: a.duration_ms,
+                    status_code: a.status_code,
+                    error: a.error,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A page of tasks, newest first.

@@ -24,6 +24,7 @@ pub struct TaskToStore {
     pub tenant: TenantName,
     pub deadline_seconds: Option<i32>,
     pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub callback_url: Option<String>,
 }
 
 /// Cheap to clone. The writer loops stop once every clone is gone.
@@ -60,6 +61,7 @@ impl TaskWriter {
                             tenant: task.tenant.as_str(),
                             deadline_seconds: task.deadline_seconds,
                             deadline_at: task.deadline_at,
+                            callback_url: task.callback_url.as_deref(),
                         })
                         .collect();
                     let inserted = match mode {

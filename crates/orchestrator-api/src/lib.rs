@@ -27,6 +27,7 @@ pub mod state;
 pub mod token_command;
 pub mod ui;
 pub mod waiting;
+pub mod webhooks;
 
 use anyhow::Context;
 

@@ -93,6 +93,8 @@ impl Application {
             shutdown.child_token(),
         );
         let waits = crate::waiting::TaskWaits::register(&mut registry);
+        let webhooks = crate::webhooks::Webhooks::from_config(&config.webhooks)?;
+        webhooks.start_delivery(pool.clone(), shutdown.child_token())?;
         tokio::spawn(crate::waiting::follow(
             listener.clone(),
             waits.clone(),
@@ -128,6 +130,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             default_deadline_secs: config.task_deadline_secs,
             waits,
+            webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
         });

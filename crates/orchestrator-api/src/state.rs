@@ -40,6 +40,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The deadline of a task submitted without one (`TASK_DEADLINE_SECS`).
     pub default_deadline_secs: Option<u32>,
+    /// Completion webhooks: where a `callback_url` may go.
+    pub webhooks: crate::webhooks::Webhooks,
     /// Requests waiting for tasks to become final (`?wait=`).
     pub waits: crate::waiting::TaskWaits,
     /// Checks credentials.

@@ -691,6 +691,15 @@
         h('thead', null, h('tr', null,
           ['Failed', 'Error', 'Re-driven', 'Sat failed for'].map((text) => h('th', { scope: 'col', text })))),
         redriveRows)));
+    const webhookRows = h('tbody', { id: 'webhook-rows' });
+    const webhooks = h('section', { class: 'card', id: 'webhooks', 'aria-labelledby': 'webhooks-heading', hidden: true },
+      h('h2', { id: 'webhooks-heading', text: 'Webhook deliveries' }),
+      h('p', { class: 'hint', text: 'The signed summary POSTed to the task\'s callback URL each time it became final; a delivery keeps its id over its retries.' }),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'stack', id: 'webhook-table' },
+        h('caption', { class: 'visually-hidden', text: 'Webhook deliveries of this task' }),
+        h('thead', null, h('tr', null,
+          ['Delivery', 'State', 'Attempts', 'Last'].map((text) => h('th', { scope: 'col', text })))),
+        webhookRows)));
     const payload = h('pre', { id: 'task-payload', tabindex: '0', 'aria-label': 'Payload' });
     const openDetails = new Set();
     let task = null;
@@ -723,6 +732,7 @@
             ['Service', 'Item', 'Status', 'Attempts', 'Started', 'Duration', 'Response or error']
               .map((text) => h('th', { scope: 'col', text })))),
           srBody))),
+      webhooks,
       h('section', { class: 'card', 'aria-labelledby': 'payload-heading' },
         h('h2', { id: 'payload-heading', text: 'Payload' }), payload),
       curl.card);
@@ -767,6 +777,24 @@
           : h('span', { class: 'muted', text: 'not recorded' })),
         h('td', { 'data-label': 'Re-driven', class: 'num' }, h('time', { datetime: r.redriven_at, class: 'redriven-at', text: fmtTime(r.redriven_at) })),
         h('td', { 'data-label': 'Sat failed for', class: 'num' }, duration(epochMs(r.redriven_at) - epochMs(r.failed_at))))));
+    }
+
+    // Older servers send no webhook_deliveries: none then.
+    function renderWebhooks() {
+      const deliveries = Array.isArray(task.webhook_deliveries) ? task.webhook_deliveries : [];
+      webhooks.hidden = deliveries.length === 0;
+      const states = { pending: 'Pending', delivered: 'Delivered', gave_up: 'Gave up' };
+      replaceChildren(webhookRows, deliveries.map((d) => {
+        const last = d.attempts[d.attempts.length - 1];
+        const outcome = (a) => (a.error ? `${a.error}` : `HTTP ${a.status_code}`);
+        return h('tr', { 'data-delivery': d.id, 'data-state': d.state },
+          h('td', { 'data-label': 'Delivery' }, h('code', { text: d.id }), h('div', { class: 'muted', text: d.url })),
+          h('td', { 'data-label': 'State', text: d.state === 'pending' && d.next_attempt_at
+            ? `Pending, next ${fmtTime(d.next_attempt_at)}` : states[d.state] || d.state }),
+          h('td', { 'data-label': 'Attempts', class: 'num webhook-attempts', text: d.attempts.map(outcome).join(', ') || '—' }),
+          h('td', { 'data-label': 'Last', class: 'num' }, last
+            ? h('time', { datetime: last.attempted_at, text: fmtTime(last.attempted_at) }) : '—'));
+      }));
     }
 
     function renderTimeline() {
@@ -920,6 +948,7 @@
       if (key !== lastKey || running) {
         renderFields();
         renderHistory();
+        renderWebhooks();
         renderTimeline();
         renderServiceRequests();
         payload.textContent = JSON.stringify(task.payload, null, 2);

@@ -17,6 +17,8 @@
 //! - [`tokens`] and [`sessions`]: API tokens and the dashboard's sessions, stored as
 //!   hashes of their secrets; [`oidc`]: sign-ins with an identity provider in progress;
 //!   [`audit`]: the audit log.
+//! - [`webhooks`]: the outbox of completion webhooks, filled by the lifecycle in the
+//!   transaction that makes a task final, drained by the API's delivery loops.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
@@ -41,6 +43,7 @@ pub mod service_requests;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 pub use cursor::{InvalidCursor, TaskCursor};
 pub use diesel_async::AsyncPgConnection;

@@ -32,6 +32,8 @@ pub struct TaskRow {
     pub deadline_seconds: Option<i32>,
     /// When it must be final: accepted (or last re-driven) + `deadline_seconds`.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// Where to POST the task's summary when it is final.
+    pub callback_url: Option<String>,
 }
 
 /// A row of `service_requests`.

@@ -146,11 +146,40 @@ diesel::table! {
         tenant -> Text,
         deadline_seconds -> Nullable<Int4>,
         deadline_at -> Nullable<Timestamptz>,
+        callback_url -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (delivery_id, attempt) {
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        attempted_at -> Timestamptz,
+        duration_ms -> Int8,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        task_id -> Uuid,
+        tenant -> Text,
+        url -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        next_attempt_at -> Timestamptz,
+        claimed_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        delivered_at -> Nullable<Timestamptz>,
+        gave_up_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::joinable!(dashboard_sessions -> api_tokens (token_id));
 diesel::joinable!(service_request_attempts -> service_requests (service_request_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
@@ -165,4 +194,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     task_redrives,
     task_status_counts,
     tasks,
+    webhook_attempts,
+    webhook_deliveries,
 );

@@ -7,6 +7,7 @@
 //! - [`poll`]: waiting for a condition with a deadline.
 //! - [`ports`]: free loopback ports, one or a block away from `make run`'s.
 //! - [`proxy`]: a TCP connection a test can cut.
+//! - [`webhook`]: a webhook receiver that checks signatures with its own HMAC.
 //! - [`workspace`]: the repository, the built binaries, the README's example.
 
 pub mod api;
@@ -16,4 +17,5 @@ pub mod idp;
 pub mod poll;
 pub mod ports;
 pub mod proxy;
+pub mod webhook;
 pub mod workspace;

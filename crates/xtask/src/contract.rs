@@ -28,6 +28,9 @@ use crate::ports::{MOCK_SERVICES, free_block};
 use crate::stack::health::Health;
 use crate::stack::{LocalStack, StackSettings, postgres};
 
+/// The run's webhook signing secret (nothing verifies it: the receiver is a mock).
+const CONTRACT_WEBHOOK_SECRET: &str = "whsec_Y29udHJhY3QtcnVuLXdlYmhvb2stc2VjcmV0";
+
 /// Where and how the contract checks run.
 #[derive(Debug, Clone)]
 pub struct ContractSettings {
@@ -98,7 +101,11 @@ fn run_against_api(
         .env("NO_COLOR", "1")
         // The fuzzer sends invalid credentials by the hundred from one address, which
         // would otherwise have it refused (429) for the rest of the run.
-        .env("AUTH_FAILURES_PER_MINUTE", "1000000");
+        .env("AUTH_FAILURES_PER_MINUTE", "1000000")
+        // Callbacks go to the mocks on loopback (which answer 404: the deliveries are
+        // retried in the background and change nothing the fuzzer sees).
+        .env("WEBHOOK_SECRET", CONTRACT_WEBHOOK_SECRET)
+        .env("WEBHOOK_ALLOW_INSECURE", "true");
     for service in MOCK_SERVICES {
         api_command.env(
             format!("{}_SERVICE_URL", service.to_ascii_uppercase()),
@@ -123,6 +130,11 @@ fn run_against_api(
         .args(["run", &document, "--report", "junit", "--report-dir"])
         .arg(out.join("report"))
         .env("ORCHESTRATOR_TOKEN", &token)
+        // A callback URL this API takes, for the hooks to put in place of generated ones.
+        .env(
+            "CONTRACT_CALLBACK_URL",
+            format!("http://{HOST}:{mock_port}/webhook"),
+        )
         // The configuration names its hooks file from the repository's root.
         .current_dir(&settings.stack.repo_root)
         .status()

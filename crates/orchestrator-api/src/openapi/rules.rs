@@ -254,6 +254,19 @@ fn request(limits: &RequestLimits) -> Schema {
         .property("payload", payload)
         .required("payload")
         .property(
+            "callback_url",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .pattern(Some(text::storable_pattern()))
+                .max_length(Some(RequestLimits::MAX_CALLBACK_URL_CHARS))
+                .description(Some(
+                    "Where to POST the task's summary, signed (Standard Webhooks), when it is \
+                     final: https, a host allowed by WEBHOOK_ALLOWED_HOSTS, resolving to \
+                     public addresses only."
+                        .to_owned(),
+                )),
+        )
+        .property(
             "deadline_seconds",
             ObjectBuilder::new()
                 .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
-use orchestrator_core::OrchestrationRequest;
+use orchestrator_core::{OrchestrationRequest, ValidationErrors};
 use orchestrator_store::TaskRow;
 use orchestrator_store::lifecycle::InsertedTask;
 use orchestrator_store::outbox;
@@ -170,6 +170,14 @@ async fn accept(
     let json = read_json(req, body, state.max_body_bytes).await?;
     let request =
         OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
+    if let Some(url) = &request.callback_url {
+        state.webhooks.check(url).await.map_err(|refusal| {
+            ApiError::Validation(ValidationErrors::single(
+                "/callback_url",
+                refusal.to_string(),
+            ))
+        })?;
+    }
     let payload = request.payload_json();
 
     let deadline_seconds = request.deadline_seconds.or(state.default_deadline_secs);
@@ -183,6 +191,7 @@ async fn accept(
         deadline_seconds: deadline_seconds.and_then(|s| i32::try_from(s).ok()),
         deadline_at: deadline_seconds
             .map(|s| chrono::Utc::now() + chrono::TimeDelta::seconds(i64::from(s))),
+        callback_url: request.callback_url.clone(),
     };
     match state.task_writer.insert(stored).await? {
         InsertedTask::Created(task) => Ok((task, true)),

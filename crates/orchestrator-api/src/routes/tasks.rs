@@ -14,7 +14,10 @@ use uuid::Uuid;
 
 use crate::audit::Audit;
 use crate::auth::Caller;
-use crate::dto::{ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse};
+use crate::dto::{
+    ServiceRequestResponse, TaskDetailResponse, TaskListResponse, TaskResponse,
+    WebhookDeliveryResponse,
+};
 use crate::error::{ApiError, Problem};
 use crate::json::{Json, JsonLine};
 use crate::routes::query::Params;
@@ -426,6 +429,7 @@ pub(crate) async fn load_detail(
             .push(attempt);
     }
     let redrives = tasks::redrives(&mut conn, task_id).await?;
+    let deliveries = orchestrator_store::webhooks::for_task(&mut conn, task_id).await?;
     Ok(TaskDetailResponse {
         task: task.into(),
         service_requests: service_requests
@@ -436,5 +440,9 @@ pub(crate) async fn load_detail(
             })
             .collect(),
         redrives: redrives.into_iter().map(Into::into).collect(),
+        webhook_deliveries: deliveries
+            .into_iter()
+            .map(|(delivery, attempts)| WebhookDeliveryResponse::new(delivery, attempts))
+            .collect(),
     })
 }

@@ -22,3 +22,4 @@ mod tokens;
 mod ui;
 mod validation;
 mod wait;
+mod webhooks;

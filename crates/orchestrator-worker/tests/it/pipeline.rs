@@ -128,6 +128,7 @@ async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
                 tenant: "default",
                 deadline_seconds: None,
                 deadline_at: None,
+                callback_url: None,
             }],
         )
         .await
@@ -164,6 +165,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
                 tenant: "default",
                 deadline_seconds: None,
                 deadline_at: None,
+                callback_url: None,
             },
         )
         .await

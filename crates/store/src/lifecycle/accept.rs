@@ -25,6 +25,8 @@ pub struct NewTask<'a> {
     /// How long it may take, and so when it must be final (both or neither).
     pub deadline_seconds: Option<i32>,
     pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where to POST its summary when it is final (checked by the caller).
+    pub callback_url: Option<&'a str>,
 }
 
 /// The result of inserting a task that may carry an idempotency key.
@@ -84,9 +86,9 @@ pub async fn insert_many_queued(
     let created: Vec<TaskRow> = diesel::sql_query(
         "WITH created AS ( \
            INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant, \
-                              deadline_seconds, deadline_at) \
+                              deadline_seconds, deadline_at, callback_url) \
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], \
-                                $7::int4[], $8::timestamptz[]) \
+                                $7::int4[], $8::timestamptz[], $9::text[]) \
            ON CONFLICT (tenant, idempotency_key) DO NOTHING \
            RETURNING * \
          ), queued AS ( \
@@ -122,6 +124,12 @@ pub async fn insert_many_queued(
     )
     .bind::<Array<Nullable<diesel::sql_types::Timestamptz>>, _>(
         new_tasks.iter().map(|t| t.deadline_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        new_tasks
+            .iter()
+            .map(|t| t.callback_url)
+            .collect::<Vec<_>>(),
     )
     .load(conn)
     .await?;

@@ -61,8 +61,13 @@ pub async fn finish_many(
             .collect();
         // Tasks first, in id order, as the other writers lock them.
         let ids: Vec<Uuid> = held.iter().map(|r| r.task_id).collect();
-        let mut statuses: HashMap<Uuid, Status> = lock::tasks(conn, &ids)
-            .await?
+        let locked = lock::tasks(conn, &ids).await?;
+        let with_callback: HashSet<Uuid> = locked
+            .values()
+            .filter(|row| row.callback_url.is_some())
+            .map(|row| row.task_id)
+            .collect();
+        let mut statuses: HashMap<Uuid, Status> = locked
             .into_iter()
             .map(|(task_id, row)| (task_id, row.status))
             .collect();
@@ -76,6 +81,13 @@ pub async fn finish_many(
         let settled = settle_locked(conn, &ids, &mut statuses).await?;
         // One notification for the batch (a few for a large one), sent at commit.
         crate::notify::tasks_finished(conn, &settled).await?;
+        // Their webhooks, when they have one, in the same commit.
+        let callbacks: Vec<Uuid> = settled
+            .iter()
+            .filter(|id| with_callback.contains(id))
+            .copied()
+            .collect();
+        crate::webhooks::enqueue(conn, &callbacks).await?;
         Ok(requests
             .iter()
             .zip(&fenced)

@@ -204,6 +204,7 @@ pub async fn start_tasks(
             .execute(conn)
             .await?;
             let failed: Vec<Uuid> = rejected.keys().copied().collect();
+            crate::webhooks::enqueue(conn, &failed).await?;
             crate::notify::tasks_finished(conn, &failed).await?;
         }
         // One message per deadline length is rare enough not to group further.

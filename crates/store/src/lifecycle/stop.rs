@@ -130,6 +130,7 @@ pub(super) async fn end(
         ))
         .execute(conn)
         .await?;
+    crate::webhooks::enqueue(conn, task_ids).await?;
     notify::tasks_stopped(conn, task_ids).await
 }
 

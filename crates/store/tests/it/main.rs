@@ -64,6 +64,7 @@ async fn insert_in(db: &TestDatabase, tenant: &str, key: Option<&str>) -> (Uuid,
             tenant,
             deadline_seconds: None,
             deadline_at: None,
+            callback_url: None,
         },
     )
     .await
@@ -156,6 +157,7 @@ async fn each_tenant_has_its_own_tasks_counts_and_idempotency_keys() {
             tenant,
             deadline_seconds: None,
             deadline_at: None,
+            callback_url: None,
         })
         .collect();
     let mut conn = db.connection().await;

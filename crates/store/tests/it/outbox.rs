@@ -27,6 +27,7 @@ async fn insert(conn: &mut AsyncPgConnection, keys: &[Option<&str>]) -> Vec<Inse
             tenant: "default",
             deadline_seconds: None,
             deadline_at: None,
+            callback_url: None,
         })
         .collect();
     accept::insert_many_queued(conn, &new_tasks)

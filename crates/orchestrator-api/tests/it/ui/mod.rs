@@ -914,6 +914,57 @@ async fn a_running_task_is_cancelled_from_its_page() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_task_page_shows_its_webhook_deliveries_and_their_attempts() -> anyhow::Result<()> {
+    let receiver = orchestrator_testkit::webhook::WebhookReceiver::start().await;
+    receiver.answer_with(&[500]);
+    let app = TestApp::spawn_with(|config| {
+        config.webhooks.secret = Some(orchestrator_testkit::webhook::SECRET.to_owned());
+        config.webhooks.allow_insecure = true;
+        config.webhooks.retry_initial_backoff_ms = 100;
+        config.webhooks.poll_interval_ms = 50;
+    })
+    .await;
+    let mut body = request_named("Calls back when done");
+    body["callback_url"] = json!(receiver.url);
+    let task = run_direct(&app, &body).await;
+    let task_id = task["task_id"].as_str().expect("id");
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser
+        .goto(&app.url(&format!("/ui/tasks/{task_id}")))
+        .await?;
+    // The page stops refreshing once the task is final: reload until the retry landed.
+    let attempts = browser
+        .wait_for(
+            "the delivery, delivered at the second attempt",
+            async || {
+                browser.refresh().await?;
+                let Some(state) = browser
+                    .query(By::Css("#webhook-rows tr"))
+                    .nowait()
+                    .first()
+                    .await
+                    .ok()
+                else {
+                    return Ok(None);
+                };
+                if state.attr("data-state").await?.as_deref() != Some("delivered") {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    text_of(&browser, "#webhook-rows .webhook-attempts").await?,
+                ))
+            },
+        )
+        .await?;
+    assert_eq!(attempts, "HTTP 500, HTTP 200");
+    assert!(displayed(&browser, "#webhooks").await?);
+    browser.screenshot("task-webhooks").await?;
+    browser.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     let alpha = run_direct(&app, &request_named("Alpha report")).await;

@@ -1,0 +1,395 @@
+//! Completion webhooks in the API: the settings, the check of a submitted
+//! `callback_url`, and the delivery loop. Every API replica runs the loop; the rows it
+//! sends are claimed in PostgreSQL (`orchestrator_store::webhooks`), so each delivery
+//! has one sender at a time, and a replica that dies mid-send leaves its claims to
+//! expire and be taken over.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{TimeDelta, Utc};
+use futures::StreamExt;
+use orchestrator_store::DbPool;
+use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, DeliveryRow};
+use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use orchestrator_webhooks::{TargetPolicy, TargetRefusal, WebhookSecret};
+use tokio_util::sync::CancellationToken;
+
+/// Deliveries claimed per round, and sent at once.
+const BATCH: i64 = 32;
+/// How much of a receiver's error is kept.
+const MAX_ERROR_CHARS: usize = 300;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
+
+/// `WEBHOOK_*` settings.
+#[derive(Clone, clap::Args)]
+pub struct WebhookConfig {
+    /// The signing secret of webhooks (`whsec_` and 24 to 64 bytes in base64), as
+    /// receivers configure it. Never printed. Without it (or the file), a submit with a
+    /// `callback_url` is refused.
+    #[arg(
+        id = "webhook_secret",
+        long = "webhook-secret",
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+    /// The same, read from a file (a mounted secret).
+    #[arg(
+        id = "webhook_secret_file",
+        long = "webhook-secret-file",
+        env = "WEBHOOK_SECRET_FILE"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// Comma-separated hosts callbacks may go to: `hooks.example.com`, or
+    /// `*.example.com` for its subdomains. Empty: any public host.
+    #[arg(
+        id = "webhook_allowed_hosts",
+        long = "webhook-allowed-hosts",
+        env = "WEBHOOK_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Also allow `http` and loopback and private addresses, for local runs and tests.
+    /// Weakens the SSRF protection: logged at WARN when on.
+    #[arg(id = "webhook_allow_insecure", long = "webhook-allow-insecure", env = "WEBHOOK_ALLOW_INSECURE", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub allow_insecure: bool,
+    /// How long a delivery is retried before it is given up, in hours.
+    #[arg(
+        id = "webhook_retry_hours",
+        long = "webhook-retry-hours",
+        env = "WEBHOOK_RETRY_HOURS",
+        default_value_t = 24
+    )]
+    pub retry_hours: u32,
+    /// The wait after the first failed attempt, doubled after each (at most an hour).
+    #[arg(
+        id = "webhook_retry_initial_backoff_ms",
+        long = "webhook-retry-initial-backoff-ms",
+        env = "WEBHOOK_RETRY_INITIAL_BACKOFF_MS",
+        default_value_t = 5_000
+    )]
+    pub retry_initial_backoff_ms: u64,
+    /// How long one attempt may take.
+    #[arg(
+        id = "webhook_timeout_ms",
+        long = "webhook-timeout-ms",
+        env = "WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+    /// How often the delivery loop looks for due deliveries.
+    #[arg(
+        id = "webhook_poll_interval_ms",
+        long = "webhook-poll-interval-ms",
+        env = "WEBHOOK_POLL_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub poll_interval_ms: u64,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
+            .field("secret_file", &self.secret_file)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allow_insecure", &self.allow_insecure)
+            .field("retry_hours", &self.retry_hours)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the API needs of webhooks: the policy submits are checked against, and whether
+/// webhooks can be signed at all.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    pub policy: TargetPolicy,
+    secret: Option<WebhookSecret>,
+    config: WebhookConfig,
+}
+
+/// Why a `callback_url` is refused, in the client's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackRefusal {
+    #[error("webhooks are not configured on this deployment (WEBHOOK_SECRET)")]
+    NotConfigured,
+    #[error("{0}")]
+    Target(#[from] TargetRefusal),
+}
+
+impl Webhooks {
+    pub fn from_config(config: &WebhookConfig) -> anyhow::Result<Webhooks> {
+        let text = match (&config.secret, &config.secret_file) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("WEBHOOK_SECRET and WEBHOOK_SECRET_FILE are both set: set one")
+            }
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("WEBHOOK_SECRET_FILE: reading {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        let secret = text
+            .map(|text| WebhookSecret::parse(&text).context("WEBHOOK_SECRET"))
+            .transpose()?;
+        let allowed_hosts: Vec<String> = config
+            .allowed_hosts
+            .iter()
+            .map(|host| host.trim().to_owned())
+            .filter(|host| !host.is_empty())
+            .collect();
+        if config.allow_insecure {
+            tracing::warn!(
+                "WEBHOOK_ALLOW_INSECURE is on: callbacks may use http and reach loopback and private addresses. For local runs and tests only."
+            );
+        }
+        anyhow::ensure!(
+            config.retry_hours >= 1,
+            "WEBHOOK_RETRY_HOURS: must be at least 1"
+        );
+        Ok(Webhooks {
+            policy: TargetPolicy {
+                allow_insecure: config.allow_insecure,
+                allowed_hosts,
+            },
+            secret,
+            config: config.clone(),
+        })
+    }
+
+    /// Checks a submitted callback URL, its host's addresses included.
+    pub async fn check(&self, url: &str) -> Result<(), CallbackRefusal> {
+        if self.secret.is_none() {
+            return Err(CallbackRefusal::NotConfigured);
+        }
+        self.policy.check(url).await?;
+        Ok(())
+    }
+
+    /// Starts the delivery loop (when webhooks are configured), until `stop`.
+    pub fn start_delivery(&self, pool: DbPool, stop: CancellationToken) -> anyhow::Result<()> {
+        let Some(secret) = self.secret.clone() else {
+            return Ok(());
+        };
+        let client = self
+            .policy
+            .client(Duration::from_millis(self.config.timeout_ms.max(1)))
+            .context("building the webhook HTTP client")?;
+        let sender = Arc::new(Sender {
+            pool,
+            client,
+            secret,
+            policy: self.policy.clone(),
+            retry_for: TimeDelta::hours(i64::from(self.config.retry_hours)),
+            initial_backoff: Duration::from_millis(self.config.retry_initial_backoff_ms.max(1)),
+            claim: Duration::from_millis(self.config.timeout_ms.max(1)) * 3,
+        });
+        let interval = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        tokio::spawn(async move {
+            loop {
+                let busy = sender.round().await;
+                if !busy {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                } else if stop.is_cancelled() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+struct Sender {
+    pool: DbPool,
+    client: reqwest::Client,
+    secret: WebhookSecret,
+    policy: TargetPolicy,
+    retry_for: TimeDelta,
+    initial_backoff: Duration,
+    /// How long a claimed row is ours: well past one attempt's timeout.
+    claim: Duration,
+}
+
+impl Sender {
+    /// Sends what is due; true when it found a full batch (more may be waiting).
+    async fn round(&self) -> bool {
+        let claimed = async {
+            let mut conn = self.pool.get().await?;
+            webhooks::claim_due(&mut conn, BATCH, self.claim).await
+        }
+        .await;
+        let deliveries = match claimed {
+            Ok(deliveries) => deliveries,
+            Err(error) => {
+                tracing::warn!(error = %orchestrator_stdx::error_chain(&error), "Could not read due webhooks; trying again.");
+                return false;
+            }
+        };
+        let full = deliveries.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+        futures::stream::iter(deliveries)
+            .for_each_concurrent(None, |delivery| self.deliver(delivery))
+            .await;
+        full
+    }
+
+    async fn deliver(&self, delivery: DeliveryRow) {
+        let attempted_at = Utc::now();
+        let started = Instant::now();
+        let (status_code, error) = self.send(&delivery).await;
+        let attempt = Attempt {
+            attempted_at,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            status_code,
+            error: error.clone(),
+        };
+        let outcome = if error.is_none() {
+            AttemptOutcome::Delivered
+        } else {
+            // Attempt n failed: wait initial × 2^(n-1), at most an hour.
+            let failures = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            let backoff = self
+                .initial_backoff
+                .saturating_mul(2u32.saturating_pow(failures.min(20)))
+                .min(MAX_BACKOFF);
+            let next = Utc::now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::hours(1));
+            if next > delivery.created_at + self.retry_for {
+                AttemptOutcome::GaveUp
+            } else {
+                AttemptOutcome::RetryAt(next)
+            }
+        };
+        match &outcome {
+            AttemptOutcome::Delivered => {
+                tracing::info!(task_id = %delivery.task_id, delivery = %delivery.id, "Webhook delivered.");
+            }
+            AttemptOutcome::RetryAt(at) => tracing::info!(
+                task_id = %delivery.task_id, delivery = %delivery.id, status_code, error = error.as_deref().unwrap_or_default(),
+                next_attempt_at = %at, "Webhook attempt failed; retrying."
+            ),
+            AttemptOutcome::GaveUp => tracing::warn!(
+                task_id = %delivery.task_id, delivery = %delivery.id, status_code, error = error.as_deref().unwrap_or_default(),
+                "Webhook given up: retried for WEBHOOK_RETRY_HOURS."
+            ),
+        }
+        let recorded = async {
+            let mut conn = self.pool.get().await?;
+            webhooks::record_attempt(&mut conn, delivery.id, &attempt, &outcome).await
+        }
+        .await;
+        if let Err(error) = recorded {
+            // The claim runs out and the delivery is sent again, with the same id.
+            tracing::warn!(delivery = %delivery.id, error = %orchestrator_stdx::error_chain(&error), "Could not record a webhook attempt.");
+        }
+    }
+
+    /// One attempt: the receiver's status code (when it answered) and the error (none
+    /// when it answered 2xx).
+    async fn send(&self, delivery: &DeliveryRow) -> (Option<i32>, Option<String>) {
+        // Checked again: the policy may have changed since the submit, and an address
+        // given as the host does not go through the resolver.
+        if let Err(refusal) = self.policy.check_url(&delivery.url) {
+            return (None, Some(format!("refused: {refusal}")));
+        }
+        let body = match serde_json::to_vec(&delivery.payload) {
+            Ok(body) => body,
+            Err(error) => return (None, Some(format!("encoding the body: {error}"))),
+        };
+        let id = format!("msg_{}", delivery.id.simple());
+        let timestamp = Utc::now().timestamp();
+        let signature = self.secret.sign(&id, timestamp, &body);
+        let response = self
+            .client
+            .post(&delivery.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(ID_HEADER, &id)
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        match response {
+            Ok(response) => {
+                let status = response.status();
+                let code = Some(i32::from(status.as_u16()));
+                if status.is_success() {
+                    (code, None)
+                } else {
+                    (code, Some(format!("HTTP {}", status.as_u16())))
+                }
+            }
+            Err(error) => {
+                let text = orchestrator_stdx::error_chain(&error);
+                (
+                    None,
+                    Some(orchestrator_core::status::excerpt(&text, MAX_ERROR_CHARS)),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::ApiConfig;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn config(args: &[&str]) -> ApiConfig {
+        ApiConfig::try_parse_from(std::iter::once("orchestrator-api").chain(args.iter().copied()))
+            .expect("parses")
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        let parsed = config(&["--webhook-secret", SECRET]);
+        assert!(!format!("{:?}", parsed.webhooks).contains("MfKQ"));
+        let webhooks = Webhooks::from_config(&parsed.webhooks).expect("valid");
+        assert!(!format!("{webhooks:?}").contains("MfKQ"));
+        // `--help` never shows the value WEBHOOK_SECRET holds.
+        let command = ApiConfig::command();
+        let argument = command
+            .get_arguments()
+            .find(|a| a.get_id() == "webhook_secret")
+            .expect("the argument");
+        assert!(argument.is_hide_env_values_set());
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_are_refused_naming_them() {
+        let both = config(&[
+            "--webhook-secret",
+            SECRET,
+            "--webhook-secret-file",
+            "/dev/null",
+        ]);
+        let error = Webhooks::from_config(&both.webhooks).expect_err("refused");
+        assert!(error.to_string().contains("WEBHOOK_SECRET_FILE"), "{error}");
+        let bad = config(&["--webhook-secret", "whsec_short"]);
+        let error = Webhooks::from_config(&bad.webhooks).expect_err("refused");
+        assert!(format!("{error:#}").contains("WEBHOOK_SECRET"), "{error:#}");
+        assert!(!format!("{error:#}").contains("short"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn without_a_secret_no_callback_is_taken() {
+        let webhooks = Webhooks::from_config(&config(&[]).webhooks).expect("valid");
+        assert_eq!(
+            webhooks.check("https://hooks.example.com/x").await,
+            Err(CallbackRefusal::NotConfigured)
+        );
+    }
+}

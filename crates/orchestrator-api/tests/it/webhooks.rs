@@ -1,0 +1,222 @@
+//! Completion webhooks: signed deliveries, retries under one `webhook-id`, deliveries
+//! that survive the process, and callback URLs refused by the SSRF guard. Receivers
+//! listen on 127.0.0.1 only.
+
+use std::time::Duration;
+
+use orchestrator_api::ApiConfig;
+use orchestrator_mock_services::Behaviour;
+use orchestrator_testkit::poll;
+use orchestrator_testkit::webhook::{SECRET, WebhookReceiver};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, example_with, json_line};
+
+/// Webhooks on, loopback allowed (the receiver is on 127.0.0.1), fast retries.
+fn webhooks_on(config: &mut ApiConfig) {
+    config.webhooks.secret = Some(SECRET.to_owned());
+    config.webhooks.allow_insecure = true;
+    config.webhooks.retry_initial_backoff_ms = 100;
+    config.webhooks.poll_interval_ms = 50;
+}
+
+fn with_callback(url: &str) -> Value {
+    let url = url.to_owned();
+    example_with(&move |body| body["callback_url"] = json!(url))
+}
+
+async fn deliveries(app: &TestApp, task_id: &str) -> Vec<Value> {
+    app.get_json(&format!("/api/tasks/{task_id}")).await["webhook_deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_task_is_posted_signed_to_its_callback() {
+    let receiver = WebhookReceiver::start().await;
+    let app = TestApp::spawn_with(webhooks_on).await;
+    let response = app
+        .post_json("/api/orchestrate", &with_callback(&receiver.url))
+        .await;
+    assert_eq!(response.status(), 202);
+    let task = json_line(response).await;
+    let task_id = task["task_id"].as_str().expect("id").to_owned();
+    assert_eq!(task["callback_url"], receiver.url.as_str());
+
+    poll::until("the delivery", Duration::from_secs(10), || async {
+        receiver.received().len() == 1
+    })
+    .await;
+    let delivery = &receiver.received()[0];
+    assert!(delivery.signed_with(SECRET), "{delivery:?}");
+    assert!(!delivery.signed_with("whsec_b3RoZXItc2VjcmV0LW9mLTI0LWJ5dGVzISE="));
+    let age = chrono::Utc::now().timestamp()
+        - delivery
+            .timestamp
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .expect("a timestamp");
+    assert!((0..10).contains(&age), "{age}");
+    let body = delivery.json();
+    assert_eq!(body["type"], "task.finished");
+    assert_eq!(body["data"]["task_id"], task_id.as_str());
+    assert_eq!(body["data"]["status"], "COMPLETED");
+    let services = body["data"]["service_requests"].as_array().expect("array");
+    assert_eq!(services.len(), 3);
+    assert!(
+        services.iter().all(|sr| sr["status"] == "COMPLETED"),
+        "{body}"
+    );
+
+    // The task says it was delivered, in one attempt, under the id the receiver saw.
+    poll::until("the delivery recorded", Duration::from_secs(5), || async {
+        deliveries(&app, &task_id)
+            .await
+            .first()
+            .map(|d| d["state"].clone())
+            == Some(json!("delivered"))
+    })
+    .await;
+    let recorded = &deliveries(&app, &task_id).await[0];
+    assert_eq!(recorded["id"], delivery.id.as_deref().expect("an id"));
+    assert_eq!(recorded["attempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(recorded["attempts"][0]["status_code"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_fails_twice_gets_the_third_attempt_under_the_same_id() {
+    let receiver = WebhookReceiver::start().await;
+    receiver.answer_with(&[500, 500]);
+    let app = TestApp::spawn_with(webhooks_on).await;
+    // A failed task is delivered too.
+    app.mock.set_behaviour(
+        "revenue",
+        Behaviour {
+            failure_rate: 1.0,
+            ..Behaviour::default()
+        },
+    );
+    let response = app
+        .post_json("/api/orchestrate", &with_callback(&receiver.url))
+        .await;
+    let task_id = json_line(response).await["task_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    poll::until("three attempts", Duration::from_secs(10), || async {
+        receiver.received().len() == 3
+    })
+    .await;
+    let received = receiver.received();
+    assert_eq!(
+        received.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    let ids: Vec<_> = received.iter().map(|r| r.id.clone()).collect();
+    assert!(
+        ids.iter().all(|id| id.is_some() && *id == ids[0]),
+        "{ids:?}"
+    );
+    assert!(received.iter().all(|r| r.signed_with(SECRET)));
+    assert_eq!(received[2].json()["data"]["status"], "FAILED");
+
+    poll::until("the attempts recorded", Duration::from_secs(5), || async {
+        deliveries(&app, &task_id)
+            .await
+            .first()
+            .map(|d| d["state"].clone())
+            == Some(json!("delivered"))
+    })
+    .await;
+    let attempts = deliveries(&app, &task_id).await[0]["attempts"].clone();
+    let codes: Vec<_> = attempts
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(500), json!(200)]);
+    assert_eq!(attempts[0]["error"], "HTTP 500");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_left_behind_by_a_dead_process_is_sent_by_the_next() {
+    let receiver = WebhookReceiver::start().await;
+    // A process whose delivery loop never comes round: the task finishes, its delivery
+    // is stored, and the process goes away without sending it.
+    let app = TestApp::spawn_with(|config| {
+        webhooks_on(config);
+        config.webhooks.poll_interval_ms = 3_600_000;
+    })
+    .await;
+    let response = app
+        .post_json("/api/orchestrate/direct", &with_callback(&receiver.url))
+        .await;
+    let task_id = json_line(response).await["task_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (db, mock) = app.stop().await;
+    assert!(receiver.received().is_empty());
+    let app = TestApp::start(db, mock, webhooks_on).await;
+    poll::until(
+        "the delivery from the next process",
+        Duration::from_secs(10),
+        || async { receiver.received().len() == 1 },
+    )
+    .await;
+    assert_eq!(
+        receiver.received()[0].json()["data"]["task_id"],
+        task_id.as_str()
+    );
+    drop(app);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callbacks_to_the_machine_are_refused_unless_insecure_is_on() {
+    // Webhooks signed, but the SSRF guard at its default.
+    let app = TestApp::spawn_with(|config| {
+        config.webhooks.secret = Some(SECRET.to_owned());
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "ftp://example.com/hook",
+        "not a url",
+    ] {
+        let before = app.db.count_rows("tasks").await;
+        let response = app.post_json("/api/orchestrate", &with_callback(url)).await;
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(
+            problem["errors"][0]["pointer"], "/callback_url",
+            "{url}: {problem}"
+        );
+        assert_eq!(
+            app.db.count_rows("tasks").await,
+            before,
+            "{url}: nothing stored"
+        );
+    }
+
+    // Without a secret, no callback at all.
+    let unsigned = TestApp::spawn().await;
+    let response = unsigned
+        .post_json(
+            "/api/orchestrate",
+            &with_callback("https://hooks.example.com/x"),
+        )
+        .await;
+    let problem = assert_problem(response, 422).await;
+    assert!(
+        problem["errors"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("WEBHOOK_SECRET")),
+        "{problem}"
+    );
+}
