@@ -4,6 +4,7 @@
 //! has one sender at a time, and a replica that dies mid-send leaves its claims to
 //! expire and be taken over.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use futures::StreamExt;
+use orchestrator_core::TenantName;
 use orchestrator_store::DbPool;
 use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, DeliveryRow};
 use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -44,6 +46,15 @@ pub struct WebhookConfig {
         env = "WEBHOOK_SECRET_FILE"
     )]
     pub secret_file: Option<PathBuf>,
+    /// A file of per-tenant signing secrets, one `tenant whsec_...` per line (`#`
+    /// comments): a tenant listed signs its webhooks with its own secret, the others
+    /// with WEBHOOK_SECRET.
+    #[arg(
+        id = "webhook_tenant_secrets_file",
+        long = "webhook-tenant-secrets-file",
+        env = "WEBHOOK_TENANT_SECRETS_FILE"
+    )]
+    pub tenant_secrets_file: Option<PathBuf>,
     /// Comma-separated hosts callbacks may go to: `hooks.example.com`, or
     /// `*.example.com` for its subdomains. Empty: any public host.
     #[arg(
@@ -99,6 +110,7 @@ impl std::fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
             .field("secret_file", &self.secret_file)
+            .field("tenant_secrets_file", &self.tenant_secrets_file)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allow_insecure", &self.allow_insecure)
             .field("retry_hours", &self.retry_hours)
@@ -111,14 +123,55 @@ impl std::fmt::Debug for WebhookConfig {
 #[derive(Debug, Clone)]
 pub struct Webhooks {
     pub policy: TargetPolicy,
-    secret: Option<WebhookSecret>,
+    secrets: Secrets,
     config: WebhookConfig,
+}
+
+/// The signing secrets: a tenant's own, or the default.
+#[derive(Debug, Clone, Default)]
+struct Secrets {
+    default: Option<WebhookSecret>,
+    per_tenant: HashMap<String, WebhookSecret>,
+}
+
+impl Secrets {
+    fn of(&self, tenant: &str) -> Option<&WebhookSecret> {
+        self.per_tenant.get(tenant).or(self.default.as_ref())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.default.is_none() && self.per_tenant.is_empty()
+    }
+
+    /// Reads `tenant whsec_...` lines; a bad line is named by its number, never shown.
+    fn parse_tenant_file(text: &str) -> anyhow::Result<HashMap<String, WebhookSecret>> {
+        let mut secrets = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = || format!("WEBHOOK_TENANT_SECRETS_FILE, line {}", n + 1);
+            let (tenant, secret) = line
+                .split_once(char::is_whitespace)
+                .with_context(|| format!("{}: expected `tenant whsec_...`", at()))?;
+            let tenant = TenantName::parse(tenant).with_context(at)?;
+            let secret = WebhookSecret::parse(secret.trim()).with_context(at)?;
+            anyhow::ensure!(
+                secrets.insert(tenant.as_str().to_owned(), secret).is_none(),
+                "{}: tenant {} is listed twice",
+                at(),
+                tenant.as_str()
+            );
+        }
+        Ok(secrets)
+    }
 }
 
 /// Why a `callback_url` is refused, in the client's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackRefusal {
-    #[error("webhooks are not configured on this deployment (WEBHOOK_SECRET)")]
+    #[error("webhooks are not configured for this tenant (WEBHOOK_SECRET)")]
     NotConfigured,
     #[error("{0}")]
     Target(#[from] TargetRefusal),
@@ -137,9 +190,17 @@ impl Webhooks {
             ),
             (None, None) => None,
         };
-        let secret = text
+        let default = text
             .map(|text| WebhookSecret::parse(&text).context("WEBHOOK_SECRET"))
             .transpose()?;
+        let per_tenant = match &config.tenant_secrets_file {
+            None => HashMap::new(),
+            Some(path) => {
+                Secrets::parse_tenant_file(&std::fs::read_to_string(path).with_context(|| {
+                    format!("WEBHOOK_TENANT_SECRETS_FILE: reading {}", path.display())
+                })?)?
+            }
+        };
         let allowed_hosts: Vec<String> = config
             .allowed_hosts
             .iter()
@@ -160,14 +221,17 @@ impl Webhooks {
                 allow_insecure: config.allow_insecure,
                 allowed_hosts,
             },
-            secret,
+            secrets: Secrets {
+                default,
+                per_tenant,
+            },
             config: config.clone(),
         })
     }
 
-    /// Checks a submitted callback URL, its host's addresses included.
-    pub async fn check(&self, url: &str) -> Result<(), CallbackRefusal> {
-        if self.secret.is_none() {
+    /// Checks a callback URL `tenant` submitted, its host's addresses included.
+    pub async fn check(&self, tenant: &str, url: &str) -> Result<(), CallbackRefusal> {
+        if self.secrets.of(tenant).is_none() {
             return Err(CallbackRefusal::NotConfigured);
         }
         self.policy.check(url).await?;
@@ -176,9 +240,10 @@ impl Webhooks {
 
     /// Starts the delivery loop (when webhooks are configured), until `stop`.
     pub fn start_delivery(&self, pool: DbPool, stop: CancellationToken) -> anyhow::Result<()> {
-        let Some(secret) = self.secret.clone() else {
+        if self.secrets.is_empty() {
             return Ok(());
-        };
+        }
+        let secrets = self.secrets.clone();
         let client = self
             .policy
             .client(Duration::from_millis(self.config.timeout_ms.max(1)))
@@ -186,7 +251,7 @@ impl Webhooks {
         let sender = Arc::new(Sender {
             pool,
             client,
-            secret,
+            secrets,
             policy: self.policy.clone(),
             retry_for: TimeDelta::hours(i64::from(self.config.retry_hours)),
             initial_backoff: Duration::from_millis(self.config.retry_initial_backoff_ms.max(1)),
@@ -213,7 +278,7 @@ impl Webhooks {
 struct Sender {
     pool: DbPool,
     client: reqwest::Client,
-    secret: WebhookSecret,
+    secrets: Secrets,
     policy: TargetPolicy,
     retry_for: TimeDelta,
     initial_backoff: Duration,
@@ -307,7 +372,14 @@ impl Sender {
         };
         let id = format!("msg_{}", delivery.id.simple());
         let timestamp = Utc::now().timestamp();
-        let signature = self.secret.sign(&id, timestamp, &body);
+        let Some(secret) = self.secrets.of(&delivery.tenant) else {
+            // The settings changed since the submit: retried until they are back.
+            return (
+                None,
+                Some(format!("no signing secret for tenant {}", delivery.tenant)),
+            );
+        };
+        let signature = secret.sign(&id, timestamp, &body);
         let response = self
             .client
             .post(&delivery.url)
@@ -388,8 +460,37 @@ mod tests {
     async fn without_a_secret_no_callback_is_taken() {
         let webhooks = Webhooks::from_config(&config(&[]).webhooks).expect("valid");
         assert_eq!(
-            webhooks.check("https://hooks.example.com/x").await,
+            webhooks
+                .check("default", "https://hooks.example.com/x")
+                .await,
             Err(CallbackRefusal::NotConfigured)
         );
+    }
+
+    #[test]
+    fn tenant_secrets_are_read_line_by_line_and_bad_lines_named_not_shown() {
+        let secrets = Secrets::parse_tenant_file(&format!(
+            "# acme's own\nacme {SECRET}\n\n  globex   {SECRET}  \n"
+        ))
+        .expect("valid");
+        assert_eq!(secrets.len(), 2);
+        for (text, expected) in [
+            ("acme".to_owned(), "line 1"),
+            (format!("Not-A-Tenant {SECRET}"), "line 1"),
+            (format!("acme {SECRET}\nglobex whsec_bad"), "line 2"),
+            (format!("acme {SECRET}\nacme {SECRET}"), "listed twice"),
+        ] {
+            let error = Secrets::parse_tenant_file(&text).expect_err("refused");
+            let shown = format!("{error:#}");
+            assert!(shown.contains(expected), "{shown}");
+            assert!(!shown.contains("MfKQ"), "{shown}");
+        }
+        let with_default = Secrets {
+            default: Some(WebhookSecret::parse(SECRET).expect("valid")),
+            per_tenant: secrets,
+        };
+        assert!(with_default.of("acme").is_some());
+        assert!(with_default.of("anyone").is_some());
+        assert!(Secrets::default().of("acme").is_none());
     }
 }

@@ -171,12 +171,16 @@ async fn accept(
     let request =
         OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
     if let Some(url) = &request.callback_url {
-        state.webhooks.check(url).await.map_err(|refusal| {
-            ApiError::Validation(ValidationErrors::single(
-                "/callback_url",
-                refusal.to_string(),
-            ))
-        })?;
+        state
+            .webhooks
+            .check(caller.tenant.as_str(), url)
+            .await
+            .map_err(|refusal| {
+                ApiError::Validation(ValidationErrors::single(
+                    "/callback_url",
+                    refusal.to_string(),
+                ))
+            })?;
     }
     let payload = request.payload_json();
 

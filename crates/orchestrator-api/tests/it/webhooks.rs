@@ -220,3 +220,45 @@ async fn callbacks_to_the_machine_are_refused_unless_insecure_is_on() {
         "{problem}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_with_its_own_secret_has_its_webhooks_signed_with_it() {
+    const ACME_SECRET: &str = "whsec_YWNtZS1oYXMtYS1zZWNyZXQtb2YtaXRzLW93bg==";
+    let receiver = WebhookReceiver::start().await;
+    let file = std::env::temp_dir().join(format!("tenant-secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, format!("# tenant secret\nacme {ACME_SECRET}\n")).expect("written");
+    let app = TestApp::spawn_with(|config| {
+        webhooks_on(config);
+        config.webhooks.tenant_secrets_file = Some(file.clone());
+    })
+    .await;
+    let acme = orchestrator_testkit::api::client_with_token(
+        &app.db.token("acme", &orchestrator_core::Scope::ALL).await,
+    );
+    let response = acme
+        .post(app.url("/api/orchestrate"))
+        .json(&with_callback(&receiver.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let response = app
+        .post_json("/api/orchestrate", &with_callback(&receiver.url))
+        .await;
+    assert_eq!(response.status(), 202);
+    poll::until("both deliveries", Duration::from_secs(10), || async {
+        receiver.received().len() == 2
+    })
+    .await;
+    for delivery in receiver.received() {
+        let tenant = delivery.json()["data"]["tenant"].clone();
+        let (own, other) = if tenant == "acme" {
+            (ACME_SECRET, SECRET)
+        } else {
+            (SECRET, ACME_SECRET)
+        };
+        assert!(delivery.signed_with(own), "{tenant}");
+        assert!(!delivery.signed_with(other), "{tenant}");
+    }
+    let _ = std::fs::remove_file(&file);
+}
