@@ -488,3 +488,51 @@ pub struct AuditPageResponse {
     #[schema(nullable)]
     pub next_cursor: Option<String>,
 }
+
+/// What changed, in one event of a Server-Sent Events stream (`GET
+/// /api/tasks/{task_id}/events`, `GET /api/events`): the `data:` of an event named
+/// `task` (the task's status changed, or it was created) or `service_request` (one of
+/// its service requests reached a final status). The event's `id:` is `event_id`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskEventResponse {
+    /// The event's position, `TX-SEQ`: send it back as `Last-Event-ID` to resume after
+    /// it.
+    pub event_id: String,
+    pub task_id: Uuid,
+    pub task_name: String,
+    /// Set on `service_request` events.
+    #[schema(nullable)]
+    pub service_request_id: Option<Uuid>,
+    #[schema(nullable)]
+    pub service_name: Option<String>,
+    #[schema(nullable)]
+    pub item_index: Option<i32>,
+    /// The status it has now.
+    #[schema(value_type = StatusSchema)]
+    pub status: String,
+    /// The status it had; null when the task was created.
+    #[schema(nullable)]
+    pub previous_status: Option<String>,
+    #[schema(nullable)]
+    pub error_message: Option<String>,
+    /// When the change was made (the start of its transaction).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+impl From<&orchestrator_store::events::TaskEvent> for TaskEventResponse {
+    fn from(event: &orchestrator_store::events::TaskEvent) -> Self {
+        Self {
+            event_id: event.position().to_string(),
+            task_id: event.task_id,
+            task_name: event.task_name.clone(),
+            service_request_id: event.service_request_id,
+            service_name: event.service_name.clone(),
+            item_index: event.item_index,
+            status: event.status.clone(),
+            previous_status: event.previous_status.clone(),
+            error_message: event.error_message.clone(),
+            at: event.at,
+        }
+    }
+}

@@ -37,6 +37,8 @@ pub enum ApiError {
     },
     #[error("no task with id {0}")]
     TaskNotFound(Uuid),
+    #[error("the Last-Event-ID header is not an event id this service sent (TX-SEQ)")]
+    InvalidLastEventId,
     #[error("{0:?} is not a valid token id (expected a UUID)")]
     InvalidTokenId(String),
     #[error("no token with id {0} that is not revoked")]
@@ -181,6 +183,7 @@ impl ApiError {
             ApiError::InvalidTaskId(_) => ("/problems/invalid-task-id", "Invalid task id"),
             ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
+            ApiError::InvalidLastEventId => ("/problems/invalid-event-id", "Invalid Last-Event-ID"),
             ApiError::InvalidTokenId(_) => ("/problems/invalid-token-id", "Invalid token id"),
             ApiError::TokenNotFound(_) => ("/problems/token-not-found", "Token not found"),
             ApiError::Forbidden(_) => ("/problems/forbidden", "Forbidden"),
@@ -241,6 +244,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidIdempotencyKey
             | ApiError::InvalidTaskId(_)
             | ApiError::InvalidTokenId(_)
+            | ApiError::InvalidLastEventId
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -15,6 +15,7 @@ pub mod client_address;
 pub mod config;
 pub mod dto;
 pub mod error;
+pub mod events;
 pub mod inline;
 pub mod intake;
 pub mod json;

@@ -33,6 +33,14 @@ use crate::state::{AppState, Mode};
 /// full waits up to 2 ms for the commit in progress: at an even 1,000 requests/s that
 /// saves the database enough CPU that the latency clients see goes down, not up
 /// (measured with `make bench`; an idle API does not wait).
+/// What the process's one listening connection hears: stops (for the tasks it runs),
+/// finished tasks (for requests waiting on them), the event log (for its streams).
+const LISTENED: [&str; 3] = [
+    orchestrator_store::notify::TASKS_STOPPED,
+    orchestrator_store::notify::TASKS_FINISHED,
+    orchestrator_store::events::TASK_EVENTS,
+];
+
 const TASK_BATCHING: Batching = Batching {
     loops: 4,
     max_batch: 512,
@@ -45,6 +53,8 @@ pub struct Application {
     runner: InlineRunner,
     queue_workers: Option<QueueWorkers>,
     shutdown: CancellationToken,
+    /// Ends the event streams when shutdown begins.
+    streams: CancellationToken,
     shutdown_timeout: Duration,
 }
 
@@ -89,9 +99,17 @@ impl Application {
         // reach it from any replica.
         let listener = Listener::start(
             PgConnector::from_url(&config.database_url)?,
-            &crate::waiting::CHANNELS,
+            &LISTENED,
             shutdown.child_token(),
         );
+        // Cancelled as soon as shutdown begins: open streams end so the server can
+        // drain (their clients reconnect elsewhere and resume).
+        let streams = shutdown.child_token();
+        let events = crate::events::EventFeed::register(&mut registry, streams.clone());
+        events
+            .start(&listener, pool.clone())
+            .await
+            .context("starting the task event feed")?;
         let waits = crate::waiting::TaskWaits::register(&mut registry);
         let webhooks = crate::webhooks::Webhooks::from_config(&config.webhooks)?;
         webhooks.start_delivery(pool.clone(), shutdown.child_token())?;
@@ -130,6 +148,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             default_deadline_secs: config.task_deadline_secs,
             waits,
+            events,
             webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
@@ -152,6 +171,7 @@ impl Application {
             runner,
             queue_workers,
             shutdown,
+            streams,
             shutdown_timeout: config.shutdown_timeout(),
         })
     }
@@ -178,6 +198,7 @@ impl Application {
             () = orchestrator_stdx::stop_requested(&self.shutdown) => {}
         }
         tracing::info!("Shutting down.");
+        self.streams.cancel();
         handle.stop(true).await;
         let _ = server.await;
         if let Some(workers) = self.queue_workers {

@@ -13,8 +13,10 @@
   const STATUSES = ['PENDING', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED'];
   const LABELS = { PENDING: 'Pending', IN_PROGRESS: 'In progress', COMPLETED: 'Completed', FAILED: 'Failed', CANCELLED: 'Cancelled' };
   const PAGE_SIZE = 50;
-  const LIST_POLL_MS = 2000;
-  const TASK_POLL_MS = 1000;
+  // A burst of events refreshes the list once, then at most this often.
+  const LIST_REFRESH_MS = 1000;
+  // Running durations and bars are redrawn this often, from what the page has (no request).
+  const CLOCK_MS = 1000;
   const THROUGHPUT_MINUTES = 15;
   const THROUGHPUT_EVERY_MS = 10000;
   // The list shows this much of a failed task's error; the rest is in its title.
@@ -264,58 +266,91 @@
     return { card, render };
   }
 
-  // ---- Polling ---------------------------------------------------------------------
+  // ---- Live updates --------------------------------------------------------------
 
-  // Runs `tick` every `interval` ms, one at a time, not while the tab is hidden.
-  class Poller {
-    constructor(tick, interval) {
-      this.tick = tick;
-      this.interval = interval;
-      this.timer = null;
-      this.running = false;
-      this.again = false;
-      this.stopped = true;
-      this.onVisibility = () => { if (!document.hidden && !this.stopped) this.now(); };
+  // Follows one of the API's Server-Sent Events streams: `onEvent(type, data)` for
+  // each event (`task` or `service_request`), `onState(state)` with 'live',
+  // 'reconnecting' or 'closed'. The page is told of changes, it does not ask: nothing
+  // is requested while nothing changes. The browser reconnects by itself with the last
+  // event's id (Last-Event-ID), so nothing is missed and nothing comes twice; the
+  // session cookie authenticates the stream.
+  class LiveStream {
+    constructor(url, { onEvent, onState }) {
+      this.url = url;
+      this.onEvent = onEvent;
+      this.onState = onState || (() => {});
+      this.source = null;
     }
     start() {
-      this.stopped = false;
-      document.addEventListener('visibilitychange', this.onVisibility);
-      this.now();
+      if (this.source) return;
+      const source = new EventSource(this.url);
+      const deliver = (type) => (message) => {
+        let data;
+        try { data = JSON.parse(message.data); } catch { return; }
+        this.onEvent(type, data);
+      };
+      source.addEventListener('task', deliver('task'));
+      source.addEventListener('service_request', deliver('service_request'));
+      source.onopen = () => this.onState('live');
+      source.onerror = () => this.onState(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+      this.source = source;
     }
     stop() {
-      this.stopped = true;
-      clearTimeout(this.timer);
-      document.removeEventListener('visibilitychange', this.onVisibility);
+      if (this.source) this.source.close();
+      this.source = null;
     }
-    async now() {
-      clearTimeout(this.timer);
-      if (this.running) {
-        // Asked again mid-tick (e.g. the filters changed): run once more right after.
-        this.again = true;
-        return;
-      }
-      this.running = true;
-      try {
-        do {
-          this.again = false;
-          await this.tick();
-        } while (this.again);
-      } finally {
-        this.running = false;
-      }
-      if (!this.stopped && !document.hidden) {
-        this.timer = setTimeout(() => this.now(), this.interval);
-      }
+  }
+
+  // Calls `fn` at once, then at most once per `spacing` ms however often it is asked
+  // (the last ask is always honoured), one call at a time.
+  function coalesce(fn, spacing) {
+    let running = false;
+    let wanted = false;
+    let last = 0;
+    let timer = null;
+    const run = async () => {
+      timer = null;
+      if (running) { wanted = true; return; }
+      running = true;
+      wanted = false;
+      last = Date.now();
+      try { await fn(); } catch { /* shown by fn */ } finally { running = false; }
+      if (wanted) ask();
+    };
+    const ask = () => {
+      if (timer) return;
+      if (running) { wanted = true; return; }
+      timer = setTimeout(run, Math.max(0, last + spacing - Date.now()));
+    };
+    ask.cancel = () => { clearTimeout(timer); timer = null; wanted = false; };
+    return ask;
+  }
+
+  // Redraws (from what the page already has) every CLOCK_MS while `active()` says so.
+  class Clock {
+    constructor(draw, active) {
+      this.draw = draw;
+      this.active = active;
+      this.timer = null;
+    }
+    start() {
+      if (this.timer) return;
+      this.timer = setInterval(() => { if (this.active()) this.draw(); }, CLOCK_MS);
+    }
+    stop() {
+      clearInterval(this.timer);
+      this.timer = null;
     }
   }
 
   // ---- Screens ---------------------------------------------------------------------
 
   const main = () => document.getElementById('main');
-  let currentPoller = null;
+  // What keeps the current screen up to date; stopped when the screen changes.
+  let currentUpdates = null;
 
   function setScreen(nav, title, ...children) {
-    if (currentPoller) { currentPoller.stop(); currentPoller = null; }
+    if (currentUpdates) { currentUpdates.stop(); currentUpdates = null; }
     document.title = `${title} · orchestrator`;
     for (const link of document.querySelectorAll('[data-nav]')) {
       if (link.dataset.nav === nav) link.setAttribute('aria-current', 'page');
@@ -491,10 +526,11 @@
       pauseButton.textContent = state.paused ? 'Resume updates' : 'Pause updates';
       live.classList.toggle('paused', state.paused);
       if (state.paused) {
-        poller.stop();
+        updates.stop();
         liveText.textContent = 'Paused';
       } else {
-        poller.start();
+        updates.start();
+        refresh();
       }
     });
 
@@ -539,6 +575,7 @@
     }
 
     function renderTasks(data) {
+      state.lastList = data;
       const existing = new Map([...tbody.querySelectorAll('tr[data-task-id]')].map((row) => [row.dataset.taskId, row]));
       const wanted = new Set(data.tasks.map((task) => task.task_id));
       for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
@@ -620,6 +657,22 @@
         `in the last ${buckets.length} minutes${range}`;
     }
 
+    // The chart changes by the minute: a change read within THROUGHPUT_EVERY_MS of the
+    // last reading of it is drawn once that time is up (one timer, only after changes).
+    let throughputTimer = null;
+    function throughputLater() {
+      if (throughputTimer) return;
+      throughputTimer = setTimeout(async () => {
+        throughputTimer = null;
+        if (state.paused) return;
+        try {
+          const data = await api(`/api/tasks/throughput?minutes=${THROUGHPUT_MINUTES}`);
+          state.lastThroughput = Date.now();
+          renderThroughput(data);
+        } catch { /* the next change tries again */ }
+      }, Math.max(0, state.lastThroughput + THROUGHPUT_EVERY_MS - Date.now()));
+    }
+
     async function tick() {
       syncAddress();
       curl.render();
@@ -646,14 +699,41 @@
       if (throughputData.status === 'fulfilled' && throughputData.value) {
         state.lastThroughput = Date.now();
         renderThroughput(throughputData.value);
+      } else if (!wantThroughput) {
+        throughputLater();
       }
       const ok = list.status === 'fulfilled';
       liveText.textContent = ok ? `Live · updated ${fmtTime(new Date().toISOString()).slice(11)}` : 'Reconnecting…';
     }
 
-    const poller = new Poller(tick, LIST_POLL_MS);
-    const refresh = () => {
-      if (state.paused) tick().catch(() => {}); else poller.now();
+    // The list, counts and chart are read again when the tenant's tasks change (told by
+    // the event stream: one read for a burst of events), and when the filters change.
+    const refresh = coalesce(tick, LIST_REFRESH_MS);
+    const stream = new LiveStream('/api/events', {
+      onEvent: () => refresh(),
+      onState: (streamState) => {
+        if (state.paused) return;
+        if (streamState === 'live') {
+          liveText.textContent = `Live · updated ${fmtTime(new Date().toISOString()).slice(11)}`;
+          // Whatever changed while the stream was down.
+          refresh();
+        } else {
+          liveText.textContent = streamState === 'closed' ? 'Disconnected: reload the page' : 'Reconnecting…';
+        }
+      },
+    });
+    // Running tasks' durations count up between reads.
+    const running = () => (state.lastList?.tasks || []).some((task) => !isFinal(task.status));
+    const clock = new Clock(() => renderTasks(state.lastList), running);
+    const updates = {
+      start() { stream.start(); clock.start(); },
+      stop() {
+        stream.stop();
+        clock.stop();
+        refresh.cancel();
+        clearTimeout(throughputTimer);
+        throughputTimer = null;
+      },
     };
 
     setScreen('tasks', 'Tasks',
@@ -663,8 +743,9 @@
         h('h2', { id: 'list-heading', class: 'visually-hidden', text: 'Task list' }),
         filters, listError, resultNote, table, pager),
       curl.card);
-    currentPoller = poller;
-    poller.start();
+    currentUpdates = updates;
+    updates.start();
+    refresh();
   }
 
   // ---- One task --------------------------------------------------------------------
@@ -963,14 +1044,43 @@
         task = await api(`/api/tasks/${encodeURIComponent(taskId)}`);
         loadError.hidden = true;
         render();
-        if (isFinal(task.status)) poller.stop();
+        if (isFinal(task.status)) updates.stop(); else updates.start();
       } catch (error) {
         loadError.textContent = error instanceof ApiProblem && error.status === 404
           ? 'There is no task with this id.' : describeError(error);
         loadError.hidden = false;
-        if (error instanceof ApiProblem && error.status < 500) poller.stop();
+        if (error instanceof ApiProblem && error.status < 500) updates.stop();
       }
     }
+
+    // Events change the page as they come, without a request; the event that makes the
+    // task final brings one read, for what events do not carry (timings, responses,
+    // webhooks). A stream opened after a re-drive replays the task's history first,
+    // earlier final states included: the read then finds the task running and the
+    // stream goes on.
+    function apply(type, data) {
+      if (!task || data.task_id !== task.task_id) return;
+      if (type === 'task') {
+        task = { ...task, status: data.status, error_message: data.error_message };
+        render();
+        if (isFinal(data.status)) tick();
+      } else {
+        task = {
+          ...task,
+          service_requests: task.service_requests.map((sr) => (sr.id === data.service_request_id
+            ? { ...sr, status: data.status, error_message: data.error_message }
+            : sr)),
+        };
+        render();
+      }
+    }
+    const stream = new LiveStream(`/api/tasks/${encodeURIComponent(taskId)}/events`, { onEvent: apply });
+    // A running task's bars and durations grow between events.
+    const clock = new Clock(() => render(), () => task && !isFinal(task.status));
+    const updates = {
+      start() { stream.start(); clock.start(); },
+      stop() { stream.stop(); clock.stop(); },
+    };
 
     redriveButton.addEventListener('click', async () => {
       redriveButton.disabled = true;
@@ -979,7 +1089,8 @@
         notice.textContent = 'Re-driven: the failed service requests run again.';
         notice.hidden = false;
         announce(notice.textContent);
-        poller.start();
+        updates.stop();
+        await tick();
       } catch (error) {
         notice.hidden = true;
         loadError.textContent = describeError(error);
@@ -1006,13 +1117,12 @@
       }
     });
 
-    const poller = new Poller(tick, TASK_POLL_MS);
     setScreen('', 'Task',
       h('nav', { 'aria-label': 'Breadcrumb', class: 'muted' }, h('a', { href: '/ui', text: 'Tasks' }), ' › this task'),
       h('div', { class: 'screen-head' }, h('div', { class: 'title' }, title, statusHolder), actions),
       loadError, notice, failure, body);
-    currentPoller = poller;
-    poller.start();
+    currentUpdates = updates;
+    tick();
   }
 
   // ---- Submit ----------------------------------------------------------------------

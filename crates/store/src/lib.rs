@@ -9,6 +9,8 @@
 //!   so callers can compose them inside a transaction.
 //! - [`notify`]: PostgreSQL `NOTIFY` of changed tasks, sent in the transaction that
 //!   changes them, and the one listening connection per process that hears them.
+//! - [`events`]: the task event log (written by triggers at every status change), read
+//!   in order up to the settled horizon, for the API's Server-Sent Events streams.
 //! - [`outbox`]: Kafka mode's record of tasks stored but not yet known to be published,
 //!   a table of its own so that marking a task published does not rewrite its row.
 //! - [`dashboard`]: counts per status, throughput and search for the dashboard, each
@@ -27,6 +29,7 @@ pub mod audit;
 pub mod cursor;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod group_commit;
 pub mod health;
 pub mod leases;

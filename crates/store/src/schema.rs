@@ -104,6 +104,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_events (tx, seq) {
+        tx -> Int8,
+        seq -> Int8,
+        task_id -> Uuid,
+        service_request_id -> Nullable<Uuid>,
+        status -> Text,
+        previous_status -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     task_outbox (task_id) {
         task_id -> Uuid,
         created_at -> Timestamptz,
@@ -190,6 +203,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     partition_leases,
     service_request_attempts,
     service_requests,
+    task_events,
     task_outbox,
     task_redrives,
     task_status_counts,

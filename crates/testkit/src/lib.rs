@@ -17,5 +17,6 @@ pub mod idp;
 pub mod poll;
 pub mod ports;
 pub mod proxy;
+pub mod sse;
 pub mod webhook;
 pub mod workspace;

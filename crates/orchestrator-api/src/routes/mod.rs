@@ -15,6 +15,7 @@ use crate::error::ApiError;
 
 pub mod audit;
 pub mod dashboard;
+pub mod events;
 pub mod health;
 pub mod me;
 pub mod orchestrate;
@@ -138,6 +139,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         path: "/api/tasks/{task_id}/cancel",
         access: Access::Scope(Scope::TasksOperate),
         route: || web::post().to(tasks::cancel_task),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/tasks/{task_id}/events",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(events::task_events),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/events",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(events::all_events),
     },
     Endpoint {
         verb: Verb::Post,

@@ -9,6 +9,7 @@ mod cancel;
 mod contract;
 mod dashboard;
 mod docs;
+mod events;
 mod jwt;
 mod oidc;
 mod operations;

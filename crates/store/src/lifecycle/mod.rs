@@ -54,6 +54,9 @@
 //! - **Lock order.** Lease rows (`FOR SHARE`, by partition), then task rows (`FOR
 //!   UPDATE`, by task id, [`lock::tasks`]), then service requests. Every transition takes
 //!   them in this order, so concurrent batches cannot deadlock.
+//! - Every status change is logged, in its transaction, by the database's triggers
+//!   into the task event log ([`crate::events`]): transitions write no event
+//!   themselves and cannot forget one.
 //! - A batch either commits whole or not at all; an error of the whole batch (a failed
 //!   statement) is returned as such, and group commit retries its requests one by one.
 

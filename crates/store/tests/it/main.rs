@@ -14,6 +14,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 mod batch;
+mod events;
 mod group_commit;
 mod history;
 mod leases;

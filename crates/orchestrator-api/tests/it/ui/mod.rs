@@ -166,8 +166,8 @@ fn expected_success(sr: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_list_shows_a_submitted_task_and_its_completion_without_a_reload() -> anyhow::Result<()>
 {
-    // Slow services, so that the list is seen showing the task while it runs (for
-    // more than one of its 2 s polls).
+    // Slow services, so that the list is seen showing the task while it runs, and
+    // updating itself (told by the event stream) when it completes.
     let app = TestApp::spawn_with(|config| config.dispatch.http_timeout_ms = 15_000).await;
     for service in SERVICES {
         app.mock.set_behaviour(service, slow(6_000));
@@ -846,6 +846,54 @@ async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
         "the timeline shows the time the task sat failed"
     );
     browser.screenshot("task-redriven").await?;
+    browser.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_task_page_follows_its_task_by_events_without_polling() -> anyhow::Result<()> {
+    // Calls of 3 s: a page that polled (it used to, every second) would read the task
+    // several times while it runs.
+    let app = TestApp::spawn_with(|config| config.dispatch.http_timeout_ms = 15_000).await;
+    for service in SERVICES {
+        app.mock.set_behaviour(service, slow(3_000));
+    }
+    let task_id = submit(&app, &request_named("Followed live")).await;
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser
+        .goto(&app.url(&format!("/ui/tasks/{task_id}")))
+        .await?;
+    browser
+        .query(By::Css("#task-status .badge"))
+        .with_attribute("data-status", "IN_PROGRESS")
+        .desc("the task running")
+        .first()
+        .await?;
+    browser
+        .wait_for("the task and its calls shown COMPLETED", async || {
+            let status = attr_of(&browser, "#task-status .badge", "data-status").await?;
+            let done = count(&browser, "#service-requests tr[data-status=\"COMPLETED\"]").await?;
+            Ok((status.as_deref() == Some("COMPLETED") && done == 3).then_some(()))
+        })
+        .await?;
+    let loaded = browser
+        .execute(
+            "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)",
+            Vec::new(),
+        )
+        .await?;
+    let paths: Vec<String> = serde_json::from_value(loaded.json().clone())?;
+    let task_path = format!("/api/tasks/{task_id}");
+    let reads = paths.iter().filter(|path| **path == task_path).count();
+    assert!(
+        (1..=2).contains(&reads),
+        "read once at load and once when final, never polled: {paths:?}"
+    );
+    assert!(
+        paths.contains(&format!("{task_path}/events")),
+        "followed by its event stream: {paths:?}"
+    );
     browser.close().await;
     Ok(())
 }
