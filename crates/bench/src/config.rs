@@ -106,6 +106,12 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 1000)]
     pub long_poll_waiters: usize,
 
+    /// Give every task of the steady and end-to-end phases a `callback_url` to a
+    /// receiver this run starts on loopback, so the API signs and sends a completion
+    /// webhook for each. `--e2e-callbacks=false` for a build that predates webhooks.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub e2e_callbacks: bool,
+
     /// Tasks submitted by each end-to-end run.
     #[arg(long, env = "BENCH_E2E_TASKS", default_value_t = 20_000)]
     pub e2e_tasks: u64,

@@ -105,8 +105,15 @@ pub struct Outputs {
 /// [`Bench::into_report`].
 pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
     let setup = Setup::prepare(&config)?;
-    let mut stack = open_stack(&config, &setup).await?;
-    let mut bench = Bench::connect(&config, &stack).await?;
+    // The completion webhooks' receiver, when tasks carry a callback_url: on loopback,
+    // answering 200 and checking each signature.
+    let receiver = match config.e2e_callbacks {
+        true => Some(orchestrator_testkit::webhook::WebhookReceiver::start().await),
+        false => None,
+    };
+    let mut stack = open_stack(&config, &setup, receiver.is_some()).await?;
+    let mut bench =
+        Bench::connect(&config, &stack, receiver.as_ref().map(|r| r.url.as_str())).await?;
     let mut workers = bench.wait_for_workers(&stack).await?;
 
     let ceilings = if bench.plan.runs(Phase::Ceilings) {
@@ -120,6 +127,17 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
     let e2e = bench.e2e_phases(&mut stack, &mut workers).await?;
     bench.set_mock_latency(&stack, 0).await?;
 
+    if let Some(receiver) = &receiver {
+        let received = receiver.received();
+        let signed = received
+            .iter()
+            .filter(|delivery| delivery.signed_with(orchestrator_testkit::webhook::SECRET))
+            .count();
+        bench.notes.push(format!(
+            "every task of the steady and end-to-end phases carried a callback_url to a receiver on loopback: {} webhooks received, {signed} with a valid signature",
+            received.len()
+        ));
+    }
     let mut report = bench.into_report(&setup, ceilings, accept, steady, e2e);
     report.long_poll = long_poll;
     report.evaluate_targets();
@@ -179,7 +197,11 @@ impl Setup {
 }
 
 /// The stack given by `--api-url`, or one of its own, started on a fresh database.
-async fn open_stack(config: &BenchConfig, setup: &Setup) -> Result<Stack, BenchError> {
+async fn open_stack(
+    config: &BenchConfig,
+    setup: &Setup,
+    webhooks: bool,
+) -> Result<Stack, BenchError> {
     if let Some(api) = &config.api_url {
         let kafka = config.kafka_bootstrap_servers.clone().unwrap_or_default();
         if config.mock_urls.len() != SERVICES.len() {
@@ -218,6 +240,18 @@ async fn open_stack(config: &BenchConfig, setup: &Setup) -> Result<Stack, BenchE
         ports,
         workers: config.max_workers(),
         keep: config.keep_stack,
+        api_env: if webhooks {
+            vec![
+                (
+                    "WEBHOOK_SECRET",
+                    orchestrator_testkit::webhook::SECRET.to_owned(),
+                ),
+                // The receiver is on loopback.
+                ("WEBHOOK_ALLOW_INSECURE", "true".to_owned()),
+            ]
+        } else {
+            Vec::new()
+        },
     };
     tokio::task::block_in_place(|| Stack::start(&settings))
 }
@@ -295,6 +329,9 @@ struct Bench {
     config: BenchConfig,
     client: reqwest::Client,
     orchestrate: Target,
+    /// What the steady and end-to-end phases submit: with a `callback_url` when the run
+    /// has a webhook receiver.
+    processed: Target,
     db: Client,
     /// 202 answers so far: what the database must hold.
     accepted: u64,
@@ -320,7 +357,11 @@ struct AcceptResults {
 
 impl Bench {
     /// Connects to the stack's database and the API, and reads the server's settings.
-    async fn connect(config: &BenchConfig, stack: &Stack) -> Result<Bench, BenchError> {
+    async fn connect(
+        config: &BenchConfig,
+        stack: &Stack,
+        callback_url: Option<&str>,
+    ) -> Result<Bench, BenchError> {
         let client = load::http_client(&stack.token()?)?;
         let db = db::connect(config.database_url.as_str()).await?;
         let postgres = db::server_info(&db).await?;
@@ -328,6 +369,10 @@ impl Bench {
             plan: config.plan(),
             config: config.clone(),
             orchestrate: Target::orchestrate(&client, &stack.endpoints.api),
+            processed: match callback_url {
+                Some(url) => Target::orchestrate_with_callback(&client, &stack.endpoints.api, url),
+                None => Target::orchestrate(&client, &stack.endpoints.api),
+            },
             client,
             db,
             accepted: 0,
@@ -943,19 +988,15 @@ impl Bench {
         let started = Utc::now();
         let (result, accept_label, connections, rate) = match load {
             Load::Closed(tasks) => (
-                load::closed_loop(
-                    &self.orchestrate,
-                    self.plan.connections,
-                    Until::Count(tasks),
-                )
-                .await,
+                load::closed_loop(&self.processed, self.plan.connections, Until::Count(tasks))
+                    .await,
                 format!("{label}: submission, closed loop"),
                 Some(self.plan.connections),
                 None,
             ),
             Load::Open(rate) => (
                 load::open_loop(
-                    &self.orchestrate,
+                    &self.processed,
                     rate,
                     self.plan.phase,
                     self.plan.max_in_flight,

@@ -42,7 +42,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Target {
     client: reqwest::Client,
     url: String,
-    body: &'static str,
+    body: Arc<str>,
     /// The answer a success has.
     expect: u16,
     /// Read `task_id` from successful answers.
@@ -85,9 +85,24 @@ impl Target {
         Target {
             client: client.clone(),
             url: format!("{}/api/orchestrate", api.trim_end_matches('/')),
-            body: README_EXAMPLE,
+            body: README_EXAMPLE.into(),
             expect: 202,
             collect_ids: true,
+        }
+    }
+
+    /// [`Target::orchestrate`] with the README example calling back `callback_url` when
+    /// the task is final.
+    pub fn orchestrate_with_callback(
+        client: &reqwest::Client,
+        api: &str,
+        callback_url: &str,
+    ) -> Target {
+        let mut body: serde_json::Value = serde_json::from_str(README_EXAMPLE).unwrap_or_default();
+        body["callback_url"] = serde_json::Value::from(callback_url);
+        Target {
+            body: body.to_string().into(),
+            ..Target::orchestrate(client, api)
         }
     }
 
@@ -96,7 +111,7 @@ impl Target {
         Target {
             client: client.clone(),
             url: format!("{}/{service}", base.trim_end_matches('/')),
-            body: MOCK_CALL,
+            body: MOCK_CALL.into(),
             expect: 200,
             collect_ids: false,
         }
@@ -107,7 +122,7 @@ impl Target {
             .client
             .post(&self.url)
             .header(CONTENT_TYPE, "application/json")
-            .body(self.body)
+            .body(self.body.to_string())
             .send()
             .await
         {

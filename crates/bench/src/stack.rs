@@ -51,6 +51,8 @@ pub struct Stack {
     local: Option<LocalStack>,
     keep: bool,
     stopped: bool,
+    /// The API's environment beyond the stack's own, kept over restarts.
+    base_api_env: Vec<(&'static str, String)>,
 }
 
 /// Where a started stack lives and what it runs.
@@ -63,6 +65,8 @@ pub struct StartSettings {
     pub ports: Ports,
     pub workers: usize,
     pub keep: bool,
+    /// Added to the API's environment.
+    pub api_env: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -74,6 +78,7 @@ impl Stack {
             local: None,
             keep: true,
             stopped: false,
+            base_api_env: Vec::new(),
         }
     }
 
@@ -94,6 +99,7 @@ impl Stack {
         stack_settings.database_url = settings.database_url.clone();
         stack_settings.ports = ports;
         stack_settings.workers = count(settings.workers);
+        stack_settings.api_env = settings.api_env.clone();
         stack_settings.start_timeout = START_TIMEOUT;
         stack_settings.stop_timeout = STOP_TIMEOUT;
         stack_settings.rust_log =
@@ -111,6 +117,7 @@ impl Stack {
             local: Some(LocalStack::with_log(stack_settings, Box::new(log))),
             keep: settings.keep,
             stopped: false,
+            base_api_env: settings.api_env.clone(),
         };
         stack.local()?.run().map_err(stack_error)?;
         Ok(stack)
@@ -175,9 +182,11 @@ impl Stack {
         self.stop_component("api")?;
         // Workers are stopped from the highest number down, so those running are 1..=n.
         let running = self.workers().len();
+        let mut with_base = self.base_api_env.clone();
+        with_base.extend(env);
         let local = self.local()?;
         local.set_workers(count(running));
-        local.set_api_env(env);
+        local.set_api_env(with_base);
         local.run().map(drop).map_err(stack_error)
     }
 

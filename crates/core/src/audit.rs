@@ -14,22 +14,31 @@ pub enum AuditAction {
     TaskRedrive,
     /// An unfinished task cancelled.
     TaskCancel,
+    /// A bulk re-drive started (its filter and count in the event's details).
+    TasksBulkRetry,
+    /// A bulk cancel started (its filter and count in the event's details).
+    TasksBulkCancel,
+    /// A running bulk operation stopped.
+    BulkCancel,
 }
 
 /// An action name that is not one of [`AuditAction::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown action {0:?}; expected sign_in, token.create, token.revoke, task.redrive or task.cancel"
+    "unknown action {0:?}; expected sign_in, token.create, token.revoke, task.redrive, task.cancel, tasks.bulk_retry, tasks.bulk_cancel or bulk.cancel"
 )]
 pub struct UnknownAction(pub String);
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 5] = [
+    pub const ALL: [AuditAction; 8] = [
         AuditAction::SignIn,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::TaskRedrive,
         AuditAction::TaskCancel,
+        AuditAction::TasksBulkRetry,
+        AuditAction::TasksBulkCancel,
+        AuditAction::BulkCancel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +48,9 @@ impl AuditAction {
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::TaskRedrive => "task.redrive",
             AuditAction::TaskCancel => "task.cancel",
+            AuditAction::TasksBulkRetry => "tasks.bulk_retry",
+            AuditAction::TasksBulkCancel => "tasks.bulk_cancel",
+            AuditAction::BulkCancel => "bulk.cancel",
         }
     }
 

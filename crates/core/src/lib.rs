@@ -10,6 +10,7 @@
 //! - [`envelope`]: the Kafka record that carries a task, and its partition.
 //! - [`access`]: the scopes a credential grants and the tenant it acts for.
 //! - [`audit`]: the actions the audit log records and how they end.
+//! - [`bulk`]: bulk re-drives and cancels: the filter of tasks they act on.
 //! - [`assignment`]: which worker replica owns which partition.
 //! - [`text`]: what text the database can store and what counts as blank, also as
 //!   the JSON Schema patterns of the OpenAPI document.
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod assignment;
 pub mod audit;
+pub mod bulk;
 pub mod envelope;
 pub mod plan;
 pub mod request;
@@ -30,6 +32,7 @@ pub mod validation;
 pub use access::{InvalidTenant, Scope, TenantName, UnknownScope};
 pub use assignment::assigned_partitions;
 pub use audit::{AuditAction, AuditOutcome, UnknownAction};
+pub use bulk::{BulkAction, BulkRequest, TaskFilter};
 pub use envelope::{EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key};
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};

@@ -364,7 +364,7 @@ fn known_list(limits: &RequestLimits) -> String {
     names.join(", ")
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

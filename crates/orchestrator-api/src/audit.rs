@@ -62,6 +62,19 @@ impl Audit {
         target: Option<&str>,
         outcome: AuditOutcome,
     ) -> Result<(), StoreError> {
+        self.record_with(conn, action, target, outcome, None).await
+    }
+
+    /// [`Audit::record`] with details beyond the target (a bulk operation's filter and
+    /// count).
+    pub async fn record_with(
+        &self,
+        conn: &mut AsyncPgConnection,
+        action: AuditAction,
+        target: Option<&str>,
+        outcome: AuditOutcome,
+        details: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
         audit::record(
             conn,
             &AuditEvent {
@@ -72,6 +85,7 @@ impl Audit {
                 outcome,
                 request_id: Some(&self.request_id),
                 client_address: self.client.as_deref(),
+                details,
             },
         )
         .await

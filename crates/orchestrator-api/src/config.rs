@@ -97,6 +97,24 @@ pub struct ApiConfig {
     #[arg(long, env = "TASK_DEADLINE_SECS", value_parser = clap::value_parser!(u32).range(1..))]
     pub task_deadline_secs: Option<u32>,
 
+    /// Tasks a bulk operation (POST /api/tasks/bulk/retry, /cancel) handles per second,
+    /// at most: kept with the operation, so every replica paces it the same.
+    #[arg(long, env = "BULK_RATE_PER_SECOND", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub bulk_rate_per_second: u32,
+
+    /// How long a replica's hold on a bulk operation lasts without progress, in
+    /// seconds: after a replica dies, another carries on its operation this long after.
+    #[arg(long, env = "BULK_CLAIM_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub bulk_claim_secs: u32,
+
+    /// How often each replica looks for a bulk operation nobody works on, in
+    /// milliseconds (one made on this replica starts at once).
+    #[arg(long, env = "BULK_POLL_INTERVAL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub bulk_poll_interval_ms: u64,
+
     /// Tasks processed at the same time by this process in inline mode.
     #[arg(long, env = "INLINE_CONCURRENCY", default_value_t = 64)]
     pub inline_concurrency: usize,

@@ -449,7 +449,8 @@ pub struct AuditEventResponse {
     /// token command), `anonymous` (authentication disabled).
     #[schema(example = "token:0b7c6a4e-5a1f-4a57-9d43-2b7f1c9e8d21")]
     pub actor: String,
-    /// `sign_in`, `token.create`, `token.revoke`, `task.redrive`.
+    /// `sign_in`, `token.create`, `token.revoke`, `task.redrive`, `task.cancel`,
+    /// `tasks.bulk_retry`, `tasks.bulk_cancel`, `bulk.cancel`.
     #[schema(example = "task.redrive")]
     pub action: String,
     /// What it was done to: a task id, a token id.
@@ -462,6 +463,10 @@ pub struct AuditEventResponse {
     pub request_id: Option<String>,
     #[schema(nullable)]
     pub client_address: Option<String>,
+    /// What it was about beyond its target: a bulk operation's `filter` and `matched`
+    /// count; null for the others.
+    #[schema(nullable, value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl From<AuditRow> for AuditEventResponse {
@@ -476,6 +481,7 @@ impl From<AuditRow> for AuditEventResponse {
             outcome: row.outcome,
             request_id: row.request_id,
             client_address: row.client_address,
+            details: row.details,
         }
     }
 }
@@ -535,4 +541,70 @@ impl From<&orchestrator_store::events::TaskEvent> for TaskEventResponse {
             at: event.at,
         }
     }
+}
+
+/// A bulk operation (`POST /api/tasks/bulk/retry`, `/cancel`) and how far it got.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkOperationResponse {
+    pub id: Uuid,
+    /// `retry` or `cancel`.
+    #[schema(example = "retry")]
+    pub action: String,
+    /// `RUNNING`, `COMPLETED` (no task in scope left) or `CANCELLED` (stopped).
+    #[schema(example = "RUNNING")]
+    pub state: String,
+    /// The filter as the API read it: `statuses` spelt out, times in UTC.
+    #[schema(value_type = Object)]
+    pub filter: Value,
+    /// Tasks the filter selected when the operation was made: its scope.
+    pub matched: i64,
+    /// Tasks re-driven or cancelled so far.
+    pub acted: i64,
+    /// Tasks of the scope left alone: no longer in a status the action applies to
+    /// when their turn came.
+    pub skipped: i64,
+    /// Tasks handled per second, at most.
+    pub rate_per_second: i32,
+    /// Who made it, as the audit log names callers.
+    pub actor: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(nullable)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<orchestrator_store::bulk::BulkRow> for BulkOperationResponse {
+    fn from(row: orchestrator_store::bulk::BulkRow) -> Self {
+        Self {
+            id: row.id,
+            action: row.action,
+            state: row.state,
+            filter: row.filter,
+            matched: row.matched,
+            acted: row.acted,
+            skipped: row.skipped,
+            rate_per_second: row.rate_per_second,
+            actor: row.actor,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// What a bulk operation would act on (`"dry_run": true`); nothing was changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkDryRunResponse {
+    /// `retry` or `cancel`.
+    #[schema(example = "retry")]
+    pub action: String,
+    pub dry_run: bool,
+    /// The filter as the API read it.
+    #[schema(value_type = Object)]
+    pub filter: Value,
+    /// Tasks the filter selects now.
+    pub matched: i64,
 }

@@ -39,6 +39,12 @@ pub enum ApiError {
     TaskNotFound(Uuid),
     #[error("the Last-Event-ID header is not an event id this service sent (TX-SEQ)")]
     InvalidLastEventId,
+    #[error("{0:?} is not a valid bulk operation id (expected a UUID)")]
+    InvalidBulkId(String),
+    #[error("no bulk operation with id {0}")]
+    BulkNotFound(Uuid),
+    #[error("bulk operation {id} is {state} already; only a RUNNING one can be stopped")]
+    BulkAlreadyEnded { id: Uuid, state: String },
     #[error("{0:?} is not a valid token id (expected a UUID)")]
     InvalidTokenId(String),
     #[error("no token with id {0} that is not revoked")]
@@ -184,6 +190,14 @@ impl ApiError {
             ApiError::InvalidQuery { .. } => ("/problems/invalid-query", "Invalid query parameter"),
             ApiError::TaskNotFound(_) => ("/problems/task-not-found", "Task not found"),
             ApiError::InvalidLastEventId => ("/problems/invalid-event-id", "Invalid Last-Event-ID"),
+            ApiError::InvalidBulkId(_) => {
+                ("/problems/invalid-bulk-id", "Invalid bulk operation id")
+            }
+            ApiError::BulkNotFound(_) => ("/problems/bulk-not-found", "Bulk operation not found"),
+            ApiError::BulkAlreadyEnded { .. } => (
+                "/problems/bulk-already-ended",
+                "Bulk operation already ended",
+            ),
             ApiError::InvalidTokenId(_) => ("/problems/invalid-token-id", "Invalid token id"),
             ApiError::TokenNotFound(_) => ("/problems/token-not-found", "Token not found"),
             ApiError::Forbidden(_) => ("/problems/forbidden", "Forbidden"),
@@ -245,6 +259,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidTaskId(_)
             | ApiError::InvalidTokenId(_)
             | ApiError::InvalidLastEventId
+            | ApiError::InvalidBulkId(_)
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -256,11 +271,14 @@ impl ResponseError for ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::TaskNotFound(_) | ApiError::TokenNotFound(_) | ApiError::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::TaskNotFound(_)
+            | ApiError::TokenNotFound(_)
+            | ApiError::BulkNotFound(_)
+            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotRetryable { .. } | ApiError::AlreadyFinal { .. } => StatusCode::CONFLICT,
+            ApiError::NotRetryable { .. }
+            | ApiError::AlreadyFinal { .. }
+            | ApiError::BulkAlreadyEnded { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod client_address;
 pub mod config;
 pub mod dto;

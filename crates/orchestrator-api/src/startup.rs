@@ -53,8 +53,9 @@ pub struct Application {
     runner: InlineRunner,
     queue_workers: Option<QueueWorkers>,
     shutdown: CancellationToken,
-    /// Ends the event streams when shutdown begins.
-    streams: CancellationToken,
+    /// Cancelled when shutdown begins: event streams end and bulk operations are let
+    /// go of, so the server can drain and other replicas carry on.
+    draining: CancellationToken,
     shutdown_timeout: Duration,
 }
 
@@ -104,8 +105,8 @@ impl Application {
         );
         // Cancelled as soon as shutdown begins: open streams end so the server can
         // drain (their clients reconnect elsewhere and resume).
-        let streams = shutdown.child_token();
-        let events = crate::events::EventFeed::register(&mut registry, streams.clone());
+        let draining = shutdown.child_token();
+        let events = crate::events::EventFeed::register(&mut registry, draining.clone());
         events
             .start(&listener, pool.clone())
             .await
@@ -149,10 +150,18 @@ impl Application {
             default_deadline_secs: config.task_deadline_secs,
             waits,
             events,
+            bulk: crate::bulk::BulkRunner::new(
+                config.bulk_rate_per_second,
+                config.bulk_claim_secs,
+                Duration::from_millis(config.bulk_poll_interval_ms),
+            ),
             webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
         });
+        // Bulk operations pause when shutdown begins (their claim is let go of, and
+        // another replica carries on).
+        state.bulk.start(state.clone(), draining.clone());
 
         let listener =
             TcpListener::bind((config.host.as_str(), config.port)).with_context(|| {
@@ -171,7 +180,7 @@ impl Application {
             runner,
             queue_workers,
             shutdown,
-            streams,
+            draining,
             shutdown_timeout: config.shutdown_timeout(),
         })
     }
@@ -198,7 +207,7 @@ impl Application {
             () = orchestrator_stdx::stop_requested(&self.shutdown) => {}
         }
         tracing::info!("Shutting down.");
-        self.streams.cancel();
+        self.draining.cancel();
         handle.stop(true).await;
         let _ = server.await;
         if let Some(workers) = self.queue_workers {

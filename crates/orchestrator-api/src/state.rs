@@ -42,6 +42,9 @@ pub struct AppState {
     pub default_deadline_secs: Option<u32>,
     /// Completion webhooks: where a `callback_url` may go.
     pub webhooks: crate::webhooks::Webhooks,
+    /// This replica's side of bulk operations: their rate, and the loop that works on
+    /// them.
+    pub bulk: crate::bulk::BulkRunner,
     /// This replica's feed of task events, behind the Server-Sent Events streams.
     pub events: crate::events::EventFeed,
     /// Requests waiting for tasks to become final (`?wait=`).

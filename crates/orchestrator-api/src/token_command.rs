@@ -162,6 +162,7 @@ async fn audited(
             outcome: AuditOutcome::Success,
             request_id: None,
             client_address: None,
+            details: None,
         },
     )
     .await

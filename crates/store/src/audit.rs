@@ -24,6 +24,9 @@ pub struct AuditEvent<'a> {
     pub outcome: AuditOutcome,
     pub request_id: Option<&'a str>,
     pub client_address: Option<&'a str>,
+    /// What the action was about beyond its target (a bulk operation's filter and
+    /// count).
+    pub details: Option<&'a serde_json::Value>,
 }
 
 /// Appends the event; call it inside the transaction of the action it records.
@@ -40,6 +43,7 @@ pub async fn record(
             audit_events::outcome.eq(event.outcome.as_str()),
             audit_events::request_id.eq(event.request_id),
             audit_events::client_address.eq(event.client_address),
+            audit_events::details.eq(event.details),
         ))
         .execute(conn)
         .await?;
@@ -59,6 +63,7 @@ pub struct AuditRow {
     pub outcome: String,
     pub request_id: Option<String>,
     pub client_address: Option<String>,
+    pub details: Option<serde_json::Value>,
 }
 
 impl AuditRow {

@@ -19,6 +19,8 @@
 //! - [`tokens`] and [`sessions`]: API tokens and the dashboard's sessions, stored as
 //!   hashes of their secrets; [`oidc`]: sign-ins with an identity provider in progress;
 //!   [`audit`]: the audit log.
+//! - [`bulk`]: bulk re-drives and cancels: the row that holds each one's filter,
+//!   progress and claim, and the steps that advance it one task at a time.
 //! - [`webhooks`]: the outbox of completion webhooks, filled by the lifecycle in the
 //!   transaction that makes a task final, drained by the API's delivery loops.
 //!
@@ -26,6 +28,7 @@
 //! nothing here knows about HTTP or Kafka.
 
 pub mod audit;
+pub mod bulk;
 pub mod cursor;
 pub mod dashboard;
 pub mod error;

@@ -25,6 +25,30 @@ diesel::table! {
         outcome -> Text,
         request_id -> Nullable<Text>,
         client_address -> Nullable<Text>,
+        details -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    bulk_operations (id) {
+        id -> Uuid,
+        tenant -> Text,
+        action -> Text,
+        filter -> Jsonb,
+        state -> Text,
+        matched -> Int8,
+        last_task -> Int8,
+        done_through -> Int8,
+        acted -> Int8,
+        skipped -> Int8,
+        rate_per_second -> Int4,
+        actor -> Text,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -197,6 +221,7 @@ diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    bulk_operations,
     consumer_members,
     dashboard_sessions,
     oidc_sign_ins,

@@ -94,6 +94,28 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
             "{run}"
         );
     }
+    // Every processed task called back, signed: the note counts what the receiver got.
+    let webhooks = report["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|note| {
+            note.split_once(": ")
+                .filter(|(head, _)| head.contains("callback_url"))
+        })
+        .map(|(_, counts)| {
+            counts
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+                .map(|n| n.parse::<u64>().expect("a count"))
+                .collect::<Vec<_>>()
+        })
+        .expect("the webhook note");
+    assert!(
+        webhooks[0] > 0 && webhooks[0] == webhooks[1],
+        "{webhooks:?}"
+    );
     for ceiling in ["postgres_task", "postgres_accept", "broker", "mock"] {
         assert!(
             report["ceilings"][ceiling].is_object(),

@@ -4,7 +4,8 @@
 //! header from the constant its parser uses. A parameter has one rule wherever it
 //! appears (`limit` on the list and the search alike).
 
-use orchestrator_core::{AuditAction, RequestLimits, Scope, TaskName, text};
+use orchestrator_core::bulk::MAX_FILTER_TEXT_CHARS;
+use orchestrator_core::{AuditAction, BulkAction, RequestLimits, Scope, TaskName, text};
 use orchestrator_store::TaskCursor;
 use orchestrator_store::dashboard::{MAX_SEARCH_CHARS, MIN_SEARCH_CHARS};
 use serde_json::json;
@@ -52,6 +53,14 @@ pub(super) fn apply(document: &mut OpenApi, limits: &RequestLimits) {
         components
             .schemas
             .insert("NewTokenBody".into(), new_token().into());
+        components.schemas.insert(
+            "BulkRetryBody".into(),
+            bulk_body(BulkAction::Retry, limits).into(),
+        );
+        components.schemas.insert(
+            "BulkCancelBody".into(),
+            bulk_body(BulkAction::Cancel, limits).into(),
+        );
     }
     for item in document.paths.paths.values_mut() {
         let operations = [
@@ -278,6 +287,86 @@ fn request(limits: &RequestLimits) -> Schema {
                      deployment's default (TASK_DEADLINE_SECS), if any.",
                     limits.max_deadline_secs
                 ))),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+}
+
+/// The body of `POST /api/tasks/bulk/retry` or `/cancel`, as `BulkRequest::parse`
+/// takes it for `action`.
+fn bulk_body(action: BulkAction, limits: &RequestLimits) -> Schema {
+    let nullable = |schema_type| SchemaType::from_iter([schema_type, Type::Null]);
+    let [first, second] = action.statuses().map(|status| status.as_str());
+    let time = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(nullable(Type::String))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(description.to_owned()))
+    };
+    let filter_text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(nullable(Type::String))
+            .pattern(Some(text::storable_pattern()))
+            .min_length(Some(1))
+            .max_length(Some(MAX_FILTER_TEXT_CHARS))
+            .description(Some(format!(
+                "{description} 1 to {MAX_FILTER_TEXT_CHARS} characters, without NUL."
+            )))
+    };
+    let mut services: Vec<serde_json::Value> = limits
+        .known_services
+        .iter()
+        .map(|service| json!(service.as_str()))
+        .collect();
+    services.push(serde_json::Value::Null);
+    let filter = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Which of the tenant's tasks to act on; every condition given must hold. {} selects every task in a status the action applies to.",
+        ))
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .enum_values(Some([json!(first), json!(second), serde_json::Value::Null]))
+                .description(Some(format!(
+                    "{first} or {second}; absent or null: both."
+                ))),
+        )
+        .property(
+            "created_after",
+            time("Tasks created at or after this time."),
+        )
+        .property("created_before", time("Tasks created before this time."))
+        .property(
+            "service",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .enum_values(Some(services))
+                .description(Some(
+                    "Tasks with a service request to this service that did not complete.",
+                )),
+        )
+        .property(
+            "error_contains",
+            filter_text("Tasks whose error message contains this text, ignoring case."),
+        )
+        .property(
+            "task_name_prefix",
+            filter_text("Tasks whose name starts with this text (case matters)."),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("filter", filter)
+        .required("filter")
+        .property(
+            "dry_run",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::Boolean))
+                .description(Some(
+                    "true: only count the tasks the filter selects (200); change nothing.",
+                )),
         )
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()

@@ -14,6 +14,7 @@ use crate::auth;
 use crate::error::ApiError;
 
 pub mod audit;
+pub mod bulk;
 pub mod dashboard;
 pub mod events;
 pub mod health;
@@ -121,6 +122,30 @@ pub const ENDPOINTS: &[Endpoint] = &[
         path: "/api/tasks/search",
         access: Access::Scope(Scope::TasksRead),
         route: || web::get().to(dashboard::search_tasks),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/tasks/bulk/retry",
+        access: Access::Scope(Scope::TasksOperate),
+        route: || web::post().to(bulk::bulk_retry),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/tasks/bulk/cancel",
+        access: Access::Scope(Scope::TasksOperate),
+        route: || web::post().to(bulk::bulk_cancel),
+    },
+    Endpoint {
+        verb: Verb::Get,
+        path: "/api/bulk/{bulk_id}",
+        access: Access::Scope(Scope::TasksRead),
+        route: || web::get().to(bulk::get_bulk),
+    },
+    Endpoint {
+        verb: Verb::Post,
+        path: "/api/bulk/{bulk_id}/cancel",
+        access: Access::Scope(Scope::TasksOperate),
+        route: || web::post().to(bulk::cancel_bulk),
     },
     Endpoint {
         verb: Verb::Get,

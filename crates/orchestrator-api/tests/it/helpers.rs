@@ -1,3 +1,4 @@
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
@@ -201,4 +202,67 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
         assert!(problem[field].is_string(), "problem has {field}: {problem}");
     }
     problem
+}
+
+/// The API binary as a process of its own, to be killed without a word.
+pub struct ApiProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl ApiProcess {
+    pub fn start(app_db_url: &str, mock_url: &str, env: &[(&str, &str)]) -> ApiProcess {
+        let port = orchestrator_testkit::ports::free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator-api"));
+        command
+            .env_clear()
+            .env("USE_KAFKA", "false")
+            .env("API_HOST", "127.0.0.1")
+            .env("API_PORT", port.to_string())
+            .env("DATABASE_URL", app_db_url)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .env("HTTP_TIMEOUT_MS", "2000")
+            .env("RETRY_MAX_ATTEMPTS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for service in ["REVENUE", "REBATES", "SPECIALTY"] {
+            command.env(format!("{service}_SERVICE_URL"), mock_url);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        ApiProcess {
+            child: command.spawn().expect("the API binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        orchestrator_testkit::poll::until(
+            "the API process ready",
+            Duration::from_secs(60),
+            async || {
+                client
+                    .get(format!("{}/ready", self.base))
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status() == 200)
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: no drain, no letting go of anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

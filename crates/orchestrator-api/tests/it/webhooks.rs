@@ -1,5 +1,5 @@
 //! Completion webhooks: signed deliveries, retries under one `webhook-id`, deliveries
-//! that survive the process, and callback URLs refused by the SSRF guard. Receivers
+//! that survive the process (killed with SIGKILL), and callback URLs refused by the SSRF guard. Receivers
 //! listen on 127.0.0.1 only.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use orchestrator_testkit::poll;
 use orchestrator_testkit::webhook::{SECRET, WebhookReceiver};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, example_with, json_line};
+use crate::helpers::{ApiProcess, TestApp, assert_problem, example_with, json_line};
 
 /// Webhooks on, loopback allowed (the receiver is on 127.0.0.1), fast retries.
 fn webhooks_on(config: &mut ApiConfig) {
@@ -141,24 +141,44 @@ async fn a_receiver_that_fails_twice_gets_the_third_attempt_under_the_same_id() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_delivery_left_behind_by_a_dead_process_is_sent_by_the_next() {
+async fn a_delivery_left_behind_by_a_killed_process_is_sent_by_the_next() {
     let receiver = WebhookReceiver::start().await;
-    // A process whose delivery loop never comes round: the task finishes, its delivery
-    // is stored, and the process goes away without sending it.
-    let app = TestApp::spawn_with(|config| {
-        webhooks_on(config);
-        config.webhooks.poll_interval_ms = 3_600_000;
-    })
-    .await;
-    let response = app
-        .post_json("/api/orchestrate/direct", &with_callback(&receiver.url))
-        .await;
-    let task_id = json_line(response).await["task_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (db, mock) = app.stop().await;
+    let db = orchestrator_testkit::database::TestDatabase::create().await;
+    let mock = orchestrator_mock_services::MockServer::start(
+        orchestrator_mock_services::MockConfig::for_tests(),
+    )
+    .await
+    .expect("mock services start");
+    let client = orchestrator_testkit::api::client_with_token(
+        &db.token("default", &orchestrator_core::Scope::ALL).await,
+    );
+    // The API binary, whose delivery loop never comes round: the task finishes, its
+    // delivery is stored in the final transaction, and the process is killed (SIGKILL)
+    // without sending it.
+    let mut first = ApiProcess::start(
+        db.url(),
+        &mock.base_url(),
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("WEBHOOK_ALLOW_INSECURE", "true"),
+            ("WEBHOOK_POLL_INTERVAL_MS", "3600000"),
+        ],
+    );
+    first.wait_ready().await;
+    let response = client
+        .post(format!("{}/api/orchestrate/direct", first.base))
+        .json(&with_callback(&receiver.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let task = json_line(response).await;
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    let task_id = task["task_id"].as_str().expect("id").to_owned();
+    first.kill();
     assert!(receiver.received().is_empty());
+    assert_eq!(db.count_rows("webhook_deliveries").await, 1);
+
     let app = TestApp::start(db, mock, webhooks_on).await;
     poll::until(
         "the delivery from the next process",
@@ -166,11 +186,18 @@ async fn a_delivery_left_behind_by_a_dead_process_is_sent_by_the_next() {
         || async { receiver.received().len() == 1 },
     )
     .await;
-    assert_eq!(
-        receiver.received()[0].json()["data"]["task_id"],
-        task_id.as_str()
-    );
-    drop(app);
+    let delivery = &receiver.received()[0];
+    assert!(delivery.signed_with(SECRET), "{delivery:?}");
+    assert_eq!(delivery.json()["data"]["task_id"], task_id.as_str());
+    poll::until("the delivery recorded", Duration::from_secs(10), || async {
+        deliveries(&app, &task_id)
+            .await
+            .iter()
+            .map(|d| d["state"].clone())
+            .collect::<Vec<_>>()
+            == [json!("delivered")]
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
