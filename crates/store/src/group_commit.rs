@@ -174,10 +174,12 @@ async fn write_loop<Req, Resp, W>(
         let writes = requests.len();
         let started = std::time::Instant::now();
         shared.committing.fetch_add(1, Ordering::SeqCst);
-        write_batch(name, &pool, &*write, requests, replies).await;
+        // Observed before the callers hear back, so that what a caller does next (read
+        // the metrics, say) sees its batch counted.
+        let observe = || observer(name, writes, started.elapsed());
+        write_batch(name, &pool, &*write, requests, replies, observe).await;
         shared.committing.fetch_sub(1, Ordering::SeqCst);
         shared.committed.notify_waiters();
-        observer(name, writes, started.elapsed());
     }
 }
 
@@ -213,18 +215,21 @@ async fn gather_while_committing<Req, Resp>(
     }
 }
 
-/// Writes one batch and answers its callers.
+/// Writes one batch, calls `observe` once it is written (or failed), then answers its
+/// callers.
 async fn write_batch<Req, Resp, W>(
     name: &'static str,
     pool: &DbPool,
     write: &W,
     requests: Vec<Req>,
     replies: Vec<Reply<Resp>>,
+    observe: impl FnOnce(),
 ) where
     W: for<'c> Fn(&'c mut AsyncPgConnection, &'c [Req]) -> BatchFuture<'c, Resp>,
 {
     match run(pool, write, &requests).await {
         Ok(answers) => {
+            observe();
             for (reply, answer) in replies.into_iter().zip(answers) {
                 // A caller that went away (cancelled) needs no answer.
                 let _ = reply.send(answer);
@@ -233,6 +238,7 @@ async fn write_batch<Req, Resp, W>(
         Err(error) if error.is_unavailable() || requests.len() == 1 => {
             let reason = error_chain(&error);
             tracing::warn!(writer = name, writes = requests.len(), error = %reason, "Batch write failed.");
+            observe();
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
                 let _ = first.send(Err(error));
@@ -243,14 +249,20 @@ async fn write_batch<Req, Resp, W>(
         }
         Err(error) => {
             tracing::warn!(writer = name, writes = requests.len(), error = %error_chain(&error), "Batch write failed; writing one by one.");
-            for (request, reply) in requests.iter().zip(replies) {
-                let answer = run(pool, write, std::slice::from_ref(request))
-                    .await
-                    .and_then(|mut answers| {
-                        answers.pop().unwrap_or_else(|| {
-                            Err(StoreError::Corrupt("a batch write answered nothing".into()))
-                        })
-                    });
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in &requests {
+                answers.push(
+                    run(pool, write, std::slice::from_ref(request))
+                        .await
+                        .and_then(|mut answers| {
+                            answers.pop().unwrap_or_else(|| {
+                                Err(StoreError::Corrupt("a batch write answered nothing".into()))
+                            })
+                        }),
+                );
+            }
+            observe();
+            for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }
         }

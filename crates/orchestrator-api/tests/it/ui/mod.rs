@@ -864,11 +864,13 @@ async fn the_task_page_follows_its_task_by_events_without_polling() -> anyhow::R
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
         .await?;
+    // The page redraws a running task every second (its bars grow): read it with
+    // waits that take a redrawn element as "not yet".
     browser
-        .query(By::Css("#task-status .badge"))
-        .with_attribute("data-status", "IN_PROGRESS")
-        .desc("the task running")
-        .first()
+        .wait_for("the task running", async || {
+            let status = attr_of(&browser, "#task-status .badge", "data-status").await?;
+            Ok((status.as_deref() == Some("IN_PROGRESS")).then_some(()))
+        })
         .await?;
     browser
         .wait_for("the task and its calls shown COMPLETED", async || {
