@@ -14,13 +14,18 @@ use chrono::{TimeDelta, Utc};
 use futures::StreamExt;
 use orchestrator_core::TenantName;
 use orchestrator_store::DbPool;
-use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, DeliveryRow};
+use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, ClaimedDelivery};
 use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use orchestrator_webhooks::{TargetPolicy, TargetRefusal, WebhookSecret};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-/// Deliveries claimed per round, and sent at once.
-const BATCH: i64 = 32;
+/// Deliveries claimed per round.
+const BATCH: i64 = 256;
+/// The most of a receiver's answer read before its connection is given up on.
+const MAX_RESPONSE_DRAIN_BYTES: usize = 64 * 1024;
+/// Deliveries of a round sent at once, at most.
+const CONCURRENCY: usize = 64;
 /// How much of a receiver's error is kept.
 const MAX_ERROR_CHARS: usize = 300;
 /// The longest wait between two attempts.
@@ -302,13 +307,25 @@ impl Sender {
             }
         };
         let full = deliveries.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
-        futures::stream::iter(deliveries)
-            .for_each_concurrent(None, |delivery| self.deliver(delivery))
+        let attempts: Vec<(Uuid, Attempt, AttemptOutcome)> = futures::stream::iter(deliveries)
+            .map(|delivery| self.deliver(delivery))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
             .await;
+        let recorded = async {
+            let mut conn = self.pool.get().await?;
+            webhooks::record_attempts(&mut conn, &attempts).await
+        }
+        .await;
+        if let Err(error) = recorded {
+            // The claims run out and the deliveries are sent again, with the same ids.
+            tracing::warn!(deliveries = attempts.len(), error = %orchestrator_stdx::error_chain(&error), "Could not record webhook attempts.");
+        }
         full
     }
 
-    async fn deliver(&self, delivery: DeliveryRow) {
+    /// One attempt at a delivery, and what follows from it (recorded by the round).
+    async fn deliver(&self, delivery: ClaimedDelivery) -> (Uuid, Attempt, AttemptOutcome) {
         let attempted_at = Utc::now();
         let started = Instant::now();
         let (status_code, error) = self.send(&delivery).await;
@@ -335,8 +352,9 @@ impl Sender {
             }
         };
         match &outcome {
+            // One a task: not worth a line at INFO.
             AttemptOutcome::Delivered => {
-                tracing::info!(task_id = %delivery.task_id, delivery = %delivery.id, "Webhook delivered.");
+                tracing::debug!(task_id = %delivery.task_id, delivery = %delivery.id, "Webhook delivered.");
             }
             AttemptOutcome::RetryAt(at) => tracing::info!(
                 task_id = %delivery.task_id, delivery = %delivery.id, status_code, error = error.as_deref().unwrap_or_default(),
@@ -347,29 +365,19 @@ impl Sender {
                 "Webhook given up: retried for WEBHOOK_RETRY_HOURS."
             ),
         }
-        let recorded = async {
-            let mut conn = self.pool.get().await?;
-            webhooks::record_attempt(&mut conn, delivery.id, &attempt, &outcome).await
-        }
-        .await;
-        if let Err(error) = recorded {
-            // The claim runs out and the delivery is sent again, with the same id.
-            tracing::warn!(delivery = %delivery.id, error = %orchestrator_stdx::error_chain(&error), "Could not record a webhook attempt.");
-        }
+        (delivery.id, attempt, outcome)
     }
 
     /// One attempt: the receiver's status code (when it answered) and the error (none
     /// when it answered 2xx).
-    async fn send(&self, delivery: &DeliveryRow) -> (Option<i32>, Option<String>) {
+    async fn send(&self, delivery: &ClaimedDelivery) -> (Option<i32>, Option<String>) {
         // Checked again: the policy may have changed since the submit, and an address
         // given as the host does not go through the resolver.
         if let Err(refusal) = self.policy.check_url(&delivery.url) {
             return (None, Some(format!("refused: {refusal}")));
         }
-        let body = match serde_json::to_vec(&delivery.payload) {
-            Ok(body) => body,
-            Err(error) => return (None, Some(format!("encoding the body: {error}"))),
-        };
+        // The stored JSON as PostgreSQL writes it: signed and sent as it is.
+        let body = delivery.body.clone().into_bytes();
         let id = format!("msg_{}", delivery.id.simple());
         let timestamp = Utc::now().timestamp();
         let Some(secret) = self.secrets.of(&delivery.tenant) else {
@@ -391,9 +399,18 @@ impl Sender {
             .send()
             .await;
         match response {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
                 let code = Some(i32::from(status.as_u16()));
+                // Read what the receiver said (a little of it), so that its connection
+                // goes back to the pool for the next delivery instead of being closed.
+                let mut read = 0usize;
+                while read < MAX_RESPONSE_DRAIN_BYTES {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => read += chunk.len(),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
                 if status.is_success() {
                     (code, None)
                 } else {

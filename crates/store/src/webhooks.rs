@@ -87,7 +87,7 @@ pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     limit: i64,
     claim: std::time::Duration,
-) -> Result<Vec<DeliveryRow>, StoreError> {
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
     Ok(diesel::sql_query(
         "UPDATE webhook_deliveries SET claimed_until = now() + $2 \
          WHERE id IN ( \
@@ -96,8 +96,7 @@ pub async fn claim_due(
              AND (claimed_until IS NULL OR claimed_until < now()) \
            ORDER BY next_attempt_at LIMIT $1 \
            FOR UPDATE SKIP LOCKED) \
-         RETURNING id, task_id, tenant, url, payload, created_at, next_attempt_at, attempts, \
-                   delivered_at, gave_up_at",
+         RETURNING id, task_id, tenant, url, payload::text AS body, created_at, attempts",
     )
     .bind::<BigInt, _>(limit)
     .bind::<Interval, _>(diesel::pg::data_types::PgInterval::from_microseconds(
@@ -105,6 +104,27 @@ pub async fn claim_due(
     ))
     .load(conn)
     .await?)
+}
+
+/// A delivery claimed to be sent: its body as the text to send (and sign), never
+/// parsed on the way.
+#[derive(Debug, Clone, PartialEq, diesel::QueryableByName)]
+pub struct ClaimedDelivery {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub task_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub tenant: String,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Text)]
+    pub body: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    /// Attempts made before this one.
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
 }
 
 /// How an attempt ended, for the delivery.
@@ -127,37 +147,53 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// Records an attempt and what follows from it, and releases the claim.
-pub async fn record_attempt(
+/// Records attempts and what follows from each, and releases their claims: one
+/// statement for a delivery loop's whole round (a commit per delivery would cost more
+/// than sending it).
+pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
-    delivery_id: Uuid,
-    attempt: &Attempt,
-    outcome: &AttemptOutcome,
+    attempts: &[(Uuid, Attempt, AttemptOutcome)],
 ) -> Result<(), StoreError> {
-    let (delivered, next, gave_up) = match outcome {
-        AttemptOutcome::Delivered => (true, None, false),
-        AttemptOutcome::RetryAt(at) => (false, Some(*at), false),
-        AttemptOutcome::GaveUp => (false, None, true),
-    };
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    fn column<T>(
+        attempts: &[(Uuid, Attempt, AttemptOutcome)],
+        f: impl Fn(&(Uuid, Attempt, AttemptOutcome)) -> T,
+    ) -> Vec<T> {
+        attempts.iter().map(f).collect()
+    }
     diesel::sql_query(
-        "WITH counted AS ( \
-           UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_until = NULL, \
-             delivered_at = CASE WHEN $2 THEN now() END, \
-             gave_up_at = CASE WHEN $4 THEN now() END, \
-             next_attempt_at = COALESCE($3, next_attempt_at) \
-           WHERE id = $1 RETURNING id, attempts) \
+        "WITH v AS ( \
+           SELECT * FROM unnest($1::uuid[], $2::bool[], $3::timestamptz[], $4::bool[], \
+                                $5::timestamptz[], $6::int8[], $7::int4[], $8::text[]) \
+             AS v(id, delivered, next_at, gave_up, attempted_at, duration_ms, status_code, error)), \
+         counted AS ( \
+           UPDATE webhook_deliveries d SET attempts = d.attempts + 1, claimed_until = NULL, \
+             delivered_at = CASE WHEN v.delivered THEN now() END, \
+             gave_up_at = CASE WHEN v.gave_up THEN now() END, \
+             next_attempt_at = COALESCE(v.next_at, d.next_attempt_at) \
+           FROM v WHERE d.id = v.id RETURNING d.id, d.attempts) \
          INSERT INTO webhook_attempts \
            (delivery_id, attempt, attempted_at, duration_ms, status_code, error) \
-         SELECT id, attempts, $5, $6, $7, $8 FROM counted",
+         SELECT c.id, c.attempts, v.attempted_at, v.duration_ms, v.status_code, v.error \
+         FROM counted c JOIN v ON v.id = c.id",
     )
-    .bind::<diesel::sql_types::Uuid, _>(delivery_id)
-    .bind::<diesel::sql_types::Bool, _>(delivered)
-    .bind::<Nullable<Timestamptz>, _>(next)
-    .bind::<diesel::sql_types::Bool, _>(gave_up)
-    .bind::<Timestamptz, _>(attempt.attempted_at)
-    .bind::<BigInt, _>(attempt.duration_ms)
-    .bind::<Nullable<Integer>, _>(attempt.status_code)
-    .bind::<Nullable<Text>, _>(attempt.error.as_deref())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(column(attempts, |a| a.0))
+    .bind::<Array<diesel::sql_types::Bool>, _>(column(attempts, |a| {
+        matches!(a.2, AttemptOutcome::Delivered)
+    }))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(attempts, |a| match a.2 {
+        AttemptOutcome::RetryAt(at) => Some(at),
+        _ => None,
+    }))
+    .bind::<Array<diesel::sql_types::Bool>, _>(column(attempts, |a| {
+        matches!(a.2, AttemptOutcome::GaveUp)
+    }))
+    .bind::<Array<Timestamptz>, _>(column(attempts, |a| a.1.attempted_at))
+    .bind::<Array<BigInt>, _>(column(attempts, |a| a.1.duration_ms))
+    .bind::<Array<Nullable<Integer>>, _>(column(attempts, |a| a.1.status_code))
+    .bind::<Array<Nullable<Text>>, _>(column(attempts, |a| a.1.error.clone()))
     .execute(conn)
     .await?;
     Ok(())
