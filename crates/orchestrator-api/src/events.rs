@@ -281,14 +281,14 @@ impl Stream {
         mut self,
         mut live: broadcast::Receiver<Arc<TaskEvent>>,
     ) -> Result<(), StreamEnd> {
-        // Sent at once, so the client (and any proxy) sees the stream open.
-        match self.send(Bytes::from_static(b": connected\n\n")).await {
-            Ok(()) => {}
-            Err(StreamEnd::ClientGone) => return Ok(()),
-            Err(error) => return Err(error),
+        let result = async {
+            // Sent at once, so the client (and any proxy) sees the stream open.
+            self.send(Bytes::from_static(b": connected\n\n")).await?;
+            self.follow(&mut live).await
         }
-        let result = self.follow(&mut live).await;
+        .await;
         match result {
+            // Nobody left to tell: a normal end.
             Err(StreamEnd::ClientGone) => Ok(()),
             other => other,
         }

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::{BulkAction, ServiceName, Status, TaskFilter, TenantName};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ pub const COMPLETED: &str = "COMPLETED";
 pub const CANCELLED: &str = "CANCELLED";
 
 /// A row of `bulk_operations`.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = bulk_operations, check_for_backend(diesel::pg::Pg))]
 pub struct BulkRow {
     pub id: Uuid,
@@ -286,10 +286,9 @@ pub async fn claim(
     )
     .bind::<Text, _>(owner)
     .bind::<Integer, _>(claim_secs)
-    .get_result::<BulkByName>(conn)
+    .get_result(conn)
     .await
-    .optional()?
-    .map(Into::into);
+    .optional()?;
     Ok(row)
 }
 
@@ -404,64 +403,4 @@ pub async fn release(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// [`BulkRow`] as a raw query returns it.
-#[derive(QueryableByName)]
-struct BulkByName {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    tenant: String,
-    #[diesel(sql_type = Text)]
-    action: String,
-    #[diesel(sql_type = Jsonb)]
-    filter: serde_json::Value,
-    #[diesel(sql_type = Text)]
-    state: String,
-    #[diesel(sql_type = BigInt)]
-    matched: i64,
-    #[diesel(sql_type = BigInt)]
-    last_task: i64,
-    #[diesel(sql_type = BigInt)]
-    done_through: i64,
-    #[diesel(sql_type = BigInt)]
-    acted: i64,
-    #[diesel(sql_type = BigInt)]
-    skipped: i64,
-    #[diesel(sql_type = Integer)]
-    rate_per_second: i32,
-    #[diesel(sql_type = Text)]
-    actor: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    request_id: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    created_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
-    updated_at: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<BulkByName> for BulkRow {
-    fn from(row: BulkByName) -> Self {
-        Self {
-            id: row.id,
-            tenant: row.tenant,
-            action: row.action,
-            filter: row.filter,
-            state: row.state,
-            matched: row.matched,
-            last_task: row.last_task,
-            done_through: row.done_through,
-            acted: row.acted,
-            skipped: row.skipped,
-            rate_per_second: row.rate_per_second,
-            actor: row.actor,
-            request_id: row.request_id,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            finished_at: row.finished_at,
-        }
-    }
 }

@@ -14,8 +14,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_core::TenantName;
 use uuid::Uuid;
@@ -220,11 +220,7 @@ pub async fn latest_of_task(
     .bind::<SqlUuid, _>(task_id)
     .get_result(conn)
     .await
-    .map(Some)
-    .or_else(|e| match e {
-        diesel::result::Error::NotFound => Ok(None),
-        e => Err(e),
-    })?;
+    .optional()?;
     Ok(row.map(|row| EventPosition {
         tx: row.tx,
         seq: row.seq,

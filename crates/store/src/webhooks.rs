@@ -54,7 +54,7 @@ pub(crate) async fn enqueue(
 }
 
 /// A delivery to send.
-#[derive(Debug, Clone, PartialEq, QueryableByName, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = webhook_deliveries)]
 pub struct DeliveryRow {
     pub id: Uuid,

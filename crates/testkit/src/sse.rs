@@ -1,9 +1,11 @@
-//! A Server-Sent Events reader for tests: the events of a `text/event-stream`
-//! response, parsed by the rules of the HTML specification that matter here (`id:`,
-//! `event:`, `data:` lines, comments, a blank line ends an event).
+//! A Server-Sent Events reader for tests: the events of a `text/event-stream` response,
+//! parsed by `eventsource-stream`, with their `data:` read as JSON.
 
+use std::pin::Pin;
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
 
 /// One event of a stream.
@@ -16,31 +18,38 @@ pub struct Event {
     pub data: Value,
 }
 
+type Parsed = Pin<Box<dyn Stream<Item = Option<eventsource_stream::Event>> + Send>>;
+
 /// The events of one response, read as they arrive.
 pub struct EventStream {
-    response: reqwest::Response,
-    buffer: String,
-    /// Comment lines seen (heartbeats, the opening comment).
-    pub comments: usize,
-    ended: bool,
+    events: Parsed,
 }
 
 impl EventStream {
     pub fn new(response: reqwest::Response) -> Self {
+        // A broken stream ends it, as the server ending it does.
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map(Result::ok)
+            .take_while(|event| std::future::ready(event.is_some()));
         Self {
-            response,
-            buffer: String::new(),
-            comments: 0,
-            ended: false,
+            events: Box::pin(events),
         }
     }
 
     /// The next event, or `None` once the server ended the stream. Panics when none
     /// comes within `within`.
     pub async fn next(&mut self, within: Duration) -> Option<Event> {
-        tokio::time::timeout(within, self.next_event())
+        let next = tokio::time::timeout(within, self.events.next())
             .await
-            .unwrap_or_else(|_| panic!("no event and no end within {within:?}"))
+            .unwrap_or_else(|_| panic!("no event and no end within {within:?}"));
+        next.flatten().map(|event| Event {
+            id: (!event.id.is_empty()).then_some(event.id),
+            data: serde_json::from_str(&event.data)
+                .unwrap_or_else(|e| panic!("data is not JSON ({e}): {}", event.data)),
+            event: event.event,
+        })
     }
 
     /// Every event until the server ends the stream, which must happen within
@@ -54,54 +63,6 @@ impl EventStream {
                 Some(event) => events.push(event),
                 None => return events,
             }
-        }
-    }
-
-    async fn next_event(&mut self) -> Option<Event> {
-        loop {
-            if let Some(event) = self.parse_one() {
-                return Some(event);
-            }
-            if self.ended {
-                return None;
-            }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
-                Ok(None) | Err(_) => self.ended = true,
-            }
-        }
-    }
-
-    /// Takes one complete event (or comment-only block) off the buffer.
-    fn parse_one(&mut self) -> Option<Event> {
-        loop {
-            let end = self.buffer.find("\n\n")?;
-            let block: String = self.buffer.drain(..end + 2).collect();
-            let (mut id, mut event, mut data) = (None, None, Vec::new());
-            for line in block.lines() {
-                if line.starts_with(':') {
-                    self.comments += 1;
-                    continue;
-                }
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "id" => id = Some(value.to_owned()),
-                    "event" => event = Some(value.to_owned()),
-                    "data" => data.push(value.to_owned()),
-                    _ => {}
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let data = data.join("\n");
-            return Some(Event {
-                id,
-                event: event.unwrap_or_else(|| "message".to_owned()),
-                data: serde_json::from_str(&data)
-                    .unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}")),
-            });
         }
     }
 }
