@@ -11,6 +11,7 @@
 //! - [`access`]: the scopes a credential grants and the tenant it acts for.
 //! - [`audit`]: the actions the audit log records and how they end.
 //! - [`bulk`]: bulk re-drives and cancels: the filter of tasks they act on.
+//! - [`retention`]: how long finished tasks are kept, per tenant.
 //! - [`assignment`]: which worker replica owns which partition.
 //! - [`text`]: what text the database can store and what counts as blank, also as
 //!   the JSON Schema patterns of the OpenAPI document.
@@ -24,6 +25,7 @@ pub mod bulk;
 pub mod envelope;
 pub mod plan;
 pub mod request;
+pub mod retention;
 pub mod service;
 pub mod status;
 pub mod text;
@@ -36,6 +38,7 @@ pub use bulk::{BulkAction, BulkRequest, TaskFilter};
 pub use envelope::{EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key};
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
+pub use retention::{InvalidRetention, RetentionPeriod, TenantRetention};
 pub use service::ServiceName;
 pub use status::{ServiceRequestOutcome, Settlement, Status, settle_task};
 pub use validation::{FieldError, ValidationErrors};

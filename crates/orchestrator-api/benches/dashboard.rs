@@ -102,6 +102,8 @@ async fn main() -> anyhow::Result<()> {
     config.database_url = database_url.clone();
     config.use_kafka = false;
     config.http_workers = 2;
+    // The seeded tasks age between runs: the retention job must not remove them.
+    config.retention.period = orchestrator_core::RetentionPeriod::FOREVER;
     let app = Application::build(config).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();

@@ -139,6 +139,9 @@ pub struct ApiConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
 
     #[command(flatten)]
+    pub retention: crate::retention::RetentionConfig,
+
+    #[command(flatten)]
     pub dispatch: DispatchConfig,
 }
 
@@ -153,6 +156,18 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::token_command::TokenCommand,
     },
+    /// Remove finished tasks past their retention period (needs DATABASE_URL).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum RetentionCommand {
+    /// Do one pass now, under the same lease as the replicas' job, print what it
+    /// removed, then exit (logs go to stderr).
+    Run,
 }
 
 impl ApiConfig {

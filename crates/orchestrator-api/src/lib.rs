@@ -23,6 +23,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;
+pub mod retention;
 pub mod routes;
 pub mod startup;
 pub mod state;
@@ -33,13 +34,17 @@ pub mod webhooks;
 
 use anyhow::Context;
 
-pub use config::{ApiConfig, Command};
+pub use config::{ApiConfig, Command, RetentionCommand};
 pub use startup::Application;
 
-/// Runs the command the configuration names: serve (default), migrate or token.
+/// Runs the command the configuration names: serve (default), migrate, token or
+/// retention.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     match config.command {
         Some(Command::Migrate) => migrate(&config.database_url).await,
+        Some(Command::Retention {
+            command: RetentionCommand::Run,
+        }) => retention_run(&config).await,
         Some(Command::Token { ref command }) => token_command::run(&config, command).await,
         None | Some(Command::Serve) => Application::build(config).await?.run_until_stopped().await,
     }
@@ -50,4 +55,34 @@ pub(crate) async fn migrate(database_url: &str) -> anyhow::Result<()> {
     orchestrator_store::migrations::apply(database_url)
         .await
         .context("applying database migrations (DATABASE_URL)")
+}
+
+/// `retention run`: one pass, its report on stdout.
+async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
+    migrate(&config.database_url).await?;
+    let pool = orchestrator_store::build_pool(&config.pool_config())?;
+    let job = retention::RetentionJob::new(config.retention.clone());
+    let outcome = job
+        .pass(&pool, &tokio_util::sync::CancellationToken::new())
+        .await
+        .context("running the retention pass")?;
+    match outcome {
+        retention::PassOutcome::Busy { holder } => anyhow::bail!(
+            "another process ({holder}) is running the retention job; try again when it is done"
+        ),
+        retention::PassOutcome::Ran(tenants) => {
+            for (tenant, removed) in &tenants {
+                println!(
+                    "tenant {tenant}: removed {} finished tasks and {} service requests",
+                    removed.tasks, removed.service_requests
+                );
+            }
+            let total = retention::PassOutcome::Ran(tenants).total();
+            println!(
+                "removed {} finished tasks and {} service requests past their retention period",
+                total.tasks, total.service_requests
+            );
+        }
+    }
+    Ok(())
 }

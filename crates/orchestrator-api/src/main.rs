@@ -19,7 +19,9 @@ async fn main() -> ExitCode {
     let config = ApiConfig::parse();
     match config.command {
         // Its stdout is the token: logs go to stderr.
-        Some(Command::Token { .. }) => orchestrator_telemetry::init_stderr(config.log_format),
+        Some(Command::Token { .. } | Command::Retention { .. }) => {
+            orchestrator_telemetry::init_stderr(config.log_format);
+        }
         _ => orchestrator_telemetry::init(config.log_format),
     }
     match orchestrator_api::run(config).await {

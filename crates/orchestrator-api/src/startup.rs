@@ -114,6 +114,9 @@ impl Application {
         let waits = crate::waiting::TaskWaits::register(&mut registry);
         let webhooks = crate::webhooks::Webhooks::from_config(&config.webhooks)?;
         webhooks.start_delivery(pool.clone(), shutdown.child_token())?;
+        // A pass stops between two batches when shutdown begins.
+        crate::retention::RetentionJob::register(config.retention.clone(), &mut registry)
+            .start(pool.clone(), draining.clone());
         tokio::spawn(crate::waiting::follow(
             listener.clone(),
             waits.clone(),

@@ -51,7 +51,8 @@ pub struct LeaseRow {
     pub committed_offset: i64,
 }
 
-fn interval(ttl: Duration) -> diesel::pg::data_types::PgInterval {
+/// `ttl` as a PostgreSQL interval (bound as `$n` in `now() + $n`).
+pub(crate) fn interval(ttl: Duration) -> diesel::pg::data_types::PgInterval {
     let micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
     diesel::pg::data_types::PgInterval::from_microseconds(micros)
 }

@@ -23,6 +23,8 @@
 //!   progress and claim, and the steps that advance it one task at a time.
 //! - [`webhooks`]: the outbox of completion webhooks, filled by the lifecycle in the
 //!   transaction that makes a task final, drained by the API's delivery loops.
+//! - [`retention`]: removal of finished tasks past their retention period, in batches,
+//!   and the lease that lets one process at a time run such a job.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
@@ -43,6 +45,7 @@ pub mod notify;
 pub mod oidc;
 pub mod outbox;
 pub mod pool;
+pub mod retention;
 pub mod schema;
 pub mod seed;
 pub mod service_requests;

@@ -76,6 +76,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_leases (job) {
+        job -> Text,
+        holder -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     oidc_sign_ins (state_hash) {
         state_hash -> Bytea,
         pkce_verifier -> Text,
@@ -224,6 +232,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bulk_operations,
     consumer_members,
     dashboard_sessions,
+    job_leases,
     oidc_sign_ins,
     partition_leases,
     service_request_attempts,

@@ -17,6 +17,7 @@ mod operations;
 mod orchestrate;
 mod redrive;
 mod resume;
+mod retention;
 mod sessions;
 mod tasks;
 mod tenants;

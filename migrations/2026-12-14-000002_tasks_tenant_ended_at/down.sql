@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS tasks_tenant_ended_at_idx;
