@@ -156,6 +156,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::token_command::TokenCommand,
     },
+    /// Write finished tasks to an archive file, or restore them from one (needs
+    /// DATABASE_URL).
+    Archive(crate::archive::ArchiveArgs),
     /// Remove finished tasks past their retention period (needs DATABASE_URL).
     Retention {
         #[command(subcommand)]

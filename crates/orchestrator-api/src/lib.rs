@@ -9,6 +9,7 @@
 //! `main.rs` only parses [`config::ApiConfig`] and calls [`run`]; tests build an
 //! [`startup::Application`] on port 0 and talk to it over HTTP.
 
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod bulk;
@@ -37,14 +38,15 @@ use anyhow::Context;
 pub use config::{ApiConfig, Command, RetentionCommand};
 pub use startup::Application;
 
-/// Runs the command the configuration names: serve (default), migrate, token or
-/// retention.
+/// Runs the command the configuration names: serve (default), migrate, token,
+/// retention or archive.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     match config.command {
         Some(Command::Migrate) => migrate(&config.database_url).await,
         Some(Command::Retention {
             command: RetentionCommand::Run,
         }) => retention_run(&config).await,
+        Some(Command::Archive(ref args)) => archive_command(&config, args).await,
         Some(Command::Token { ref command }) => token_command::run(&config, command).await,
         None | Some(Command::Serve) => Application::build(config).await?.run_until_stopped().await,
     }
@@ -71,11 +73,18 @@ async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
             "another process ({holder}) is running the retention job; try again when it is done"
         ),
         retention::PassOutcome::Ran(tenants) => {
-            for (tenant, removed) in &tenants {
+            for pass in &tenants {
                 println!(
-                    "tenant {tenant}: removed {} finished tasks and {} service requests",
-                    removed.tasks, removed.service_requests
+                    "tenant {}: removed {} finished tasks and {} service requests",
+                    pass.tenant, pass.removed.tasks, pass.removed.service_requests
                 );
+                if let Some(archive) = &pass.archive {
+                    println!(
+                        "tenant {}: archived them first to {}",
+                        pass.tenant,
+                        archive.display()
+                    );
+                }
             }
             let total = retention::PassOutcome::Ran(tenants).total();
             println!(
@@ -83,6 +92,37 @@ async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
                 total.tasks, total.service_requests
             );
         }
+    }
+    Ok(())
+}
+
+/// `archive --before DATE --out FILE` and `archive restore FILE`: what was done on stdout.
+async fn archive_command(config: &ApiConfig, args: &archive::ArchiveArgs) -> anyhow::Result<()> {
+    migrate(&config.database_url).await?;
+    let pool = orchestrator_store::build_pool(&config.pool_config())?;
+    match (&args.command, args.before, &args.out) {
+        (Some(archive::ArchiveCommand::Restore { file }), _, _) => {
+            let restored = archive::restore(&pool, file).await?;
+            println!(
+                "restored {} tasks from {} ({} already present or their idempotency key taken, left alone)",
+                restored.tasks,
+                file.display(),
+                restored.skipped
+            );
+        }
+        (None, Some(before), Some(out)) => {
+            let written = archive::write(&pool, before, out).await?;
+            println!(
+                "wrote {} tasks and {} service requests that finished before {} to {} ({} bytes); nothing was removed",
+                written.tasks,
+                written.service_requests,
+                before.to_rfc3339(),
+                written.path().display(),
+                written.bytes()
+            );
+        }
+        // clap requires --before and --out without a subcommand.
+        _ => anyhow::bail!("archive needs --before and --out, or restore FILE"),
     }
     Ok(())
 }

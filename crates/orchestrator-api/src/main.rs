@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let config = ApiConfig::parse();
     match config.command {
         // Its stdout is the token: logs go to stderr.
-        Some(Command::Token { .. } | Command::Retention { .. }) => {
+        Some(Command::Token { .. } | Command::Retention { .. } | Command::Archive(_)) => {
             orchestrator_telemetry::init_stderr(config.log_format);
         }
         _ => orchestrator_telemetry::init(config.log_format),

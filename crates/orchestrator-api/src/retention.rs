@@ -7,12 +7,16 @@
 //! `RETENTION_BATCH` tasks, one short transaction each (the figures in README:
 //! Retention), until none past the period is left.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+
+use crate::archive::ArchiveFile;
+use diesel_async::AsyncConnection;
 use orchestrator_core::{RetentionPeriod, TenantRetention};
 use orchestrator_store::retention::{self, RETENTION_JOB, Removed};
-use orchestrator_store::{DbPool, StoreError};
+use orchestrator_store::{AsyncPgConnection, DbPool, StoreError};
 use orchestrator_telemetry::metrics::Registry;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -42,6 +46,12 @@ pub struct RetentionConfig {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub interval_secs: u64,
 
+    /// Before removing them, write the tasks to a zstd-compressed JSON lines file in this
+    /// directory, one file per tenant and pass (`TENANT-TIME-REPLICA.jsonl.zst`); a batch
+    /// is removed only once it is on disk. Unset: nothing is archived.
+    #[arg(id = "archive_dir", long = "archive-dir", env = "ARCHIVE_DIR")]
+    pub archive_dir: Option<std::path::PathBuf>,
+
     /// Tasks removed per transaction: small enough that no lock is held long.
     #[arg(id = "retention_batch", long = "retention-batch", env = "RETENTION_BATCH",
           default_value_t = 250, value_parser = clap::value_parser!(i64).range(1..=10_000))]
@@ -61,8 +71,8 @@ impl RetentionConfig {
 /// What a pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassOutcome {
-    /// This process held the lease and removed this much, per tenant.
-    Ran(Vec<(String, Removed)>),
+    /// This process held the lease and removed this much, per tenant that had any.
+    Ran(Vec<TenantPass>),
     /// Another process holds the lease.
     Busy { holder: String },
 }
@@ -72,12 +82,21 @@ impl PassOutcome {
     pub fn total(&self) -> Removed {
         let mut total = Removed::default();
         if let PassOutcome::Ran(tenants) = self {
-            for (_, removed) in tenants {
-                total += *removed;
+            for tenant in tenants {
+                total += tenant.removed;
             }
         }
         total
     }
+}
+
+/// What a pass removed of one tenant's tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPass {
+    pub tenant: String,
+    pub removed: Removed,
+    /// The archive file they were written to first (with `ARCHIVE_DIR`).
+    pub archive: Option<PathBuf>,
 }
 
 /// The metrics of the job.
@@ -85,6 +104,7 @@ impl PassOutcome {
 struct RetentionMetrics {
     tasks: Counter,
     service_requests: Counter,
+    archived: Counter,
     batch_seconds: Option<Histogram>,
     last_pass: Gauge,
 }
@@ -120,6 +140,11 @@ impl RetentionJob {
             "retention_removed_service_requests",
             "Service requests removed with their tasks by the retention job",
             job.metrics.service_requests.clone(),
+        );
+        registry.register(
+            "retention_archived_tasks",
+            "Tasks written to ARCHIVE_DIR by the retention job before their removal",
+            job.metrics.archived.clone(),
         );
         registry.register(
             "retention_batch_duration_seconds",
@@ -164,7 +189,7 @@ impl RetentionJob {
                     }
                     Ok(PassOutcome::Busy { .. }) => {}
                     Err(error) => tracing::warn!(
-                        error = %orchestrator_stdx::error_chain(&error),
+                        error = format!("{error:#}"),
                         "The retention pass failed; trying again at the next interval."
                     ),
                 }
@@ -183,8 +208,8 @@ impl RetentionJob {
         &self,
         pool: &DbPool,
         stop: &CancellationToken,
-    ) -> Result<PassOutcome, StoreError> {
-        let mut conn = pool.get().await?;
+    ) -> anyhow::Result<PassOutcome> {
+        let mut conn = pool.get().await.map_err(StoreError::from)?;
         if let Some(holder) =
             retention::acquire_lease(&mut conn, RETENTION_JOB, &self.holder, self.lease_ttl())
                 .await?
@@ -204,9 +229,9 @@ impl RetentionJob {
 
     async fn remove_all(
         &self,
-        conn: &mut orchestrator_store::AsyncPgConnection,
+        conn: &mut AsyncPgConnection,
         stop: &CancellationToken,
-    ) -> Result<Vec<(String, Removed)>, StoreError> {
+    ) -> anyhow::Result<Vec<TenantPass>> {
         let mut report = Vec::new();
         for tenant in retention::tenants_with_finished_tasks(conn).await? {
             let period = self.config.by_tenant.period_of(&tenant, self.config.period);
@@ -216,29 +241,32 @@ impl RetentionJob {
             let Ok(period) = chrono::TimeDelta::from_std(period) else {
                 continue;
             };
-            let mut removed = Removed::default();
-            loop {
-                if stop.is_cancelled() {
-                    break;
-                }
+            let mut pass = TenantPass {
+                tenant,
+                removed: Removed::default(),
+                archive: None,
+            };
+            let mut archive: Option<ArchiveFile> = None;
+            let mut handed_over = false;
+            while !stop.is_cancelled() {
                 // The cut-off moves with the clock: a long pass removes what expired
                 // while it ran.
                 let started = Instant::now();
-                let batch =
-                    retention::remove_batch(conn, &tenant, Utc::now() - period, self.config.batch)
-                        .await?;
+                let batch = self
+                    .remove_batch(conn, &pass.tenant, Utc::now() - period, &mut archive)
+                    .await?;
                 let elapsed = started.elapsed();
                 if let Some(histogram) = &self.metrics.batch_seconds {
                     histogram.observe(elapsed.as_secs_f64());
                 }
-                tracing::debug!(%tenant, tasks = batch.tasks, elapsed_ms = elapsed.as_millis(), "Retention batch.");
+                tracing::debug!(tenant = %pass.tenant, tasks = batch.tasks, elapsed_ms = elapsed.as_millis(), "Retention batch.");
                 self.metrics
                     .tasks
                     .inc_by(u64::try_from(batch.tasks).unwrap_or(0));
                 self.metrics
                     .service_requests
                     .inc_by(u64::try_from(batch.service_requests).unwrap_or(0));
-                removed += batch;
+                pass.removed += batch;
                 if batch.tasks < self.config.batch {
                     break;
                 }
@@ -248,14 +276,55 @@ impl RetentionJob {
                         .await?
                 {
                     tracing::warn!(%holder, "The retention lease passed to another process mid-pass; stopping.");
-                    report.push((tenant, removed));
-                    return Ok(report);
+                    handed_over = true;
+                    break;
                 }
             }
-            if removed.tasks > 0 {
-                report.push((tenant, removed));
+            if let Some(file) = archive {
+                tracing::info!(tenant = %pass.tenant, tasks = file.tasks, file = %file.path().display(), "Archived finished tasks before removing them.");
+                pass.archive = Some(file.path().to_owned());
+            }
+            if pass.removed.tasks > 0 {
+                report.push(pass);
+            }
+            if handed_over {
+                break;
             }
         }
         Ok(report)
+    }
+
+    /// One batch, one transaction: lock the oldest expired tasks, write them to the
+    /// archive (opened at the tenant's first batch) when `ARCHIVE_DIR` is set, remove them.
+    async fn remove_batch(
+        &self,
+        conn: &mut AsyncPgConnection,
+        tenant: &str,
+        finished_before: chrono::DateTime<Utc>,
+        archive: &mut Option<ArchiveFile>,
+    ) -> anyhow::Result<Removed> {
+        let limit = self.config.batch;
+        conn.transaction::<_, anyhow::Error, _>(async |conn| {
+            let ids = retention::lock_expired(conn, tenant, finished_before, limit).await?;
+            if ids.is_empty() {
+                return Ok(Removed::default());
+            }
+            if let Some(dir) = &self.config.archive_dir {
+                let documents = orchestrator_store::archive::documents(conn, &ids).await?;
+                let file = match archive.take() {
+                    Some(file) => file,
+                    None => ArchiveFile::create(&dir.join(format!(
+                        "{tenant}-{}-{}.jsonl.zst",
+                        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+                        self.holder
+                    )))?,
+                };
+                let written = documents.len() as u64;
+                *archive = Some(crate::archive::append(file, documents).await?);
+                self.metrics.archived.inc_by(written);
+            }
+            Ok(retention::remove(conn, &ids).await?)
+        })
+        .await
     }
 }

@@ -23,12 +23,15 @@
 //!   progress and claim, and the steps that advance it one task at a time.
 //! - [`webhooks`]: the outbox of completion webhooks, filled by the lifecycle in the
 //!   transaction that makes a task final, drained by the API's delivery loops.
+//! - [`archive`]: finished tasks as JSON documents (task, service requests, attempts,
+//!   re-drives) for archive files, and their restore.
 //! - [`retention`]: removal of finished tasks past their retention period, in batches,
 //!   and the lease that lets one process at a time run such a job.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
 
+pub mod archive;
 pub mod audit;
 pub mod bulk;
 pub mod cursor;

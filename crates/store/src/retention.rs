@@ -1,10 +1,11 @@
 //! Retention: finished tasks past their tenant's retention period are removed with every
 //! row that hangs off them, in small batches, by one process at a time.
 //!
-//! A batch is one transaction: it locks up to `limit` of a tenant's oldest finished
+//! A batch is one transaction: [`lock_expired`] locks up to `limit` of a tenant's oldest
 //! tasks that finished before the cut-off (`FOR UPDATE SKIP LOCKED`, so a concurrent
 //! re-drive or cancel either wins the row before us, and the row no longer qualifies,
-//! or waits for this short transaction and then finds no task), then deletes their
+//! or waits for this short transaction and then finds no task), the caller may archive
+//! them (`crate::archive`), then [`remove`] deletes their
 //! service requests, events, webhook deliveries and outbox rows and the tasks. Rows with
 //! a foreign key to those (attempts, re-drives, webhook attempts) go by `ON DELETE
 //! CASCADE`. The counts per status follow through the `tasks` delete trigger, in the
@@ -18,7 +19,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Interval, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Interval, Text, Timestamptz};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -47,6 +48,12 @@ impl std::ops::AddAssign for Removed {
 struct TenantRow {
     #[diesel(sql_type = Text)]
     tenant: String,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
 }
 
 #[derive(QueryableByName)]
@@ -79,30 +86,44 @@ pub async fn tenants_with_finished_tasks(
     Ok(rows.into_iter().map(|row| row.tenant).collect())
 }
 
-/// Removes up to `limit` of `tenant`'s tasks that finished before `finished_before`,
-/// oldest first, with everything that hangs off them, in one statement; run it in its
-/// own transaction (it is one by itself). Unfinished tasks are never selected, and a
-/// task whose webhook is still being delivered is kept.
-pub async fn remove_batch(
+/// Locks up to `limit` of `tenant`'s tasks that finished before `finished_before`, oldest
+/// first, for removal in this transaction; their `tasks.id`s. Unfinished tasks are never
+/// selected, and a task whose webhook is still being delivered is kept.
+pub async fn lock_expired(
     conn: &mut AsyncPgConnection,
     tenant: &str,
     finished_before: DateTime<Utc>,
     limit: i64,
-) -> Result<Removed, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
+    let rows: Vec<IdRow> = diesel::sql_query(
+        "SELECT t.id FROM tasks t
+          WHERE t.tenant = $1
+            AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+            AND t.updated_at < $2
+            AND NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries w
+                 WHERE w.task_id = t.task_id
+                   AND w.delivered_at IS NULL AND w.gave_up_at IS NULL)
+          ORDER BY t.updated_at
+          LIMIT $3
+          FOR UPDATE OF t SKIP LOCKED",
+    )
+    .bind::<Text, _>(tenant)
+    .bind::<Timestamptz, _>(finished_before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
+}
+
+/// Removes the tasks `ids` (locked by [`lock_expired`] in this transaction) with
+/// everything that hangs off them, in one statement.
+pub async fn remove(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<Removed, StoreError> {
+    if ids.is_empty() {
+        return Ok(Removed::default());
+    }
     let removed: Removed = diesel::sql_query(
-        "WITH doomed AS (
-             SELECT t.id, t.task_id FROM tasks t
-              WHERE t.tenant = $1
-                AND t.status IN ('COMPLETED', 'FAILED', 'CANCELLED')
-                AND t.updated_at < $2
-                AND NOT EXISTS (
-                    SELECT 1 FROM webhook_deliveries w
-                     WHERE w.task_id = t.task_id
-                       AND w.delivered_at IS NULL AND w.gave_up_at IS NULL)
-              ORDER BY t.updated_at
-              LIMIT $3
-              FOR UPDATE OF t SKIP LOCKED
-         ),
+        "WITH doomed AS (SELECT id, task_id FROM tasks WHERE id = ANY($1)),
          requests AS (
              DELETE FROM service_requests s USING doomed d
               WHERE s.task_id = d.task_id RETURNING 1
@@ -122,9 +143,7 @@ pub async fn remove_batch(
          SELECT (SELECT count(*) FROM gone) AS tasks,
                 (SELECT count(*) FROM requests) AS service_requests",
     )
-    .bind::<Text, _>(tenant)
-    .bind::<Timestamptz, _>(finished_before)
-    .bind::<BigInt, _>(limit)
+    .bind::<Array<BigInt>, _>(ids)
     .get_result(conn)
     .await?;
     Ok(removed)

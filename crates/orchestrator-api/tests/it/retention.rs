@@ -21,8 +21,51 @@ fn config(period: &str, by_tenant: &str, batch: i64) -> RetentionConfig {
         period: RetentionPeriod::parse(period).expect("period"),
         by_tenant: TenantRetention::parse(by_tenant).expect("tenant periods"),
         interval_secs: 60,
+        archive_dir: None,
         batch,
     }
+}
+
+/// The documents of an archive file, one per line.
+fn read_archive(path: &std::path::Path) -> Vec<Value> {
+    let file = std::fs::File::open(path).expect("archive opens");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut zstd::stream::read::Decoder::new(file).expect("zstd"),
+        &mut text,
+    )
+    .expect("archive decompresses");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON document per line"))
+        .collect()
+}
+
+/// The task ids of archive documents.
+fn task_ids_of(documents: &[Value]) -> BTreeSet<String> {
+    documents
+        .iter()
+        .map(|document| {
+            document["task"]["task_id"]
+                .as_str()
+                .expect("task_id")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn api_command(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_orchestrator-api"))
+        .env_clear()
+        .env("DATABASE_URL", app.db.url())
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("the API binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// An app whose own retention job never runs: the tests run passes themselves.
@@ -102,6 +145,30 @@ async fn counts_and_table(app: &TestApp) -> (Vec<CountRow>, Vec<CountRow>) {
     (kept, table)
 }
 
+/// Makes `tasks` look finished `ago` (an SQL interval) ago.
+async fn finished_ago(app: &TestApp, tasks: &[&String], ago: &str) {
+    execute(
+        app,
+        &format!(
+            "UPDATE tasks SET updated_at = now() - interval '{ago}' WHERE task_id IN ({})",
+            list(tasks)
+        ),
+    )
+    .await;
+}
+
+/// A failed first attempt for each of `task`'s service requests.
+async fn failed_first_attempts(app: &TestApp, task: &str) {
+    execute(
+        app,
+        &format!(
+            "INSERT INTO service_request_attempts (service_request_id, attempt, started_at, duration_ms, status_code, error)
+             SELECT id, 1, now(), 5, 503, 'HTTP 503' FROM service_requests WHERE task_id = '{task}'"
+        ),
+    )
+    .await;
+}
+
 fn list(ids: &[&String]) -> String {
     ids.iter()
         .map(|id| format!("'{id}'"))
@@ -168,14 +235,7 @@ async fn finished_tasks_past_their_period_go_with_every_row_about_them_and_nothi
         ),
     )
     .await;
-    execute(
-        &app,
-        &format!(
-            "UPDATE tasks SET updated_at = now() - interval '10 minutes' WHERE task_id = '{}'",
-            t[5]
-        ),
-    )
-    .await;
+    finished_ago(&app, &[&t[5]], "10 minutes").await;
     for (task, delivered) in [(&t[6], "NULL"), (&t[7], "now()")] {
         execute(
             &app,
@@ -190,10 +250,8 @@ async fn finished_tasks_past_their_period_go_with_every_row_about_them_and_nothi
         "INSERT INTO task_redrives (task_id, redrive, failed_at) VALUES ('{}', 1, now() - interval '3 hours')", t[7]
     )).await;
     // A failed attempt before success, kept for each of t0's and t5's service requests.
-    execute(&app, &format!(
-        "INSERT INTO service_request_attempts (service_request_id, attempt, started_at, duration_ms, status_code, error)
-         SELECT id, 1, now(), 5, 503, 'HTTP 503' FROM service_requests WHERE task_id IN ('{}', '{}')", t[0], t[5]
-    )).await;
+    failed_first_attempts(&app, &t[0]).await;
+    failed_first_attempts(&app, &t[5]).await;
     let removed_ids = [&t[0], &t[1], &t[2], &t[7]];
     let before_requests = ids(
         &app,
@@ -292,14 +350,7 @@ async fn finished_tasks_past_their_period_go_with_every_row_about_them_and_nothi
 async fn one_process_at_a_time_runs_the_job() {
     let app = app_without_retention().await;
     let t = finished_tasks(&app, 1).await;
-    execute(
-        &app,
-        &format!(
-            "UPDATE tasks SET updated_at = now() - interval '2 hours' WHERE task_id = '{}'",
-            t[0]
-        ),
-    )
-    .await;
+    finished_ago(&app, &[&t[0]], "2 hours").await;
     let pool = app.db.pool();
     let mut conn = app.db.connection().await;
     let held = retention::acquire_lease(
@@ -354,28 +405,9 @@ async fn one_process_at_a_time_runs_the_job() {
 async fn retention_run_by_hand_prints_what_it_removed() {
     let app = app_without_retention().await;
     let t = finished_tasks(&app, 3).await;
-    execute(
-        &app,
-        &format!(
-            "UPDATE tasks SET updated_at = now() - interval '20 minutes' WHERE task_id IN ({})",
-            list(&[&t[0], &t[1]])
-        ),
-    )
-    .await;
-    let output = Command::new(env!("CARGO_BIN_EXE_orchestrator-api"))
-        .env_clear()
-        .env("DATABASE_URL", app.db.url())
-        .env("RETENTION", "10m")
-        .env("NO_COLOR", "1")
-        .args(["retention", "run"])
-        .output()
-        .expect("the API binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    finished_ago(&app, &[&t[0], &t[1]], "20 minutes").await;
+    let (ok, stdout, stderr) = api_command(&app, &["--retention", "10m", "retention", "run"]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stdout.contains(
             "removed 2 finished tasks and 6 service requests past their retention period"
@@ -392,17 +424,156 @@ async fn retention_run_by_hand_prints_what_it_removed() {
         [t[2].clone()].into_iter().collect()
     );
 
-    let refused = Command::new(env!("CARGO_BIN_EXE_orchestrator-api"))
-        .env_clear()
-        .env("DATABASE_URL", app.db.url())
-        .env("RETENTION", "0s")
-        .args(["retention", "run"])
-        .output()
-        .expect("the API binary runs");
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let (ok, _, stderr) = api_command(&app, &["--retention", "0s", "retention", "run"]);
+    assert!(!ok);
+    assert!(stderr.contains("retention"), "{stderr}");
+}
+
+#[tokio::test]
+async fn archived_tasks_can_be_removed_and_restored() {
+    let app = app_without_retention().await;
+    let t = finished_tasks(&app, 3).await;
+    finished_ago(&app, &[&t[0], &t[1]], "2 hours").await;
+    failed_first_attempts(&app, &t[0]).await;
+    execute(&app, &format!(
+        "INSERT INTO task_redrives (task_id, redrive, failed_at) VALUES ('{}', 1, now() - interval '3 hours')", t[0]
+    )).await;
+    let before = app.get_json(&format!("/api/tasks/{}", t[0])).await;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("old.jsonl.zst");
+    let cutoff = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+    let write = [
+        "archive",
+        "--before",
+        &cutoff,
+        "--out",
+        file.to_str().expect("utf-8"),
+    ];
+    let (ok, stdout, stderr) = api_command(&app, &write);
+    assert!(ok, "{stdout}{stderr}");
     assert!(
-        stderr.contains("RETENTION") || stderr.contains("retention"),
-        "{stderr}"
+        stdout.starts_with("wrote 2 tasks and 6 service requests that finished before"),
+        "{stdout}"
+    );
+    let documents = read_archive(&file);
+    let archived = task_ids_of(&documents);
+    assert_eq!(archived, [t[0].clone(), t[1].clone()].into_iter().collect());
+    for document in &documents {
+        assert_eq!(
+            document["service_requests"].as_array().map(Vec::len),
+            Some(3),
+            "{document}"
+        );
+    }
+    // Writing an archive removes nothing, and never overwrites a file.
+    assert_eq!(
+        ids(&app, "SELECT task_id::text AS id FROM tasks")
+            .await
+            .len(),
+        3
+    );
+    let (ok, _, stderr) = api_command(&app, &write);
+    assert!(!ok && stderr.contains("old.jsonl.zst"), "{stderr}");
+
+    let job = RetentionJob::new(config("1h", "", 500));
+    let outcome = job
+        .pass(&app.db.pool(), &CancellationToken::new())
+        .await
+        .expect("pass");
+    assert_eq!(outcome.total().tasks, 2);
+    assert_eq!(app.get(&format!("/api/tasks/{}", t[0])).await.status(), 404);
+
+    let (ok, stdout, stderr) =
+        api_command(&app, &["archive", "restore", file.to_str().expect("utf-8")]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.starts_with("restored 2 tasks from"), "{stdout}");
+    let after = app.get_json(&format!("/api/tasks/{}", t[0])).await;
+    for field in [
+        "task_id",
+        "task_name",
+        "status",
+        "created_at",
+        "payload",
+        "service_requests",
+    ] {
+        assert_eq!(
+            after[field], before[field],
+            "{field} differs after the restore"
+        );
+    }
+    assert_eq!(
+        ids(&app, &format!("SELECT a.service_request_id::text AS id FROM service_request_attempts a JOIN service_requests s ON s.id = a.service_request_id WHERE s.task_id = '{}'", t[0])).await.len(),
+        3,
+        "the attempts came back"
+    );
+    assert_eq!(
+        ids(
+            &app,
+            &format!(
+                "SELECT redrive::text AS id FROM task_redrives WHERE task_id = '{}'",
+                t[0]
+            )
+        )
+        .await
+        .len(),
+        1
+    );
+    let (kept, table) = counts_and_table(&app).await;
+    assert_eq!(kept, table);
+    // A restored task is kept a whole period again from its restore.
+    let outcome = job
+        .pass(&app.db.pool(), &CancellationToken::new())
+        .await
+        .expect("pass");
+    assert_eq!(outcome.total().tasks, 0);
+    // Restoring twice changes nothing.
+    let (ok, stdout, _) = api_command(&app, &["archive", "restore", file.to_str().expect("utf-8")]);
+    assert!(ok);
+    assert!(stdout.starts_with("restored 0 tasks from"), "{stdout}");
+    assert!(stdout.contains("(2 already present"), "{stdout}");
+}
+
+#[tokio::test]
+async fn with_an_archive_dir_tasks_are_on_disk_before_they_are_removed() {
+    let app = app_without_retention().await;
+    let t = finished_tasks(&app, 3).await;
+    finished_ago(&app, &t.iter().collect::<Vec<_>>(), "2 hours").await;
+
+    // A directory that cannot be written: the pass fails and removes nothing.
+    let mut broken = config("1h", "", 2);
+    broken.archive_dir = Some("/nonexistent/orchestrator-archive".into());
+    let failed = RetentionJob::new(broken)
+        .pass(&app.db.pool(), &CancellationToken::new())
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        ids(&app, "SELECT task_id::text AS id FROM tasks")
+            .await
+            .len(),
+        3
+    );
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut archiving = config("1h", "", 2);
+    archiving.archive_dir = Some(dir.path().to_owned());
+    let outcome = RetentionJob::new(archiving)
+        .pass(&app.db.pool(), &CancellationToken::new())
+        .await
+        .expect("pass");
+    let PassOutcome::Ran(tenants) = &outcome else {
+        panic!("the lease was free: {outcome:?}");
+    };
+    assert_eq!(tenants.len(), 1);
+    assert_eq!(tenants[0].removed.tasks, 3);
+    let path = tenants[0].archive.clone().expect("an archive file");
+    assert!(path.starts_with(dir.path()));
+    // Two batches (two zstd frames), read back as one stream.
+    let archived = task_ids_of(&read_archive(&path));
+    assert_eq!(archived, t.iter().cloned().collect());
+    assert!(
+        ids(&app, "SELECT task_id::text AS id FROM tasks")
+            .await
+            .is_empty()
     );
 }
