@@ -1,14 +1,21 @@
-//! HTTP metrics of the API: requests by route, method and status, and their latency.
-//! The route is the matched pattern (`/api/tasks/{task_id}`), never the raw path, so
-//! the number of series stays bounded whatever clients send.
+//! Metrics of the API: HTTP requests by route, method and status, and their latency
+//! (the route is the matched pattern, `/api/tasks/{task_id}`, never the raw path, so
+//! the number of series stays bounded whatever clients send); and what the data looks
+//! like ([`DataMetrics`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
+use orchestrator_core::Status;
+use orchestrator_store::{DbPool, StoreError, stats};
 use orchestrator_telemetry::metrics::{HistogramFamily, Registry, latency_histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Unit;
 
 /// The route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -71,5 +78,128 @@ impl HttpMetrics {
         self.duration
             .get_or_create(&RouteLabels { method, route })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+/// What the data looks like (`orchestrator_store::stats`): read at a scrape, at most
+/// once per [`DataMetrics::MIN_INTERVAL`], so that many scrapers and replicas cost the
+/// database a few catalogue and index reads a minute.
+#[derive(Debug, Clone)]
+pub struct DataMetrics {
+    table_bytes: Family<TableLabels, Gauge>,
+    index_bytes: Family<TableLabels, Gauge>,
+    tasks: Family<StatusLabels, Gauge>,
+    oldest_age: Family<StatusLabels, Gauge<f64, AtomicU64>>,
+    /// When they were last read; held while reading, so concurrent scrapes do not read
+    /// twice.
+    refreshed: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
+
+impl DataMetrics {
+    pub const MIN_INTERVAL: Duration = Duration::from_secs(15);
+    const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            table_bytes: Family::default(),
+            index_bytes: Family::default(),
+            tasks: Family::default(),
+            oldest_age: Family::default(),
+            refreshed: Arc::default(),
+        };
+        registry.register_with_unit(
+            "table_size",
+            "Size of each table of the schema on disk, with its TOAST, without indexes",
+            Unit::Bytes,
+            metrics.table_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "table_index_size",
+            "Size of each table's indexes on disk",
+            Unit::Bytes,
+            metrics.index_bytes.clone(),
+        );
+        registry.register(
+            "tasks",
+            "Tasks stored, by status, every tenant together",
+            metrics.tasks.clone(),
+        );
+        registry.register_with_unit(
+            "oldest_unfinished_task_age",
+            "Time since the oldest PENDING and the oldest IN_PROGRESS task was submitted (0: none)",
+            Unit::Seconds,
+            metrics.oldest_age.clone(),
+        );
+        metrics
+    }
+
+    /// Reads the figures again unless they were read less than [`Self::MIN_INTERVAL`]
+    /// ago; a failed read keeps the last figures (and is logged).
+    pub async fn refresh(&self, pool: &DbPool) {
+        let Ok(mut refreshed) = self.refreshed.try_lock() else {
+            return;
+        };
+        if refreshed.is_some_and(|at| at.elapsed() < Self::MIN_INTERVAL) {
+            return;
+        }
+        *refreshed = Some(Instant::now());
+        let read = async {
+            let mut conn = pool.get().await?;
+            let sizes = stats::table_sizes(&mut conn).await?;
+            let totals = stats::tasks_per_status(&mut conn).await?;
+            let oldest = stats::oldest_unfinished(&mut conn).await?;
+            Ok::<_, StoreError>((sizes, totals, oldest))
+        };
+        match tokio::time::timeout(Self::READ_TIMEOUT, read).await {
+            Ok(Ok((sizes, totals, oldest))) => {
+                for size in sizes {
+                    let labels = TableLabels { table: size.table };
+                    self.table_bytes
+                        .get_or_create(&labels)
+                        .set(size.table_bytes);
+                    self.index_bytes
+                        .get_or_create(&labels)
+                        .set(size.index_bytes);
+                }
+                for status in Status::ALL {
+                    let count = totals
+                        .iter()
+                        .find(|total| total.status == status.as_str())
+                        .map_or(0, |total| total.tasks);
+                    self.tasks
+                        .get_or_create(&StatusLabels {
+                            status: status.as_str().to_owned(),
+                        })
+                        .set(count);
+                }
+                for (status, since) in [
+                    (Status::Pending, oldest.pending),
+                    (Status::InProgress, oldest.in_progress),
+                ] {
+                    let age = since.map_or(0.0, |since| {
+                        (oldest.now - since)
+                            .to_std()
+                            .map_or(0.0, |age| age.as_secs_f64())
+                    });
+                    self.oldest_age
+                        .get_or_create(&StatusLabels {
+                            status: status.as_str().to_owned(),
+                        })
+                        .set(age);
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "Could not read the data metrics."),
+            Err(_) => tracing::warn!("Reading the data metrics timed out."),
+        }
     }
 }

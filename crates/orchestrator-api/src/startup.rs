@@ -71,6 +71,7 @@ impl Application {
             .with_metrics(DispatchMetrics::register(&mut registry));
         let http_metrics = HttpMetrics::register(&mut registry);
         let write_metrics = WriteBatchMetrics::register(&mut registry);
+        let data_metrics = crate::metrics::DataMetrics::register(&mut registry);
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
         anyhow::ensure!(
             config.max_body_bytes >= 1,
@@ -161,6 +162,7 @@ impl Application {
             webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
+            data_metrics,
         });
         // Bulk operations pause when shutdown begins (their claim is let go of, and
         // another replica carries on).

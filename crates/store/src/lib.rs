@@ -25,6 +25,8 @@
 //!   transaction that makes a task final, drained by the API's delivery loops.
 //! - [`archive`]: finished tasks as JSON documents (task, service requests, attempts,
 //!   re-drives) for archive files, and their restore.
+//! - [`stats`]: table sizes, tasks per status and the oldest unfinished tasks, for the
+//!   API's metrics.
 //! - [`retention`]: removal of finished tasks past their retention period, in batches,
 //!   and the lease that lets one process at a time run such a job.
 //!
@@ -53,6 +55,7 @@ pub mod schema;
 pub mod seed;
 pub mod service_requests;
 pub mod sessions;
+pub mod stats;
 pub mod tasks;
 pub mod tokens;
 pub mod webhooks;

@@ -219,3 +219,70 @@ async fn a_taken_port_is_a_short_error_with_a_hint_and_no_backtrace() {
     );
     drop(taken);
 }
+
+/// The value of the one sample of `series` (name and labels as exported) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("missing {series} in:\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// What the data looks like: table sizes, tasks per status, and how long the oldest
+/// unfinished task has waited, read at the scrape.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_task() {
+    let app = TestApp::spawn().await;
+    let response = app.post_json("/api/orchestrate", &example_request()).await;
+    assert_eq!(response.status(), 202);
+    let task: Value = response.json().await.expect("JSON");
+    let task_id = task["task_id"].as_str().expect("task_id");
+    app.wait_until_finished(task_id).await;
+    // The task waits again, since an hour: as a task stuck in the queue would.
+    let mut conn = app.db.connection().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE tasks SET status = 'PENDING', created_at = now() - interval '1 hour'
+              WHERE task_id = '{task_id}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("update");
+
+    let text = app.get("/metrics").await.text().await.expect("body");
+    assert_eq!(
+        sample(&text, r#"orchestrator_tasks{status="PENDING"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"orchestrator_tasks{status="COMPLETED"}"#),
+        0.0
+    );
+    let age = sample(
+        &text,
+        r#"orchestrator_oldest_unfinished_task_age_seconds{status="PENDING"}"#,
+    );
+    assert!((3_600.0..3_900.0).contains(&age), "{age}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"orchestrator_oldest_unfinished_task_age_seconds{status="IN_PROGRESS"}"#
+        ),
+        0.0
+    );
+    assert!(sample(&text, r#"orchestrator_table_size_bytes{table="tasks"}"#) > 0.0);
+    assert!(
+        sample(
+            &text,
+            r#"orchestrator_table_index_size_bytes{table="tasks"}"#
+        ) > 0.0
+    );
+    assert!(
+        sample(
+            &text,
+            r#"orchestrator_table_size_bytes{table="service_requests"}"#
+        ) > 0.0
+    );
+}
