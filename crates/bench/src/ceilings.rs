@@ -23,26 +23,37 @@ use tokio::task::JoinSet;
 use crate::BenchError;
 use crate::load::{self, Percentiles, Target, Until};
 
-/// A pgbench script shipped in `crates/bench/pgbench/`; one run of it is one task.
+/// A pgbench script shipped in `crates/bench/pgbench/`.
 #[derive(Debug, Clone, Copy)]
 pub struct Script {
     pub name: &'static str,
     pub sql: &'static str,
+    /// Tasks one run of it writes.
+    pub tasks_per_run: u32,
     /// Commits per run.
-    pub transactions_per_task: u32,
+    pub transactions_per_run: u32,
 }
 
 /// The naive writes of a whole task: 6 transactions (see the file).
 pub const NAIVE_TASK: Script = Script {
     name: "naive_task.sql",
     sql: include_str!("../pgbench/naive_task.sql"),
-    transactions_per_task: 6,
+    tasks_per_run: 1,
+    transactions_per_run: 6,
 };
 /// The naive writes of the accept path: 2 transactions.
 pub const NAIVE_ACCEPT: Script = Script {
     name: "naive_accept.sql",
     sql: include_str!("../pgbench/naive_accept.sql"),
-    transactions_per_task: 2,
+    tasks_per_run: 1,
+    transactions_per_run: 2,
+};
+/// The data-model ceiling: the system's rows for 64 tasks in 3 transactions.
+pub const DATA_MODEL: Script = Script {
+    name: "data_model.sql",
+    sql: include_str!("../pgbench/data_model.sql"),
+    tasks_per_run: 64,
+    transactions_per_run: 3,
 };
 
 /// The API's producer settings (KAFKA_LINGER_MS, KAFKA_MAX_BATCH_BYTES defaults).
@@ -62,7 +73,8 @@ pub struct PgbenchResult {
     pub tasks_per_s: f64,
     /// Commits per second (tasks/s × transactions per task).
     pub transactions_per_s: f64,
-    pub transactions_per_task: u32,
+    /// Commits per task (a fraction when a run writes many tasks).
+    pub transactions_per_task: f64,
     /// Average latency of one script run.
     pub latency_avg_ms: Option<f64>,
 }
@@ -103,7 +115,8 @@ pub async fn pgbench(
     let Script {
         name,
         sql,
-        transactions_per_task,
+        tasks_per_run,
+        transactions_per_run,
     } = script;
     let script = work_dir.join(name);
     std::fs::write(&script, sql).map_err(|e| BenchError::io(&script, e))?;
@@ -129,7 +142,7 @@ pub async fn pgbench(
             output.status
         )));
     }
-    let tasks_per_s = parse_pgbench(&stdout, "tps = ").ok_or_else(|| {
+    let runs_per_s = parse_pgbench(&stdout, "tps = ").ok_or_else(|| {
         BenchError::Pgbench(format!(
             "{name}: no 'tps = ' in its output:\n{stdout}\n{stderr}"
         ))
@@ -138,9 +151,9 @@ pub async fn pgbench(
         script: format!("crates/bench/pgbench/{name}"),
         clients,
         seconds: seconds as f64,
-        tasks_per_s,
-        transactions_per_s: tasks_per_s * f64::from(transactions_per_task),
-        transactions_per_task,
+        tasks_per_s: runs_per_s * f64::from(tasks_per_run),
+        transactions_per_s: runs_per_s * f64::from(transactions_per_run),
+        transactions_per_task: f64::from(transactions_per_run) / f64::from(tasks_per_run),
         latency_avg_ms: parse_pgbench(&stdout, "latency average = "),
     })
 }
@@ -323,7 +336,7 @@ mod tests {
 
     #[test]
     fn scripts_name_only_our_tables() {
-        for script in [NAIVE_TASK, NAIVE_ACCEPT] {
+        for script in [NAIVE_TASK, NAIVE_ACCEPT, DATA_MODEL] {
             assert!(script.sql.contains("INSERT INTO tasks"));
         }
         let commits = NAIVE_TASK.sql.matches("COMMIT;").count();
@@ -334,7 +347,7 @@ mod tests {
         // Insert + start + 3 outcomes + settle.
         assert_eq!(
             1 + commits + standalone,
-            NAIVE_TASK.transactions_per_task as usize
+            NAIVE_TASK.transactions_per_run as usize
         );
         // Insert (the task and, through a CTE, its outbox row) + mark. Lines of a CTE are
         // indented, so each statement has one unindented INSERT, UPDATE or DELETE.
@@ -347,6 +360,14 @@ mod tests {
                     .any(|s| line.starts_with(s))
             })
             .count();
-        assert_eq!(statements, NAIVE_ACCEPT.transactions_per_task as usize);
+        assert_eq!(statements, NAIVE_ACCEPT.transactions_per_run as usize);
+        assert_eq!(
+            DATA_MODEL.sql.matches("\nCOMMIT;").count(),
+            DATA_MODEL.transactions_per_run as usize
+        );
+        assert_eq!(
+            DATA_MODEL.sql.matches("generate_series(1, 64)").count() > 0,
+            DATA_MODEL.tasks_per_run == 64
+        );
     }
 }

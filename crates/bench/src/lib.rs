@@ -690,7 +690,11 @@ impl Bench {
                 let url = url.as_str();
                 db::recreate_database(admin_url, &name).await?;
                 migrate(bin_dir, url)?;
-                for script in [ceilings::NAIVE_TASK, ceilings::NAIVE_ACCEPT] {
+                for script in [
+                    ceilings::NAIVE_TASK,
+                    ceilings::NAIVE_ACCEPT,
+                    ceilings::DATA_MODEL,
+                ] {
                     progress(&format!(
                         "ceiling: PostgreSQL, {} with pgbench, {} clients, {:?}",
                         script.name, plan.pgbench_clients, plan.phase
@@ -709,11 +713,14 @@ impl Bench {
                         report::number(result.tasks_per_s),
                         report::number(result.transactions_per_s)
                     ));
-                    if script.name == ceilings::NAIVE_TASK.name {
-                        ceilings.postgres_task = Some(result);
+                    let slot = if script.name == ceilings::NAIVE_TASK.name {
+                        &mut ceilings.postgres_task
+                    } else if script.name == ceilings::DATA_MODEL.name {
+                        &mut ceilings.postgres_data_model
                     } else {
-                        ceilings.postgres_accept = Some(result);
-                    }
+                        &mut ceilings.postgres_accept
+                    };
+                    *slot = Some(result);
                 }
                 db::drop_database(admin_url, &name).await?;
             }

@@ -61,6 +61,8 @@ pub struct Ceilings {
     pub postgres_task: Option<PgbenchResult>,
     /// The accept path's rows, 2 transactions per task.
     pub postgres_accept: Option<PgbenchResult>,
+    /// The data-model ceiling: the system's rows for 64 tasks in 3 transactions.
+    pub postgres_data_model: Option<PgbenchResult>,
     pub broker: Option<ProduceResult>,
     pub mock: Option<MockResult>,
 }
@@ -186,6 +188,10 @@ pub const TARGET_ACCEPT_P99_RATE: u32 = 1_000;
 pub const TARGET_RSS_MB: f64 = 100.0;
 /// From a task's final transaction to the answer of a request waiting for it.
 pub const TARGET_LONG_POLL_P99_MS: f64 = 100.0;
+/// End to end (2 workers, 0 ms mocks) as a share of the data-model ceiling, in %.
+pub const TARGET_DATA_MODEL_SHARE_PCT: f64 = 50.0;
+/// The API's and the workers' CPU per task together, end to end (2 workers, 0 ms).
+pub const TARGET_OURS_CPU_MS_PER_TASK: f64 = 0.2;
 
 fn max_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     values
@@ -288,6 +294,34 @@ impl Report {
                 .as_ref()
                 .and_then(AuthOverhead::worst_overhead_pct),
             "%",
+        ));
+        let data_model = self
+            .ceilings
+            .postgres_data_model
+            .as_ref()
+            .map(|p| p.tasks_per_s);
+        targets.push(target(
+            "end to end, 2 workers, 0 ms mocks, share of the data-model ceiling",
+            Goal::AtLeast(TARGET_DATA_MODEL_SHARE_PCT),
+            match (fast, data_model) {
+                (Some(f), Some(d)) if d > 0.0 => Some(f / d * 100.0),
+                _ => None,
+            },
+            "%",
+        ));
+        let ours = self
+            .e2e
+            .iter()
+            .find(|r| r.workers == 2 && r.mock_latency_ms == 0)
+            .and_then(|r| {
+                // Seconds per 1,000 tasks are milliseconds per task.
+                Some(r.cpu_per_1000.get("api")? + r.cpu_per_1000.get("workers")?)
+            });
+        targets.push(target(
+            "API + workers CPU per task, end to end (2 workers, 0 ms mocks)",
+            Goal::AtMost(TARGET_OURS_CPU_MS_PER_TASK),
+            ours,
+            "ms",
         ));
         targets.push(target(
             "long poll: final transaction to answer, p99",
@@ -409,6 +443,17 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| PostgreSQL, a task's rows written naively | `{}`: {} transactions per task, pgbench {} clients | {} tasks/s ({} commits/s) |",
+                p.script,
+                p.transactions_per_task,
+                p.clients,
+                number(p.tasks_per_s),
+                number(p.transactions_per_s)
+            );
+        }
+        if let Some(p) = &self.ceilings.postgres_data_model {
+            let _ = writeln!(
+                md,
+                "| PostgreSQL, the data model: the system's rows, 64 tasks per batch | `{}`: {:.3} transactions per task, pgbench {} clients | {} tasks/s ({} commits/s) |",
                 p.script,
                 p.transactions_per_task,
                 p.clients,
@@ -561,10 +606,15 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| run | tasks | completed/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive | vs one mock | CPU s / 1,000 tasks (API · workers · PostgreSQL · broker · mocks = stack) | peak RSS MB (API · worker) | other load |"
+            "| run | tasks | completed/s | p50 ms | p95 ms | p99 ms | max ms | vs PostgreSQL naive | vs data model | vs one mock | CPU s / 1,000 tasks (API · workers · PostgreSQL · broker · mocks = stack) | peak RSS MB (API · worker) | other load |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let pg_task = self.ceilings.postgres_task.as_ref().map(|p| p.tasks_per_s);
+        let data_model = self
+            .ceilings
+            .postgres_data_model
+            .as_ref()
+            .map(|p| p.tasks_per_s);
         let mock = self.ceilings.mock.as_ref().map(|c| c.requests_per_s);
         let e2e_rows = self
             .e2e
@@ -579,7 +629,7 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} · {} · {} · {} · {} = {} | {} · {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} · {} · {} · {} · {} = {} | {} · {} | {} |",
                 r.label,
                 r.tasks,
                 number(r.throughput),
@@ -588,6 +638,7 @@ impl Report {
                 r.latency.map_or("—".into(), |l| ms(l.p99_ms)),
                 r.latency.map_or("—".into(), |l| ms(l.max_ms)),
                 ratio(r.throughput, pg_task),
+                ratio(r.throughput, data_model),
                 ratio(r.throughput, mock),
                 cpu("api"),
                 cpu("workers"),
@@ -669,6 +720,9 @@ impl Report {
             .collect();
         if let Some(p) = &self.ceilings.postgres_task {
             bars.push(("PostgreSQL naive (ceiling)".into(), p.tasks_per_s));
+        }
+        if let Some(p) = &self.ceilings.postgres_data_model {
+            bars.push(("PostgreSQL data model (ceiling)".into(), p.tasks_per_s));
         }
         let lines = vec![(format!("target {}", number(TARGET_E2E)), TARGET_E2E)];
         svg.bar_panel(60.0, 300.0, "End to end: completed tasks/s", &bars, &lines);

@@ -116,7 +116,13 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
         webhooks[0] > 0 && webhooks[0] == webhooks[1],
         "{webhooks:?}"
     );
-    for ceiling in ["postgres_task", "postgres_accept", "broker", "mock"] {
+    for ceiling in [
+        "postgres_task",
+        "postgres_accept",
+        "postgres_data_model",
+        "broker",
+        "mock",
+    ] {
         assert!(
             report["ceilings"][ceiling].is_object(),
             "ceiling {ceiling}: {json}"
@@ -124,6 +130,11 @@ async fn smoke_run_writes_reports_and_its_checks_pass() {
     }
     assert!(
         report["ceilings"]["postgres_task"]["tasks_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    assert!(
+        report["ceilings"]["postgres_data_model"]["tasks_per_s"]
             .as_f64()
             .is_some_and(|r| r > 0.0)
     );
