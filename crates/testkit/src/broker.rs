@@ -146,6 +146,23 @@ impl TestBroker {
     /// If the broker is not running or the signal cannot be sent.
     pub fn pause(&self) {
         self.signal("-STOP");
+        // kill(1) returns once the signal is sent; each of the broker's threads stops
+        // when it next runs, which under load can be after a record it was answering
+        // has been acknowledged. Return only once every thread is stopped.
+        let pid = self
+            .running
+            .as_ref()
+            .expect("the broker is running")
+            .broker
+            .id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker (pid {pid}) did not stop after SIGSTOP"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Lets a [paused](TestBroker::pause) broker run again (SIGCONT).
@@ -383,6 +400,22 @@ fn is_executable(path: &Path) -> bool {
     File::open(path)
         .and_then(|file| file.metadata())
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Every thread of `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().all(|thread| {
+        std::fs::read_to_string(thread.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold
+            // spaces: read after the last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 #[cfg(test)]
