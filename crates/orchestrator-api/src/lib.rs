@@ -59,15 +59,21 @@ pub(crate) async fn migrate(database_url: &str) -> anyhow::Result<()> {
         .context("applying database migrations (DATABASE_URL)")
 }
 
+/// The pool of a one-shot command (token, retention, archive), on a migrated database.
+pub(crate) async fn command_pool(config: &ApiConfig) -> anyhow::Result<orchestrator_store::DbPool> {
+    migrate(&config.database_url).await?;
+    Ok(orchestrator_store::build_pool(&config.pool_config())?)
+}
+
 /// `retention run`: one pass, its report on stdout.
 async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
-    migrate(&config.database_url).await?;
-    let pool = orchestrator_store::build_pool(&config.pool_config())?;
+    let pool = command_pool(config).await?;
     let job = retention::RetentionJob::new(config.retention.clone());
     let outcome = job
         .pass(&pool, &tokio_util::sync::CancellationToken::new())
         .await
         .context("running the retention pass")?;
+    let total = outcome.total();
     match outcome {
         retention::PassOutcome::Busy { holder } => anyhow::bail!(
             "another process ({holder}) is running the retention job; try again when it is done"
@@ -86,7 +92,6 @@ async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
                     );
                 }
             }
-            let total = retention::PassOutcome::Ran(tenants).total();
             println!(
                 "removed {} finished tasks and {} service requests past their retention period",
                 total.tasks, total.service_requests
@@ -98,8 +103,7 @@ async fn retention_run(config: &ApiConfig) -> anyhow::Result<()> {
 
 /// `archive --before DATE --out FILE` and `archive restore FILE`: what was done on stdout.
 async fn archive_command(config: &ApiConfig, args: &archive::ArchiveArgs) -> anyhow::Result<()> {
-    migrate(&config.database_url).await?;
-    let pool = orchestrator_store::build_pool(&config.pool_config())?;
+    let pool = command_pool(config).await?;
     match (&args.command, args.before, &args.out) {
         (Some(archive::ArchiveCommand::Restore { file }), _, _) => {
             let restored = archive::restore(&pool, file).await?;

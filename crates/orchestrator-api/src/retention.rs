@@ -68,6 +68,9 @@ impl RetentionConfig {
     }
 }
 
+/// How long the job's lease lasts: renewed at every batch, so well past one batch.
+const LEASE_TTL: Duration = Duration::from_secs(60);
+
 /// What a pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassOutcome {
@@ -100,13 +103,25 @@ pub struct TenantPass {
 }
 
 /// The metrics of the job.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct RetentionMetrics {
     tasks: Counter,
     service_requests: Counter,
     archived: Counter,
-    batch_seconds: Option<Histogram>,
+    batch_seconds: Histogram,
     last_pass: Gauge,
+}
+
+impl Default for RetentionMetrics {
+    fn default() -> Self {
+        Self {
+            tasks: Counter::default(),
+            service_requests: Counter::default(),
+            archived: Counter::default(),
+            batch_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            last_pass: Gauge::default(),
+        }
+    }
 }
 
 /// This process's side of the retention job. Cheap to clone.
@@ -129,8 +144,7 @@ impl RetentionJob {
 
     /// With its metrics in `registry`.
     pub fn register(config: RetentionConfig, registry: &mut Registry) -> Self {
-        let mut job = Self::new(config);
-        let batch_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let job = Self::new(config);
         registry.register(
             "retention_removed_tasks",
             "Finished tasks removed by the retention job, past their retention period",
@@ -149,14 +163,13 @@ impl RetentionJob {
         registry.register(
             "retention_batch_duration_seconds",
             "Time of one retention batch (one transaction: how long its row locks are held)",
-            batch_seconds.clone(),
+            job.metrics.batch_seconds.clone(),
         );
         registry.register(
             "retention_last_pass_timestamp_seconds",
             "When this replica last finished a retention pass (Unix time)",
             job.metrics.last_pass.clone(),
         );
-        job.metrics.batch_seconds = Some(batch_seconds);
         job
     }
 
@@ -197,11 +210,6 @@ impl RetentionJob {
         });
     }
 
-    /// How long the lease lasts: renewed at every batch, so well past one batch.
-    fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(60)
-    }
-
     /// One pass: every tenant's finished tasks past its period, until none is left or
     /// `stop`.
     pub async fn pass(
@@ -211,8 +219,7 @@ impl RetentionJob {
     ) -> anyhow::Result<PassOutcome> {
         let mut conn = pool.get().await.map_err(StoreError::from)?;
         if let Some(holder) =
-            retention::acquire_lease(&mut conn, RETENTION_JOB, &self.holder, self.lease_ttl())
-                .await?
+            retention::acquire_lease(&mut conn, RETENTION_JOB, &self.holder, LEASE_TTL).await?
         {
             return Ok(PassOutcome::Busy { holder });
         }
@@ -256,9 +263,7 @@ impl RetentionJob {
                     .remove_batch(conn, &pass.tenant, Utc::now() - period, &mut archive)
                     .await?;
                 let elapsed = started.elapsed();
-                if let Some(histogram) = &self.metrics.batch_seconds {
-                    histogram.observe(elapsed.as_secs_f64());
-                }
+                self.metrics.batch_seconds.observe(elapsed.as_secs_f64());
                 tracing::debug!(tenant = %pass.tenant, tasks = batch.tasks, elapsed_ms = elapsed.as_millis(), "Retention batch.");
                 self.metrics
                     .tasks
@@ -272,8 +277,7 @@ impl RetentionJob {
                 }
                 // Still ours? Another process took the lease only if ours expired.
                 if let Some(holder) =
-                    retention::acquire_lease(conn, RETENTION_JOB, &self.holder, self.lease_ttl())
-                        .await?
+                    retention::acquire_lease(conn, RETENTION_JOB, &self.holder, LEASE_TTL).await?
                 {
                     tracing::warn!(%holder, "The retention lease passed to another process mid-pass; stopping.");
                     handed_over = true;

@@ -14,7 +14,7 @@ use diesel_async::AsyncConnection as _;
 use orchestrator_core::{AuditAction, AuditOutcome, Scope, TenantName};
 use orchestrator_store::audit::{self, AuditEvent};
 use orchestrator_store::tokens::{self, TokenRow, TokenSpec};
-use orchestrator_store::{AsyncPgConnection, DbPool, StoreError, build_pool};
+use orchestrator_store::{AsyncPgConnection, DbPool, StoreError};
 use uuid::Uuid;
 
 use crate::ApiConfig;
@@ -69,8 +69,7 @@ fn parse_tenant(name: &str) -> Result<TenantName, String> {
 }
 
 pub async fn run(config: &ApiConfig, command: &TokenCommand) -> anyhow::Result<()> {
-    crate::migrate(&config.database_url).await?;
-    let pool: DbPool = build_pool(&config.pool_config())?;
+    let pool: DbPool = crate::command_pool(config).await?;
     let mut conn = pool
         .get()
         .await

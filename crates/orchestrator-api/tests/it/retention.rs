@@ -346,6 +346,20 @@ async fn finished_tasks_past_their_period_go_with_every_row_about_them_and_nothi
     assert_eq!(again.total().tasks, 0);
 }
 
+/// Another replica tries to take the retention lease: `None` when it got it.
+async fn another_replica_takes_the_lease(
+    conn: &mut orchestrator_store::AsyncPgConnection,
+) -> Option<String> {
+    retention::acquire_lease(
+        conn,
+        RETENTION_JOB,
+        "another-replica",
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("lease")
+}
+
 #[tokio::test]
 async fn one_process_at_a_time_runs_the_job() {
     let app = app_without_retention().await;
@@ -353,14 +367,7 @@ async fn one_process_at_a_time_runs_the_job() {
     finished_ago(&app, &[&t[0]], "2 hours").await;
     let pool = app.db.pool();
     let mut conn = app.db.connection().await;
-    let held = retention::acquire_lease(
-        &mut conn,
-        RETENTION_JOB,
-        "another-replica",
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .expect("lease");
+    let held = another_replica_takes_the_lease(&mut conn).await;
     assert_eq!(held, None, "the lease was free");
 
     let job = RetentionJob::new(config("1h", "", 500));
@@ -390,14 +397,7 @@ async fn one_process_at_a_time_runs_the_job() {
         .expect("pass");
     assert_eq!(outcome.total().tasks, 1, "{outcome:?}");
     // The pass let go of the lease: another process may take it at once.
-    let held = retention::acquire_lease(
-        &mut conn,
-        RETENTION_JOB,
-        "another-replica",
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .expect("lease");
+    let held = another_replica_takes_the_lease(&mut conn).await;
     assert_eq!(held, None);
 }
 
