@@ -99,11 +99,13 @@ bench: ## Measure throughput and latency against this machine's ceilings (releas
 	$(CARGO) run --release -q -p orchestrator-bench -- $(BENCH_ARGS)
 
 DASHBOARD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench
-DASHBOARD_TASKS ?= 1000000
+# `make bench-dashboard TASKS=10000000` for ten million.
+TASKS ?= 1000000
+DASHBOARD_TASKS ?= $(TASKS)
 export DASHBOARD_DATABASE_URL
 
 .PHONY: bench-dashboard
-bench-dashboard: ## Fill DASHBOARD_DATABASE_URL with DASHBOARD_TASKS (1,000,000) tasks once, then time the dashboard's endpoints and screens; report in target/bench-dashboard.md
+bench-dashboard: ## Fill DASHBOARD_DATABASE_URL with TASKS (1,000,000) tasks once, then time the dashboard's endpoints and screens; report in target/bench-dashboard.md
 	@DATABASE_URL='$(DASHBOARD_DATABASE_URL)' SKIP_BUILD=1 $(XTASK) stack db --no-migrate
 	$(CARGO) run --release -q -p orchestrator-api --bin seed-tasks -- --tasks $(DASHBOARD_TASKS)
 	$(CARGO) bench -q -p orchestrator-api --bench dashboard

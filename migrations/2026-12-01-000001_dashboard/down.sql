@@ -1,5 +1,4 @@
 DROP INDEX IF EXISTS tasks_finished_at_idx;
-DROP INDEX IF EXISTS tasks_task_name_trgm_idx;
 -- pg_trgm stays: other objects of the database may use it.
 DROP TRIGGER IF EXISTS tasks_count_truncates ON tasks;
 DROP TRIGGER IF EXISTS tasks_count_deletes ON tasks;

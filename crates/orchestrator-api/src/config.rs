@@ -115,6 +115,12 @@ pub struct ApiConfig {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub bulk_poll_interval_ms: u64,
 
+    /// How long one search request looks, in milliseconds, before it answers with what
+    /// it found so far and where to continue (`searched_back_to`, `next_cursor`). A
+    /// request may run one bounded slice past it.
+    #[arg(long, env = "SEARCH_BUDGET_MS", default_value_t = 20)]
+    pub search_budget_ms: u64,
+
     /// Tasks processed at the same time by this process in inline mode.
     #[arg(long, env = "INLINE_CONCURRENCY", default_value_t = 64)]
     pub inline_concurrency: usize,

@@ -151,6 +151,7 @@ impl Application {
             queue,
             mode,
             max_body_bytes: config.max_body_bytes,
+            search_budget: Duration::from_millis(config.search_budget_ms),
             default_deadline_secs: config.task_deadline_secs,
             waits,
             events,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub queue: Option<TaskQueue>,
     pub mode: Mode,
     pub max_body_bytes: usize,
+    /// How long one search looks before it answers (`SEARCH_BUDGET_MS`).
+    pub search_budget: std::time::Duration,
     /// The deadline of a task submitted without one (`TASK_DEADLINE_SECS`).
     pub default_deadline_secs: Option<u32>,
     /// Completion webhooks: where a `callback_url` may go.

@@ -495,6 +495,7 @@
         tbody));
     const listError = h('div', { class: 'alert error', role: 'alert', hidden: true });
     const resultNote = h('p', { class: 'muted', id: 'result-note' });
+    const searchedBack = h('p', { class: 'muted', id: 'searched-back', hidden: true });
 
     // Paging.
     const newerButton = h('button', { type: 'button', id: 'page-newer', text: '← Newer' });
@@ -588,13 +589,25 @@
         if (at !== row) tbody.insertBefore(row, at || null);
       });
       if (data.tasks.length === 0) {
-        const text = state.q ? 'No task matches this search.'
+        const text = state.q && data.searched_back_to ? 'No match among the tasks searched so far.'
+          : state.q ? 'No task matches this search.'
           : state.status ? `No ${LABELS[state.status].toLowerCase()} tasks.` : 'No tasks yet.';
         tbody.append(h('tr', { class: 'empty-row' }, h('td', { class: 'empty', colspan: 6 },
           text, ' ', state.q || state.status ? null : h('a', { href: '/ui/new', text: 'Submit one.' }))));
       }
       state.nextCursor = data.next_cursor;
       olderButton.disabled = !data.next_cursor;
+      // A search answers within a time budget: when it stopped before filling the page,
+      // say how far back it looked and offer to go on from there.
+      const stoppedEarly = Boolean(state.q && data.searched_back_to && data.tasks.length < PAGE_SIZE);
+      olderButton.textContent = stoppedEarly ? 'Search further →' : 'Older →';
+      if (state.q && data.searched_back_to) {
+        replaceChildren(searchedBack, 'Searched back to ', when(data.searched_back_to, false),
+          stoppedEarly ? '; older tasks not searched yet.' : '.');
+        searchedBack.hidden = false;
+      } else {
+        searchedBack.hidden = true;
+      }
       newerButton.disabled = !state.cursor;
       newestButton.disabled = !state.cursor;
       const what = state.q ? `Tasks matching “${state.q}”` : 'Tasks';
@@ -741,7 +754,7 @@
       overview,
       h('section', { class: 'card', 'aria-labelledby': 'list-heading' },
         h('h2', { id: 'list-heading', class: 'visually-hidden', text: 'Task list' }),
-        filters, listError, resultNote, table, pager),
+        filters, listError, resultNote, table, searchedBack, pager),
       curl.card);
     currentUpdates = updates;
     updates.start();

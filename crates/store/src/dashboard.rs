@@ -8,15 +8,17 @@
 //! - throughput walks the recent end of the tenant's part of
 //!   `tasks_tenant_newest_first_idx` (submitted) and `tasks_tenant_finished_at_idx`
 //!   (finished), one range per minute;
-//! - search finds ids through the primary key's unique index (a whole id, or an id
-//!   prefix as a range) and names through the trigram index, newest first with the same
-//!   keyset cursor as the task list.
+//! - search finds a whole id through the primary key's unique index, and anything else
+//!   (an id prefix, part of a name) by walking the newest-first index in bounded slices
+//!   under a time budget, with the same keyset cursor as the task list to continue.
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use orchestrator_core::{Status, TenantName};
 use uuid::Uuid;
 
@@ -235,88 +237,187 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// How many of the newest tasks (after the cursor, of the status asked for) a search
-/// reads in order before it turns to the trigram index. Bounds the first step: a name
-/// common among recent tasks fills its page within these rows.
-const RECENT_WINDOW: i64 = 10_000;
+/// The time window a search looks in: tasks created at or after `since` and before
+/// `until` (either open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchWindow {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One search request.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchRequest<'a> {
+    pub tenant: &'a TenantName,
+    pub search: &'a TaskSearch,
+    pub status: Option<Status>,
+    pub window: SearchWindow,
+    /// Continue after this position (a previous answer's).
+    pub cursor: Option<TaskCursor>,
+    /// Page size.
+    pub limit: i64,
+    /// How long to look before answering with what was found so far.
+    pub budget: Duration,
+}
+
+/// What a search found, and how far back it looked.
+#[derive(Debug)]
+pub struct SearchPage {
+    /// Matches, newest first: up to `limit + 1` (one more than the page tells the caller
+    /// that the page is full and another may follow).
+    pub rows: Vec<TaskRow>,
+    /// Set when the time budget ran out before the page was full and before the oldest
+    /// task of the window: every task from the cursor back to this position (inclusive)
+    /// was searched, and a search continued from here finds the rest.
+    pub stopped_at: Option<TaskCursor>,
+}
+
+/// Rows of the newest-first order the first slice of a search reads; each next slice of
+/// the same request reads twice as many, up to [`MAX_SLICE_ROWS`].
+const FIRST_SLICE_ROWS: i64 = 1_000;
+/// Bounds one slice's cost (an index range and its heap rows, a few milliseconds),
+/// whatever the table's size: a search stops between slices, so its time is its budget
+/// plus one slice at most.
+const MAX_SLICE_ROWS: i64 = 16_000;
 
 type TaskFilter<'a> = Box<dyn BoxableExpression<tasks::table, Pg, SqlType = Bool> + 'a>;
 
-/// One page of the tasks of `tenant` a search finds, newest first, optionally of one status, after
-/// `cursor`. Fetches `limit + 1` rows so the caller can tell whether another page
-/// follows, like [`crate::tasks::list_page`].
+/// One page of the tasks of `tenant` (of `status`, in `window`, after `cursor`) that a
+/// search finds, newest first.
 ///
-/// Two steps, so that neither a common nor a rare name scans the table:
-/// 1. the newest [`RECENT_WINDOW`] candidates, read in index order and filtered: a
-///    name found often among recent tasks fills the page here;
-/// 2. if the page is not full, the older tasks through the trigram (and id) indexes
-///    only, sorted afterwards: their cost grows with the matches, not with the table.
-///    Plain index scans are turned off for this step, or the planner, misled by a
-///    LIMIT, may walk the whole newest-first index looking for a name that only old
-///    tasks have.
+/// A whole id is looked up in the primary key's index. Anything else walks the tenant's
+/// tasks newest first in slices of the newest-first index (a slice's last row found by
+/// an offset from where the previous one ended): the matches of each slice are read
+/// from that index range alone, never from the trigram index, whose matches grow with
+/// the table. The walk stops when the page is full, at the oldest task of the window,
+/// or at the first slice boundary after `budget` has passed, saying where
+/// ([`SearchPage::stopped_at`]), as log-search tools do. So a search costs the same at
+/// ten million tasks as at ten thousand; a rare name among old tasks takes several
+/// requests (each continuing from the last) instead of one slow one.
 pub async fn search_page(
     conn: &mut AsyncPgConnection,
-    tenant: &TenantName,
-    search: &TaskSearch,
-    status: Option<Status>,
-    cursor: Option<TaskCursor>,
-    limit: i64,
-) -> Result<Vec<TaskRow>, StoreError> {
+    request: &SearchRequest<'_>,
+) -> Result<SearchPage, StoreError> {
+    let started = Instant::now();
+    let SearchRequest {
+        tenant,
+        search,
+        status,
+        window,
+        cursor,
+        limit,
+        budget,
+    } = *request;
     let wanted = limit + 1;
+    let scope = Scope {
+        tenant,
+        status,
+        window,
+    };
     if let TaskSearch::Id(_) = search {
-        return load_page(conn, matching(tenant, search, status, cursor), wanted).await;
+        let filter = scope.filter(matching(search), cursor);
+        return Ok(SearchPage {
+            rows: load_page(conn, filter, wanted).await?,
+            stopped_at: None,
+        });
     }
     conn.transaction::<_, StoreError, _>(async |conn| {
-        // A plan costed high enough (a sort of many matches) would be compiled first,
-        // which takes longer than running it.
-        diesel::sql_query("SET LOCAL jit = off")
-            .execute(conn)
-            .await?;
-        let mut window = tasks::table
-            .select((tasks::created_at, tasks::id))
-            .filter(tasks::tenant.eq(tenant.as_str()))
-            .into_boxed();
-        if let Some(status) = status {
-            window = window.filter(tasks::status.eq(status.as_str()));
+        // Each slice is an index range: never a bitmap of the trigram index (the whole
+        // table's matches) nor a sequential scan, whatever the planner estimates. And a
+        // plan costed high enough would be compiled first (JIT), which takes longer than
+        // running it.
+        conn.batch_execute(
+            "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off; \
+             SET LOCAL jit = off",
+        )
+        .await?;
+        let mut rows: Vec<TaskRow> = Vec::new();
+        let mut position = cursor;
+        let mut slice = FIRST_SLICE_ROWS;
+        loop {
+            let missing = wanted - i64::try_from(rows.len()).unwrap_or(wanted);
+            let boundary = slice_end(conn, &scope, position, slice).await?;
+            let mut filter = scope.filter(matching(search), position);
+            if let Some(boundary) = boundary {
+                filter = Box::new(filter.and(not_before(boundary)).and(
+                    // The same bound as a plain range, which the planner can estimate.
+                    tasks::created_at.ge(boundary.created_at),
+                ));
+            }
+            rows.extend(load_page(conn, filter, missing).await?);
+            let full = i64::try_from(rows.len()).unwrap_or(wanted) >= wanted;
+            let Some(boundary) = boundary.filter(|_| !full) else {
+                // The page is full, or this slice reached the window's oldest task.
+                return Ok(SearchPage {
+                    rows,
+                    stopped_at: None,
+                });
+            };
+            if started.elapsed() >= budget {
+                return Ok(SearchPage {
+                    rows,
+                    stopped_at: Some(boundary),
+                });
+            }
+            position = Some(boundary);
+            slice = (slice * 2).min(MAX_SLICE_ROWS);
         }
-        if let Some(cursor) = cursor {
-            window = window.filter(before(cursor));
-        }
-        let oldest_recent: Option<(DateTime<Utc>, i64)> = window
-            .order((tasks::created_at.desc(), tasks::id.desc()))
-            .offset(RECENT_WINDOW - 1)
-            .limit(1)
-            .get_result(conn)
-            .await
-            .optional()?;
-        let Some((created_at, id)) = oldest_recent else {
-            // Fewer candidates than the window: step 1 covers them all.
-            return load_page(conn, matching(tenant, search, status, cursor), wanted).await;
-        };
-        let boundary = TaskCursor { created_at, id };
-        let recent = Box::new(matching(tenant, search, status, cursor).and(not_before(boundary)));
-        let mut rows = load_page(conn, recent, wanted).await?;
-        let missing = wanted - i64::try_from(rows.len()).unwrap_or(wanted);
-        if missing > 0 {
-            diesel::sql_query("SET LOCAL enable_indexscan = off")
-                .execute(conn)
-                .await?;
-            let older = matching(tenant, search, status, Some(boundary));
-            rows.extend(load_page(conn, older, missing).await?);
-        }
-        Ok(rows)
     })
     .await
 }
 
-/// Tasks of `tenant` the search finds, of `status`, older than `cursor`.
-fn matching<'a>(
+/// Which of the tenant's tasks a search looks at, whatever it looks for.
+struct Scope<'a> {
     tenant: &'a TenantName,
-    search: &'a TaskSearch,
     status: Option<Status>,
-    cursor: Option<TaskCursor>,
-) -> TaskFilter<'a> {
-    let mut filter: TaskFilter<'a> = match search {
+    window: SearchWindow,
+}
+
+impl<'a> Scope<'a> {
+    /// `filter` narrowed to the scope, after `cursor`.
+    fn filter(&self, filter: TaskFilter<'a>, cursor: Option<TaskCursor>) -> TaskFilter<'a> {
+        let mut filter: TaskFilter<'a> =
+            Box::new(filter.and(tasks::tenant.eq(self.tenant.as_str())));
+        if let Some(status) = self.status {
+            filter = Box::new(filter.and(tasks::status.eq(status.as_str())));
+        }
+        if let Some(since) = self.window.since {
+            filter = Box::new(filter.and(tasks::created_at.ge(since)));
+        }
+        if let Some(until) = self.window.until {
+            filter = Box::new(filter.and(tasks::created_at.lt(until)));
+        }
+        if let Some(cursor) = cursor {
+            filter = Box::new(filter.and(before(cursor)));
+        }
+        filter
+    }
+}
+
+/// The position `rows` rows into the scope after `position` (the slice's last row), or
+/// `None` when fewer rows are left. An index-only walk of the newest-first index.
+async fn slice_end(
+    conn: &mut AsyncPgConnection,
+    scope: &Scope<'_>,
+    position: Option<TaskCursor>,
+    rows: i64,
+) -> Result<Option<TaskCursor>, StoreError> {
+    let everything: TaskFilter<'_> = Box::new(diesel::dsl::sql::<Bool>("true"));
+    let end: Option<(DateTime<Utc>, i64)> = tasks::table
+        .select((tasks::created_at, tasks::id))
+        .filter(scope.filter(everything, position))
+        .order((tasks::created_at.desc(), tasks::id.desc()))
+        .offset(rows - 1)
+        .limit(1)
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(end.map(|(created_at, id)| TaskCursor { created_at, id }))
+}
+
+/// The tasks a search finds, wherever they are.
+fn matching(search: &TaskSearch) -> TaskFilter<'_> {
+    match search {
         TaskSearch::Id(id) => Box::new(tasks::task_id.eq(*id)),
         TaskSearch::IdPrefixOrName {
             low,
@@ -330,15 +431,7 @@ fn matching<'a>(
         TaskSearch::Name { name_pattern } => {
             Box::new(tasks::task_name.ilike(name_pattern.as_str()))
         }
-    };
-    filter = Box::new(filter.and(tasks::tenant.eq(tenant.as_str())));
-    if let Some(status) = status {
-        filter = Box::new(filter.and(tasks::status.eq(status.as_str())));
     }
-    if let Some(cursor) = cursor {
-        filter = Box::new(filter.and(before(cursor)));
-    }
-    filter
 }
 
 /// Rows after `cursor` in the newest-first order. A row comparison, so PostgreSQL can

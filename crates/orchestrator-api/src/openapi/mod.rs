@@ -59,6 +59,7 @@ use crate::routes;
         dto::DeliveryState,
         dto::TaskDetailResponse,
         dto::TaskListResponse,
+        routes::dashboard::TaskSearchResponse,
         dto::TaskEventResponse,
         dto::BulkOperationResponse,
         dto::BulkDryRunResponse,

@@ -2,7 +2,6 @@
 //! filters by action, actor and time.
 
 use actix_web::web;
-use chrono::{DateTime, Utc};
 use orchestrator_core::AuditAction;
 use orchestrator_store::StoreError;
 use orchestrator_store::audit::{self, AuditFilter};
@@ -67,14 +66,8 @@ pub async fn audit_log(
             detail: format!("must be 1 to {MAX_ACTOR_CHARS} characters"),
         });
     }
-    let since = params
-        .take("since")
-        .map(|at| time("since", &at))
-        .transpose()?;
-    let until = params
-        .take("until")
-        .map(|at| time("until", &at))
-        .transpose()?;
+    let since = params.take_time("since")?;
+    let until = params.take_time("until")?;
     // The same limit and cursor as the task list (the status is the list's own).
     let page = PageRequest::parse(
         None,
@@ -100,18 +93,4 @@ pub async fn audit_log(
         events: rows.into_iter().map(AuditEventResponse::from).collect(),
         next_cursor,
     }))
-}
-
-/// An RFC 3339 time, with `T` between date and time as the RFC writes it.
-fn time(parameter: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    let invalid = || ApiError::InvalidQuery {
-        parameter,
-        detail: "must be an RFC 3339 time, e.g. 2026-12-01T10:00:00Z".into(),
-    };
-    if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
-        return Err(invalid());
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| invalid())
 }

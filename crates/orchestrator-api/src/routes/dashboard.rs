@@ -5,11 +5,12 @@
 use actix_web::web;
 use chrono::{DateTime, Utc};
 use orchestrator_store::StoreError;
-use orchestrator_store::dashboard::{self, TaskSearch};
+use orchestrator_store::dashboard::{self, SearchRequest, SearchWindow, TaskSearch};
+use orchestrator_store::{TaskCursor, TaskRow};
 use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::dto::TaskListResponse;
+use crate::dto::TaskResponse;
 use crate::error::{ApiError, Problem};
 use crate::json::Json;
 use crate::routes::query::Params;
@@ -85,8 +86,29 @@ pub struct SearchQuery {
     status: Option<String>,
     /// Page size, 1 to 500 (default 50).
     limit: Option<i64>,
-    /// `next_cursor` of the previous page of the same search.
+    /// `next_cursor` of the previous answer to the same search: continue from there.
     cursor: Option<String>,
+    /// Only tasks submitted at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only tasks submitted before this time (RFC 3339).
+    until: Option<String>,
+}
+
+/// What a search found, newest first, and how far back it has looked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskSearchResponse {
+    /// Matches, newest first: a full page, or fewer when the search reached the oldest
+    /// task (or `since`) or spent its time budget.
+    pub tasks: Vec<TaskResponse>,
+    /// Pass as `cursor` to continue the search from where this answer stopped; null
+    /// when nothing is left to search.
+    #[schema(nullable)]
+    pub next_cursor: Option<String>,
+    /// Every task submitted from the start of this answer back to this time has been
+    /// searched; older ones have not (continue with `next_cursor`). Null when the search
+    /// is complete.
+    #[schema(nullable)]
+    pub searched_back_to: Option<DateTime<Utc>>,
 }
 
 /// Counts of tasks per status.
@@ -160,11 +182,16 @@ pub async fn task_throughput(
 ///
 /// A whole id finds that task; 4 or more hexadecimal digits (dashes allowed) also find
 /// the tasks whose id starts with them; any text of 3 to 255 characters (white space
-/// around it ignored) finds the tasks whose name contains it, ignoring case. Paged like
-/// `GET /api/tasks`.
+/// around it ignored) finds the tasks whose name contains it, ignoring case.
+///
+/// A search that is not a whole id looks through the tasks newest first and answers
+/// when its page is full, when it reaches the oldest task (or `since`), or when its
+/// time budget (`SEARCH_BUDGET_MS`, 20 ms by default) is spent, so it costs the same
+/// however many tasks there are. `searched_back_to` says how far it got; `next_cursor`
+/// continues from there.
 #[utoipa::path(get, path = "/api/tasks/search", tag = "dashboard", params(SearchQuery),
     responses(
-        (status = 200, description = "A page of matching tasks", body = TaskListResponse),
+        (status = 200, description = "Matching tasks, and how far back the search looked", body = TaskSearchResponse),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -172,28 +199,55 @@ pub async fn search_tasks(
     caller: Caller,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
-) -> Result<Json<TaskListResponse>, ApiError> {
-    let mut params = Params::parse(query.into_inner(), &["q", "status", "limit", "cursor"])?;
+) -> Result<Json<TaskSearchResponse>, ApiError> {
+    let mut params = Params::parse(
+        query.into_inner(),
+        &["q", "status", "limit", "cursor", "since", "until"],
+    )?;
     let search = TaskSearch::parse(&params.take("q").unwrap_or_default()).map_err(|e| {
         ApiError::InvalidQuery {
             parameter: "q",
             detail: e.to_string(),
         }
     })?;
+    let window = SearchWindow {
+        since: params.take_time("since")?,
+        until: params.take_time("until")?,
+    };
     let page = PageRequest::parse(
         params.take("status").as_deref(),
         params.take("limit").as_deref(),
         params.take("cursor").as_deref(),
     )?;
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
-    let rows = dashboard::search_page(
+    let found = dashboard::search_page(
         &mut conn,
-        &caller.tenant,
-        &search,
-        page.status,
-        page.cursor,
-        page.limit,
+        &SearchRequest {
+            tenant: &caller.tenant,
+            search: &search,
+            status: page.status,
+            window,
+            cursor: page.cursor,
+            limit: page.limit,
+            budget: state.search_budget,
+        },
     )
     .await?;
-    Ok(Json(page.respond(rows)))
+    let mut rows = found.rows;
+    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+    let full = rows.len() > limit;
+    rows.truncate(limit);
+    let position = |row: &TaskRow| TaskCursor {
+        created_at: row.created_at,
+        id: row.id,
+    };
+    let continue_from = match found.stopped_at {
+        Some(stopped_at) => Some(stopped_at),
+        None => rows.last().filter(|_| full).map(position),
+    };
+    Ok(Json(TaskSearchResponse {
+        tasks: rows.into_iter().map(TaskResponse::from).collect(),
+        next_cursor: continue_from.map(|at| at.encode()),
+        searched_back_to: continue_from.map(|at| at.created_at),
+    }))
 }

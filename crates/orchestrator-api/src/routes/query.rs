@@ -4,6 +4,7 @@
 //! An empty value (`?limit=`) is a value like any other: each parameter's rules decide,
 //! and none of them takes it, so it is refused with 400 as the document declares.
 
+use chrono::{DateTime, Utc};
 use orchestrator_core::text;
 
 use crate::error::ApiError;
@@ -42,6 +43,27 @@ impl Params {
     pub(crate) fn take(&mut self, name: &str) -> Option<String> {
         let index = self.0.iter().position(|(seen, _)| *seen == name)?;
         Some(self.0.swap_remove(index).1)
+    }
+
+    /// The value of `name` as an RFC 3339 time (with `T` between date and time, as the
+    /// RFC writes it), if it was given.
+    pub(crate) fn take_time(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(text) = self.take(name) else {
+            return Ok(None);
+        };
+        let invalid = || ApiError::InvalidQuery {
+            parameter: name,
+            detail: "must be an RFC 3339 time, e.g. 2026-12-01T10:00:00Z".into(),
+        };
+        if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
+            return Err(invalid());
+        }
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| Some(at.with_timezone(&Utc)))
+            .map_err(|_| invalid())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The endpoints behind the dashboard: counts per status, throughput, search; and the
 //! page itself as served (headers, assets). The browser tests are in `ui`.
 
+use chrono::{DateTime, Utc};
 use diesel_async::RunQueryDsl;
 use orchestrator_mock_services::Behaviour;
 use orchestrator_store::seed::{self, SeedPlan};
@@ -188,22 +189,19 @@ async fn search_finds_tasks_by_id_prefix_or_name_a_page_at_a_time() {
     }
 }
 
-/// With more tasks than the search reads in order, matches among the older tasks are
-/// found through the indexes, and pages continue across the two steps.
-#[tokio::test(flavor = "multi_thread")]
-async fn search_reaches_tasks_older_than_its_recent_window() {
-    let app = TestApp::spawn().await;
+/// Seeds `total` finished tasks a second apart (the newest now), renaming tasks #3 and
+/// #10050 to "Needle 3" and "Needle 10050".
+pub(crate) async fn seed_with_needles(app: &TestApp, total: i64) {
     let mut conn = app.db.connection().await;
     let plan = SeedPlan {
-        total: 10_100,
-        batch: 10_100,
+        total,
+        batch: total,
         spacing_ms: 1_000,
         service_requests: false,
     };
     seed::seed_batch(&mut conn, &plan, 1, plan.total)
         .await
         .expect("seeded");
-    // Task #3 is among the oldest hundred, beyond the 10,000 newest; #10050 is recent.
     diesel::sql_query(
         "UPDATE tasks SET task_name = 'Needle ' || split_part(task_name, '#', 2) \
          WHERE task_name LIKE '%#3' OR task_name LIKE '%#10050'",
@@ -215,9 +213,19 @@ async fn search_reaches_tasks_older_than_its_recent_window() {
         .execute(&mut conn)
         .await
         .expect("analysed");
+}
+
+/// With time to spare, one request walks every slice: rare matches among the oldest
+/// tasks are found, and pages continue across slices.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_walks_back_through_every_slice_when_time_allows() {
+    let app = TestApp::spawn_with(|config| config.search_budget_ms = 60_000).await;
+    seed_with_needles(&app, 10_100).await;
 
     let page = app.get_json("/api/tasks/search?q=needle").await;
     assert_eq!(names(&page), ["Needle 10050", "Needle 3"]);
+    assert_eq!(page["next_cursor"], Value::Null);
+    assert_eq!(page["searched_back_to"], Value::Null, "complete");
     let first = app.get_json("/api/tasks/search?q=needle&limit=1").await;
     assert_eq!(names(&first), ["Needle 10050"]);
     let cursor = first["next_cursor"].as_str().expect("a next page");
@@ -229,7 +237,7 @@ async fn search_reaches_tasks_older_than_its_recent_window() {
     assert_eq!(names(&second), ["Needle 3"]);
     assert_eq!(second["next_cursor"], Value::Null);
 
-    // A common name fills its page from the recent tasks, newest first.
+    // A common name fills its page from the newest tasks.
     let common = app.get_json("/api/tasks/search?q=forecast&limit=3").await;
     assert_eq!(
         names(&common),
@@ -243,6 +251,135 @@ async fn search_reaches_tasks_older_than_its_recent_window() {
         app.get_json("/api/tasks/counts").await["counts"]["COMPLETED"],
         10_100 - 10_100 / 20
     );
+}
+
+/// When seeded task `#number` (or "Needle number") was created.
+async fn created_at(app: &TestApp, number: i64) -> DateTime<Utc> {
+    #[derive(diesel::QueryableByName)]
+    struct Created {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        created_at: DateTime<Utc>,
+    }
+    let mut conn = app.db.connection().await;
+    let row: Created =
+        diesel::sql_query("SELECT created_at FROM tasks WHERE task_name LIKE $1 OR task_name = $2")
+            .bind::<diesel::sql_types::Text, _>(format!("%#{number}"))
+            .bind::<diesel::sql_types::Text, _>(format!("Needle {number}"))
+            .get_result(&mut conn)
+            .await
+            .expect("a seeded task");
+    row.created_at
+}
+
+fn time_of(value: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
+/// With no time budget, each request searches one slice (1,000 tasks) and says how far
+/// back it got; following `next_cursor` walks the rest, newest first, to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_stops_at_its_budget_and_says_how_far_back_it_looked() {
+    let app = TestApp::spawn_with(|config| config.search_budget_ms = 0).await;
+    seed_with_needles(&app, 10_100).await;
+
+    // Tasks #10100 down to #9101 are the first slice; #10050 is among them.
+    let first = app.get_json("/api/tasks/search?q=needle").await;
+    assert_eq!(names(&first), ["Needle 10050"]);
+    assert_eq!(
+        time_of(&first["searched_back_to"]),
+        created_at(&app, 9_101).await
+    );
+    let mut cursor = first["next_cursor"]
+        .as_str()
+        .expect("a cursor to search further")
+        .to_owned();
+    let mut back_to = time_of(&first["searched_back_to"]);
+    let mut found = Vec::new();
+    let mut requests = 1;
+    loop {
+        let page = app
+            .get_json(&format!("/api/tasks/search?q=needle&cursor={cursor}"))
+            .await;
+        requests += 1;
+        found.extend(names(&page).into_iter().map(str::to_owned));
+        let Some(next) = page["next_cursor"].as_str() else {
+            assert_eq!(page["searched_back_to"], Value::Null, "complete");
+            break;
+        };
+        let further = time_of(&page["searched_back_to"]);
+        assert!(further < back_to, "{further} is older than {back_to}");
+        back_to = further;
+        cursor = next.to_owned();
+        assert!(requests < 20, "the walk ends");
+    }
+    assert_eq!(found, ["Needle 3"]);
+    // 10,100 tasks, 1,000 per request; the last request reads the last 100.
+    assert_eq!(requests, 11);
+}
+
+/// `since` and `until` bound the tasks a search looks at by submission time.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_looks_only_within_since_and_until() {
+    let app = TestApp::spawn_with(|config| config.search_budget_ms = 60_000).await;
+    seed_with_needles(&app, 10_100).await;
+    let at = async |number| {
+        created_at(&app, number)
+            .await
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+
+    let recent = format!("since={}&until={}", at(10_000).await, at(10_060).await);
+    let page = app
+        .get_json(&format!("/api/tasks/search?q=needle&{recent}"))
+        .await;
+    assert_eq!(names(&page), ["Needle 10050"]);
+    assert_eq!(page["next_cursor"], Value::Null);
+    // `until` is exclusive, `since` inclusive.
+    let old = format!("until={}", at(10_050).await);
+    assert_eq!(
+        names(
+            &app.get_json(&format!("/api/tasks/search?q=needle&{old}"))
+                .await
+        ),
+        ["Needle 3"]
+    );
+    let from_3 = format!("since={}&until={}", at(3).await, at(4).await);
+    assert_eq!(
+        names(
+            &app.get_json(&format!("/api/tasks/search?q=needle&{from_3}"))
+                .await
+        ),
+        ["Needle 3"]
+    );
+    // A whole id honours the window too.
+    let id = page["tasks"][0]["task_id"].as_str().expect("an id");
+    assert_eq!(
+        names(
+            &app.get_json(&format!("/api/tasks/search?q={id}&{old}"))
+                .await
+        ),
+        Vec::<&str>::new()
+    );
+    for query in [
+        "since=yesterday",
+        "until=2026-12-01",
+        "since=2026-12-01%2010:00:00Z",
+    ] {
+        let problem = assert_problem(
+            app.get(&format!("/api/tasks/search?q=needle&{query}"))
+                .await,
+            400,
+        )
+        .await;
+        let parameter = query.split('=').next().unwrap_or_default();
+        let detail = problem["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("RFC 3339") && detail.contains(parameter),
+            "{query}: {problem}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

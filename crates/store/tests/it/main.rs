@@ -18,6 +18,7 @@ mod events;
 mod group_commit;
 mod history;
 mod leases;
+mod migrations_under_load;
 mod outbox;
 mod stop;
 mod tls;
@@ -95,17 +96,23 @@ fn embedded_migrations() -> i64 {
     i64::try_from(all.len()).expect("few migrations")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fresh_database_is_migrated_once_under_concurrency() {
+/// A database of its own with nothing in it: not even the migrations' table.
+async fn unmigrated_database() -> TestDatabase {
+    use diesel_async::RunQueryDsl;
     let db = TestDatabase::create().await;
     let mut conn = db.connection().await;
-    use diesel_async::RunQueryDsl;
     for statement in ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"] {
         diesel::sql_query(statement)
             .execute(&mut conn)
             .await
             .expect("reset schema");
     }
+    db
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_database_is_migrated_once_under_concurrency() {
+    let db = unmigrated_database().await;
     let runs = futures::future::join_all((0..3).map(|_| migrations::run_pending(db.url()))).await;
     let applied: usize = runs
         .into_iter()

@@ -1014,6 +1014,68 @@ async fn the_task_page_shows_its_webhook_deliveries_and_their_attempts() -> anyh
     Ok(())
 }
 
+/// A search that spends its time budget before its page is full says how far back it
+/// looked, and "Search further" goes on from there until the oldest task.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_says_how_far_back_it_looked_and_searches_further() -> anyhow::Result<()> {
+    // No budget: one slice (1,000 tasks) per request; the only match is the oldest.
+    let app = TestApp::spawn_with(|config| config.search_budget_ms = 0).await;
+    crate::dashboard::seed_with_needles(&app, 2_500).await;
+
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser.goto(&app.url("/ui?q=needle")).await?;
+    let searched_back = async |not: &str| {
+        browser
+            .wait_for("how far back the search looked", async || {
+                let text = if displayed(&browser, "#searched-back").await? {
+                    text_of(&browser, "#searched-back").await?
+                } else {
+                    String::new()
+                };
+                Ok((text.starts_with("Searched back to") && text != not).then_some(text))
+            })
+            .await
+    };
+    let first = searched_back("").await?;
+    assert!(first.contains("older tasks not searched yet"), "{first}");
+    assert_eq!(text_of(&browser, "#page-older").await?, "Search further →");
+    assert_eq!(
+        text_of(&browser, "#task-rows td.empty").await?.trim(),
+        "No match among the tasks searched so far."
+    );
+    browser.screenshot("search-further").await?;
+
+    browser.find(By::Id("page-older")).await?.click().await?;
+    let second = searched_back(&first).await?;
+    assert!(second.contains("older tasks not searched yet"), "{second}");
+    browser.find(By::Id("page-older")).await?.click().await?;
+    browser
+        .wait_for("the oldest task found", async || {
+            let names = browser.find_all(By::Css("#task-rows a.task-name")).await?;
+            let mut shown = Vec::new();
+            for name in names {
+                shown.push(name.text_content().await?);
+            }
+            Ok((shown == ["Needle 3"]).then_some(()))
+        })
+        .await?;
+    assert!(
+        !displayed(&browser, "#searched-back").await?,
+        "the search is complete"
+    );
+    assert!(
+        !browser
+            .find(By::Id("page-older"))
+            .await?
+            .is_enabled()
+            .await?,
+        "nothing further to search"
+    );
+    browser.close().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_list_filters_by_status_and_searches_by_id_or_name() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
