@@ -69,6 +69,11 @@ lint: ## Formatting, clippy, and the no-I/O rule of orchestrator-core
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@scripts/check-core-deps.sh
 
+.PHONY: monitoring-check
+monitoring-check: ## Check the alert rules and run their unit tests (needs promtool: apt-get install prometheus)
+	promtool check rules deploy/monitoring/alerts.yaml
+	promtool test rules deploy/monitoring/tests/*.yaml
+
 .PHONY: contract
 contract: ## The API against its OpenAPI document: schemathesis and a generated Python client (needs python3)
 	$(XTASK) contract

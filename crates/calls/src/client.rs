@@ -308,6 +308,7 @@ impl Dispatcher {
             let attempt_started = Instant::now();
             let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
+            let in_flight = self.metrics.in_flight(name);
             let result = self
                 .attempt(
                     service,
@@ -317,6 +318,7 @@ impl Dispatcher {
                     policy.attempt_timeout.min(remaining),
                 )
                 .await;
+            drop(in_flight);
             drop(slot);
             permit.record(
                 result

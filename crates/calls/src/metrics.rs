@@ -44,6 +44,7 @@ pub struct DispatchMetrics {
     service_requests: Family<ServiceStatusLabels, Counter>,
     tasks: Family<StatusLabel, Counter>,
     breaker_state: Family<ServiceLabel, Gauge>,
+    in_flight: Family<ServiceLabel, Gauge>,
 }
 
 impl Default for DispatchMetrics {
@@ -55,6 +56,7 @@ impl Default for DispatchMetrics {
             service_requests: Family::default(),
             tasks: Family::default(),
             breaker_state: Family::default(),
+            in_flight: Family::default(),
         }
     }
 }
@@ -93,7 +95,25 @@ impl DispatchMetrics {
             "Each service's circuit breaker: 0 closed, 1 open, 2 half-open",
             metrics.breaker_state.clone(),
         );
+        registry.register(
+            "service_calls_in_flight",
+            "Downstream HTTP attempts in flight, by service",
+            metrics.in_flight.clone(),
+        );
         metrics
+    }
+
+    /// Counts one attempt to `service` as in flight until the guard is dropped (also
+    /// when the call is abandoned half-way, as a cancel does).
+    pub(crate) fn in_flight(&self, service: &str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
     }
 
     pub(crate) fn attempt(&self, service: &str, outcome: &str, seconds: f64, retry: bool) {
@@ -142,5 +162,15 @@ impl DispatchMetrics {
                 service: service.to_owned(),
             })
             .set(value);
+    }
+}
+
+/// An attempt in flight; see [`DispatchMetrics::in_flight`].
+#[derive(Debug)]
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod publisher;
 pub mod relay;
 pub mod security;
@@ -19,6 +20,7 @@ pub mod topics;
 
 pub use client::KafkaConnection;
 pub use config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
+pub use metrics::ProduceMetrics;
 pub use publisher::{BatchSettings, Published, TaskPublisher};
 pub use topics::{ensure_topic, partition_count};
 

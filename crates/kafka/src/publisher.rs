@@ -11,6 +11,7 @@ use rskafka::client::producer::aggregator::RecordAggregator;
 use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::record::Record;
 
+use crate::metrics::ProduceMetrics;
 use crate::topics::ensure_topic;
 use crate::{KafkaConfig, KafkaConnection, KafkaError};
 
@@ -46,6 +47,7 @@ pub struct TaskPublisher {
     config: KafkaConfig,
     producers: Vec<BatchProducer<RecordAggregator>>,
     last_topic_check: Mutex<Option<Instant>>,
+    metrics: ProduceMetrics,
 }
 
 impl std::fmt::Debug for TaskPublisher {
@@ -63,6 +65,7 @@ impl TaskPublisher {
         kafka: KafkaConnection,
         config: &KafkaConfig,
         batch: BatchSettings,
+        metrics: ProduceMetrics,
     ) -> Result<Arc<Self>, KafkaError> {
         let timeout = config.request_timeout();
         let partitions = ensure_topic(
@@ -99,6 +102,7 @@ impl TaskPublisher {
             config: config.clone(),
             producers,
             last_topic_check: Mutex::new(None),
+            metrics,
         }))
     }
 
@@ -139,10 +143,13 @@ impl TaskPublisher {
             headers,
             timestamp: envelope.published_at,
         };
+        let started = Instant::now();
         let result = tokio::time::timeout(self.config.request_timeout(), producer.produce(record))
             .await
             .map_err(|_| KafkaError::Timeout("waiting for the broker to acknowledge a record"))
             .and_then(|r| r.map_err(KafkaError::Produce));
+        self.metrics
+            .produced(started.elapsed().as_secs_f64(), result.is_ok());
         match result {
             Ok(offset) => Ok(Published {
                 partition: i32::try_from(partition).unwrap_or(i32::MAX),

@@ -100,6 +100,7 @@ pub struct DataMetrics {
     index_bytes: Family<TableLabels, Gauge>,
     tasks: Family<StatusLabels, Gauge>,
     oldest_age: Family<StatusLabels, Gauge<f64, AtomicU64>>,
+    outbox: Gauge,
     /// When they were last read; held while reading, so concurrent scrapes do not read
     /// twice.
     refreshed: Arc<tokio::sync::Mutex<Option<Instant>>>,
@@ -115,6 +116,7 @@ impl DataMetrics {
             index_bytes: Family::default(),
             tasks: Family::default(),
             oldest_age: Family::default(),
+            outbox: Gauge::default(),
             refreshed: Arc::default(),
         };
         registry.register_with_unit(
@@ -140,6 +142,11 @@ impl DataMetrics {
             Unit::Seconds,
             metrics.oldest_age.clone(),
         );
+        registry.register(
+            "outbox_tasks",
+            "Tasks accepted in Kafka mode and not yet published to Kafka (counted up to 1,000,000)",
+            metrics.outbox.clone(),
+        );
         metrics
     }
 
@@ -158,10 +165,12 @@ impl DataMetrics {
             let sizes = stats::table_sizes(&mut conn).await?;
             let totals = stats::tasks_per_status(&mut conn).await?;
             let oldest = stats::oldest_unfinished(&mut conn).await?;
-            Ok::<_, StoreError>((sizes, totals, oldest))
+            let outbox = stats::outbox_backlog(&mut conn).await?;
+            Ok::<_, StoreError>((sizes, totals, oldest, outbox))
         };
         match tokio::time::timeout(Self::READ_TIMEOUT, read).await {
-            Ok(Ok((sizes, totals, oldest))) => {
+            Ok(Ok((sizes, totals, oldest, outbox))) => {
+                self.outbox.set(outbox);
                 for size in sizes {
                     let labels = TableLabels { table: size.table };
                     self.table_bytes

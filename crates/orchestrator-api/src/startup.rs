@@ -72,6 +72,7 @@ impl Application {
         let http_metrics = HttpMetrics::register(&mut registry);
         let write_metrics = WriteBatchMetrics::register(&mut registry);
         let data_metrics = crate::metrics::DataMetrics::register(&mut registry);
+        let produce_metrics = orchestrator_kafka::ProduceMetrics::register(&mut registry);
         anyhow::ensure!(config.max_items >= 1, "MAX_ITEMS: must be at least 1");
         anyhow::ensure!(
             config.max_body_bytes >= 1,
@@ -87,6 +88,7 @@ impl Application {
 
         crate::migrate(&config.database_url).await?;
         let pool = build_pool(&config.pool_config())?;
+        orchestrator_store::pool::PoolMetrics::register(&mut registry, &pool);
         let processor = TaskProcessor::new(
             pool.clone(),
             dispatcher,
@@ -133,7 +135,8 @@ impl Application {
             async move { stops::follow(&listener, pool, running, stop).await }
         });
         let runner = InlineRunner::new(processor, config.inline_concurrency);
-        let (mode, queue, queue_workers) = start_mode(&config, &pool, &runner).await?;
+        let (mode, queue, queue_workers) =
+            start_mode(&config, &pool, &runner, produce_metrics).await?;
         let state = web::Data::new(AppState {
             task_writer: TaskWriter::start(
                 pool.clone(),
@@ -238,9 +241,10 @@ async fn start_mode(
     config: &ApiConfig,
     pool: &orchestrator_store::DbPool,
     runner: &InlineRunner,
+    produce_metrics: orchestrator_kafka::ProduceMetrics,
 ) -> anyhow::Result<(Mode, Option<TaskQueue>, Option<QueueWorkers>)> {
     if config.use_kafka {
-        let (queue, workers) = start_queue(config, pool.clone()).await?;
+        let (queue, workers) = start_queue(config, pool.clone(), produce_metrics).await?;
         return Ok((Mode::Kafka, Some(queue), Some(workers)));
     }
     let resumed = runner.resume_unfinished(pool).await?;
@@ -316,6 +320,7 @@ fn http_server(
 async fn start_queue(
     config: &ApiConfig,
     pool: orchestrator_store::DbPool,
+    produce_metrics: orchestrator_kafka::ProduceMetrics,
 ) -> anyhow::Result<(TaskQueue, QueueWorkers)> {
     anyhow::ensure!(
         config.outbox_grace_secs * 1000 > config.kafka.request_timeout_ms,
@@ -335,6 +340,7 @@ async fn start_queue(
             linger: Duration::from_millis(config.kafka_linger_ms),
             max_batch_bytes: config.kafka_max_batch_bytes.max(1),
         },
+        produce_metrics,
     )
     .await
     .context("preparing the task topic (KAFKA_TOPIC)")?;

@@ -92,6 +92,7 @@ impl Worker {
 
         let worker_id = config.worker_id();
         let pool = build_pool(&config.pool_config())?;
+        orchestrator_store::pool::PoolMetrics::register(&mut registry, &pool);
         let connector = PgConnector::from_url(&config.database_url)?;
         let kafka = KafkaConnection::connect(&config.kafka, &worker_id)
             .await

@@ -11,21 +11,124 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::deadpool::{Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use orchestrator_stdx::error_chain;
 use postgres_native_tls::MakeTlsConnector;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::StoreError;
 
-pub type DbPool = Pool<AsyncPgConnection>;
 pub type PooledConnection = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+/// The connection pool, timing every wait for a connection. Cheap to clone: clones share
+/// the connections and the timings.
+#[derive(Clone)]
+pub struct DbPool {
+    pool: Pool<AsyncPgConnection>,
+    /// Seconds each `get` waited, exported by [`PoolMetrics`].
+    acquire_seconds: Histogram,
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbPool")
+            .field("status", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbPool {
+    /// A connection, once one is free (waiting at most the pool's acquire timeout).
+    ///
+    /// # Errors
+    /// When none became free in time, or a new one could not be opened.
+    pub async fn get(&self) -> Result<PooledConnection, PoolError> {
+        let started = Instant::now();
+        let connection = self.pool.get().await;
+        self.acquire_seconds
+            .observe(started.elapsed().as_secs_f64());
+        connection
+    }
+
+    /// How many connections exist, are free, and how many callers wait for one.
+    pub fn status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+}
+
+/// The pool's metrics, read at each scrape: `orchestrator_db_pool_connections{state}`
+/// (`in_use`, `idle`), `orchestrator_db_pool_max_connections`,
+/// `orchestrator_db_pool_waiting` and the histogram
+/// `orchestrator_db_pool_acquire_duration_seconds`.
+#[derive(Debug)]
+pub struct PoolMetrics {
+    pool: DbPool,
+}
+
+impl PoolMetrics {
+    /// Registers the metrics of `pool` in `registry`.
+    pub fn register(registry: &mut Registry, pool: &DbPool) {
+        registry.register(
+            "db_pool_acquire_duration_seconds",
+            "Time callers waited for a database connection from the pool",
+            pool.acquire_seconds.clone(),
+        );
+        registry.register_collector(Box::new(PoolMetrics { pool: pool.clone() }));
+    }
+}
+
+impl Collector for PoolMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.pool.status();
+        let count = |n: usize| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        let in_use = status.size.saturating_sub(status.available);
+        let connections = Family::<StateLabel, Gauge>::default();
+        connections
+            .get_or_create(&StateLabel { state: "in_use" })
+            .set(i64::try_from(in_use).unwrap_or(i64::MAX));
+        connections
+            .get_or_create(&StateLabel { state: "idle" })
+            .set(i64::try_from(status.available).unwrap_or(i64::MAX));
+        connections.encode(encoder.encode_descriptor(
+            "db_pool_connections",
+            "Connections the pool holds, in use or idle",
+            None,
+            connections.metric_type(),
+        )?)?;
+        let max = count(status.max_size);
+        max.encode(encoder.encode_descriptor(
+            "db_pool_max_connections",
+            "Most connections the pool opens (DATABASE_POOL_SIZE)",
+            None,
+            max.metric_type(),
+        )?)?;
+        let waiting = count(status.waiting);
+        waiting.encode(encoder.encode_descriptor(
+            "db_pool_waiting",
+            "Callers waiting for a connection",
+            None,
+            waiting.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
 
 /// How to reach PostgreSQL and how many connections to keep.
 #[derive(Clone)]
@@ -95,7 +198,10 @@ pub fn build_pool(config: &PoolConfig) -> Result<DbPool, StoreError> {
         .recycle_timeout(Some(config.connect_timeout))
         .runtime(deadpool::Runtime::Tokio1)
         .build()?;
-    Ok(pool)
+    Ok(DbPool {
+        pool,
+        acquire_seconds: orchestrator_telemetry::metrics::latency_histogram(),
+    })
 }
 
 /// Opens one connection to `database_url` with its TLS settings, outside the pool (the

@@ -80,3 +80,25 @@ pub async fn oldest_unfinished(
     .get_result(conn)
     .await?)
 }
+
+/// Most outbox rows [`outbox_backlog`] counts: past this the exact figure no longer
+/// matters and counting would read a large table.
+pub const OUTBOX_COUNT_CAP: i64 = 1_000_000;
+
+#[derive(QueryableByName)]
+struct Backlog {
+    #[diesel(sql_type = BigInt)]
+    tasks: i64,
+}
+
+/// Tasks accepted in Kafka mode and not yet published (rows of `task_outbox`), up to
+/// [`OUTBOX_COUNT_CAP`].
+pub async fn outbox_backlog(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    let backlog: Backlog = diesel::sql_query(
+        "SELECT count(*) AS tasks FROM (SELECT 1 FROM task_outbox LIMIT $1) AS waiting",
+    )
+    .bind::<BigInt, _>(OUTBOX_COUNT_CAP)
+    .get_result(conn)
+    .await?;
+    Ok(backlog.tasks)
+}

@@ -6,6 +6,7 @@
 //! quiets actix-web's logging of malformed requests).
 
 pub mod metrics;
+pub mod process;
 
 use std::io::IsTerminal;
 

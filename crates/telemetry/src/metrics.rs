@@ -6,13 +6,14 @@
 //! [`WriteBatchMetrics`] here, which both binaries share); the
 //! registry is then frozen behind an `Arc` and only read.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 pub use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`render`]'s output (Prometheus and OpenMetrics scrapers both
@@ -22,17 +23,53 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Every metric name starts with this.
 pub const PREFIX: &str = "orchestrator";
 
-/// An empty registry whose metric names start with `orchestrator_`.
-pub fn new_registry() -> Registry {
-    Registry::with_prefix(PREFIX)
+/// The running build, as `orchestrator_build_info{version, revision} 1`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
 }
 
-/// The registry in the OpenMetrics text format.
+/// The git revision the binaries were built from: `ORCHESTRATOR_REVISION` at build time
+/// (the Dockerfile passes it), else `unknown`. Not read from `.git` by a build script:
+/// every commit would then rebuild every crate.
+pub const REVISION: &str = match option_env!("ORCHESTRATOR_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
+/// A registry whose metric names start with `orchestrator_`, holding
+/// `orchestrator_build_info`.
+pub fn new_registry() -> Registry {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register(
+        "build",
+        "The running build: the version and the git revision it was built from",
+        Info::new(BuildLabels {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: REVISION,
+        }),
+    );
+    registry
+}
+
+/// The process's own metrics, unprefixed (`process_cpu_seconds_total`, ...), read at
+/// each scrape: one registry for the whole process.
+static PROCESS: LazyLock<Registry> = LazyLock::new(|| {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(crate::process::ProcessCollector));
+    registry
+});
+
+/// The process's metrics and `registry`'s, in the OpenMetrics text format.
 pub fn render(registry: &Registry) -> String {
     let mut text = String::new();
     // Writing to a String cannot fail; an encoding error would be a bug in a metric
     // type, and an empty scrape is better than a failed one.
-    if let Err(error) = encode(&mut text, registry) {
+    let encoded = encode_registry(&mut text, &PROCESS)
+        .and_then(|()| encode_registry(&mut text, registry))
+        .and_then(|()| encode_eof(&mut text));
+    if let Err(error) = encoded {
         tracing::error!(%error, "Encoding metrics failed.");
     }
     text
@@ -136,5 +173,22 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        // The build, and the process's own metrics under their standard names.
+        assert!(
+            text.contains(&format!(
+                "orchestrator_build_info{{version=\"{}\",revision=\"{REVISION}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
+        }
     }
 }

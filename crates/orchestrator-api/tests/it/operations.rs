@@ -90,9 +90,26 @@ async fn metrics_count_requests_service_calls_and_tasks() {
         r#"orchestrator_db_write_batch_writes_count{writer="task_start"} 1"#,
         r#"orchestrator_db_write_batch_writes_count{writer="task_finish"} 1"#,
         r#"orchestrator_db_write_batch_duration_seconds_count{writer="task_finish"} 1"#,
+        // Nothing is left in flight once the direct request answered.
+        r#"orchestrator_service_calls_in_flight{service="revenue"} 0"#,
+        // The pool: its size (the tests' DATABASE_POOL_SIZE), and nobody waiting now.
+        "\norchestrator_db_pool_max_connections 8\n",
+        "\norchestrator_db_pool_waiting 0\n",
+        r#"orchestrator_db_pool_connections{state="in_use"} "#,
+        // What runs, and the process under the standard names.
+        "orchestrator_build_info{version=",
+        "\nprocess_resident_memory_bytes ",
+        "\nprocess_cpu_seconds_total ",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
+    // Every connection the request took was timed.
+    let acquired: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("orchestrator_db_pool_acquire_duration_seconds_count "))
+        .and_then(|count| count.parse().ok())
+        .expect("the acquire histogram");
+    assert!(acquired >= 1, "{acquired}");
     assert!(text.ends_with("# EOF\n"));
 }
 

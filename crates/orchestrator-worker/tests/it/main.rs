@@ -3,6 +3,7 @@
 //! the mock services over HTTP.
 
 mod control;
+mod monitoring;
 mod operations;
 mod pipeline;
 mod scaling;
