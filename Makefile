@@ -70,9 +70,10 @@ lint: ## Formatting, clippy, and the no-I/O rule of orchestrator-core
 	@scripts/check-core-deps.sh
 
 .PHONY: monitoring-check
-monitoring-check: ## Check the alert rules and run their unit tests (needs promtool: apt-get install prometheus)
+monitoring-check: ## Check the alert rules, run their unit tests and parse every dashboard query (needs promtool: apt-get install prometheus)
 	promtool check rules deploy/monitoring/alerts.yaml
 	promtool test rules deploy/monitoring/tests/*.yaml
+	scripts/check-dashboard-queries.py
 
 .PHONY: contract
 contract: ## The API against its OpenAPI document: schemathesis and a generated Python client (needs python3)

@@ -26,6 +26,7 @@ from orchestrator_client.models import (
     TaskDetailResponse,
     TaskListResponse,
     TaskResponse,
+    TaskSearchResponse,
 )
 
 FINAL = {Status.COMPLETED, Status.FAILED}
@@ -81,10 +82,13 @@ def main(base_url: str) -> None:
     if task.task_id not in {t.task_id for t in page.tasks}:
         raise SystemExit("list: the new task is not on the first page")
     found = expect(
-        search_tasks.sync(client=client, q=name), TaskListResponse, "search"
+        search_tasks.sync(client=client, q=name), TaskSearchResponse, "search"
     )
     if [t.task_id for t in found.tasks] != [task.task_id]:
         raise SystemExit(f"search: {[t.task_id for t in found.tasks]}")
+    # A few tasks: the search covered them all, so it has nowhere further to go.
+    if found.next_cursor is not None or found.searched_back_to is not None:
+        raise SystemExit(f"search: not complete: {found!r}")
     counts = task_counts.sync(client=client)
     if counts is None or counts.total < 1:
         raise SystemExit(f"counts: {counts!r}")

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use orchestrator_core::{OrchestrationRequest, RequestLimits, Status, plan_service_requests};
@@ -144,25 +145,30 @@ impl TaskProcessor {
         let registration = self.running.register(task_id);
         // One transaction locks the task, reads its request and creates its service
         // requests. No connection is held during the HTTP calls.
-        let (unfinished, deadline_at) = match self.writer.start_task(task_id, fence).await? {
-            StartedTask::Running { rows, deadline_at } => (rows, deadline_at),
-            StartedTask::AlreadyFinished(status) => return Ok(status),
-            StartedTask::Rejected(reason) => {
-                // Stored before a configuration change, say: it can never run.
-                tracing::warn!(%reason, "Task failed: its stored request cannot run.");
-                self.dispatcher.metrics().task_finished(Status::Failed);
-                return Ok(Status::Failed);
-            }
-            StartedTask::DeadlinePassed => {
-                tracing::warn!("Task failed: its deadline passed before it started.");
-                self.dispatcher.metrics().task_finished(Status::Failed);
-                return Ok(Status::Failed);
-            }
-            StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
-        };
+        let (unfinished, deadline_at, submitted_at) =
+            match self.writer.start_task(task_id, fence).await? {
+                StartedTask::Running {
+                    rows,
+                    deadline_at,
+                    submitted_at,
+                } => (rows, deadline_at, submitted_at),
+                StartedTask::AlreadyFinished(status) => return Ok(status),
+                StartedTask::Rejected(reason) => {
+                    // Stored before a configuration change, say: it can never run.
+                    tracing::warn!(%reason, "Task failed: its stored request cannot run.");
+                    self.dispatcher.metrics().task_finished(Status::Failed);
+                    return Ok(Status::Failed);
+                }
+                StartedTask::DeadlinePassed => {
+                    tracing::warn!("Task failed: its deadline passed before it started.");
+                    self.dispatcher.metrics().task_finished(Status::Failed);
+                    return Ok(Status::Failed);
+                }
+                StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
+            };
 
         let deadline = deadline_at.map(|at| {
-            let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
             Instant::now() + left
         });
         let interrupt = async {
@@ -202,7 +208,7 @@ impl TaskProcessor {
                 } else {
                     self.expire(task_id, fence).await?
                 };
-                self.count(finished, status);
+                self.count(finished, status, submitted_at);
                 tracing::warn!(status = %status, "Task's deadline passed while its calls ran.");
                 return Ok(status);
             }
@@ -212,18 +218,22 @@ impl TaskProcessor {
             .finish(task_id, outcomes, fence)
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
-        self.count(finished, status);
+        self.count(finished, status, submitted_at);
         tracing::info!(status = %status, "Task processed.");
         Ok(status)
     }
 
-    fn count(&self, finished: Vec<(String, Status)>, status: Status) {
+    fn count(&self, finished: Vec<(String, Status)>, status: Status, submitted_at: DateTime<Utc>) {
         let metrics = self.dispatcher.metrics();
         for (service_name, status) in finished {
             metrics.service_request_finished(&service_name, status);
         }
         if status.is_terminal() {
             metrics.task_finished(status);
+            // From submission to now, on this host's clock against the database's (a
+            // skew below zero counts as zero).
+            let took = (Utc::now() - submitted_at).to_std().unwrap_or_default();
+            metrics.task_took(status, took.as_secs_f64());
         }
     }
 

@@ -56,6 +56,9 @@ pub enum StartedTask {
     Running {
         rows: Vec<ServiceRequestRow>,
         deadline_at: Option<DateTime<Utc>>,
+        /// When the task was submitted (its `created_at`): the start of its end-to-end
+        /// time.
+        submitted_at: DateTime<Utc>,
     },
     /// The task's deadline passed before it started (while it waited in the queue, or
     /// between runs): it is now `FAILED` with its unfinished service requests, and no
@@ -270,6 +273,7 @@ pub async fn start_tasks(
                         .cloned()
                         .unwrap_or_default(),
                     deadline_at: task.deadline_at,
+                    submitted_at: task.created_at,
                 })
             })
             .collect())
