@@ -74,6 +74,10 @@ monitoring-check: ## Check the alert rules, run their unit tests and parse every
 	promtool check rules deploy/monitoring/alerts.yaml
 	promtool test rules deploy/monitoring/tests/*.yaml
 	scripts/check-dashboard-queries.py
+	@# The compose profile's Prometheus configuration, with the rules where they are here.
+	@config=$$(mktemp --suffix=.yml) \
+	  && sed 's#/etc/prometheus/alerts.yaml#$(CURDIR)/deploy/monitoring/alerts.yaml#' deploy/monitoring/prometheus.yml > $$config \
+	  && promtool check config $$config; status=$$?; rm -f $$config; exit $$status
 
 .PHONY: contract
 contract: ## The API against its OpenAPI document: schemathesis and a generated Python client (needs python3)

@@ -564,3 +564,39 @@ fn autoscalers_and_disruption_budgets_cover_both_deployments() {
         );
     }
 }
+
+/// The optional monitoring component holds copies (kustomize reads no file outside a
+/// kustomization's folder): they must say what deploy/monitoring says.
+#[test]
+fn the_monitoring_component_copies_the_rules_and_the_dashboard() {
+    let component = format!("{DIR}/components/monitoring");
+    let rules = support::yaml_documents("deploy/monitoring/alerts.yaml");
+    let rule = support::yaml_documents(&format!("{component}/prometheusrule.yaml"));
+    assert_eq!(
+        text_at(&rule[0], &["kind"]).as_deref(),
+        Some("PrometheusRule")
+    );
+    assert_eq!(
+        rule[0].get("spec").and_then(|spec| spec.get("groups")),
+        rules[0].get("groups"),
+        "prometheusrule.yaml's groups differ from deploy/monitoring/alerts.yaml"
+    );
+    assert!(
+        support::read(&format!("{component}/orchestrator.json"))
+            == support::read("deploy/monitoring/grafana/orchestrator.json"),
+        "{component}/orchestrator.json differs from deploy/monitoring/grafana/orchestrator.json"
+    );
+    // Every file the component lists exists; the monitors pick the workloads' labels.
+    let kustomization = support::yaml_documents(&format!("{component}/kustomization.yaml"));
+    for resource in sequence(kustomization[0].get("resources")) {
+        let file = scalar(resource).expect("a file name");
+        let monitor = support::yaml_documents(&format!("{component}/{file}"));
+        let name = text_at(&monitor[0], &["metadata", "name"]).expect("a name");
+        if let Some(selected) = text_at(
+            &monitor[0],
+            &["spec", "selector", "matchLabels", "app.kubernetes.io/name"],
+        ) {
+            assert_eq!(selected, name, "{file} selects what it is named after");
+        }
+    }
+}
