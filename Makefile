@@ -99,6 +99,10 @@ run: ## Start the whole stack in the background, no Docker (WORKERS=2, PROFILE=d
 stop: ## Stop what `make run` started (and only that)
 	@$(XTASK) stack stop
 
+.PHONY: monitoring
+monitoring: ## Start a Prometheus on 127.0.0.1:9090 (PROMETHEUS_PORT) that scrapes the `make run` stack with the alert rules loaded; `make stop` stops it
+	@$(XTASK) stack monitoring
+
 .PHONY: status
 status: ## Show what `make run` started and whether it still runs
 	@$(XTASK) stack status

@@ -47,6 +47,13 @@ enum StackCommand {
     Stop,
     /// What runs from RUN_DIR, and where.
     Status,
+    /// Start a Prometheus (Debian's package) that scrapes the running stack with the
+    /// alert rules loaded; `stop` stops it with the rest.
+    Monitoring {
+        /// Where Prometheus listens (127.0.0.1).
+        #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 9090)]
+        port: u16,
+    },
     /// Create DATABASE_URL's database if it is missing, and migrate it.
     Db {
         /// Only create the database (a tool that migrates it itself comes next).
@@ -180,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         StackCommand::Run => print!("{}", stack.run()?),
         StackCommand::Stop => stack.stop()?,
         StackCommand::Status => print!("{}", stack.status()),
+        StackCommand::Monitoring { port } => print!("{}", stack.monitoring(port)?),
         StackCommand::Db { no_migrate } => stack.db(!no_migrate)?,
     }
     Ok(())

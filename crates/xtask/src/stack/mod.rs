@@ -15,6 +15,7 @@
 //! the first with its own RUN_DIR.
 
 pub mod health;
+mod monitoring;
 mod output;
 pub mod postgres;
 mod run_dir;
