@@ -35,14 +35,14 @@ struct StatusLabel {
     status: String,
 }
 
-/// Cheap to clone; clones update the same series. [`DispatchMetrics::default`] is not
-/// registered anywhere (for tests and tools that do not serve metrics).
 /// A task's end-to-end time: 5 ms to about 5.5 minutes (doubling), for a task of quick
 /// calls as for one that waited in a backlog or retried near its deadline.
 fn task_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 17))
 }
 
+/// Cheap to clone; clones update the same series. [`DispatchMetrics::default`] is not
+/// registered anywhere (for tests and tools that do not serve metrics).
 #[derive(Debug, Clone)]
 pub struct DispatchMetrics {
     attempts: Family<ServiceOutcomeLabels, Counter>,

@@ -4,8 +4,8 @@
 //!
 //! Needs a database filled by `seed-tasks` (`make bench-dashboard` does both):
 //! `DASHBOARD_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench`.
-//! `DASHBOARD_RUNS` timed requests per endpoint (default 100, so that p99 means something). The API runs in this process,
-//! in inline mode, as the tests start it.
+//! `DASHBOARD_RUNS` timed requests per endpoint (default 100, so that p99 means
+//! something). The API runs in this process, in inline mode, as the tests start it.
 
 #[path = "../tests/it/ui/browser.rs"]
 #[allow(dead_code)]

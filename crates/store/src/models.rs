@@ -36,6 +36,17 @@ pub struct TaskRow {
     pub callback_url: Option<String>,
 }
 
+impl TaskRow {
+    /// Its position in the newest-first order: where the next page starts when this is
+    /// the last row of one.
+    pub fn cursor(&self) -> crate::TaskCursor {
+        crate::TaskCursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
 /// A row of `service_requests`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = service_requests, check_for_backend(Pg))]

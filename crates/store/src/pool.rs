@@ -20,11 +20,12 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use orchestrator_stdx::error_chain;
+use orchestrator_telemetry::metrics::{count, count_value, encode_one};
 use postgres_native_tls::MakeTlsConnector;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -92,36 +93,34 @@ impl PoolMetrics {
 impl Collector for PoolMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.pool.status();
-        let count = |n: usize| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
-        let in_use = status.size.saturating_sub(status.available);
         let connections = Family::<StateLabel, Gauge>::default();
-        connections
-            .get_or_create(&StateLabel { state: "in_use" })
-            .set(i64::try_from(in_use).unwrap_or(i64::MAX));
-        connections
-            .get_or_create(&StateLabel { state: "idle" })
-            .set(i64::try_from(status.available).unwrap_or(i64::MAX));
-        connections.encode(encoder.encode_descriptor(
+        for (state, n) in [
+            ("in_use", status.size.saturating_sub(status.available)),
+            ("idle", status.available),
+        ] {
+            connections
+                .get_or_create(&StateLabel { state })
+                .set(count_value(n));
+        }
+        let e = &mut encoder;
+        encode_one(
+            e,
             "db_pool_connections",
             "Connections the pool holds, in use or idle",
-            None,
-            connections.metric_type(),
-        )?)?;
-        let max = count(status.max_size);
-        max.encode(encoder.encode_descriptor(
+            &connections,
+        )?;
+        encode_one(
+            e,
             "db_pool_max_connections",
             "Most connections the pool opens (DATABASE_POOL_SIZE)",
-            None,
-            max.metric_type(),
-        )?)?;
-        let waiting = count(status.waiting);
-        waiting.encode(encoder.encode_descriptor(
+            &count(status.max_size),
+        )?;
+        encode_one(
+            e,
             "db_pool_waiting",
             "Callers waiting for a connection",
-            None,
-            waiting.metric_type(),
-        )?)?;
-        Ok(())
+            &count(status.waiting),
+        )
     }
 }
 

@@ -9,9 +9,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 pub use prometheus_client::registry::Registry;
@@ -73,6 +74,29 @@ pub fn render(registry: &Registry) -> String {
         tracing::error!(%error, "Encoding metrics failed.");
     }
     text
+}
+
+/// One metric family holding one value, as a [`Collector`] encodes what it read at the
+/// scrape.
+///
+/// [`Collector`]: prometheus_client::collector::Collector
+pub fn encode_one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A count as a gauge's value (saturating: no count here nears 2^63).
+pub fn count_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// A count as a gauge read at the scrape.
+pub fn count(n: impl TryInto<i64>) -> ConstGauge {
+    ConstGauge::new(count_value(n))
 }
 
 /// A latency histogram in seconds, with buckets from 1 ms to about 33 s (doubling),

@@ -4,9 +4,11 @@
 //! `procfs` crate. Outside Linux there is nothing to read and nothing is exported.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::metrics::{count, encode_one};
 
 /// Registered unprefixed (see [`crate::metrics::render`]): dashboards and alerts written
 /// for any process read these names.
@@ -60,21 +62,6 @@ impl Reading {
     fn now() -> Option<Self> {
         None
     }
-}
-
-/// One metric family holding one value.
-fn encode_one(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> Result<(), std::fmt::Error> {
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-/// A count as a gauge's value (saturating: no count here nears 2^63).
-fn count(value: u64) -> ConstGauge {
-    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
 impl Collector for ProcessCollector {

@@ -6,7 +6,6 @@ use actix_web::web;
 use chrono::{DateTime, Utc};
 use orchestrator_store::StoreError;
 use orchestrator_store::dashboard::{self, SearchRequest, SearchWindow, TaskSearch};
-use orchestrator_store::{TaskCursor, TaskRow};
 use serde::Serialize;
 
 use crate::auth::Caller;
@@ -233,18 +232,10 @@ pub async fn search_tasks(
         },
     )
     .await?;
-    let mut rows = found.rows;
-    let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-    let full = rows.len() > limit;
-    rows.truncate(limit);
-    let position = |row: &TaskRow| TaskCursor {
-        created_at: row.created_at,
-        id: row.id,
-    };
-    let continue_from = match found.stopped_at {
-        Some(stopped_at) => Some(stopped_at),
-        None => rows.last().filter(|_| full).map(position),
-    };
+    // A full page continues after its last row; a search that spent its budget first,
+    // from where it stopped.
+    let (rows, next_page) = page.split(found.rows);
+    let continue_from = found.stopped_at.or(next_page);
     Ok(Json(TaskSearchResponse {
         tasks: rows.into_iter().map(TaskResponse::from).collect(),
         next_cursor: continue_from.map(|at| at.encode()),

@@ -117,22 +117,22 @@ impl PageRequest {
         })
     }
 
-    /// The page out of the `limit + 1` rows the store fetched, with the cursor of the
+    /// The page out of the `limit + 1` rows the store fetched, with the position of the
     /// next page when there is one.
-    pub(crate) fn respond(&self, mut rows: Vec<TaskRow>) -> TaskListResponse {
+    pub(crate) fn split(&self, mut rows: Vec<TaskRow>) -> (Vec<TaskRow>, Option<TaskCursor>) {
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
         let has_more = rows.len() > limit;
         rows.truncate(limit);
-        let next_cursor = rows.last().filter(|_| has_more).map(|last| {
-            TaskCursor {
-                created_at: last.created_at,
-                id: last.id,
-            }
-            .encode()
-        });
+        let next = rows.last().filter(|_| has_more).map(TaskRow::cursor);
+        (rows, next)
+    }
+
+    /// [`PageRequest::split`] as the list's answer.
+    pub(crate) fn respond(&self, rows: Vec<TaskRow>) -> TaskListResponse {
+        let (rows, next) = self.split(rows);
         TaskListResponse {
             tasks: rows.into_iter().map(TaskResponse::from).collect(),
-            next_cursor,
+            next_cursor: next.map(|at| at.encode()),
         }
     }
 }
