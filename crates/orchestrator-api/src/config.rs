@@ -121,6 +121,13 @@ pub struct ApiConfig {
     #[arg(long, env = "SEARCH_BUDGET_MS", default_value_t = 20)]
     pub search_budget_ms: u64,
 
+    /// How often this replica reads the metrics that come from the database (tasks per
+    /// status, the oldest unfinished task's age, the outbox, table sizes), in
+    /// milliseconds: one task per process reads them, whoever scrapes and how often.
+    #[arg(long, env = "DATA_METRICS_INTERVAL_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub data_metrics_interval_ms: u64,
+
     /// Tasks processed at the same time by this process in inline mode.
     #[arg(long, env = "INLINE_CONCURRENCY", default_value_t = 64)]
     pub inline_concurrency: usize,

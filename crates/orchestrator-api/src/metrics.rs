@@ -3,9 +3,8 @@
 //! the number of series stays bounded whatever clients send); and what the data looks
 //! like ([`DataMetrics`]).
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
 use orchestrator_core::Status;
@@ -16,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Unit;
+use tokio_util::sync::CancellationToken;
 
 /// The route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -91,9 +91,10 @@ struct StatusLabels {
     status: String,
 }
 
-/// What the data looks like (`orchestrator_store::stats`): read at a scrape, at most
-/// once per [`DataMetrics::MIN_INTERVAL`], so that many scrapers and replicas cost the
-/// database a few catalogue and index reads a minute.
+/// What the data looks like (`orchestrator_store::stats`): read by one task per
+/// process on a timer ([`DataMetrics::start`]), never at a scrape, so that however many
+/// scrapers there are, a replica costs the database a few catalogue and index reads per
+/// interval, and a slow database never slows a scrape down.
 #[derive(Debug, Clone)]
 pub struct DataMetrics {
     table_bytes: Family<TableLabels, Gauge>,
@@ -101,13 +102,9 @@ pub struct DataMetrics {
     tasks: Family<StatusLabels, Gauge>,
     oldest_age: Family<StatusLabels, Gauge<f64, AtomicU64>>,
     outbox: Gauge,
-    /// When they were last read; held while reading, so concurrent scrapes do not read
-    /// twice.
-    refreshed: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl DataMetrics {
-    pub const MIN_INTERVAL: Duration = Duration::from_secs(15);
     const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
     pub fn register(registry: &mut Registry) -> Self {
@@ -117,7 +114,6 @@ impl DataMetrics {
             tasks: Family::default(),
             oldest_age: Family::default(),
             outbox: Gauge::default(),
-            refreshed: Arc::default(),
         };
         registry.register_with_unit(
             "table_size",
@@ -150,16 +146,23 @@ impl DataMetrics {
         metrics
     }
 
-    /// Reads the figures again unless they were read less than [`Self::MIN_INTERVAL`]
-    /// ago; a failed read keeps the last figures (and is logged).
-    pub async fn refresh(&self, pool: &DbPool) {
-        let Ok(mut refreshed) = self.refreshed.try_lock() else {
-            return;
-        };
-        if refreshed.is_some_and(|at| at.elapsed() < Self::MIN_INTERVAL) {
-            return;
-        }
-        *refreshed = Some(Instant::now());
+    /// Reads the figures at once and then every `interval` until `stop`. A read that
+    /// takes longer than the interval delays the next one rather than piling up.
+    pub fn start(self, pool: DbPool, interval: Duration, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => self.refresh(&pool).await,
+                }
+            }
+        });
+    }
+
+    /// Reads the figures again; a failed read keeps the last figures (and is logged).
+    async fn refresh(&self, pool: &DbPool) {
         let read = async {
             let mut conn = pool.get().await?;
             let sizes = stats::table_sizes(&mut conn).await?;

@@ -98,6 +98,11 @@ impl Application {
         )
         .with_max_deadline_secs(config.max_task_deadline_secs);
         let shutdown = CancellationToken::new();
+        data_metrics.start(
+            pool.clone(),
+            Duration::from_millis(config.data_metrics_interval_ms),
+            shutdown.child_token(),
+        );
         // One listening connection for the process: stops of tasks this process runs
         // (inline and direct) and tasks that became final (for requests waiting for them)
         // reach it from any replica.
@@ -166,7 +171,6 @@ impl Application {
             webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
-            data_metrics,
         });
         // Bulk operations pause when shutdown begins (their claim is let go of, and
         // another replica carries on).

@@ -57,8 +57,6 @@ pub struct AppState {
     pub trusted_proxies: crate::client_address::TrustedProxies,
     /// Served by `GET /metrics`.
     pub metrics: Arc<Registry>,
-    /// Read again at a scrape (at most every 15 s).
-    pub data_metrics: crate::metrics::DataMetrics,
 }
 
 impl AppState {

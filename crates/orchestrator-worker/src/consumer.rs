@@ -119,6 +119,7 @@ pub async fn consume(
 
     loop {
         progress.in_flight(tracker.in_flight());
+        progress.processed_to(tracker.commit_point());
         tokio::select! {
             biased;
             () = stop.cancelled() => break,

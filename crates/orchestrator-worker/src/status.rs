@@ -22,6 +22,9 @@ use serde::Serialize;
 pub struct PartitionProgress {
     epoch: i64,
     committed: AtomicI64,
+    /// The next offset to process: every record before it is done (it runs ahead of
+    /// `committed`, which moves at commit intervals).
+    processed_to: AtomicI64,
     /// -1 until the first fetch answered.
     high_watermark: AtomicI64,
     in_flight: AtomicI64,
@@ -31,6 +34,10 @@ pub struct PartitionProgress {
 impl PartitionProgress {
     pub fn committed(&self, offset: i64) {
         self.committed.store(offset, Ordering::Relaxed);
+    }
+
+    pub fn processed_to(&self, offset: i64) {
+        self.processed_to.store(offset, Ordering::Relaxed);
     }
 
     pub fn high_watermark(&self, offset: i64) {
@@ -48,10 +55,13 @@ impl PartitionProgress {
         self.handing_off.store(true, Ordering::Relaxed);
     }
 
+    /// Records not yet processed: the high watermark minus the next offset to process
+    /// (not minus the committed offset, which would add up to a commit interval's
+    /// records to the lag of a consumer that keeps up).
     fn lag(&self) -> Option<i64> {
         let high_watermark = self.high_watermark.load(Ordering::Relaxed);
         (high_watermark >= 0)
-            .then(|| (high_watermark - self.committed.load(Ordering::Relaxed)).max(0))
+            .then(|| (high_watermark - self.processed_to.load(Ordering::Relaxed)).max(0))
     }
 }
 
@@ -63,6 +73,8 @@ pub struct PartitionReport {
     /// `consuming`, or `handing_off` while it drains for its next owner.
     pub state: &'static str,
     pub committed_offset: i64,
+    /// Every record before it is processed (committed at the next commit interval).
+    pub next_offset: i64,
     /// Absent until the first fetch answered.
     pub high_watermark: Option<i64>,
     pub lag: Option<i64>,
@@ -107,6 +119,7 @@ impl WorkerStatus {
         let progress = Arc::new(PartitionProgress {
             epoch,
             committed: AtomicI64::new(committed),
+            processed_to: AtomicI64::new(committed),
             high_watermark: AtomicI64::new(-1),
             in_flight: AtomicI64::new(0),
             handing_off: AtomicBool::new(false),
@@ -147,6 +160,7 @@ impl WorkerStatus {
                     "consuming"
                 },
                 committed_offset: progress.committed.load(Ordering::Relaxed),
+                next_offset: progress.processed_to.load(Ordering::Relaxed),
                 high_watermark: Some(progress.high_watermark.load(Ordering::Relaxed))
                     .filter(|offset| *offset >= 0),
                 lag: progress.lag(),
@@ -215,7 +229,7 @@ impl ConsumerMetrics {
         );
         registry.register(
             "consumer_lag",
-            "Records of the partition not yet committed (high watermark minus committed offset)",
+            "Records of the partition not yet processed (high watermark minus the next offset to process)",
             metrics.lag.clone(),
         );
         registry.register(
@@ -245,5 +259,29 @@ impl ConsumerMetrics {
                 outcome: "dead_lettered",
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_from_the_next_offset_to_process_not_the_committed_one() {
+        let status = WorkerStatus::new("w".into(), "tasks".into(), ConsumerMetrics::default());
+        let progress = status.track(0, 1, 100);
+        assert_eq!(status.partitions()[0].lag, None, "no fetch answered yet");
+        progress.high_watermark(150);
+        assert_eq!(status.partitions()[0].lag, Some(50));
+        // Processed to 140, committed still at 100 until the next commit interval.
+        progress.processed_to(140);
+        let report = &status.partitions()[0];
+        assert_eq!(
+            (report.committed_offset, report.next_offset, report.lag),
+            (100, 140, Some(10))
+        );
+        progress.committed(140);
+        progress.processed_to(150);
+        assert_eq!(status.partitions()[0].lag, Some(0));
     }
 }

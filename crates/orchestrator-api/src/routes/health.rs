@@ -66,7 +66,6 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.runner.processor().publish_breaker_states();
-    state.data_metrics.refresh(&state.pool).await;
     HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(metrics::render(&state.metrics))

@@ -247,10 +247,10 @@ fn sample(text: &str, series: &str) -> f64 {
 }
 
 /// What the data looks like: table sizes, tasks per status, and how long the oldest
-/// unfinished task has waited, read at the scrape.
+/// unfinished task has waited, read on the replica's timer (a scrape reads nothing).
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_task() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|config| config.data_metrics_interval_ms = 50).await;
     let response = app.post_json("/api/orchestrate", &example_request()).await;
     assert_eq!(response.status(), 202);
     let task: Value = response.json().await.expect("JSON");
@@ -268,7 +268,19 @@ async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_tas
     .await
     .expect("update");
 
-    let text = app.get("/metrics").await.text().await.expect("body");
+    // The next timer read sees the change; scrapes in between show the last read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = app.get("/metrics").await.text().await.expect("body");
+        if text.contains(r#"orchestrator_tasks{status="PENDING"} 1"#) {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the timer never read the waiting task:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(
         sample(&text, r#"orchestrator_tasks{status="PENDING"}"#),
         1.0
