@@ -21,6 +21,9 @@ pub struct StatsSnapshot {
     pub by_idempotency_key: BTreeMap<String, u64>,
     /// Requests per `X-Request-Id` header value, over all services.
     pub by_request_id: BTreeMap<String, u64>,
+    /// Requests per trace id of their W3C `traceparent` header, over all services.
+    #[serde(default)]
+    pub by_trace_id: BTreeMap<String, u64>,
     /// Service requests being handled right now.
     pub in_flight: u64,
     /// Highest `in_flight` since the last reset.
@@ -38,6 +41,11 @@ impl StatsSnapshot {
     /// Requests carrying this `X-Request-Id` (0 if none).
     pub fn request_id_count(&self, request_id: &str) -> u64 {
         self.by_request_id.get(request_id).copied().unwrap_or(0)
+    }
+
+    /// Requests whose `traceparent` names this trace id (0 if none).
+    pub fn trace_id_count(&self, trace_id: &str) -> u64 {
+        self.by_trace_id.get(trace_id).copied().unwrap_or(0)
     }
 
     /// Requests to this path, e.g. `/revenue` (0 if none).
@@ -61,6 +69,7 @@ struct Inner {
     peak_in_flight: u64,
     services: Box<[ServiceCounters]>,
     by_request_id: HashMap<String, u64>,
+    by_trace_id: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +80,15 @@ struct ServiceCounters {
     /// Kept per service so `fail_first` counts attempts at one service only; the
     /// snapshot sums them per key.
     by_key: HashMap<String, u64>,
+}
+
+/// What identifies a request: its `Idempotency-Key`, `X-Request-Id` and the trace id
+/// of its `traceparent`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestTags<'a> {
+    pub(crate) key: Option<&'a str>,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) trace_id: Option<&'a str>,
 }
 
 /// A request being handled; dropping it (answered or cancelled) ends it.
@@ -104,6 +122,7 @@ impl Stats {
                 peak_in_flight: 0,
                 services,
                 by_request_id: HashMap::new(),
+                by_trace_id: HashMap::new(),
             }),
         }
     }
@@ -115,20 +134,22 @@ impl Stats {
     }
 
     /// Counts a request to service number `service` as it arrives.
-    pub(crate) fn begin(
-        &self,
-        service: usize,
-        key: Option<&str>,
-        request_id: Option<&str>,
-    ) -> Attempt<'_> {
+    pub(crate) fn begin(&self, service: usize, tags: RequestTags<'_>) -> Attempt<'_> {
+        let RequestTags {
+            key,
+            request_id,
+            trace_id,
+        } = tags;
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.total += 1;
-        if let Some(request_id) = request_id {
-            *inner
-                .by_request_id
-                .entry(request_id.to_owned())
-                .or_default() += 1;
+        for (id, counts) in [
+            (request_id, &mut inner.by_request_id),
+            (trace_id, &mut inner.by_trace_id),
+        ] {
+            if let Some(id) = id {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
         }
         inner.in_flight += 1;
         inner.peak_in_flight = inner.peak_in_flight.max(inner.in_flight);
@@ -167,6 +188,11 @@ impl Stats {
                 .iter()
                 .map(|(id, count)| (id.clone(), *count))
                 .collect(),
+            by_trace_id: inner
+                .by_trace_id
+                .iter()
+                .map(|(id, count)| (id.clone(), *count))
+                .collect(),
             ..StatsSnapshot::default()
         };
         for (path, counters) in self.paths.iter().zip(inner.services.iter()) {
@@ -191,6 +217,7 @@ impl Stats {
         inner.total = 0;
         inner.peak_in_flight = inner.in_flight;
         inner.by_request_id.clear();
+        inner.by_trace_id.clear();
         for counters in inner.services.iter_mut() {
             counters.requests = 0;
             counters.peak_in_flight = counters.in_flight;
@@ -203,6 +230,13 @@ impl Stats {
 mod tests {
     use super::*;
 
+    fn keyed(key: &str) -> RequestTags<'_> {
+        RequestTags {
+            key: Some(key),
+            ..RequestTags::default()
+        }
+    }
+
     fn stats() -> Stats {
         Stats::new(vec!["/a".to_owned(), "/b".to_owned()].into_boxed_slice())
     }
@@ -210,11 +244,11 @@ mod tests {
     #[test]
     fn counts_attempts_per_key_and_service() {
         let stats = stats();
-        assert_eq!(stats.begin(0, Some("k"), None).number, Some(1));
-        assert_eq!(stats.begin(0, Some("k"), None).number, Some(2));
+        assert_eq!(stats.begin(0, keyed("k")).number, Some(1));
+        assert_eq!(stats.begin(0, keyed("k")).number, Some(2));
         // Another service has its own attempt numbers for the same key.
-        assert_eq!(stats.begin(1, Some("k"), None).number, Some(1));
-        assert_eq!(stats.begin(1, None, None).number, None);
+        assert_eq!(stats.begin(1, keyed("k")).number, Some(1));
+        assert_eq!(stats.begin(1, RequestTags::default()).number, None);
 
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.total, 4);
@@ -226,24 +260,31 @@ mod tests {
     }
 
     #[test]
-    fn counts_requests_per_request_id() {
+    fn counts_requests_per_request_id_and_trace_id() {
         let stats = stats();
-        drop(stats.begin(1, None, Some("req-1")));
-        drop(stats.begin(0, Some("k"), Some("req-1")));
-        drop(stats.begin(0, Some("k"), Some("req-2")));
+        let tagged = |key, request_id, trace_id| RequestTags {
+            key,
+            request_id,
+            trace_id,
+        };
+        drop(stats.begin(1, tagged(None, Some("req-1"), Some("t-1"))));
+        drop(stats.begin(0, tagged(Some("k"), Some("req-1"), Some("t-1"))));
+        drop(stats.begin(0, tagged(Some("k"), Some("req-2"), None)));
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.request_id_count("req-1"), 2);
         assert_eq!(snapshot.request_id_count("req-2"), 1);
+        assert_eq!(snapshot.trace_id_count("t-1"), 2);
         stats.reset();
         assert!(stats.snapshot().by_request_id.is_empty());
+        assert!(stats.snapshot().by_trace_id.is_empty());
     }
 
     #[test]
     fn tracks_in_flight_and_peaks() {
         let stats = stats();
-        let first = stats.begin(0, None, None);
-        let second = stats.begin(0, None, None);
-        let third = stats.begin(1, None, None);
+        let first = stats.begin(0, RequestTags::default());
+        let second = stats.begin(0, RequestTags::default());
+        let third = stats.begin(1, RequestTags::default());
         assert_eq!(stats.snapshot().in_flight, 3);
         drop((first, second, third));
 
@@ -257,8 +298,8 @@ mod tests {
     #[test]
     fn reset_keeps_requests_in_flight() {
         let stats = stats();
-        let running = stats.begin(0, Some("k"), None);
-        drop(stats.begin(0, None, None));
+        let running = stats.begin(0, keyed("k"));
+        drop(stats.begin(0, RequestTags::default()));
         stats.reset();
 
         let snapshot = stats.snapshot();
@@ -270,6 +311,6 @@ mod tests {
 
         drop(running);
         assert_eq!(stats.snapshot().in_flight, 0);
-        assert_eq!(stats.begin(0, Some("k"), None).number, Some(1));
+        assert_eq!(stats.begin(0, keyed("k")).number, Some(1));
     }
 }

@@ -16,9 +16,21 @@ use tokio::time::Instant;
 use url::Url;
 use uuid::Uuid;
 
+use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
+
 use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::metrics::DispatchMetrics;
 use crate::policy::ServicePolicy;
+
+/// Whom a call is made for, told to the service on every attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOrigin<'a> {
+    /// The `X-Request-Id` of the request that accepted the task.
+    pub request_id: Option<&'a str>,
+    /// The service request's place in the task's trace: each attempt is a span under
+    /// it, sent as the attempt's `traceparent`.
+    pub trace: Option<&'a TraceContext>,
+}
 
 /// Why a call did not produce a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,7 +253,7 @@ impl Dispatcher {
         service: &str,
         idempotency_key: Uuid,
         payload: &Value,
-        request_id: Option<&str>,
+        origin: CallOrigin<'_>,
     ) -> CallOutcome {
         let started_at = Utc::now();
         let found = ServiceName::parse(service)
@@ -257,7 +269,7 @@ impl Dispatcher {
             };
         };
         let (result, attempts, failed_attempts) = self
-            .call_with_policy(service, target, idempotency_key, payload, request_id)
+            .call_with_policy(service, target, idempotency_key, payload, origin)
             .await;
         CallOutcome {
             result,
@@ -274,7 +286,7 @@ impl Dispatcher {
         service: &Service,
         idempotency_key: Uuid,
         payload: &Value,
-        request_id: Option<&str>,
+        origin: CallOrigin<'_>,
     ) -> PolicyOutcome {
         let policy = &service.policy;
         let deadline = Instant::now() + policy.deadline;
@@ -314,7 +326,7 @@ impl Dispatcher {
                     service,
                     idempotency_key,
                     payload,
-                    request_id,
+                    origin,
                     policy.attempt_timeout.min(remaining),
                 )
                 .await;
@@ -367,7 +379,7 @@ impl Dispatcher {
         service: &Service,
         idempotency_key: Uuid,
         payload: &Value,
-        request_id: Option<&str>,
+        origin: CallOrigin<'_>,
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -378,8 +390,15 @@ impl Dispatcher {
                 .post(service.endpoint.clone())
                 .header("Idempotency-Key", idempotency_key.to_string())
                 .json(payload);
-            if let Some(request_id) = request_id {
+            if let Some(request_id) = origin.request_id {
                 request = request.header("X-Request-Id", request_id);
+            }
+            if let Some(trace) = origin.trace {
+                let attempt = trace.child();
+                request = request.header(TRACEPARENT, attempt.traceparent());
+                if let Some(state) = attempt.tracestate() {
+                    request = request.header(TRACESTATE, state);
+                }
             }
             if let Some(credential) = &service.policy.credential {
                 let (name, value) = credential.header();

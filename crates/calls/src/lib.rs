@@ -19,7 +19,7 @@ pub mod policy;
 pub mod registry;
 
 pub use breaker::BreakerState;
-pub use client::{CallError, CallOutcome, Dispatcher, FailedAttempt};
+pub use client::{CallError, CallOrigin, CallOutcome, Dispatcher, FailedAttempt};
 pub use config::{ConfigError, DispatchConfig};
 pub use credential::Credential;
 pub use metrics::DispatchMetrics;

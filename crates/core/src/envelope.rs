@@ -46,6 +46,10 @@ pub struct TaskEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub published_at: DateTime<Utc>,
+    /// The task's W3C `traceparent`: carried in the record's `traceparent` header (as
+    /// W3C's Kafka binding does), not in its value.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// A record value that is not a task envelope this build can process.
@@ -72,7 +76,15 @@ impl TaskEnvelope {
             kind,
             request_id,
             published_at: now,
+            traceparent: None,
         }
+    }
+
+    /// The same envelope carrying the task's `traceparent`.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
+        self.traceparent = traceparent.map(str::to_owned);
+        self
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -21,7 +21,7 @@ pub mod topics;
 pub use client::KafkaConnection;
 pub use config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use metrics::ProduceMetrics;
-pub use publisher::{BatchSettings, Published, TaskPublisher};
+pub use publisher::{BatchSettings, HEADER_TRACEPARENT, Published, TaskPublisher};
 pub use topics::{ensure_topic, partition_count};
 
 /// Ways talking to Kafka can fail.

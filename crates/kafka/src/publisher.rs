@@ -19,6 +19,8 @@ use crate::{KafkaConfig, KafkaConnection, KafkaError};
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 /// Record header with the request id of the API request that accepted the task.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
+/// The task's W3C trace context.
+pub const HEADER_TRACEPARENT: &str = orchestrator_telemetry::trace::TRACEPARENT;
 
 /// How often, at most, a failing publisher checks whether the topic still exists.
 const TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -136,6 +138,12 @@ impl TaskPublisher {
         );
         if let Some(request_id) = &envelope.request_id {
             headers.insert(HEADER_REQUEST_ID.to_owned(), request_id.as_bytes().to_vec());
+        }
+        if let Some(traceparent) = &envelope.traceparent {
+            headers.insert(
+                HEADER_TRACEPARENT.to_owned(),
+                traceparent.as_bytes().to_vec(),
+            );
         }
         let record = Record {
             key: Some(key),

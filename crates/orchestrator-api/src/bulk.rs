@@ -166,12 +166,16 @@ impl BulkRunner {
                 let acted = match step.action {
                     BulkAction::Retry => {
                         match redrive::redrive(conn, step.tenant, step.task_id).await? {
-                            Redrive::Reopened { .. } => {
+                            Redrive::Reopened { traceparent, .. } => {
                                 // As a single re-drive does: published while the task is
                                 // locked, so a publish failure rolls it back.
                                 if let Some(queue) = &queue {
                                     queue
-                                        .publish_redrive(step.task_id, step.request_id)
+                                        .publish_redrive(
+                                            step.task_id,
+                                            step.request_id,
+                                            traceparent.as_deref(),
+                                        )
                                         .await
                                         .map_err(ApiError::QueueUnavailable)?;
                                 }

@@ -6,6 +6,7 @@ use orchestrator_store::audit::AuditRow;
 use orchestrator_store::tokens::TokenRow;
 use orchestrator_store::webhooks::{DeliveryRow, WebhookAttemptRow};
 use orchestrator_store::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
+use orchestrator_telemetry::trace::TraceContext;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
@@ -82,6 +83,11 @@ pub struct TaskResponse {
     #[serde(serialize_with = "rfc3339_opt")]
     #[schema(nullable)]
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The W3C trace id of the task: that of the `traceparent` it was submitted with,
+    /// or of the trace the API started for it. Every run, re-drive and downstream call
+    /// of the task belongs to this trace. Null for tasks stored before traces.
+    #[schema(nullable, pattern = "^[0-9a-f]{32}$")]
+    pub trace_id: Option<String>,
 }
 
 impl From<TaskRow> for TaskResponse {
@@ -99,6 +105,11 @@ impl From<TaskRow> for TaskResponse {
             tenant: row.tenant,
             deadline_seconds: row.deadline_seconds,
             deadline_at: row.deadline_at,
+            trace_id: row
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::trace_id_of)
+                .map(str::to_owned),
         }
     }
 }

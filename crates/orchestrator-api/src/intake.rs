@@ -25,6 +25,8 @@ pub struct TaskToStore {
     pub deadline_seconds: Option<i32>,
     pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
     pub callback_url: Option<String>,
+    /// The W3C `traceparent` of the accepting request's span.
+    pub traceparent: Option<String>,
 }
 
 /// Cheap to clone. The writer loops stop once every clone is gone.
@@ -62,6 +64,7 @@ impl TaskWriter {
                             deadline_seconds: task.deadline_seconds,
                             deadline_at: task.deadline_at,
                             callback_url: task.callback_url.as_deref(),
+                            traceparent: task.traceparent.as_deref(),
                         })
                         .collect();
                     let inserted = match mode {

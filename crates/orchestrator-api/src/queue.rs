@@ -98,14 +98,21 @@ impl TaskQueue {
         self.publisher.topic()
     }
 
-    /// Publishes a newly stored task and waits for the broker's acknowledgement.
-    pub async fn publish(&self, task_id: Uuid, request_id: &str) -> Result<(), KafkaError> {
+    /// Publishes a newly stored task and waits for the broker's acknowledgement. The
+    /// record carries the task's `traceparent` in its headers.
+    pub async fn publish(
+        &self,
+        task_id: Uuid,
+        request_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<(), KafkaError> {
         let envelope = TaskEnvelope::new(
             task_id,
             EnvelopeKind::Submitted,
             Some(request_id.to_owned()),
             Utc::now(),
-        );
+        )
+        .with_traceparent(traceparent);
         let published = self.publisher.publish(&envelope).await?;
         tracing::debug!(%task_id, partition = published.partition, offset = published.offset, "Task published.");
         if self.marks.try_send(task_id).is_err() {
@@ -118,13 +125,19 @@ impl TaskQueue {
 impl TaskQueue {
     /// Publishes a re-driven task; the caller holds its row locked until this returns,
     /// so no outbox mark is needed: a failure rolls the re-drive back.
-    pub async fn publish_redrive(&self, task_id: Uuid, request_id: &str) -> Result<(), KafkaError> {
+    pub async fn publish_redrive(
+        &self,
+        task_id: Uuid,
+        request_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<(), KafkaError> {
         let envelope = TaskEnvelope::new(
             task_id,
             EnvelopeKind::Redriven,
             Some(request_id.to_owned()),
             Utc::now(),
-        );
+        )
+        .with_traceparent(traceparent);
         self.publisher.publish(&envelope).await.map(|_| ())
     }
 }

@@ -1,6 +1,7 @@
 //! Consuming one partition under a lease: fetch, process records concurrently, commit
 //! the offset up to the first record not fully processed.
 
+use orchestrator_telemetry::trace::TraceContext;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -403,11 +404,20 @@ async fn process_record(
             return dead_letter(ctx, fence, record, &error.to_string(), stop).await;
         }
     };
+    // The task's trace, as the record's header carries it (the run reads it again from
+    // the task row, which a record republished by the outbox sweeper lacks).
+    let trace_id = record
+        .record
+        .headers
+        .get(orchestrator_kafka::HEADER_TRACEPARENT)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(TraceContext::trace_id_of);
     let span = tracing::info_span!(
         "record",
         offset = record.offset,
         task_id = %envelope.task_id,
         request_id = envelope.request_id.as_deref().unwrap_or(""),
+        trace_id = trace_id.unwrap_or(""),
     );
     async {
         let mut delays = retry_delays();

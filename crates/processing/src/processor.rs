@@ -19,13 +19,14 @@ use orchestrator_store::lifecycle::{
 };
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow, tasks};
 use orchestrator_telemetry::metrics::WriteBatchMetrics;
+use orchestrator_telemetry::trace::TraceContext;
 use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::stops::RunningTasks;
 use crate::writer::ResultWriter;
-use orchestrator_calls::Dispatcher;
+use orchestrator_calls::{CallOrigin, Dispatcher};
 
 /// How long a finished call's outcome waits for the task's other calls before it is
 /// recorded on its own. A task's calls usually end within this of each other, and then
@@ -129,10 +130,18 @@ impl TaskProcessor {
     /// A worker passes the `fence` of the partition lease the task's record came from:
     /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
     /// `request_id` (the accepting request's `X-Request-Id`) goes downstream as a header.
+    /// The run joins the trace the task was accepted in (a new one for a task stored
+    /// before traces): its span is a child of the accepting request's, each service
+    /// request's a child of it, each attempt's (sent downstream) a child of that.
     #[tracing::instrument(
         name = "process_task",
         skip(self, fence, request_id),
-        fields(task_id = %task_id, request_id = request_id.unwrap_or_default())
+        fields(
+            task_id = %task_id,
+            request_id = request_id.unwrap_or_default(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        )
     )]
     pub async fn process(
         &self,
@@ -145,13 +154,14 @@ impl TaskProcessor {
         let registration = self.running.register(task_id);
         // One transaction locks the task, reads its request and creates its service
         // requests. No connection is held during the HTTP calls.
-        let (unfinished, deadline_at, submitted_at) =
+        let (unfinished, deadline_at, submitted_at, traceparent) =
             match self.writer.start_task(task_id, fence).await? {
                 StartedTask::Running {
                     rows,
                     deadline_at,
                     submitted_at,
-                } => (rows, deadline_at, submitted_at),
+                    traceparent,
+                } => (rows, deadline_at, submitted_at, traceparent),
                 StartedTask::AlreadyFinished(status) => return Ok(status),
                 StartedTask::Rejected(reason) => {
                     // Stored before a configuration change, say: it can never run.
@@ -167,6 +177,14 @@ impl TaskProcessor {
                 StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
             };
 
+        let run = TraceContext::continue_or_start(
+            traceparent.as_deref().and_then(TraceContext::parse),
+            false,
+        );
+        let span = tracing::Span::current();
+        span.record("trace_id", run.trace_id());
+        span.record("span_id", run.span_id());
+
         let deadline = deadline_at.map(|at| {
             let left = (at - Utc::now()).to_std().unwrap_or_default();
             Instant::now() + left
@@ -179,7 +197,7 @@ impl TaskProcessor {
         };
         // A failed write leaves its service requests IN_PROGRESS; a later run redoes them.
         let (held, interrupted) = self
-            .run_calls(unfinished, fence, request_id, interrupt)
+            .run_calls(unfinished, fence, request_id, &run, interrupt)
             .await?;
         let mut finished = Vec::with_capacity(held.len());
         let mut outcomes = Vec::with_capacity(held.len());
@@ -274,10 +292,11 @@ impl TaskProcessor {
         rows: Vec<ServiceRequestRow>,
         fence: Option<&Fence>,
         request_id: Option<&str>,
+        run: &TraceContext,
         interrupt: impl Future<Output = Interruption>,
     ) -> Result<(Vec<FinishedCall>, Option<Interruption>), StoreError> {
         let mut calls = futures::stream::iter(rows)
-            .map(|row| self.call(row, request_id))
+            .map(|row| self.call(row, request_id, run.child()))
             .buffer_unordered(self.task_concurrency);
         let mut held: Vec<FinishedCall> = Vec::new();
         let mut hold_until: Option<Instant> = None;
@@ -315,11 +334,23 @@ impl TaskProcessor {
         Ok((held, interrupted))
     }
 
-    #[tracing::instrument(skip_all, fields(service = %row.service_name, item = row.item_index))]
-    async fn call(&self, row: ServiceRequestRow, request_id: Option<&str>) -> FinishedCall {
+    #[tracing::instrument(
+        skip_all,
+        fields(service = %row.service_name, item = row.item_index, span_id = trace.span_id())
+    )]
+    async fn call(
+        &self,
+        row: ServiceRequestRow,
+        request_id: Option<&str>,
+        trace: TraceContext,
+    ) -> FinishedCall {
+        let origin = CallOrigin {
+            request_id,
+            trace: Some(&trace),
+        };
         let outcome = self
             .dispatcher
-            .call(&row.service_name, row.id, &row.request_payload, request_id)
+            .call(&row.service_name, row.id, &row.request_payload, origin)
             .await;
         let (status, response_payload, error_message) = match outcome.result {
             Ok(response) => (Status::Completed, Some(response), None),

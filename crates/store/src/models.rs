@@ -34,6 +34,9 @@ pub struct TaskRow {
     pub deadline_at: Option<DateTime<Utc>>,
     /// Where to POST the task's summary when it is final.
     pub callback_url: Option<String>,
+    /// The W3C `traceparent` of the request that accepted it: every run of the task
+    /// joins that trace (`None`: accepted by a release before traces).
+    pub traceparent: Option<String>,
 }
 
 impl TaskRow {

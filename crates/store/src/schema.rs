@@ -192,6 +192,7 @@ diesel::table! {
         deadline_seconds -> Nullable<Int4>,
         deadline_at -> Nullable<Timestamptz>,
         callback_url -> Nullable<Text>,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Logging and metrics setup shared by the orchestrator's binaries, so both log and
-//! report alike. Metrics: see [`metrics`].
+//! report alike. Metrics: see [`metrics`]; the trace a task belongs to: [`trace`].
 //!
 //! Human-readable lines by default, one JSON object per line with `LOG_FORMAT=json`;
 //! `RUST_LOG` filters (default `info,rskafka=warn`; the one directive added to it
@@ -7,6 +7,7 @@
 
 pub mod metrics;
 pub mod process;
+pub mod trace;
 
 use std::io::IsTerminal;
 

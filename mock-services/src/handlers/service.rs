@@ -27,7 +27,20 @@ pub(super) async fn handle(
     let request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok());
-    let attempt = state.stats.begin(index, key, request_id);
+    // `00-<trace id>-<parent id>-<flags>`: counted by trace id, the shape unchecked
+    // (the mock only reports what it was sent).
+    let trace_id = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split('-').nth(1));
+    let attempt = state.stats.begin(
+        index,
+        crate::stats::RequestTags {
+            key,
+            request_id,
+            trace_id,
+        },
+    );
 
     let request = match serde_json::from_slice::<ServiceRequest>(&body) {
         Ok(request) => request,

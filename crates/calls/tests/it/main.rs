@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use orchestrator_calls::{BreakerState, CallError, Dispatcher, ServicePolicy};
+use orchestrator_calls::{BreakerState, CallError, CallOrigin, Dispatcher, ServicePolicy};
 use orchestrator_core::ServiceName;
 use orchestrator_mock_services::{Behaviour, Latency, MockConfig, MockServer, RequiredHeader};
 use serde_json::json;
@@ -42,7 +42,15 @@ async fn setup(behaviour: Behaviour, policy: ServicePolicy) -> (MockServer, Disp
 async fn call(dispatcher: &Dispatcher, key: Uuid) -> orchestrator_calls::CallOutcome {
     let payload = json!({"scenario_id": Uuid::new_v4(), "business_type_id": Uuid::new_v4()});
     dispatcher
-        .call(SERVICE, key, &payload, Some("req-test"))
+        .call(
+            SERVICE,
+            key,
+            &payload,
+            CallOrigin {
+                request_id: Some("req-test"),
+                trace: None,
+            },
+        )
         .await
 }
 
@@ -281,7 +289,7 @@ async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         Duration::from_millis(300),
-        short.call(SERVICE, Uuid::new_v4(), &payload, None),
+        short.call(SERVICE, Uuid::new_v4(), &payload, CallOrigin::default()),
     )
     .await;
     assert!(
@@ -372,4 +380,35 @@ async fn the_request_id_and_idempotency_key_reach_the_service() {
     let stats = mock.stats();
     assert_eq!(stats.key_count(&key.to_string()), 1);
     assert_eq!(stats.request_id_count("req-test"), 1);
+}
+
+/// Each attempt is a span of the task's trace: the service sees the trace id in every
+/// attempt's `traceparent`, each attempt under a span id of its own.
+#[tokio::test]
+async fn every_attempt_sends_a_traceparent_of_the_tasks_trace() {
+    use orchestrator_telemetry::trace::TraceContext;
+    let behaviour = Behaviour {
+        fail_first: Some(2),
+        failure_status: 503,
+        ..Behaviour::default()
+    };
+    let (mock, dispatcher) = setup(behaviour, policy()).await;
+    let service_request = TraceContext::new_root(true);
+    let payload = json!({"scenario_id": Uuid::new_v4(), "business_type_id": Uuid::new_v4()});
+    let outcome = dispatcher
+        .call(
+            SERVICE,
+            Uuid::new_v4(),
+            &payload,
+            CallOrigin {
+                request_id: None,
+                trace: Some(&service_request),
+            },
+        )
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    assert_eq!(outcome.attempts, 3);
+    let stats = mock.stats();
+    assert_eq!(stats.trace_id_count(&service_request.trace_id()), 3);
+    assert_eq!(stats.by_trace_id.len(), 1);
 }

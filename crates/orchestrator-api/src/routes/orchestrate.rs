@@ -7,6 +7,7 @@ use orchestrator_core::{OrchestrationRequest, ValidationErrors};
 use orchestrator_store::TaskRow;
 use orchestrator_store::lifecycle::InsertedTask;
 use orchestrator_store::outbox;
+use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -43,7 +44,12 @@ use crate::state::AppState;
 #[tracing::instrument(
     name = "orchestrate",
     skip_all,
-    fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
+    fields(
+        request_id = tracing::field::Empty,
+        client = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    )
 )]
 pub async fn orchestrate(
     caller: Caller,
@@ -61,7 +67,10 @@ pub async fn orchestrate(
     if created {
         match &state.queue {
             Some(queue) => {
-                if let Err(error) = queue.publish(task.task_id, &request_id).await {
+                let published = queue
+                    .publish(task.task_id, &request_id, task.traceparent.as_deref())
+                    .await;
+                if let Err(error) = published {
                     forget_unpublished(&state, task.task_id).await;
                     return Err(ApiError::QueueUnavailable(error));
                 }
@@ -111,7 +120,12 @@ pub async fn orchestrate(
 #[tracing::instrument(
     name = "orchestrate_direct",
     skip_all,
-    fields(request_id = tracing::field::Empty, client = tracing::field::Empty)
+    fields(
+        request_id = tracing::field::Empty,
+        client = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    )
 )]
 pub async fn orchestrate_direct(
     caller: Caller,
@@ -159,13 +173,34 @@ async fn forget_unpublished(state: &AppState, task_id: Uuid) {
     }
 }
 
-/// Reads, validates and stores a request; returns the task and whether it is new.
+/// This request's span in the caller's trace (its `traceparent` and `tracestate`), or
+/// the first span of a new trace when it sent none or a malformed one; recorded on the
+/// request's log span.
+pub(crate) fn request_trace(req: &HttpRequest) -> TraceContext {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let trace = TraceContext::continue_or_start(
+        TraceContext::from_headers(header(TRACEPARENT), header(TRACESTATE)),
+        false,
+    );
+    let span = tracing::Span::current();
+    span.record("trace_id", trace.trace_id());
+    span.record("span_id", trace.span_id());
+    trace
+}
+
+/// Reads, validates and stores a request; returns the task and whether it is new. The
+/// task joins the request's trace.
 async fn accept(
     caller: &Caller,
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
 ) -> Result<(TaskRow, bool), ApiError> {
+    let trace = request_trace(req);
     let idempotency_key = idempotency_key(req)?;
     let json = read_json(req, body, state.max_body_bytes).await?;
     let request =
@@ -196,6 +231,7 @@ async fn accept(
         deadline_at: deadline_seconds
             .map(|s| chrono::Utc::now() + chrono::TimeDelta::seconds(i64::from(s))),
         callback_url: request.callback_url.clone(),
+        traceparent: Some(trace.traceparent()),
     };
     match state.task_writer.insert(stored).await? {
         InsertedTask::Created(task) => Ok((task, true)),

@@ -293,7 +293,10 @@ pub async fn retry_task(
             match redrive::redrive(conn, &caller.tenant, task_id).await? {
                 Redrive::NotFound => Err(ApiError::TaskNotFound(task_id)),
                 Redrive::NotFailed(status) => Err(ApiError::NotRetryable { task_id, status }),
-                Redrive::Reopened { service_requests } => {
+                Redrive::Reopened {
+                    service_requests,
+                    traceparent,
+                } => {
                     audit
                         .record(
                             conn,
@@ -304,7 +307,7 @@ pub async fn retry_task(
                         .await?;
                     if let Some(queue) = &queue {
                         queue
-                            .publish_redrive(task_id, &request_id)
+                            .publish_redrive(task_id, &request_id, traceparent.as_deref())
                             .await
                             .map_err(ApiError::QueueUnavailable)?;
                     }

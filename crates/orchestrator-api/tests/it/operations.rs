@@ -149,14 +149,16 @@ async fn metrics_count_retries_and_failed_attempts() {
 }
 
 /// In inline mode too, the client's `X-Request-Id` is echoed and sent with every
-/// downstream call of the task.
+/// downstream call of the task, and so is its trace (as each call's `traceparent`).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_request_id_goes_downstream_in_inline_and_direct_modes() {
+async fn the_request_id_and_trace_go_downstream_in_inline_and_direct_modes() {
+    const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
     let app = TestApp::spawn().await;
     let response = app
         .client
         .post(app.url("/api/orchestrate"))
         .header("X-Request-Id", "inline-trace-1")
+        .header("traceparent", format!("00-{TRACE_ID}-b7ad6b7169203331-01"))
         .json(&example_request())
         .send()
         .await
@@ -168,7 +170,9 @@ async fn the_request_id_goes_downstream_in_inline_and_direct_modes() {
         .wait_until_finished(task["task_id"].as_str().expect("id"))
         .await;
     assert_eq!(finished["status"], "COMPLETED");
+    assert_eq!(finished["trace_id"], TRACE_ID);
     assert_eq!(app.mock.stats().request_id_count("inline-trace-1"), 3);
+    assert_eq!(app.mock.stats().trace_id_count(TRACE_ID), 3);
 
     let mut direct = example_request();
     direct["task_name"] = json!("direct traced");
@@ -183,6 +187,14 @@ async fn the_request_id_goes_downstream_in_inline_and_direct_modes() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "direct-trace-1");
     assert_eq!(app.mock.stats().request_id_count("direct-trace-1"), 3);
+    // Without a traceparent the API started a trace of its own for the task.
+    let direct: Value = response.json().await.expect("JSON");
+    let trace_id = direct["trace_id"].as_str().expect("a trace id");
+    assert!(
+        trace_id.len() == 32 && trace_id != TRACE_ID,
+        "a new trace: {trace_id}"
+    );
+    assert_eq!(app.mock.stats().trace_id_count(trace_id), 3);
 }
 
 /// A port already taken is the usual first-run surprise: the binary says so in a few

@@ -102,6 +102,10 @@ async fn a_failed_task_is_redriven_to_completion_keeping_its_attempts() {
     assert_eq!(stats.key_count(&revenue_key), 4);
     assert_eq!(stats.key_count(&rebates_key), 1);
     assert_eq!(by_service(&done, "rebates")["attempts"], 1);
+    // The re-drive joined the task's trace: the first run's 5 calls and its 1.
+    let trace_id = done["trace_id"].as_str().expect("trace id");
+    assert_eq!(failed["trace_id"], trace_id);
+    assert_eq!(stats.trace_id_count(trace_id), 6);
     // The earlier failure stays visible: when, why, and when it was re-driven.
     let redrives = done["redrives"].as_array().expect("redrives");
     assert_eq!(redrives.len(), 1, "{done}");

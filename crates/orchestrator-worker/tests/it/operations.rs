@@ -86,10 +86,13 @@ async fn the_worker_port_reports_leases_readiness_and_metrics() {
     worker.stop().await;
 }
 
-/// The client's `X-Request-Id` goes with the task through Kafka: every line the worker
-/// logs about the task carries it, and every downstream call sends it.
+/// The client's `X-Request-Id` and W3C trace go with the task through Kafka: every line
+/// the worker logs about the task carries both, and every downstream call sends them
+/// (the trace as a `traceparent` of the caller's trace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_request_id_reaches_the_worker_logs_and_the_downstream_calls() {
+async fn the_request_id_and_trace_reach_the_worker_logs_and_the_downstream_calls() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let stack = Stack::start(0).await;
     let api = stack.start_api().await;
     let mut worker = stack.spawn_worker_process("traced");
@@ -98,17 +101,24 @@ async fn the_request_id_reaches_the_worker_logs_and_the_downstream_calls() {
         .client
         .post(api.url("/api/orchestrate"))
         .header("X-Request-Id", "trace-7f3a")
+        .header("traceparent", TRACEPARENT)
         .json(&example_request("traced"))
         .send()
         .await
         .expect("sent");
     assert_eq!(response.status(), 202);
     let task: Value = response.json().await.expect("task");
+    assert_eq!(
+        task["trace_id"], TRACE_ID,
+        "the task joined the caller's trace"
+    );
     let task_id = task["task_id"].as_str().expect("task_id").to_owned();
     let finished = api.wait_until_finished(&task_id, FINISH).await;
     assert_eq!(finished["status"], "COMPLETED");
+    assert_eq!(finished["trace_id"], TRACE_ID);
 
     assert_eq!(stack.mock.stats().request_id_count("trace-7f3a"), 3);
+    assert_eq!(stack.mock.stats().trace_id_count(TRACE_ID), 3);
 
     worker.terminate();
     let log = std::fs::read_to_string(&worker.log_path).expect("worker log");
@@ -122,5 +132,6 @@ async fn the_request_id_reaches_the_worker_logs_and_the_downstream_calls() {
     );
     for line in about_task {
         assert!(line.contains("trace-7f3a"), "no request id in: {line}");
+        assert!(line.contains(TRACE_ID), "no trace id in: {line}");
     }
 }

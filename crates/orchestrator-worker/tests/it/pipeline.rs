@@ -129,6 +129,7 @@ async fn a_task_stored_but_never_published_is_published_by_the_sweeper() {
                 deadline_seconds: None,
                 deadline_at: None,
                 callback_url: None,
+                traceparent: None,
             }],
         )
         .await
@@ -166,6 +167,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
                 deadline_seconds: None,
                 deadline_at: None,
                 callback_url: None,
+                traceparent: None,
             },
         )
         .await

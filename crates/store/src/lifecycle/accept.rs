@@ -27,6 +27,8 @@ pub struct NewTask<'a> {
     pub deadline_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where to POST its summary when it is final (checked by the caller).
     pub callback_url: Option<&'a str>,
+    /// The W3C `traceparent` of the accepting request's span.
+    pub traceparent: Option<&'a str>,
 }
 
 /// The result of inserting a task that may carry an idempotency key.
@@ -86,9 +88,9 @@ pub async fn insert_many_queued(
     let created: Vec<TaskRow> = diesel::sql_query(
         "WITH created AS ( \
            INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant, \
-                              deadline_seconds, deadline_at, callback_url) \
+                              deadline_seconds, deadline_at, callback_url, traceparent) \
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], \
-                                $7::int4[], $8::timestamptz[], $9::text[]) \
+                                $7::int4[], $8::timestamptz[], $9::text[], $10::text[]) \
            ON CONFLICT (tenant, idempotency_key) DO NOTHING \
            RETURNING * \
          ), queued AS ( \
@@ -129,6 +131,12 @@ pub async fn insert_many_queued(
         new_tasks
             .iter()
             .map(|t| t.callback_url)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        new_tasks
+            .iter()
+            .map(|t| t.traceparent)
             .collect::<Vec<_>>(),
     )
     .load(conn)

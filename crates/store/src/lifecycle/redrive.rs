@@ -19,7 +19,11 @@ use crate::schema::{service_requests, tasks};
 pub enum Redrive {
     /// The task was `FAILED` or `CANCELLED`: it is `IN_PROGRESS` again and these many
     /// failed or cancelled service requests are `PENDING`, their attempts kept.
-    Reopened { service_requests: usize },
+    Reopened {
+        service_requests: usize,
+        /// The task's W3C `traceparent`: the re-drive joins the task's trace.
+        traceparent: Option<String>,
+    },
     /// Only a `FAILED` or `CANCELLED` task can be re-driven.
     NotFailed(Status),
     /// No such task in the caller's tenant (another tenant's task is not found either).
@@ -37,11 +41,11 @@ pub async fn redrive(
     tenant: &TenantName,
     task_id: Uuid,
 ) -> Result<Redrive, StoreError> {
-    let Some(status) = lock::tasks(conn, &[task_id])
+    let Some((status, traceparent)) = lock::tasks(conn, &[task_id])
         .await?
         .remove(&task_id)
         .filter(|row| row.tenant == tenant.as_str())
-        .map(|row| row.status)
+        .map(|row| (row.status, row.traceparent))
     else {
         return Ok(Redrive::NotFound);
     };
@@ -92,5 +96,6 @@ pub async fn redrive(
         .await?;
     Ok(Redrive::Reopened {
         service_requests: reopened,
+        traceparent,
     })
 }

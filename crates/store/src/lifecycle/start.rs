@@ -59,6 +59,9 @@ pub enum StartedTask {
         /// When the task was submitted (its `created_at`): the start of its end-to-end
         /// time.
         submitted_at: DateTime<Utc>,
+        /// The W3C `traceparent` of the request that accepted it: this run joins that
+        /// trace.
+        traceparent: Option<String>,
     },
     /// The task's deadline passed before it started (while it waited in the queue, or
     /// between runs): it is now `FAILED` with its unfinished service requests, and no
@@ -274,6 +277,7 @@ pub async fn start_tasks(
                         .unwrap_or_default(),
                     deadline_at: task.deadline_at,
                     submitted_at: task.created_at,
+                    traceparent: task.traceparent.clone(),
                 })
             })
             .collect())

@@ -200,6 +200,7 @@ async fn a_reader_never_passes_an_event_that_commits_later() {
                         deadline_seconds: None,
                         deadline_at: None,
                         callback_url: None,
+                        traceparent: None,
                     },
                 )
                 .await?;

@@ -113,7 +113,8 @@ async fn failed_attempts_are_numbered_over_runs_and_earlier_failures_are_kept() 
         .await
         .expect("redrive"),
         Redrive::Reopened {
-            service_requests: 1
+            service_requests: 1,
+            traceparent: None,
         }
     );
     let redrives = tasks::redrives(&mut conn, task_id).await.expect("redrives");

@@ -67,6 +67,7 @@ async fn insert_in(db: &TestDatabase, tenant: &str, key: Option<&str>) -> (Uuid,
             deadline_seconds: None,
             deadline_at: None,
             callback_url: None,
+            traceparent: None,
         },
     )
     .await
@@ -166,6 +167,7 @@ async fn each_tenant_has_its_own_tasks_counts_and_idempotency_keys() {
             deadline_seconds: None,
             deadline_at: None,
             callback_url: None,
+            traceparent: None,
         })
         .collect();
     let mut conn = db.connection().await;

@@ -28,6 +28,7 @@ async fn insert(conn: &mut AsyncPgConnection, keys: &[Option<&str>]) -> Vec<Inse
             deadline_seconds: None,
             deadline_at: None,
             callback_url: None,
+            traceparent: None,
         })
         .collect();
     accept::insert_many_queued(conn, &new_tasks)

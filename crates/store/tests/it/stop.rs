@@ -199,6 +199,7 @@ async fn a_task_past_its_deadline_fails_at_start_without_calls() {
             deadline_seconds: Some(5),
             deadline_at: Some(chrono::Utc::now() - chrono::TimeDelta::seconds(1)),
             callback_url: None,
+            traceparent: None,
         },
     )
     .await
