@@ -13,6 +13,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use url::Url;
 use uuid::Uuid;
 
@@ -21,6 +22,53 @@ use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::metrics::DispatchMetrics;
 use crate::policy::ServicePolicy;
+
+/// The span of one attempt, following OpenTelemetry's HTTP client conventions, while
+/// spans are exported; none otherwise (so an attempt costs no span).
+fn attempt_span(name: &str, service: &Service, attempt: u32) -> tracing::Span {
+    if !orchestrator_telemetry::trace::spans_exported() {
+        return tracing::Span::none();
+    }
+    let url = &service.endpoint;
+    tracing::info_span!(
+        "attempt",
+        otel.name = "POST",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        "http.request.method" = "POST",
+        "url.full" = %url,
+        "server.address" = url.host_str().unwrap_or_default(),
+        "server.port" = url.port_or_known_default().unwrap_or_default(),
+        "http.request.resend_count" = attempt.saturating_sub(1),
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "orchestrator.service" = name,
+        "orchestrator.attempt" = attempt,
+        "orchestrator.outcome" = tracing::field::Empty,
+    )
+}
+
+/// An attempt's outcome on its span (the status code is recorded as it arrives): for a
+/// failure its kind (`error.type`: the status code, or what went wrong before one came).
+fn record_outcome(span: &tracing::Span, result: &Result<Value, CallError>) {
+    if span.is_none() {
+        return;
+    }
+    match result {
+        Ok(_) => {
+            span.record("orchestrator.outcome", "success");
+        }
+        Err(error) => {
+            let error_type = match error {
+                CallError::Status { status, .. } => status.to_string(),
+                other => other.kind().to_owned(),
+            };
+            span.record("error.type", error_type);
+            span.record("orchestrator.outcome", error.outcome());
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
 
 /// Whom a call is made for, told to the service on every attempt.
 #[derive(Debug, Clone, Copy, Default)]
@@ -321,15 +369,22 @@ impl Dispatcher {
             let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
             let in_flight = self.metrics.in_flight(name);
+            let span = attempt_span(name, service, attempts);
+            let trace = origin
+                .trace
+                .map(|parent| TraceContext::of_span(&span, Some(parent)));
             let result = self
                 .attempt(
                     service,
                     idempotency_key,
                     payload,
-                    origin,
+                    origin.request_id,
+                    trace.as_ref(),
                     policy.attempt_timeout.min(remaining),
                 )
+                .instrument(span.clone())
                 .await;
+            record_outcome(&span, &result);
             drop(in_flight);
             drop(slot);
             permit.record(
@@ -379,7 +434,8 @@ impl Dispatcher {
         service: &Service,
         idempotency_key: Uuid,
         payload: &Value,
-        origin: CallOrigin<'_>,
+        request_id: Option<&str>,
+        trace: Option<&TraceContext>,
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -390,13 +446,12 @@ impl Dispatcher {
                 .post(service.endpoint.clone())
                 .header("Idempotency-Key", idempotency_key.to_string())
                 .json(payload);
-            if let Some(request_id) = origin.request_id {
+            if let Some(request_id) = request_id {
                 request = request.header("X-Request-Id", request_id);
             }
-            if let Some(trace) = origin.trace {
-                let attempt = trace.child();
-                request = request.header(TRACEPARENT, attempt.traceparent());
-                if let Some(state) = attempt.tracestate() {
+            if let Some(trace) = trace {
+                request = request.header(TRACEPARENT, trace.traceparent());
+                if let Some(state) = trace.tracestate() {
                     request = request.header(TRACESTATE, state);
                 }
             }
@@ -406,6 +461,7 @@ impl Dispatcher {
             }
             let mut response = request.send().await.map_err(transport_error)?;
             let status = response.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
             let retry_after = if matches!(status.as_u16(), 429 | 503) {
                 retry_after(response.headers(), SystemTime::now())
             } else {

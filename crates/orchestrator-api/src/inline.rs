@@ -60,7 +60,7 @@ impl InlineRunner {
         let processor = self.processor.clone();
         let handle = self.tracker.spawn(async move {
             processor
-                .process(task_id, None, request_id.as_deref())
+                .process(task_id, None, request_id.as_deref(), None)
                 .await
         });
         match handle.await {
@@ -103,7 +103,7 @@ impl InlineRunner {
 async fn process_with_retries(processor: &TaskProcessor, task_id: Uuid, request_id: Option<&str>) {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=MAX_TRIES {
-        match processor.process(task_id, None, request_id).await {
+        match processor.process(task_id, None, request_id, None).await {
             Ok(_) => return,
             Err(ProcessError::NotFound(_)) => {
                 tracing::warn!(%task_id, "Queued task no longer exists.");

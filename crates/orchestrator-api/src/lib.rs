@@ -29,6 +29,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod token_command;
+pub mod tracing_http;
 pub mod ui;
 pub mod waiting;
 pub mod webhooks;

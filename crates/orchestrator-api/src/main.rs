@@ -7,6 +7,9 @@ use orchestrator_api::{ApiConfig, Command};
 const PORT_IN_USE_HINT: &str = "another process listens on this port. `make run` starts an API on port 8000 \
 (`make status` lists what it started, `make stop` stops it); or choose another port with API_PORT.";
 
+/// How long the last spans may take to export at exit.
+const SPAN_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // A missing .env is normal; a broken one is worth stopping for.
@@ -17,14 +20,24 @@ async fn main() -> ExitCode {
         return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
     let config = ApiConfig::parse();
-    match config.command {
+    let telemetry = match config.command {
         // Its stdout is the token: logs go to stderr.
         Some(Command::Token { .. } | Command::Retention { .. } | Command::Archive(_)) => {
             orchestrator_telemetry::init_stderr(config.log_format);
+            None
         }
-        _ => orchestrator_telemetry::init(config.log_format),
+        _ => match orchestrator_telemetry::init(config.log_format, "orchestrator-api") {
+            Ok(telemetry) => Some(telemetry),
+            Err(error) => {
+                return orchestrator_stdx::exit_on_startup_error(&error.into(), PORT_IN_USE_HINT);
+            }
+        },
+    };
+    let result = orchestrator_api::run(config).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown(SPAN_FLUSH_TIMEOUT);
     }
-    match orchestrator_api::run(config).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT),
     }

@@ -13,8 +13,10 @@
 //!   record for a task is harmless: workers process a task any number of times to the
 //!   same result.
 
+use orchestrator_telemetry::trace::{TraceContext, spans_exported};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
@@ -99,21 +101,17 @@ impl TaskQueue {
     }
 
     /// Publishes a newly stored task and waits for the broker's acknowledgement. The
-    /// record carries the task's `traceparent` in its headers.
+    /// record carries the task's trace in its headers: the publish span's, a child of
+    /// `traceparent` (the task's stored context).
     pub async fn publish(
         &self,
         task_id: Uuid,
         request_id: &str,
         traceparent: Option<&str>,
     ) -> Result<(), KafkaError> {
-        let envelope = TaskEnvelope::new(
-            task_id,
-            EnvelopeKind::Submitted,
-            Some(request_id.to_owned()),
-            Utc::now(),
-        )
-        .with_traceparent(traceparent);
-        let published = self.publisher.publish(&envelope).await?;
+        let (envelope, span) =
+            self.envelope(task_id, EnvelopeKind::Submitted, request_id, traceparent);
+        let published = self.publisher.publish(&envelope).instrument(span).await?;
         tracing::debug!(%task_id, partition = published.partition, offset = published.offset, "Task published.");
         if self.marks.try_send(task_id).is_err() {
             tracing::debug!(%task_id, "Outbox mark queue full; the sweeper will republish the task.");
@@ -123,6 +121,37 @@ impl TaskQueue {
 }
 
 impl TaskQueue {
+    /// The envelope of a task's record and the span of its publication (a producer span
+    /// under the task's context while spans are exported, none otherwise), whose
+    /// context the record carries as its `traceparent` header.
+    fn envelope(
+        &self,
+        task_id: Uuid,
+        kind: EnvelopeKind,
+        request_id: &str,
+        traceparent: Option<&str>,
+    ) -> (TaskEnvelope, tracing::Span) {
+        let span = if spans_exported() {
+            tracing::info_span!(
+                "publish",
+                otel.name = format!("send {}", self.publisher.topic()),
+                otel.kind = "producer",
+                "messaging.system" = "kafka",
+                "messaging.operation.type" = "send",
+                "messaging.destination.name" = self.publisher.topic(),
+                task_id = %task_id,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let published = traceparent
+            .and_then(TraceContext::parse)
+            .map(|stored| TraceContext::of_span(&span, Some(&stored)).traceparent());
+        let envelope = TaskEnvelope::new(task_id, kind, Some(request_id.to_owned()), Utc::now())
+            .with_traceparent(published.as_deref());
+        (envelope, span)
+    }
+
     /// Publishes a re-driven task; the caller holds its row locked until this returns,
     /// so no outbox mark is needed: a failure rolls the re-drive back.
     pub async fn publish_redrive(
@@ -131,14 +160,13 @@ impl TaskQueue {
         request_id: &str,
         traceparent: Option<&str>,
     ) -> Result<(), KafkaError> {
-        let envelope = TaskEnvelope::new(
-            task_id,
-            EnvelopeKind::Redriven,
-            Some(request_id.to_owned()),
-            Utc::now(),
-        )
-        .with_traceparent(traceparent);
-        self.publisher.publish(&envelope).await.map(|_| ())
+        let (envelope, span) =
+            self.envelope(task_id, EnvelopeKind::Redriven, request_id, traceparent);
+        self.publisher
+            .publish(&envelope)
+            .instrument(span)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -238,9 +266,11 @@ pub async fn sweep_once(
                 return Ok(0);
             }
             let now = Utc::now();
-            let results = futures::future::join_all(stranded.iter().map(|task_id| async move {
-                let envelope = TaskEnvelope::new(*task_id, EnvelopeKind::Republished, None, now);
-                (*task_id, publisher.publish(&envelope).await)
+            let results = futures::future::join_all(stranded.iter().map(|task| async move {
+                let envelope =
+                    TaskEnvelope::new(task.task_id, EnvelopeKind::Republished, None, now)
+                        .with_traceparent(task.traceparent.as_deref());
+                (task.task_id, publisher.publish(&envelope).await)
             }))
             .await;
             let mut published = Vec::new();

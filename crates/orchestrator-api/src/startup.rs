@@ -17,6 +17,7 @@ use orchestrator_store::notify::Listener;
 use orchestrator_store::pool::PgConnector;
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::ApiConfig;
@@ -70,6 +71,7 @@ impl Application {
             .dispatcher()?
             .with_metrics(DispatchMetrics::register(&mut registry));
         let http_metrics = HttpMetrics::register(&mut registry);
+        orchestrator_telemetry::ExportMetrics::register(&mut registry);
         let write_metrics = WriteBatchMetrics::register(&mut registry);
         let data_metrics = crate::metrics::DataMetrics::register(&mut registry);
         let produce_metrics = orchestrator_kafka::ProduceMetrics::register(&mut registry);
@@ -278,12 +280,20 @@ fn http_server(
                 let started = Instant::now();
                 let method = request.method().clone();
                 let http_metrics = http_metrics.clone();
-                let response = service.call(request);
+                let span = crate::tracing_http::request_span(&request);
+                let response = service.call(request).instrument(span.clone());
                 async move {
                     let response = response.await?;
+                    let route = response.request().match_pattern();
+                    crate::tracing_http::record_response(
+                        &span,
+                        &method,
+                        route.as_deref(),
+                        response.status(),
+                    );
                     http_metrics.observe(
                         &method,
-                        response.request().match_pattern().as_deref(),
+                        route.as_deref(),
                         response.status(),
                         started.elapsed(),
                     );

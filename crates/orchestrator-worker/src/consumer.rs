@@ -404,27 +404,48 @@ async fn process_record(
             return dead_letter(ctx, fence, record, &error.to_string(), stop).await;
         }
     };
-    // The task's trace, as the record's header carries it (the run reads it again from
-    // the task row, which a record republished by the outbox sweeper lacks).
-    let trace_id = record
+    // The worker's pick-up is a span of the task's trace, under the span that published
+    // the record (its `traceparent` header). A record without one (from a release
+    // before traces) leaves the run to find the trace in the task row.
+    let published = record
         .record
         .headers
         .get(orchestrator_kafka::HEADER_TRACEPARENT)
         .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(TraceContext::trace_id_of);
+        .and_then(TraceContext::parse);
     let span = tracing::info_span!(
         "record",
         offset = record.offset,
         task_id = %envelope.task_id,
         request_id = envelope.request_id.as_deref().unwrap_or(""),
-        trace_id = trace_id.unwrap_or(""),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = "consumer",
+        "messaging.system" = "kafka",
+        "messaging.operation.type" = "process",
+        "messaging.kafka.offset" = record.offset,
     );
+    if orchestrator_telemetry::trace::spans_exported() {
+        span.record("otel.name", format!("process {}", ctx.status.topic()));
+    }
+    let pickup = published.map(|parent| {
+        let pickup = TraceContext::of_span(&span, Some(&parent));
+        span.record("trace_id", pickup.trace_id());
+        span.record("span_id", pickup.span_id());
+        pickup
+    });
     async {
         let mut delays = retry_delays();
         loop {
             match ctx
                 .processor
-                .process(envelope.task_id, Some(fence), envelope.request_id.as_deref())
+                .process(
+                    envelope.task_id,
+                    Some(fence),
+                    envelope.request_id.as_deref(),
+                    pickup.as_ref(),
+                )
                 .await
             {
                 Ok(_) => {

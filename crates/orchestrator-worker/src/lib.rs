@@ -87,6 +87,7 @@ impl Worker {
             .dispatcher()?
             .with_metrics(DispatchMetrics::register(&mut registry));
         let consumer_metrics = ConsumerMetrics::register(&mut registry);
+        orchestrator_telemetry::ExportMetrics::register(&mut registry);
         let write_metrics = WriteBatchMetrics::register(&mut registry);
         migrate(&config.database_url).await?;
 

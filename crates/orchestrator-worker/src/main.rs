@@ -10,6 +10,9 @@ const PORT_IN_USE_HINT: &str = "another process listens on this port. `make run`
 (`make status` lists what it started, `make stop` stops it), and each worker on a machine needs its own \
 WORKER_HTTP_PORT.";
 
+/// How long the last spans may take to export at exit.
+const SPAN_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // A missing .env is normal; a broken one is worth stopping for.
@@ -20,8 +23,15 @@ async fn main() -> ExitCode {
         return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
     let config = WorkerConfig::parse();
-    orchestrator_telemetry::init(config.log_format);
-    match orchestrator_worker::run(config, CancellationToken::new()).await {
+    let telemetry = match orchestrator_telemetry::init(config.log_format, "orchestrator-worker") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            return orchestrator_stdx::exit_on_startup_error(&error.into(), PORT_IN_USE_HINT);
+        }
+    };
+    let result = orchestrator_worker::run(config, CancellationToken::new()).await;
+    telemetry.shutdown(SPAN_FLUSH_TIMEOUT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT),
     }

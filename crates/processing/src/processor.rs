@@ -130,17 +130,19 @@ impl TaskProcessor {
     /// A worker passes the `fence` of the partition lease the task's record came from:
     /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
     /// `request_id` (the accepting request's `X-Request-Id`) goes downstream as a header.
-    /// The run joins the trace the task was accepted in (a new one for a task stored
-    /// before traces): its span is a child of the accepting request's, each service
-    /// request's a child of it, each attempt's (sent downstream) a child of that.
+    /// The run joins the task's trace: its span is a child of `parent` (a worker's
+    /// pick-up of the record) or else of the span that accepted the task, as the task row
+    /// keeps it (a new trace for a task stored before traces); each service request's
+    /// span is a child of the run's, each attempt's (sent downstream) a child of that.
     #[tracing::instrument(
         name = "process_task",
-        skip(self, fence, request_id),
+        skip(self, fence, request_id, parent),
         fields(
             task_id = %task_id,
             request_id = request_id.unwrap_or_default(),
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            otel.kind = "internal",
         )
     )]
     pub async fn process(
@@ -148,6 +150,7 @@ impl TaskProcessor {
         task_id: Uuid,
         fence: Option<&Fence>,
         request_id: Option<&str>,
+        parent: Option<&TraceContext>,
     ) -> Result<Status, ProcessError> {
         // Registered before the start reads the task: a stop committed after that read
         // is heard and trips this run.
@@ -177,11 +180,10 @@ impl TaskProcessor {
                 StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
             };
 
-        let run = TraceContext::continue_or_start(
-            traceparent.as_deref().and_then(TraceContext::parse),
-            false,
-        );
+        // Nothing above starts a span under this one, so its parent can still be set.
         let span = tracing::Span::current();
+        let stored = traceparent.as_deref().and_then(TraceContext::parse);
+        let run = TraceContext::of_span(&span, parent.or(stored.as_ref()));
         span.record("trace_id", run.trace_id());
         span.record("span_id", run.span_id());
 
@@ -296,7 +298,7 @@ impl TaskProcessor {
         interrupt: impl Future<Output = Interruption>,
     ) -> Result<(Vec<FinishedCall>, Option<Interruption>), StoreError> {
         let mut calls = futures::stream::iter(rows)
-            .map(|row| self.call(row, request_id, run.child()))
+            .map(|row| self.call(row, request_id, run))
             .buffer_unordered(self.task_concurrency);
         let mut held: Vec<FinishedCall> = Vec::new();
         let mut hold_until: Option<Instant> = None;
@@ -335,15 +337,25 @@ impl TaskProcessor {
     }
 
     #[tracing::instrument(
+        name = "service_request",
         skip_all,
-        fields(service = %row.service_name, item = row.item_index, span_id = trace.span_id())
+        fields(
+            service = %row.service_name,
+            item = row.item_index,
+            span_id = tracing::field::Empty,
+            orchestrator.service_request.id = %row.id,
+            otel.kind = "internal",
+        )
     )]
     async fn call(
         &self,
         row: ServiceRequestRow,
         request_id: Option<&str>,
-        trace: TraceContext,
+        run: &TraceContext,
     ) -> FinishedCall {
+        let span = tracing::Span::current();
+        let trace = TraceContext::of_span(&span, Some(run));
+        span.record("span_id", trace.span_id());
         let origin = CallOrigin {
             request_id,
             trace: Some(&trace),

@@ -68,15 +68,19 @@ pub async fn forget_unpublished(
     .await
 }
 
-#[derive(QueryableByName)]
-struct StrandedTask {
+/// A task whose record must be published again.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct StrandedTask {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    task_id: Uuid,
+    pub task_id: Uuid,
+    /// Its W3C trace context, for the record's header.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub traceparent: Option<String>,
 }
 
 /// Locks up to `limit` outbox rows created before `created_before` whose task is still
 /// `PENDING` (their API process died between storing and publishing them, or their
-/// mark was lost), oldest first, and returns their task ids. Rows locked by another
+/// mark was lost), oldest first, and returns their tasks. Rows locked by another
 /// sweeper are skipped, so API replicas never publish the same task at once; the task
 /// rows are not locked, so workers are never held up. Call inside a transaction that
 /// marks them afterwards.
@@ -84,9 +88,9 @@ pub async fn lock_stranded(
     conn: &mut AsyncPgConnection,
     created_before: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<Vec<StrandedTask>, StoreError> {
     let rows: Vec<StrandedTask> = diesel::sql_query(
-        "SELECT task_outbox.task_id FROM task_outbox \
+        "SELECT task_outbox.task_id, tasks.traceparent FROM task_outbox \
          JOIN tasks ON tasks.task_id = task_outbox.task_id \
          WHERE task_outbox.created_at < $1 AND tasks.status = 'PENDING' \
          ORDER BY task_outbox.created_at \
@@ -97,7 +101,7 @@ pub async fn lock_stranded(
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|row| row.task_id).collect())
+    Ok(rows)
 }
 
 /// Deletes outbox rows created before `created_before` whose task is gone or no longer

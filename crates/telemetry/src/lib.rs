@@ -5,14 +5,19 @@
 //! `RUST_LOG` filters (default `info,rskafka=warn`; the one directive added to it
 //! quiets actix-web's logging of malformed requests).
 
+mod export;
 pub mod metrics;
 pub mod process;
 pub mod trace;
 
 use std::io::IsTerminal;
 
+pub use export::{ExportError, ExportMetrics};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -47,41 +52,121 @@ fn directives(rust_log: Option<&str>) -> String {
     }
 }
 
-/// Installs the global subscriber, writing to stdout. Call once, at startup; a second
-/// call is a no-op.
-pub fn init(format: LogFormat) {
-    install(format, std::io::stdout, std::io::stdout().is_terminal());
+/// What [`init`] installed: keep it for the life of the process, and
+/// [`Telemetry::shutdown`] it at the end so that queued spans are exported.
+#[derive(Debug)]
+#[must_use = "dropping it early stops nothing, but shutting it down exports the last spans"]
+pub struct Telemetry {
+    export: Option<export::Export>,
 }
 
-/// As [`init`], writing to stderr: for commands whose stdout is their result.
+impl Telemetry {
+    /// Whether spans are exported over OTLP.
+    pub fn exports_spans(&self) -> bool {
+        self.export.is_some()
+    }
+
+    /// Exports the spans still queued, waiting at most `timeout`.
+    pub fn shutdown(self, timeout: std::time::Duration) {
+        if let Some(export) = self.export {
+            export.shutdown(timeout);
+        }
+    }
+}
+
+/// Installs the global subscriber, writing to stdout, and exports spans over OTLP when
+/// OpenTelemetry's environment variables ask for it ([`export`]), `service` naming the
+/// process unless `OTEL_SERVICE_NAME` does. Call once, at startup, inside the Tokio
+/// runtime; a second call installs nothing.
+pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, ExportError> {
+    install(
+        format,
+        std::io::stdout,
+        std::io::stdout().is_terminal(),
+        service,
+    )
+}
+
+/// As [`init`], writing to stderr: for commands whose stdout is their result. They
+/// export no spans.
 pub fn init_stderr(format: LogFormat) {
-    install(format, std::io::stderr, std::io::stderr().is_terminal());
+    let logs = log_layer(format, std::io::stderr, std::io::stderr().is_terminal());
+    // Tests start several apps in one process; only the first installs a subscriber.
+    drop(tracing_subscriber::registry().with(logs).try_init());
 }
 
-fn install<W>(format: LogFormat, writer: W, terminal: bool)
+fn install<W>(
+    format: LogFormat,
+    writer: W,
+    terminal: bool,
+    service: &'static str,
+) -> Result<Telemetry, ExportError>
 where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let logs = log_layer(format, writer, terminal);
+    let export = if export::requested(|name| std::env::var(name).ok()) {
+        Some(export::Export::start(service)?)
+    } else {
+        None
+    };
+    // Only our spans that declare an `otel.kind` are exported: those of a task's trace.
+    // Not the libraries', not long-lived spans such as a partition's consumer (an
+    // orphan trace each), not log events (a span event each); whatever RUST_LOG says.
+    // The SDK starts a span when its context is first asked for, not when it is
+    // entered, so that a remote parent can still be set inside it (see
+    // `trace::TraceContext::of_span`).
+    let spans = export.as_ref().map(|export| {
+        tracing_opentelemetry::layer()
+            .with_tracer(export.tracer())
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span()
+                    && meta.target().starts_with("orchestrator")
+                    && meta.fields().field("otel.kind").is_some()
+            }))
+    });
+    // Tests start several apps in one process; only the first installs a subscriber.
+    drop(
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(spans)
+            .try_init(),
+    );
+    Ok(Telemetry { export })
+}
+
+/// The log lines' layer, filtered by `RUST_LOG`.
+fn log_layer<S, W>(
+    format: LogFormat,
+    writer: W,
+    terminal: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(directives(None)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_span_events(FmtSpan::NONE)
         // Colours only for a person at a terminal, not in log files and collectors.
         .with_ansi(terminal)
         .with_target(true);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-    };
-    // Tests start several apps in one process; only the first installs a subscriber.
-    drop(result);
+            .with_filter(filter)
+            .boxed(),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,20 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The W3C header carrying vendors' trace state, passed on as received.
 pub const TRACESTATE: &str = "tracestate";
 
+/// Whether spans are exported over OTLP (set once, by [`crate::init`]).
+pub fn spans_exported() -> bool {
+    crate::export::exporting()
+}
+
+/// Renames an exported span once it has started (`otel.name` names it only before):
+/// a server span learns its route after routing. Nothing while spans are not exported.
+pub fn rename(span: &tracing::Span, name: String) {
+    if crate::export::exporting() && !span.is_none() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        span.context().span().update_name(name);
+    }
+}
+
 /// The position of one span in a trace: its trace id, its span id, whether the trace is
 /// sampled, and the caller's trace state.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +104,33 @@ impl TraceContext {
     /// The caller's context if it sent a valid one, else a new trace.
     pub fn continue_or_start(parent: Option<Self>, sampled: bool) -> Self {
         parent.map_or_else(|| Self::new_root(sampled), |parent| parent.child())
+    }
+
+    /// The context of `span`, a span under `parent` (or under `span`'s own parent in
+    /// the tracing tree when `parent` is `None`).
+    ///
+    /// While spans are exported ([`crate::init`] found an OTLP endpoint) the span is
+    /// the SDK's: `parent` becomes its parent (call this before `span` has a child or
+    /// has been asked for its context) and the ids are those the SDK gave it, sampled
+    /// as its sampler decided. Otherwise nothing is recorded and the ids are made here:
+    /// a child of `parent`, or the first span of an unsampled trace.
+    pub fn of_span(span: &tracing::Span, parent: Option<&Self>) -> Self {
+        if crate::export::exporting() {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            if let Some(parent) = parent {
+                let remote =
+                    opentelemetry::Context::new().with_remote_span_context(parent.0.clone());
+                // Fails only when the span is disabled or already started: its own
+                // (or its tracing parent's) context stands then.
+                let _ = span.set_parent(remote);
+            }
+            let context = span.context();
+            let own = context.span().span_context().clone();
+            if own.is_valid() {
+                return Self(own);
+            }
+        }
+        Self::continue_or_start(parent.cloned(), false)
     }
 
     /// The `traceparent` header value: `00-<trace id>-<span id>-<flags>`.

@@ -4,6 +4,7 @@
 //! - [`api`]: following a task through the API until it finishes.
 //! - [`idp`]: an identity provider on a loopback port: keys, a JWK set, signed JWTs.
 //! - [`broker`]: a Kafka-protocol broker (Tansu) on a free loopback port, per test binary or test.
+//! - [`otlp`]: an OTLP trace receiver (HTTP or gRPC) that keeps the spans it gets.
 //! - [`poll`]: waiting for a condition with a deadline.
 //! - [`ports`]: free loopback ports, one or a block away from `make run`'s.
 //! - [`proxy`]: a TCP connection a test can cut.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod broker;
 pub mod database;
 pub mod idp;
+pub mod otlp;
 pub mod poll;
 pub mod ports;
 pub mod proxy;

@@ -28,6 +28,28 @@ pub const PENDING_ENV: &[(&str, &[Binary])] = &[];
 /// them: `RUST_LOG` is the log filter (`crates/telemetry`, `mock-services/src/telemetry.rs`).
 pub const NON_FLAG_ENV: &[&str] = &["RUST_LOG"];
 
+/// OpenTelemetry's standard variables, which the API and the worker leave to its SDK
+/// and OTLP exporter to read (`crates/telemetry/src/export.rs`).
+pub const OTEL_ENV: &[&str] = &[
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+];
+
 pub use orchestrator_testkit::workspace::workspace_root;
 
 /// A file of the workspace, as text.
@@ -168,6 +190,7 @@ impl Binary {
     pub fn accepts_env(self, name: &str) -> bool {
         self.help().env.contains(name)
             || NON_FLAG_ENV.contains(&name)
+            || (self != Binary::Mocks && OTEL_ENV.contains(&name))
             || PENDING_ENV
                 .iter()
                 .any(|(pending, binaries)| *pending == name && binaries.contains(&self))

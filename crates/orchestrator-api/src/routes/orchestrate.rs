@@ -7,8 +7,8 @@ use orchestrator_core::{OrchestrationRequest, ValidationErrors};
 use orchestrator_store::TaskRow;
 use orchestrator_store::lifecycle::InsertedTask;
 use orchestrator_store::outbox;
-use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 use serde_json::Value;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -49,6 +49,7 @@ use crate::state::AppState;
         client = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
+        otel.kind = "internal",
     )
 )]
 pub async fn orchestrate(
@@ -125,6 +126,7 @@ pub async fn orchestrate(
         client = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
+        otel.kind = "internal",
     )
 )]
 pub async fn orchestrate_direct(
@@ -173,25 +175,6 @@ async fn forget_unpublished(state: &AppState, task_id: Uuid) {
     }
 }
 
-/// This request's span in the caller's trace (its `traceparent` and `tracestate`), or
-/// the first span of a new trace when it sent none or a malformed one; recorded on the
-/// request's log span.
-pub(crate) fn request_trace(req: &HttpRequest) -> TraceContext {
-    let header = |name| {
-        req.headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
-    let trace = TraceContext::continue_or_start(
-        TraceContext::from_headers(header(TRACEPARENT), header(TRACESTATE)),
-        false,
-    );
-    let span = tracing::Span::current();
-    span.record("trace_id", trace.trace_id());
-    span.record("span_id", trace.span_id());
-    trace
-}
-
 /// Reads, validates and stores a request; returns the task and whether it is new. The
 /// task joins the request's trace.
 async fn accept(
@@ -200,7 +183,7 @@ async fn accept(
     body: web::Payload,
     state: &AppState,
 ) -> Result<(TaskRow, bool), ApiError> {
-    let trace = request_trace(req);
+    let trace = crate::tracing_http::request_trace(req);
     let idempotency_key = idempotency_key(req)?;
     let json = read_json(req, body, state.max_body_bytes).await?;
     let request =
@@ -233,7 +216,20 @@ async fn accept(
         callback_url: request.callback_url.clone(),
         traceparent: Some(trace.traceparent()),
     };
-    match state.task_writer.insert(stored).await? {
+    // A span while spans are exported: the insert is shared with other requests' tasks
+    // (group commit), and its time here includes waiting for the batch.
+    let storing = if orchestrator_telemetry::trace::spans_exported() {
+        tracing::info_span!(
+            "store_task",
+            otel.name = "store task",
+            otel.kind = "internal",
+            "db.system.name" = "postgresql",
+            "db.operation.name" = "INSERT",
+        )
+    } else {
+        tracing::Span::none()
+    };
+    match state.task_writer.insert(stored).instrument(storing).await? {
         InsertedTask::Created(task) => Ok((task, true)),
         InsertedTask::Existing(task) => {
             let same_request = task.task_name == request.task_name.as_str()

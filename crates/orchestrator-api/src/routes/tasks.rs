@@ -326,13 +326,15 @@ pub async fn retry_task(
         }
         Err(error) => return Err(error),
     };
+    // Read before an inline run starts: the answer is the reopened task, not whatever
+    // the run has made of it by then.
+    let task = tasks::find_in(&mut conn, &caller.tenant, task_id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(task_id))?;
     if queue.is_none() {
         state.runner.submit(task_id, Some(request_id.clone()));
     }
     tracing::info!(service_requests = reopened, "Task re-driven.");
-    let task = tasks::find_in(&mut conn, &caller.tenant, task_id)
-        .await?
-        .ok_or(ApiError::TaskNotFound(task_id))?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/tasks/{task_id}")))
         .insert_header((super::orchestrate::REQUEST_ID_HEADER, request_id))

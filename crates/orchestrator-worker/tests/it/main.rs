@@ -8,3 +8,4 @@ mod operations;
 mod pipeline;
 mod scaling;
 mod support;
+mod tracing;

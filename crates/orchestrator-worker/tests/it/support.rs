@@ -198,26 +198,81 @@ impl Stack {
 
     /// The real `orchestrator-worker` binary, configured through its environment.
     pub fn spawn_worker_process(&self, worker_id: &str) -> WorkerProcess {
-        let log_path = std::env::temp_dir().join(format!(
-            "orchestrator-worker-{}-{worker_id}.log",
-            self.topic
-        ));
-        let log = std::fs::File::create(&log_path).expect("worker log file");
-        let log_err = log.try_clone().expect("worker log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator-worker"));
-        command
-            .env_clear()
-            .envs(self.worker_env(worker_id))
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = command.spawn().expect("worker process starts");
-        WorkerProcess {
-            child: Some(child),
-            log_path,
-        }
+        self.spawn_worker_process_with(worker_id, &[])
+    }
+
+    /// As [`Stack::spawn_worker_process`], with `extra` added to its environment.
+    pub fn spawn_worker_process_with(
+        &self,
+        worker_id: &str,
+        extra: &[(&'static str, String)],
+    ) -> WorkerProcess {
+        let mut env = self.worker_env(worker_id);
+        env.extend(extra.iter().cloned());
+        spawn_process(
+            std::path::Path::new(env!("CARGO_BIN_EXE_orchestrator-worker")),
+            &format!("worker-{}-{worker_id}", self.topic),
+            env,
+        )
+    }
+
+    /// The real `orchestrator-api` binary in Kafka mode on a free port, configured
+    /// through its environment (`extra` added), and a client with every scope.
+    pub async fn spawn_api_process(
+        &self,
+        extra: &[(&'static str, String)],
+    ) -> (WorkerProcess, TestApi) {
+        let port = orchestrator_testkit::ports::free_port();
+        let mock = self.mock.base_url();
+        let mut env = BTreeMap::from([
+            ("API_HOST", "127.0.0.1".to_owned()),
+            ("API_PORT", port.to_string()),
+            ("DATABASE_URL", self.db.url().to_owned()),
+            ("DATABASE_POOL_SIZE", "8".to_owned()),
+            ("USE_KAFKA", "true".to_owned()),
+            ("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap()),
+            ("KAFKA_TOPIC", self.topic.clone()),
+            ("KAFKA_PARTITIONS", PARTITIONS.to_string()),
+            ("KAFKA_REQUEST_TIMEOUT_MS", "2000".to_owned()),
+            ("HTTP_WORKERS", "2".to_owned()),
+            ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+            ("REVENUE_SERVICE_URL", mock.clone()),
+            ("REBATES_SERVICE_URL", mock.clone()),
+            ("SPECIALTY_SERVICE_URL", mock),
+            ("RUST_LOG", "info,rskafka=warn".to_owned()),
+        ]);
+        env.extend(extra.iter().cloned());
+        let process = spawn_process(
+            &orchestrator_testkit::workspace::stack_bin_dir().join("orchestrator-api"),
+            &format!("api-{}", self.topic),
+            env,
+        );
+        let address = format!("http://127.0.0.1:{port}");
+        let client = orchestrator_testkit::api::client_with_token(
+            &self.db.token("default", &Scope::ALL).await,
+        );
+        orchestrator_testkit::poll::until(
+            "the API process answers",
+            Duration::from_secs(30),
+            || {
+                let (client, url) = (client.clone(), format!("{address}/ready"));
+                async move {
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|response| response.status().is_success())
+                }
+            },
+        )
+        .await;
+        let api = TestApi {
+            address,
+            client,
+            _shutdown: CancellationToken::new().drop_guard(),
+            _server: tokio::spawn(async { Ok(()) }),
+        };
+        (process, api)
     }
 
     /// A plain Kafka client for the test's own produce and fetch calls.
@@ -505,6 +560,32 @@ impl Drop for WorkerProcess {
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log_path);
         }
+    }
+}
+
+/// Starts `binary` with exactly `env` (and `PATH`), its output in a log file named
+/// after `name` in the temporary folder.
+fn spawn_process(
+    binary: &std::path::Path,
+    name: &str,
+    env: BTreeMap<&'static str, String>,
+) -> WorkerProcess {
+    let log_path = std::env::temp_dir().join(format!("orchestrator-{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let log_err = log.try_clone().expect("log file");
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .envs(env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let child = command.spawn().expect("process starts");
+    WorkerProcess {
+        child: Some(child),
+        log_path,
     }
 }
 

@@ -139,9 +139,9 @@ async fn the_outbox_finds_unpublished_tasks_and_forgets_published_ones() {
     assert_eq!(left, vec![stranded]);
 
     assert_eq!(
-        outbox::lock_stranded(&mut conn, later(), 10)
+        ids(outbox::lock_stranded(&mut conn, later(), 10)
             .await
-            .expect("lock"),
+            .expect("lock")),
         vec![stranded]
     );
     assert!(
@@ -196,9 +196,9 @@ async fn the_sweeper_drops_rows_of_tasks_that_moved_on_and_keeps_pending_ones() 
         "rows younger than the cutoff are left alone"
     );
     assert_eq!(
-        outbox::lock_stranded(&mut conn, later(), 10)
+        ids(outbox::lock_stranded(&mut conn, later(), 10)
             .await
-            .expect("lock"),
+            .expect("lock")),
         vec![pending],
         "only a pending task is published again"
     );
@@ -250,7 +250,7 @@ async fn a_locked_row_is_skipped_by_other_sweepers_and_its_task_stays_writable()
 
     conn.transaction::<_, StoreError, _>(async |conn| {
         assert_eq!(
-            outbox::lock_stranded(conn, later(), 10).await?,
+            ids(outbox::lock_stranded(conn, later(), 10).await?),
             vec![task_id]
         );
         assert!(
@@ -277,4 +277,8 @@ async fn a_locked_row_is_skipped_by_other_sweepers_and_its_task_stays_writable()
     .await
     .expect("sweep transaction");
     assert!(outbox_rows(&mut conn).await.is_empty());
+}
+
+fn ids(stranded: Vec<outbox::StrandedTask>) -> Vec<uuid::Uuid> {
+    stranded.into_iter().map(|task| task.task_id).collect()
 }

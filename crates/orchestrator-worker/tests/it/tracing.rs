@@ -1,0 +1,254 @@
+//! One trace per task, exported over OTLP: the API and two workers run as processes
+//! pointed at a receiver started here, over HTTP/protobuf and over gRPC.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use orchestrator_mock_services::Behaviour;
+use orchestrator_testkit::otlp::{OtlpReceiver, Protocol, ReceivedSpan};
+use serde_json::Value;
+
+use crate::support::{Stack, example_request};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The client's own span, the parent of the API's.
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
+const PRODUCER: i32 = 4;
+const CONSUMER: i32 = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_is_one_trace_from_the_api_request_to_each_attempt_over_http() {
+    one_trace_per_task(Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_is_one_trace_from_the_api_request_to_each_attempt_over_grpc() {
+    one_trace_per_task(Protocol::Grpc).await;
+}
+
+async fn one_trace_per_task(protocol: Protocol) {
+    let stack = Stack::start(0).await;
+    let receiver = OtlpReceiver::start(protocol).await;
+    let otel = receiver.env();
+    let (_api_process, api) = stack.spawn_api_process(&otel).await;
+    let _workers = [
+        stack.spawn_worker_process_with("traced-1", &otel),
+        stack.spawn_worker_process_with("traced-2", &otel),
+    ];
+    // Revenue answers 503 once: its call takes two attempts.
+    stack.mock.set_behaviour(
+        "revenue",
+        Behaviour {
+            fail_first: Some(1),
+            failure_status: 503,
+            ..Behaviour::default()
+        },
+    );
+
+    let response = api
+        .client
+        .post(api.url("/api/orchestrate"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .json(&example_request("traced"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let task: Value = response.json().await.expect("task");
+    assert_eq!(task["trace_id"], TRACE_ID);
+    let task_id = task["task_id"].as_str().expect("task_id").to_owned();
+    let finished = api
+        .wait_until_finished(&task_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(finished["status"], "COMPLETED", "{finished}");
+
+    // 4 attempts: revenue twice, rebates and specialty once.
+    let spans = receiver
+        .wait_for(TRACE_ID, Duration::from_secs(30), |spans| {
+            spans.iter().filter(|span| span.kind == CLIENT).count() >= 4
+                && spans.iter().any(|span| span.kind == SERVER)
+        })
+        .await;
+    assert_eq!(stack.mock.stats().trace_id_count(TRACE_ID), 4);
+
+    let by_id: BTreeMap<&str, &ReceivedSpan> = spans
+        .iter()
+        .map(|span| (span.span_id.as_str(), span))
+        .collect();
+    // The API's request span is the one root, under the client's span.
+    let roots: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| !by_id.contains_key(span.parent_span_id.as_str()))
+        .collect();
+    assert_eq!(roots.len(), 1, "one root: {roots:#?}");
+    let root = roots[0];
+    assert_eq!(root.parent_span_id, CLIENT_SPAN);
+    assert_eq!(root.kind, SERVER);
+    assert_eq!(root.name, "POST /api/orchestrate");
+    assert_eq!(root.service, "orchestrator-api");
+    assert_eq!(root.attribute("http.response.status_code"), Some("202"));
+
+    // Every attempt leads up to the root: publish (API), pick-up, run and service
+    // request (a worker).
+    let chain = |span: &ReceivedSpan| -> Vec<(String, i32, String)> {
+        let mut chain = Vec::new();
+        let mut at = by_id.get(span.parent_span_id.as_str()).copied();
+        while let Some(span) = at {
+            chain.push((span.name.clone(), span.kind, span.service.clone()));
+            at = by_id.get(span.parent_span_id.as_str()).copied();
+        }
+        chain
+    };
+    let attempts: Vec<&ReceivedSpan> = spans.iter().filter(|span| span.kind == CLIENT).collect();
+    for attempt in &attempts {
+        let names: Vec<String> = chain(attempt).into_iter().map(|(name, ..)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "service_request".to_owned(),
+                "process_task".to_owned(),
+                format!("process {}", stack.topic),
+                format!("send {}", stack.topic),
+                "orchestrate".to_owned(),
+                "POST /api/orchestrate".to_owned(),
+            ],
+            "{attempt:#?}"
+        );
+        assert_eq!(attempt.service, "orchestrator-worker");
+        assert_eq!(attempt.name, "POST");
+        assert_eq!(attempt.attribute("http.request.method"), Some("POST"));
+    }
+    let consumer = spans
+        .iter()
+        .find(|span| span.kind == CONSUMER)
+        .expect("the pick-up span");
+    assert_eq!(consumer.attribute("messaging.system"), Some("kafka"));
+    assert!(spans.iter().any(|span| span.kind == PRODUCER));
+
+    // The retried call: one span per attempt, under one service request span.
+    let revenue: Vec<&&ReceivedSpan> = attempts
+        .iter()
+        .filter(|span| span.attribute("orchestrator.service") == Some("revenue"))
+        .collect();
+    assert_eq!(revenue.len(), 2, "{revenue:#?}");
+    assert_eq!(revenue[0].parent_span_id, revenue[1].parent_span_id);
+    let mut outcomes: Vec<(Option<&str>, Option<&str>)> = revenue
+        .iter()
+        .map(|span| {
+            (
+                span.attribute("orchestrator.attempt"),
+                span.attribute("http.response.status_code"),
+            )
+        })
+        .collect();
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [(Some("1"), Some("503")), (Some("2"), Some("200"))]
+    );
+
+    // No span about the task went to another trace.
+    let elsewhere: Vec<ReceivedSpan> = receiver
+        .spans()
+        .into_iter()
+        .filter(|span| span.trace_id != TRACE_ID && span.attribute("task_id") == Some(&task_id))
+        .collect();
+    assert!(elsewhere.is_empty(), "{elsewhere:#?}");
+}
+
+/// The value of the one sample of `series` in a metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+/// Without an endpoint nothing is exported and no span is made, and a task still gets
+/// its trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_an_endpoint_no_span_is_made_and_the_task_still_has_its_trace() {
+    let stack = Stack::start(0).await;
+    let (_api_process, api) = stack.spawn_api_process(&[]).await;
+    let _worker = stack.spawn_worker_process("untraced");
+    let response = api
+        .client
+        .post(api.url("/api/orchestrate"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .json(&example_request("untraced"))
+        .send()
+        .await
+        .expect("sent");
+    let task: Value = response.json().await.expect("task");
+    let task_id = task["task_id"].as_str().expect("task_id");
+    let finished = api
+        .wait_until_finished(task_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(finished["trace_id"], TRACE_ID);
+    assert_eq!(stack.mock.stats().trace_id_count(TRACE_ID), 3);
+    let metrics = api
+        .client
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        sample(&metrics, "orchestrator_trace_spans_ended_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
+/// A collector that cannot be reached costs the tasks nothing: they complete, and the
+/// spans lost are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_collector_never_holds_tasks_up() {
+    let stack = Stack::start(0).await;
+    // Nothing listens there.
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        orchestrator_testkit::ports::free_port()
+    );
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", closed),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ];
+    let (_api_process, api) = stack.spawn_api_process(&otel).await;
+    let worker_port = orchestrator_testkit::ports::free_port();
+    let mut worker_env = otel.to_vec();
+    worker_env.push(("WORKER_HTTP_PORT", worker_port.to_string()));
+    let _worker = stack.spawn_worker_process_with("blind", &worker_env);
+
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        tasks.push(
+            api.submit_accepted(&example_request(&format!("blind {n}")))
+                .await,
+        );
+    }
+    for task_id in &tasks {
+        let finished = api
+            .wait_until_finished(task_id, Duration::from_secs(60))
+            .await;
+        assert_eq!(finished["status"], "COMPLETED", "{finished}");
+    }
+    orchestrator_testkit::poll::until(
+        "the worker counts the spans it could not export",
+        Duration::from_secs(30),
+        || async {
+            let Ok(response) =
+                reqwest::get(format!("http://127.0.0.1:{worker_port}/metrics")).await
+            else {
+                return false;
+            };
+            let text = response.text().await.unwrap_or_default();
+            sample(&text, "orchestrator_trace_spans_failed_total").is_some_and(|n| n > 0.0)
+                && sample(&text, "orchestrator_trace_spans_exported_total") == Some(0.0)
+        },
+    )
+    .await;
+}
