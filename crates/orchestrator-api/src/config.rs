@@ -121,6 +121,13 @@ pub struct ApiConfig {
     #[arg(long, env = "SEARCH_BUDGET_MS", default_value_t = 20)]
     pub search_budget_ms: u64,
 
+    /// A link to a task's trace in your tracing UI, shown on the dashboard's task page
+    /// and answered as `trace_url`: an http(s) URL with `{trace_id}` where the id goes,
+    /// e.g. `http://localhost:16686/trace/{trace_id}` (Jaeger). Unset: no link.
+    #[arg(long, env = "TRACE_URL_TEMPLATE",
+          value_parser = crate::tracing_http::TraceUrlTemplate::parse)]
+    pub trace_url_template: Option<crate::tracing_http::TraceUrlTemplate>,
+
     /// How often this replica reads the metrics that come from the database (tasks per
     /// status, the oldest unfinished task's age, the outbox, table sizes), in
     /// milliseconds: one task per process reads them, whoever scrapes and how often.

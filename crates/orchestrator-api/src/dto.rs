@@ -242,6 +242,10 @@ pub struct TaskDetailResponse {
     /// The completion webhooks sent for it (one each time it became final), oldest
     /// first, with every attempt.
     pub webhook_deliveries: Vec<WebhookDeliveryResponse>,
+    /// Its trace in the deployment's tracing UI (`TRACE_URL_TEMPLATE`); null when none
+    /// is configured or the task has no trace id.
+    #[schema(nullable)]
+    pub trace_url: Option<String>,
 }
 
 /// Where a webhook delivery stands.

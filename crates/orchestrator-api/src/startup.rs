@@ -173,6 +173,7 @@ impl Application {
             webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(registry),
+            trace_url: config.trace_url_template.clone(),
         });
         // Bulk operations pause when shutdown begins (their claim is let go of, and
         // another replica carries on).

@@ -57,6 +57,8 @@ pub struct AppState {
     pub trusted_proxies: crate::client_address::TrustedProxies,
     /// Served by `GET /metrics`.
     pub metrics: Arc<Registry>,
+    /// `TRACE_URL_TEMPLATE`: a task's `trace_url`.
+    pub trace_url: Option<crate::tracing_http::TraceUrlTemplate>,
 }
 
 impl AppState {

@@ -71,3 +71,60 @@ pub fn request_trace(req: &HttpRequest) -> TraceContext {
     span.record("span_id", trace.span_id());
     trace
 }
+
+/// `TRACE_URL_TEMPLATE`: where a trace is shown in the deployment's tracing UI, with
+/// `{trace_id}` where the trace id goes (`http://localhost:16686/trace/{trace_id}` for
+/// Jaeger, a Grafana Explore URL for Tempo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceUrlTemplate(String);
+
+impl TraceUrlTemplate {
+    const PLACEHOLDER: &'static str = "{trace_id}";
+
+    /// For clap: an `http` or `https` URL once the placeholder is filled in.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if !template.contains(Self::PLACEHOLDER) {
+            return Err(format!("must contain {}", Self::PLACEHOLDER));
+        }
+        let example = template.replace(Self::PLACEHOLDER, "0af7651916cd43dd8448eb211c80319c");
+        match url::Url::parse(&example) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Self(template.to_owned())),
+            Ok(url) => Err(format!(
+                "must be an http or https URL, not {}",
+                url.scheme()
+            )),
+            Err(error) => Err(format!("not a URL: {error}")),
+        }
+    }
+
+    /// The link to the trace `trace_id` (32 hex digits, so nothing to escape).
+    pub fn url_for(&self, trace_id: &str) -> String {
+        self.0.replace(Self::PLACEHOLDER, trace_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_url_template_names_where_the_id_goes_in_an_http_url() {
+        let jaeger =
+            TraceUrlTemplate::parse("http://localhost:16686/trace/{trace_id}").expect("valid");
+        assert_eq!(
+            jaeger.url_for("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "http://localhost:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for (bad, why) in [
+            ("http://localhost:16686/trace/", "must contain {trace_id}"),
+            (
+                "javascript:alert({trace_id})",
+                "must be an http or https URL",
+            ),
+            ("/trace/{trace_id}", "not a URL"),
+        ] {
+            let error = TraceUrlTemplate::parse(bad).expect_err(bad);
+            assert!(error.starts_with(why), "{bad}: {error}");
+        }
+    }
+}

@@ -857,6 +857,12 @@
         ['Updated', when(task.updated_at)],
         ['Took', took],
         ['Service requests', `${task.service_requests.length} (${done} completed, ${failed} failed)`],
+        ['Trace', task.trace_id
+          ? [h('span', { class: 'mono', id: 'task-trace', text: task.trace_id }),
+            task.trace_url
+              ? [' ', h('a', { href: task.trace_url, id: 'task-trace-link', target: '_blank', rel: 'noopener noreferrer', text: 'Open the trace' })]
+              : null]
+          : h('span', { class: 'muted', text: 'none' })],
       ];
       replaceChildren(fields, rows.map(([name, value]) => [h('dt', { text: name }), h('dd', null, value)]));
     }

@@ -22,6 +22,7 @@ use orchestrator_telemetry::metrics::WriteBatchMetrics;
 use orchestrator_telemetry::trace::TraceContext;
 use serde_json::json;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::stops::RunningTasks;
@@ -157,28 +158,34 @@ impl TaskProcessor {
         let registration = self.running.register(task_id);
         // One transaction locks the task, reads its request and creates its service
         // requests. No connection is held during the HTTP calls.
-        let (unfinished, deadline_at, submitted_at, traceparent) =
-            match self.writer.start_task(task_id, fence).await? {
-                StartedTask::Running {
-                    rows,
-                    deadline_at,
-                    submitted_at,
-                    traceparent,
-                } => (rows, deadline_at, submitted_at, traceparent),
-                StartedTask::AlreadyFinished(status) => return Ok(status),
-                StartedTask::Rejected(reason) => {
-                    // Stored before a configuration change, say: it can never run.
-                    tracing::warn!(%reason, "Task failed: its stored request cannot run.");
-                    self.dispatcher.metrics().task_finished(Status::Failed);
-                    return Ok(Status::Failed);
-                }
-                StartedTask::DeadlinePassed => {
-                    tracing::warn!("Task failed: its deadline passed before it started.");
-                    self.dispatcher.metrics().task_finished(Status::Failed);
-                    return Ok(Status::Failed);
-                }
-                StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
-            };
+        // Started outside this run's span: a batch write links to the span it was asked
+        // from, which would start this one before its parent (below) is known.
+        let started = self
+            .writer
+            .start_task(task_id, fence)
+            .instrument(tracing::Span::none())
+            .await?;
+        let (unfinished, deadline_at, submitted_at, traceparent) = match started {
+            StartedTask::Running {
+                rows,
+                deadline_at,
+                submitted_at,
+                traceparent,
+            } => (rows, deadline_at, submitted_at, traceparent),
+            StartedTask::AlreadyFinished(status) => return Ok(status),
+            StartedTask::Rejected(reason) => {
+                // Stored before a configuration change, say: it can never run.
+                tracing::warn!(%reason, "Task failed: its stored request cannot run.");
+                self.dispatcher.metrics().task_finished(Status::Failed);
+                return Ok(Status::Failed);
+            }
+            StartedTask::DeadlinePassed => {
+                tracing::warn!("Task failed: its deadline passed before it started.");
+                self.dispatcher.metrics().task_finished(Status::Failed);
+                return Ok(Status::Failed);
+            }
+            StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
+        };
 
         // Nothing above starts a span under this one, so its parent can still be set.
         let span = tracing::Span::current();
@@ -236,6 +243,7 @@ impl TaskProcessor {
         let status = self
             .writer
             .finish(task_id, outcomes, fence)
+            .instrument(settle_span())
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
         self.count(finished, status, submitted_at);
@@ -407,6 +415,16 @@ impl TaskProcessor {
             .metrics()
             .service_request_finished(&call.service_name, status);
         Ok(())
+    }
+}
+
+/// The span of a task's settlement (its outcomes and status written, group-committed
+/// with other tasks') while spans are exported; none otherwise.
+fn settle_span() -> tracing::Span {
+    if orchestrator_telemetry::trace::spans_exported() {
+        tracing::info_span!("settle", otel.kind = "internal")
+    } else {
+        tracing::Span::none()
     }
 }
 

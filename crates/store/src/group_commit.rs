@@ -11,11 +11,13 @@
 //! batch another loop is committing: like PostgreSQL's `commit_delay`, it gathers
 //! company only when there is a commit to wait for, so an idle system adds no delay.
 
+use orchestrator_telemetry::trace::TraceContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use diesel_async::AsyncPgConnection;
 use orchestrator_stdx::error_chain;
@@ -31,7 +33,19 @@ const QUEUE: usize = 8192;
 pub type BatchFuture<'c, Resp> =
     Pin<Box<dyn Future<Output = Result<Vec<Result<Resp, StoreError>>, StoreError>> + Send + 'c>>;
 
-type Reply<Resp> = oneshot::Sender<Result<Resp, StoreError>>;
+/// Where a write's answer goes, and the span it was asked from (while spans are
+/// exported: the batch's span links to it).
+struct Reply<Resp> {
+    answer: oneshot::Sender<Result<Resp, StoreError>>,
+    caller: Option<TraceContext>,
+}
+
+impl<Resp> Reply<Resp> {
+    fn send(self, answer: Result<Resp, StoreError>) {
+        // A caller that went away (cancelled) needs no answer.
+        let _ = self.answer.send(answer);
+    }
+}
 
 type Queue<Req, Resp> = mpsc::Receiver<(Req, Reply<Resp>)>;
 
@@ -142,6 +156,10 @@ where
     pub async fn write(&self, request: Req) -> Result<Resp, StoreError> {
         let stopped = || StoreError::Unavailable(format!("the {} writer has stopped", self.name));
         let (reply, answer) = oneshot::channel();
+        let reply = Reply {
+            answer: reply,
+            caller: TraceContext::current(),
+        };
         self.queue
             .send((request, reply))
             .await
@@ -177,10 +195,34 @@ async fn write_loop<Req, Resp, W>(
         // Observed before the callers hear back, so that what a caller does next (read
         // the metrics, say) sees its batch counted.
         let observe = || observer(name, writes, started.elapsed());
-        write_batch(name, &pool, &*write, requests, replies, observe).await;
+        let span = batch_span(name, writes, &replies);
+        write_batch(name, &pool, &*write, requests, replies, observe)
+            .instrument(span)
+            .await;
         shared.committing.fetch_sub(1, Ordering::SeqCst);
         shared.committed.notify_waiters();
     }
+}
+
+/// The span of one batch while spans are exported and some of its writes were asked
+/// from a span: one batch serves many tasks, so it is linked to each caller's span
+/// rather than the child of one. None otherwise.
+fn batch_span<Resp>(name: &'static str, writes: usize, replies: &[Reply<Resp>]) -> tracing::Span {
+    if replies.iter().all(|reply| reply.caller.is_none()) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "write_batch",
+        otel.name = format!("{name} batch"),
+        otel.kind = "internal",
+        "db.system.name" = "postgresql",
+        "db.operation.batch.size" = writes,
+    );
+    for caller in replies.iter().filter_map(|reply| reply.caller.as_ref()) {
+        orchestrator_telemetry::trace::link(&span, caller);
+    }
+    span
 }
 
 /// Adds requests to a batch that is not full while another loop's batch commits, for
@@ -231,8 +273,7 @@ async fn write_batch<Req, Resp, W>(
         Ok(answers) => {
             observe();
             for (reply, answer) in replies.into_iter().zip(answers) {
-                // A caller that went away (cancelled) needs no answer.
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
         }
         Err(error) if error.is_unavailable() || requests.len() == 1 => {
@@ -241,10 +282,10 @@ async fn write_batch<Req, Resp, W>(
             observe();
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
-                let _ = first.send(Err(error));
+                first.send(Err(error));
             }
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+                reply.send(Err(StoreError::Unavailable(reason.clone())));
             }
         }
         Err(error) => {
@@ -263,7 +304,7 @@ async fn write_batch<Req, Resp, W>(
             }
             observe();
             for (reply, answer) in replies.into_iter().zip(answers) {
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
         }
     }

@@ -34,6 +34,16 @@ pub fn rename(span: &tracing::Span, name: String) {
     }
 }
 
+/// Links `span` to `to`: a span that serves many traces at once (a batch write) names
+/// each span it served. Nothing while spans are not exported; call before `span`
+/// starts.
+pub fn link(span: &tracing::Span, to: &TraceContext) {
+    if crate::export::exporting() && !span.is_none() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        span.add_link(to.0.clone());
+    }
+}
+
 /// The position of one span in a trace: its trace id, its span id, whether the trace is
 /// sampled, and the caller's trace state.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +156,18 @@ impl TraceContext {
     /// The `tracestate` header value, if the caller sent any state.
     pub fn tracestate(&self) -> Option<String> {
         Some(self.0.trace_state().header()).filter(|state| !state.is_empty())
+    }
+
+    /// The context of the current span while spans are exported (for a link to it);
+    /// `None` otherwise, or outside any exported span.
+    pub fn current() -> Option<Self> {
+        if !crate::export::exporting() {
+            return None;
+        }
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let context = tracing::Span::current().context();
+        let own = context.span().span_context().clone();
+        own.is_valid().then_some(Self(own))
     }
 
     /// The trace id, 32 lowercase hex digits.

@@ -35,6 +35,8 @@ pub struct ReceivedSpan {
     pub parent_span_id: String,
     /// Attribute values as text.
     pub attributes: BTreeMap<String, String>,
+    /// The spans it links to: (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
@@ -244,6 +246,11 @@ fn keep(spans: &Spans, request: ExportTraceServiceRequest) {
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
                     attributes: attributes(&span.attributes),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                        .collect(),
                 });
             }
         }

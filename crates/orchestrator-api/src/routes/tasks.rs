@@ -435,8 +435,15 @@ pub(crate) async fn load_detail(
     }
     let redrives = tasks::redrives(&mut conn, task_id).await?;
     let deliveries = orchestrator_store::webhooks::for_task(&mut conn, task_id).await?;
+    let task = TaskResponse::from(task);
+    let trace_url = state
+        .trace_url
+        .as_ref()
+        .zip(task.trace_id.as_deref())
+        .map(|(template, trace_id)| template.url_for(trace_id));
     Ok(TaskDetailResponse {
-        task: task.into(),
+        task,
+        trace_url,
         service_requests: service_requests
             .into_iter()
             .map(|row| {

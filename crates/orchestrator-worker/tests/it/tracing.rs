@@ -149,6 +149,34 @@ async fn one_trace_per_task(protocol: Protocol) {
         [(Some("1"), Some("503")), (Some("2"), Some("200"))]
     );
 
+    // The settlement is a span of the run; the batch writes that stored, started and
+    // settled the task (shared with other tasks) are spans of their own, linked to the
+    // spans they served.
+    let settle = spans
+        .iter()
+        .find(|span| span.name == "settle")
+        .expect("the settle span");
+    assert_eq!(by_id[settle.parent_span_id.as_str()].name, "process_task");
+    let store = spans
+        .iter()
+        .find(|span| span.name == "store task")
+        .expect("the store span");
+    for (batch, served) in [("task_insert batch", store), ("task_finish batch", settle)] {
+        let linked = |spans: &[ReceivedSpan]| {
+            spans.iter().any(|span| {
+                span.name == batch
+                    && span
+                        .links
+                        .contains(&(TRACE_ID.to_owned(), served.span_id.clone()))
+            })
+        };
+        orchestrator_testkit::poll::until(batch, Duration::from_secs(30), || {
+            let found = linked(&receiver.spans());
+            async move { found }
+        })
+        .await;
+    }
+
     // No span about the task went to another trace.
     let elsewhere: Vec<ReceivedSpan> = receiver
         .spans()

@@ -1376,3 +1376,48 @@ async fn a_cross_site_form_post_submits_nothing() -> anyhow::Result<()> {
     assert_eq!(app.db.count_rows("tasks").await, 0);
     Ok(())
 }
+
+/// The task page shows the task's trace id, linked to the tracing UI when
+/// TRACE_URL_TEMPLATE is set.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_task_page_links_the_tasks_trace() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| {
+        config.trace_url_template = Some(
+            orchestrator_api::tracing_http::TraceUrlTemplate::parse(
+                "http://127.0.0.1:16686/trace/{trace_id}",
+            )
+            .expect("valid template"),
+        );
+    })
+    .await;
+    let task_id = submit(&app, &request_named("Traced")).await;
+    let detail: Value = app
+        .client
+        .get(app.url(&format!("/api/tasks/{task_id}")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let trace_id = detail["trace_id"].as_str().expect("a trace id").to_owned();
+    let trace_url = format!("http://127.0.0.1:16686/trace/{trace_id}");
+    assert_eq!(detail["trace_url"], trace_url.as_str());
+
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    browser
+        .goto(&app.url(&format!("/ui/tasks/{task_id}")))
+        .await?;
+    browser
+        .wait_for("the trace id and its link", async || {
+            let shown = text_of(&browser, "#task-trace").await.ok();
+            let link = attr_of(&browser, "#task-trace-link", "href")
+                .await
+                .ok()
+                .flatten();
+            Ok((shown.as_deref() == Some(trace_id.as_str())
+                && link.as_deref() == Some(trace_url.as_str()))
+            .then_some(()))
+        })
+        .await?;
+    Ok(())
+}
