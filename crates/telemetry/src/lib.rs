@@ -123,6 +123,7 @@ where
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
+            .with_target(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
                 meta.is_span()
                     && meta.target().starts_with("orchestrator")
