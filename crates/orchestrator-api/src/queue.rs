@@ -13,19 +13,19 @@
 //!   record for a task is harmless: workers process a task any number of times to the
 //!   same result.
 
-use orchestrator_telemetry::trace::{TraceContext, spans_exported};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument as _;
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use orchestrator_core::{EnvelopeKind, TaskEnvelope};
 use orchestrator_kafka::{KafkaError, TaskPublisher};
 use orchestrator_store::{DbPool, StoreError, outbox};
+use orchestrator_telemetry::trace::{TraceContext, spans_exported};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use orchestrator_stdx::error_chain;

@@ -1,7 +1,6 @@
 //! Consuming one partition under a lease: fetch, process records concurrently, commit
 //! the offset up to the first record not fully processed.
 
-use orchestrator_telemetry::trace::TraceContext;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use orchestrator_core::TaskEnvelope;
 use orchestrator_processing::{ProcessError, TaskProcessor};
 use orchestrator_stdx::error_chain;
 use orchestrator_store::{DbPool, Fence, StoreError, leases};
+use orchestrator_telemetry::trace::TraceContext;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;

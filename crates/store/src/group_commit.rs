@@ -11,17 +11,17 @@
 //! batch another loop is committing: like PostgreSQL's `commit_delay`, it gathers
 //! company only when there is a commit to wait for, so an idle system adds no delay.
 
-use orchestrator_telemetry::trace::TraceContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tracing::Instrument as _;
 
 use diesel_async::AsyncPgConnection;
 use orchestrator_stdx::error_chain;
+use orchestrator_telemetry::trace::TraceContext;
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::{DbPool, StoreError};
 

@@ -164,7 +164,7 @@ impl<E: SpanExporter> SpanExporter for Counting<E> {
 /// `trace_spans_exported_total`, `trace_spans_failed_total` (their export failed).
 /// Spans dropped by a full queue are the ones ended and neither exported, failed nor
 /// still queued.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ExportMetrics;
 
 impl ExportMetrics {

@@ -61,11 +61,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported over OTLP.
-    pub fn exports_spans(&self) -> bool {
-        self.export.is_some()
-    }
-
     /// Exports the spans still queued, waiting at most `timeout`.
     pub fn shutdown(self, timeout: std::time::Duration) {
         if let Some(export) = self.export {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
@@ -101,7 +101,7 @@ impl TraceContext {
 
     /// A span of the same trace under this one: same trace id, flags and state, a new
     /// span id.
-    pub fn child(&self) -> Self {
+    fn child(&self) -> Self {
         Self(SpanContext::new(
             self.0.trace_id(),
             RandomIdGenerator::default().new_span_id(),
@@ -112,7 +112,7 @@ impl TraceContext {
     }
 
     /// The caller's context if it sent a valid one, else a new trace.
-    pub fn continue_or_start(parent: Option<Self>, sampled: bool) -> Self {
+    fn continue_or_start(parent: Option<Self>, sampled: bool) -> Self {
         parent.map_or_else(|| Self::new_root(sampled), |parent| parent.child())
     }
 
@@ -182,15 +182,6 @@ impl TraceContext {
 
     pub fn is_sampled(&self) -> bool {
         self.0.is_sampled()
-    }
-
-    pub fn span_context(&self) -> &SpanContext {
-        &self.0
-    }
-
-    /// The span id as opentelemetry holds it.
-    pub fn span(&self) -> SpanId {
-        self.0.span_id()
     }
 }
 

@@ -150,8 +150,7 @@ impl Stack {
             client: orchestrator_testkit::api::client_with_token(
                 &self.db.token("default", &Scope::ALL).await,
             ),
-            _shutdown: shutdown.drop_guard(),
-            _server: server,
+            _in_process: Some((shutdown.drop_guard(), server)),
         }
     }
 
@@ -269,8 +268,7 @@ impl Stack {
         let api = TestApi {
             address,
             client,
-            _shutdown: CancellationToken::new().drop_guard(),
-            _server: tokio::spawn(async { Ok(()) }),
+            _in_process: None,
         };
         (process, api)
     }
@@ -442,8 +440,8 @@ fn apply(config: &mut WorkerConfig, name: &str, value: &str) {
 pub struct TestApi {
     pub address: String,
     pub client: reqwest::Client,
-    _shutdown: DropGuard,
-    _server: JoinHandle<anyhow::Result<()>>,
+    /// An API running in this test process (none for an API process).
+    _in_process: Option<(DropGuard, JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl TestApi {
