@@ -112,6 +112,12 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub e2e_callbacks: bool,
 
+    /// Export every span of the API and the workers over OTLP/HTTP to a receiver this
+    /// run starts on loopback (it decodes nothing), with a queue deep enough that none
+    /// is dropped: compare runs with and without it for what tracing costs.
+    #[arg(long)]
+    pub export_spans: bool,
+
     /// Tasks submitted by each end-to-end run.
     #[arg(long, env = "BENCH_E2E_TASKS", default_value_t = 20_000)]
     pub e2e_tasks: u64,

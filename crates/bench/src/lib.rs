@@ -111,7 +111,13 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         true => Some(orchestrator_testkit::webhook::WebhookReceiver::start().await),
         false => None,
     };
-    let mut stack = open_stack(&config, &setup, receiver.is_some()).await?;
+    // The spans' receiver, when they are exported.
+    let sink = match config.export_spans {
+        true => Some(orchestrator_testkit::otlp::OtlpSink::start().await),
+        false => None,
+    };
+    let service_env = sink.as_ref().map(|sink| sink.env()).unwrap_or_default();
+    let mut stack = open_stack(&config, &setup, receiver.is_some(), service_env).await?;
     let mut bench =
         Bench::connect(&config, &stack, receiver.as_ref().map(|r| r.url.as_str())).await?;
     let mut workers = bench.wait_for_workers(&stack).await?;
@@ -136,6 +142,13 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         bench.notes.push(format!(
             "every task of the steady and end-to-end phases carried a callback_url to a receiver on loopback: {} webhooks received, {signed} with a valid signature",
             received.len()
+        ));
+    }
+    if let Some(sink) = &sink {
+        let (exports, bytes) = sink.received();
+        bench.notes.push(format!(
+            "every span of the API and the workers was exported over OTLP/HTTP to a receiver on loopback: {exports} exports, {:.1} MB",
+            bytes as f64 / 1e6
         ));
     }
     let mut report = bench.into_report(&setup, ceilings, accept, steady, e2e);
@@ -201,6 +214,7 @@ async fn open_stack(
     config: &BenchConfig,
     setup: &Setup,
     webhooks: bool,
+    service_env: Vec<(&'static str, String)>,
 ) -> Result<Stack, BenchError> {
     if let Some(api) = &config.api_url {
         let kafka = config.kafka_bootstrap_servers.clone().unwrap_or_default();
@@ -252,6 +266,7 @@ async fn open_stack(
         } else {
             Vec::new()
         },
+        service_env,
     };
     tokio::task::block_in_place(|| Stack::start(&settings))
 }

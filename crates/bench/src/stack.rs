@@ -67,6 +67,8 @@ pub struct StartSettings {
     pub keep: bool,
     /// Added to the API's environment.
     pub api_env: Vec<(&'static str, String)>,
+    /// Added to the API's and the workers' environment.
+    pub service_env: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -100,6 +102,7 @@ impl Stack {
         stack_settings.ports = ports;
         stack_settings.workers = count(settings.workers);
         stack_settings.api_env = settings.api_env.clone();
+        stack_settings.service_env = settings.service_env.clone();
         stack_settings.start_timeout = START_TIMEOUT;
         stack_settings.stop_timeout = STOP_TIMEOUT;
         stack_settings.rust_log =

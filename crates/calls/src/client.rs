@@ -13,7 +13,6 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::Instrument as _;
 use url::Url;
 use uuid::Uuid;
 
@@ -31,6 +30,7 @@ fn attempt_span(name: &str, service: &Service, attempt: u32) -> tracing::Span {
     }
     let url = &service.endpoint;
     tracing::info_span!(
+        target: orchestrator_telemetry::trace::EXPORT_ONLY,
         "attempt",
         otel.name = "POST",
         otel.kind = "client",
@@ -46,6 +46,14 @@ fn attempt_span(name: &str, service: &Service, attempt: u32) -> tracing::Span {
         "orchestrator.attempt" = attempt,
         "orchestrator.outcome" = tracing::field::Empty,
     )
+}
+
+/// An attempt's place in the task's trace: its span, never entered (a poll of the call
+/// then pays for no more span than its service request's), with what is known of the
+/// attempt recorded on it; and the context sent downstream as its `traceparent`.
+struct AttemptTrace {
+    span: tracing::Span,
+    context: Option<TraceContext>,
 }
 
 /// An attempt's outcome on its span (the status code is recorded as it arrives): for a
@@ -370,21 +378,23 @@ impl Dispatcher {
             let remaining = deadline.saturating_duration_since(attempt_started);
             let in_flight = self.metrics.in_flight(name);
             let span = attempt_span(name, service, attempts);
-            let trace = origin
-                .trace
-                .map(|parent| TraceContext::of_span(&span, Some(parent)));
+            let trace = AttemptTrace {
+                context: origin
+                    .trace
+                    .map(|parent| TraceContext::of_span(&span, Some(parent))),
+                span,
+            };
             let result = self
                 .attempt(
                     service,
                     idempotency_key,
                     payload,
                     origin.request_id,
-                    trace.as_ref(),
+                    &trace,
                     policy.attempt_timeout.min(remaining),
                 )
-                .instrument(span.clone())
                 .await;
-            record_outcome(&span, &result);
+            record_outcome(&trace.span, &result);
             drop(in_flight);
             drop(slot);
             permit.record(
@@ -435,7 +445,7 @@ impl Dispatcher {
         idempotency_key: Uuid,
         payload: &Value,
         request_id: Option<&str>,
-        trace: Option<&TraceContext>,
+        trace: &AttemptTrace,
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -449,7 +459,7 @@ impl Dispatcher {
             if let Some(request_id) = request_id {
                 request = request.header("X-Request-Id", request_id);
             }
-            if let Some(trace) = trace {
+            if let Some(trace) = &trace.context {
                 request = request.header(TRACEPARENT, trace.traceparent());
                 if let Some(state) = trace.tracestate() {
                     request = request.header(TRACESTATE, state);
@@ -461,7 +471,9 @@ impl Dispatcher {
             }
             let mut response = request.send().await.map_err(transport_error)?;
             let status = response.status();
-            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            trace
+                .span
+                .record("http.response.status_code", status.as_u16());
             let retry_after = if matches!(status.as_u16(), 429 | 503) {
                 retry_after(response.headers(), SystemTime::now())
             } else {

@@ -133,6 +133,7 @@ impl TaskQueue {
     ) -> (TaskEnvelope, tracing::Span) {
         let span = if spans_exported() {
             tracing::info_span!(
+                target: orchestrator_telemetry::trace::EXPORT_ONLY,
                 "publish",
                 otel.name = format!("send {}", self.publisher.topic()),
                 otel.kind = "producer",

@@ -5,9 +5,9 @@
 //! While spans are not exported no request span is made at all, and a task's trace
 //! context comes from the headers alone ([`request_trace`]).
 
-use actix_web::HttpRequest;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpMessage as _, HttpRequest};
 use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext, spans_exported};
 
 /// The caller's trace context, from `traceparent` and `tracestate`.
@@ -23,6 +23,7 @@ pub fn request_span(request: &ServiceRequest) -> tracing::Span {
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
+        target: orchestrator_telemetry::trace::EXPORT_ONLY,
         "http_request",
         otel.name = %request.method(),
         otel.kind = "server",
@@ -32,9 +33,14 @@ pub fn request_span(request: &ServiceRequest) -> tracing::Span {
         "http.route" = tracing::field::Empty,
         "http.response.status_code" = tracing::field::Empty,
     );
-    TraceContext::of_span(&span, callers_context(request.headers()).as_ref());
+    let context = TraceContext::of_span(&span, callers_context(request.headers()).as_ref());
+    request.extensions_mut().insert(RequestSpan(context));
     span
 }
+
+/// The context of a request's server span, for the handler (see [`request_trace`]).
+#[derive(Debug, Clone)]
+struct RequestSpan(TraceContext);
 
 /// The answer on the request's span: its route (which renames the span, `POST
 /// /api/orchestrate`) and status (a 5xx marks it an error; a 4xx is the client's).
@@ -57,19 +63,47 @@ pub fn record_response(
     }
 }
 
-/// This request's handler span in the task's trace-to-be, recorded on the handler's
-/// log span (`trace_id`, `span_id`): under the request span while spans are exported,
-/// else a child of the caller's context or the first span of a new trace.
+/// Where a task accepted by this request joins its trace, recorded on the handler's log
+/// span (`trace_id`, `span_id`): the request's server span while spans are exported
+/// (the handler has no exported span of its own: it would last as long), else a child
+/// of the caller's context or the first span of a new trace.
 pub fn request_trace(req: &HttpRequest) -> TraceContext {
     let span = tracing::Span::current();
-    let trace = if spans_exported() {
-        TraceContext::of_span(&span, None)
-    } else {
-        TraceContext::of_span(&span, callers_context(req.headers()).as_ref())
-    };
+    let trace = server_span(req)
+        .unwrap_or_else(|| TraceContext::of_span(&span, callers_context(req.headers()).as_ref()));
     span.record("trace_id", trace.trace_id());
     span.record("span_id", trace.span_id());
     trace
+}
+
+/// The context of the request's server span while spans are exported.
+pub fn server_span(req: &HttpRequest) -> Option<TraceContext> {
+    req.extensions()
+        .get::<RequestSpan>()
+        .map(|RequestSpan(context)| context.clone())
+}
+
+/// The span of an action on a task (`cancel`, `redrive`) in the task's own trace: a
+/// child of the span that accepted the task (`traceparent`, as its row keeps it),
+/// linked to the request that asked for it, which is in the caller's trace. A
+/// re-driven run hangs under it. `None` while spans are not exported.
+pub fn task_action_span(
+    asked_by: Option<&TraceContext>,
+    name: &'static str,
+    traceparent: Option<&str>,
+) -> Option<(tracing::Span, TraceContext)> {
+    let request = asked_by?;
+    let accepted = traceparent.and_then(TraceContext::parse)?;
+    let span = tracing::info_span!(
+        target: orchestrator_telemetry::trace::EXPORT_ONLY,
+        parent: None,
+        "task_action",
+        otel.name = name,
+        otel.kind = "internal",
+    );
+    orchestrator_telemetry::trace::link(&span, request);
+    let context = TraceContext::of_span(&span, Some(&accepted));
+    Some((span, context))
 }
 
 /// `TRACE_URL_TEMPLATE`: where a trace is shown in the deployment's tracing UI, with

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use orchestrator_core::TenantName;
 use orchestrator_store::DbPool;
 use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, ClaimedDelivery};
+use orchestrator_telemetry::trace::{TRACEPARENT, TraceContext, spans_exported};
 use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use orchestrator_webhooks::{TargetPolicy, TargetRefusal, WebhookSecret};
 use tokio_util::sync::CancellationToken;
@@ -328,7 +329,15 @@ impl Sender {
     async fn deliver(&self, delivery: ClaimedDelivery) -> (Uuid, Attempt, AttemptOutcome) {
         let attempted_at = Utc::now();
         let started = Instant::now();
-        let (status_code, error) = self.send(&delivery).await;
+        let span = delivery_span(&delivery);
+        let trace = delivery
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map(|task| TraceContext::of_span(&span, Some(&task)));
+        let (status_code, error) = self.send(&delivery, trace.as_ref()).await;
+        record_delivery(&span, status_code, error.as_deref());
+        drop(span);
         let attempt = Attempt {
             attempted_at,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
@@ -370,7 +379,11 @@ impl Sender {
 
     /// One attempt: the receiver's status code (when it answered) and the error (none
     /// when it answered 2xx).
-    async fn send(&self, delivery: &ClaimedDelivery) -> (Option<i32>, Option<String>) {
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        trace: Option<&TraceContext>,
+    ) -> (Option<i32>, Option<String>) {
         // Checked again: the policy may have changed since the submit, and an address
         // given as the host does not go through the resolver.
         if let Err(refusal) = self.policy.check_url(&delivery.url) {
@@ -388,16 +401,17 @@ impl Sender {
             );
         };
         let signature = secret.sign(&id, timestamp, &body);
-        let response = self
+        let mut request = self
             .client
             .post(&delivery.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(ID_HEADER, &id)
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await;
+            .header(SIGNATURE_HEADER, signature);
+        if let Some(trace) = trace {
+            request = request.header(TRACEPARENT, trace.traceparent());
+        }
+        let response = request.body(body).send().await;
         match response {
             Ok(mut response) => {
                 let status = response.status();
@@ -425,6 +439,51 @@ impl Sender {
                 )
             }
         }
+    }
+}
+
+/// The span of one delivery attempt, a client span in the task's trace, while spans
+/// are exported; none otherwise. The receiver's address without its path and query
+/// (which may carry a token of the receiver's): scheme, host and port.
+fn delivery_span(delivery: &ClaimedDelivery) -> tracing::Span {
+    if !spans_exported() {
+        return tracing::Span::none();
+    }
+    let url = reqwest::Url::parse(&delivery.url).ok();
+    tracing::info_span!(
+        target: orchestrator_telemetry::trace::EXPORT_ONLY,
+        "webhook_delivery",
+        otel.name = "POST",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        "http.request.method" = "POST",
+        "server.address" = url.as_ref().and_then(|url| url.host_str()).unwrap_or_default(),
+        "server.port" = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or_default(),
+        "http.request.resend_count" = delivery.attempts,
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "orchestrator.webhook.delivery" = %delivery.id,
+        task_id = %delivery.task_id,
+    )
+}
+
+/// An attempt's answer on its span: the status code, and for a failure what kind
+/// (`error.type`: the status code, or `refused`/`transport` before one came).
+fn record_delivery(span: &tracing::Span, status_code: Option<i32>, error: Option<&str>) {
+    if span.is_none() {
+        return;
+    }
+    if let Some(code) = status_code {
+        span.record("http.response.status_code", code);
+    }
+    if error.is_some() {
+        let kind = match status_code {
+            Some(code) => code.to_string(),
+            None if error.is_some_and(|e| e.starts_with("refused")) => "refused".to_owned(),
+            None => "transport".to_owned(),
+        };
+        span.record("error.type", kind);
+        span.record("otel.status_code", "ERROR");
     }
 }
 

@@ -131,22 +131,44 @@ impl TaskProcessor {
     /// A worker passes the `fence` of the partition lease the task's record came from:
     /// every write then fails with [`StoreError::Fenced`] once the lease has moved on.
     /// `request_id` (the accepting request's `X-Request-Id`) goes downstream as a header.
-    /// The run joins the task's trace: its span is a child of `parent` (a worker's
-    /// pick-up of the record) or else of the span that accepted the task, as the task row
-    /// keeps it (a new trace for a task stored before traces); each service request's
-    /// span is a child of the run's, each attempt's (sent downstream) a child of that.
-    #[tracing::instrument(
-        name = "process_task",
-        skip(self, fence, request_id, parent),
-        fields(
-            task_id = %task_id,
-            request_id = request_id.unwrap_or_default(),
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-            otel.kind = "internal",
-        )
-    )]
+    /// The run joins the task's trace. A worker passes its pick-up of the record as
+    /// `parent`, and that span stands for the run in the trace (a span of its own would
+    /// last as long); an inline or direct run has a span of its own, a child of the span
+    /// that accepted the task, as the task row keeps it (a new trace for a task stored
+    /// before traces). Each service request's span is a child of the run's, each
+    /// attempt's (sent downstream) a child of that.
     pub async fn process(
+        &self,
+        task_id: Uuid,
+        fence: Option<&Fence>,
+        request_id: Option<&str>,
+        parent: Option<&TraceContext>,
+    ) -> Result<Status, ProcessError> {
+        let request = request_id.unwrap_or_default();
+        let span = if parent.is_some() {
+            tracing::info_span!(
+                "process_task",
+                task_id = %task_id,
+                request_id = request,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "process_task",
+                task_id = %task_id,
+                request_id = request,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                otel.kind = "internal",
+            )
+        };
+        self.run(task_id, fence, request_id, parent)
+            .instrument(span)
+            .await
+    }
+
+    async fn run(
         &self,
         task_id: Uuid,
         fence: Option<&Fence>,
@@ -189,8 +211,13 @@ impl TaskProcessor {
 
         // Nothing above starts a span under this one, so its parent can still be set.
         let span = tracing::Span::current();
-        let stored = traceparent.as_deref().and_then(TraceContext::parse);
-        let run = TraceContext::of_span(&span, parent.or(stored.as_ref()));
+        let run = match parent {
+            Some(pickup) => pickup.clone(),
+            None => {
+                let stored = traceparent.as_deref().and_then(TraceContext::parse);
+                TraceContext::of_span(&span, stored.as_ref())
+            }
+        };
         span.record("trace_id", run.trace_id());
         span.record("span_id", run.span_id());
 

@@ -212,6 +212,7 @@ fn batch_span<Resp>(name: &'static str, writes: usize, replies: &[Reply<Resp>]) 
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
+        target: orchestrator_telemetry::trace::EXPORT_ONLY,
         parent: None,
         "write_batch",
         otel.name = format!("{name} batch"),

@@ -96,7 +96,9 @@ pub async fn claim_due(
              AND (claimed_until IS NULL OR claimed_until < now()) \
            ORDER BY next_attempt_at LIMIT $1 \
            FOR UPDATE SKIP LOCKED) \
-         RETURNING id, task_id, tenant, url, payload::text AS body, created_at, attempts",
+         RETURNING id, task_id, tenant, url, payload::text AS body, created_at, attempts, \
+           (SELECT traceparent FROM tasks WHERE tasks.task_id = webhook_deliveries.task_id) \
+             AS traceparent",
     )
     .bind::<BigInt, _>(limit)
     .bind::<Interval, _>(diesel::pg::data_types::PgInterval::from_microseconds(
@@ -125,6 +127,9 @@ pub struct ClaimedDelivery {
     /// Attempts made before this one.
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    /// The task's trace (its `traceparent`), which each attempt joins.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub traceparent: Option<String>,
 }
 
 /// How an attempt ended, for the delivery.

@@ -15,6 +15,7 @@ use std::io::IsTerminal;
 pub use export::{ExportError, ExportMetrics};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -148,6 +149,10 @@ where
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(directives(None)));
+    // Spans made for the trace alone stay out of log lines (see `trace::EXPORT_ONLY`).
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target() != trace::EXPORT_ONLY
+    }));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_span_events(FmtSpan::NONE)

@@ -20,6 +20,13 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The W3C header carrying vendors' trace state, passed on as received.
 pub const TRACESTATE: &str = "tracestate";
 
+/// The target of spans that exist only to be exported (a request's server span, an
+/// attempt's client span, a publish, a batch write): they are made only while spans are
+/// exported, and log lines never show them, so that exporting changes no log line and
+/// costs no formatting of fields nobody reads. Spans that also give log lines their
+/// context (a task's run, a service request) keep their module's target.
+pub const EXPORT_ONLY: &str = "orchestrator::trace";
+
 /// Whether spans are exported over OTLP (set once, by [`crate::init`]).
 pub fn spans_exported() -> bool {
     crate::export::exporting()

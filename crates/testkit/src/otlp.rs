@@ -1,10 +1,11 @@
 //! An OTLP trace receiver on a loopback port, as a collector would be: over HTTP
 //! (`POST /v1/traces`, protobuf) or gRPC (`TraceService/Export`). It decodes every
 //! export with opentelemetry's generated protobuf types and keeps the spans, so a test
-//! can check what the binaries exported.
+//! can check what the binaries exported. [`OtlpSink`] keeps nothing, for the benchmark.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -158,6 +159,83 @@ impl Drop for OtlpReceiver {
                 }
             }
         }
+    }
+}
+
+/// A receiver that keeps nothing: it answers every HTTP/protobuf export as a collector
+/// does, decoding nothing, and counts the exports and their bytes. For measuring what
+/// exporting costs the processes that export (the benchmark), with as little of its own.
+pub struct OtlpSink {
+    endpoint: String,
+    counts: Arc<SinkCounts>,
+    handle: ServerHandle,
+}
+
+#[derive(Default)]
+struct SinkCounts {
+    exports: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl OtlpSink {
+    pub async fn start() -> OtlpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let counts = Arc::new(SinkCounts::default());
+        let shared = Arc::clone(&counts);
+        let server = HttpServer::new(move || {
+            let counts = Arc::clone(&shared);
+            App::new()
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .route(
+                    "/v1/traces",
+                    web::post().to(move |body: web::Bytes| {
+                        counts.exports.fetch_add(1, Ordering::Relaxed);
+                        counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        async {
+                            HttpResponse::Ok()
+                                .content_type("application/x-protobuf")
+                                .finish()
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        OtlpSink {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            counts,
+            handle,
+        }
+    }
+
+    /// The environment that points a binary at this sink, with a queue deep enough
+    /// that a burst of spans is exported rather than dropped.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "65536".to_owned()),
+        ]
+    }
+
+    /// Exports received and their bytes, so far.
+    pub fn received(&self) -> (u64, u64) {
+        (
+            self.counts.exports.load(Ordering::Relaxed),
+            self.counts.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for OtlpSink {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Received {
     pub id: Option<String>,
     pub timestamp: Option<String>,
     pub signature: Option<String>,
+    /// The W3C `traceparent` the sender passed on.
+    pub traceparent: Option<String>,
     pub body: Vec<u8>,
     /// What the receiver answered.
     pub answered: u16,
@@ -148,6 +150,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         id: header("webhook-id"),
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
+        traceparent: header("traceparent"),
         body: body.to_vec(),
         answered,
     });

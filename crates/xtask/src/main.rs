@@ -151,6 +151,7 @@ impl StackArgs {
             stop_timeout: Duration::from_secs(self.stop_timeout),
             rust_log: self.rust_log,
             api_env: Vec::new(),
+            service_env: Vec::new(),
         })
     }
 }

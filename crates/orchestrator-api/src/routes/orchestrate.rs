@@ -49,7 +49,6 @@ use crate::state::AppState;
         client = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        otel.kind = "internal",
     )
 )]
 pub async fn orchestrate(
@@ -126,7 +125,6 @@ pub async fn orchestrate(
         client = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        otel.kind = "internal",
     )
 )]
 pub async fn orchestrate_direct(
@@ -220,6 +218,7 @@ async fn accept(
     // (group commit), and its time here includes waiting for the batch.
     let storing = if orchestrator_telemetry::trace::spans_exported() {
         tracing::info_span!(
+            target: orchestrator_telemetry::trace::EXPORT_ONLY,
             "store_task",
             otel.name = "store task",
             otel.kind = "internal",

@@ -284,6 +284,7 @@ pub async fn retry_task(
         target,
     } = TaskAction::of(&caller, &req, path, &state)?;
     let queue = state.queue.clone();
+    let asked_by = crate::tracing_http::server_span(&req);
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // In Kafka mode the record is published while the task row is still locked, so a
     // publish failure rolls the re-drive back and a worker cannot start before it lands.
@@ -305,9 +306,19 @@ pub async fn retry_task(
                             AuditOutcome::Success,
                         )
                         .await?;
+                    // The re-driven run joins the task's trace under the re-drive.
+                    let action = crate::tracing_http::task_action_span(
+                        asked_by.as_ref(),
+                        "redrive",
+                        traceparent.as_deref(),
+                    );
+                    let parent = match &action {
+                        Some((_, context)) => Some(context.traceparent()),
+                        None => traceparent,
+                    };
                     if let Some(queue) = &queue {
                         queue
-                            .publish_redrive(task_id, &request_id, traceparent.as_deref())
+                            .publish_redrive(task_id, &request_id, parent.as_deref())
                             .await
                             .map_err(ApiError::QueueUnavailable)?;
                     }
@@ -375,6 +386,7 @@ pub async fn cancel_task(
         audit,
         target,
     } = TaskAction::of(&caller, &req, path, &state)?;
+    let asked_by = crate::tracing_http::server_span(&req);
     let mut conn = state.pool.get().await.map_err(StoreError::from)?;
     // The stop, its notification (delivered at commit to whichever process runs the
     // task) and the audit row commit together.
@@ -384,6 +396,12 @@ pub async fn cancel_task(
                 Stop::NotFound | Stop::NotDue => Err(ApiError::TaskNotFound(task_id)),
                 Stop::AlreadyFinal(status) => Err(ApiError::AlreadyFinal { task_id, status }),
                 Stop::Stopped(task) => {
+                    // The task's trace shows its cancel.
+                    drop(crate::tracing_http::task_action_span(
+                        asked_by.as_ref(),
+                        "cancel",
+                        task.traceparent.as_deref(),
+                    ));
                     audit
                         .record(
                             conn,

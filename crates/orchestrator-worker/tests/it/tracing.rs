@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use orchestrator_mock_services::Behaviour;
 use orchestrator_testkit::otlp::{OtlpReceiver, Protocol, ReceivedSpan};
+use orchestrator_testkit::webhook::{self, WebhookReceiver};
 use serde_json::Value;
 
 use crate::support::{Stack, example_request};
@@ -31,8 +32,15 @@ async fn a_task_is_one_trace_from_the_api_request_to_each_attempt_over_grpc() {
 async fn one_trace_per_task(protocol: Protocol) {
     let stack = Stack::start(0).await;
     let receiver = OtlpReceiver::start(protocol).await;
+    let hooks = WebhookReceiver::start().await;
     let otel = receiver.env();
-    let (_api_process, api) = stack.spawn_api_process(&otel).await;
+    let mut api_env = otel.clone();
+    api_env.extend([
+        ("WEBHOOK_SECRET", webhook::SECRET.to_owned()),
+        // The receiver is on loopback.
+        ("WEBHOOK_ALLOW_INSECURE", "true".to_owned()),
+    ]);
+    let (_api_process, api) = stack.spawn_api_process(&api_env).await;
     let _workers = [
         stack.spawn_worker_process_with("traced-1", &otel),
         stack.spawn_worker_process_with("traced-2", &otel),
@@ -51,7 +59,7 @@ async fn one_trace_per_task(protocol: Protocol) {
         .client
         .post(api.url("/api/orchestrate"))
         .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
-        .json(&example_request("traced"))
+        .json(&with_callback(example_request("traced"), &hooks.url))
         .send()
         .await
         .expect("sent");
@@ -90,8 +98,8 @@ async fn one_trace_per_task(protocol: Protocol) {
     assert_eq!(root.service, "orchestrator-api");
     assert_eq!(root.attribute("http.response.status_code"), Some("202"));
 
-    // Every attempt leads up to the root: publish (API), pick-up, run and service
-    // request (a worker).
+    // Every attempt leads up to the root: publish (API), pick-up (which stands for the
+    // run) and service request (a worker).
     let chain = |span: &ReceivedSpan| -> Vec<(String, i32, String)> {
         let mut chain = Vec::new();
         let mut at = by_id.get(span.parent_span_id.as_str()).copied();
@@ -108,10 +116,8 @@ async fn one_trace_per_task(protocol: Protocol) {
             names,
             [
                 "service_request".to_owned(),
-                "process_task".to_owned(),
                 format!("process {}", stack.topic),
                 format!("send {}", stack.topic),
-                "orchestrate".to_owned(),
                 "POST /api/orchestrate".to_owned(),
             ],
             "{attempt:#?}"
@@ -156,7 +162,10 @@ async fn one_trace_per_task(protocol: Protocol) {
         .iter()
         .find(|span| span.name == "settle")
         .expect("the settle span");
-    assert_eq!(by_id[settle.parent_span_id.as_str()].name, "process_task");
+    assert_eq!(
+        by_id[settle.parent_span_id.as_str()].name,
+        format!("process {}", stack.topic)
+    );
     let store = spans
         .iter()
         .find(|span| span.name == "store task")
@@ -177,6 +186,31 @@ async fn one_trace_per_task(protocol: Protocol) {
         .await;
     }
 
+    // The completion webhook: a client span of the API under the request's span, and
+    // the receiver was sent a traceparent of the same trace.
+    let spans = receiver
+        .wait_for(TRACE_ID, Duration::from_secs(30), |spans| {
+            spans
+                .iter()
+                .any(|span| span.kind == CLIENT && span.service == "orchestrator-api")
+        })
+        .await;
+    let delivery = spans
+        .iter()
+        .find(|span| span.kind == CLIENT && span.service == "orchestrator-api")
+        .expect("the delivery span");
+    assert_eq!(delivery.name, "POST");
+    assert_eq!(delivery.parent_span_id, root.span_id);
+    assert_eq!(delivery.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(delivery.attribute("task_id"), Some(task_id.as_str()));
+    let delivered = hooks.received();
+    assert_eq!(delivered.len(), 1, "one webhook");
+    let sent = delivered[0].traceparent.as_deref().expect("a traceparent");
+    assert_eq!(
+        orchestrator_telemetry::trace::TraceContext::trace_id_of(sent),
+        Some(TRACE_ID)
+    );
+
     // No span about the task went to another trace.
     let elsewhere: Vec<ReceivedSpan> = receiver
         .spans()
@@ -184,6 +218,90 @@ async fn one_trace_per_task(protocol: Protocol) {
         .filter(|span| span.trace_id != TRACE_ID && span.attribute("task_id") == Some(&task_id))
         .collect();
     assert!(elsewhere.is_empty(), "{elsewhere:#?}");
+}
+
+/// A cancel and a re-drive are spans of the task's trace, under the span that accepted
+/// the task and linked to the requests that asked for them (in their callers' own
+/// traces); the re-drive's record is published under the re-drive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_and_a_redrive_join_the_tasks_trace() {
+    const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let stack = Stack::start(0).await;
+    let receiver = OtlpReceiver::start(Protocol::HttpProtobuf).await;
+    let (_api_process, api) = stack.spawn_api_process(&receiver.env()).await;
+    // No worker runs: the task waits until it is cancelled.
+    let response = api
+        .client
+        .post(api.url("/api/orchestrate"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .json(&example_request("acted on"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let task: Value = response.json().await.expect("json");
+    let task_id = task["task_id"].as_str().expect("task_id").to_owned();
+    for action in ["cancel", "retry"] {
+        let response = api
+            .client
+            .post(api.url(&format!("/api/tasks/{task_id}/{action}")))
+            .header("traceparent", format!("00-{CALLER_TRACE}-{CLIENT_SPAN}-01"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 202, "{action}");
+    }
+
+    let spans = receiver
+        .wait_for(TRACE_ID, Duration::from_secs(30), |spans| {
+            ["cancel", "redrive"]
+                .iter()
+                .all(|name| spans.iter().any(|span| span.name == *name))
+                && spans.iter().filter(|span| span.kind == PRODUCER).count() == 2
+                && spans.iter().any(|span| span.kind == SERVER)
+        })
+        .await;
+    let root = spans
+        .iter()
+        .find(|span| span.kind == SERVER)
+        .expect("the accepting request's span");
+    let requests = receiver
+        .wait_for(CALLER_TRACE, Duration::from_secs(30), |spans| {
+            spans.iter().filter(|span| span.kind == SERVER).count() == 2
+        })
+        .await;
+    for (name, path) in [("cancel", "/cancel"), ("redrive", "/retry")] {
+        let action = spans
+            .iter()
+            .find(|span| span.name == name)
+            .expect("the action's span");
+        assert_eq!(action.parent_span_id, root.span_id, "{name}");
+        let request = requests
+            .iter()
+            .find(|span| span.name.ends_with(path))
+            .expect("the request's span");
+        assert_eq!(
+            action.links,
+            [(CALLER_TRACE.to_owned(), request.span_id.clone())],
+            "{name}"
+        );
+    }
+    let redrive = spans
+        .iter()
+        .find(|span| span.name == "redrive")
+        .expect("redrive");
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.kind == PRODUCER && span.parent_span_id == redrive.span_id),
+        "the re-drive's record is published under it: {spans:#?}"
+    );
+}
+
+/// `request` with a completion webhook to `url`.
+fn with_callback(mut request: Value, url: &str) -> Value {
+    request["callback_url"] = Value::from(url);
+    request
 }
 
 /// The value of the one sample of `series` in a metrics text.

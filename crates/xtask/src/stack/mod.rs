@@ -163,6 +163,8 @@ pub struct StackSettings {
     pub rust_log: String,
     /// More environment for the API, after the stack's own (the benchmark's auth runs).
     pub api_env: Vec<(&'static str, String)>,
+    /// More environment for the API and the workers (the benchmark's span export).
+    pub service_env: Vec<(&'static str, String)>,
 }
 
 impl StackSettings {
@@ -182,6 +184,7 @@ impl StackSettings {
             stop_timeout: Duration::from_secs(40),
             rust_log: DEFAULT_RUST_LOG.to_owned(),
             api_env: Vec::new(),
+            service_env: Vec::new(),
         }
     }
 
@@ -612,6 +615,8 @@ impl LocalStack {
             // Log files, not a terminal: no colour escapes.
             ("NO_COLOR", "1".into()),
         ];
+        let mut service_env = service_env;
+        service_env.extend(s.service_env.iter().cloned());
         let mut api_env = service_env.clone();
         api_env.extend([
             ("USE_KAFKA", "true".to_owned()),
