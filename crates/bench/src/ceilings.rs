@@ -204,7 +204,8 @@ pub async fn broker_produce(
     ])
     .map_err(|e| BenchError::Setup(format!("Kafka settings: {e}")))?;
     let kafka = KafkaConnection::connect(&args.kafka, "orchestrator-bench").await?;
-    let partitions = ensure_topic(&kafka, &topic, PRODUCE_PARTITIONS, 1, KAFKA_TIMEOUT).await?;
+    let partitions =
+        ensure_topic(&kafka, &topic, PRODUCE_PARTITIONS, 1, KAFKA_TIMEOUT, true).await?;
     let mut producers = Vec::new();
     for partition in 0..partitions {
         let client = kafka

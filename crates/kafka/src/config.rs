@@ -35,6 +35,17 @@ pub struct KafkaConfig {
     )]
     pub partitions: i32,
 
+    /// Create the task topic and the dead-letter topic when they are missing. `false`
+    /// for a broker whose topics are made elsewhere (Azure Event Hubs, a managed
+    /// cluster that forbids it): the binaries then only check at start that they exist.
+    #[arg(
+        long = "kafka-create-topics",
+        env = "KAFKA_CREATE_TOPICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub create_topics: bool,
+
     /// Replication factor of topics this process creates.
     #[arg(
         long = "kafka-replication-factor",
@@ -100,6 +111,47 @@ pub struct KafkaConfig {
     /// SASL_SSL). Unset: the system's root certificates.
     #[arg(long = "kafka-tls-ca-file", env = "KAFKA_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
+
+    /// An Azure Event Hubs connection string (a shared access policy's, from the Azure
+    /// portal): sets the broker (NAMESPACE.servicebus.windows.net:9093), SASL_SSL, PLAIN
+    /// and the credentials in one setting, so none of KAFKA_BOOTSTRAP_SERVERS,
+    /// KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* may be set with it. Never logged.
+    #[arg(
+        long = "kafka-connection-string",
+        env = "KAFKA_CONNECTION_STRING",
+        hide_env_values = true,
+        conflicts_with = "connection_string_file"
+    )]
+    pub connection_string: Option<Secret>,
+
+    /// The same, read from a file (a mounted secret).
+    #[arg(
+        long = "kafka-connection-string-file",
+        env = "KAFKA_CONNECTION_STRING_FILE"
+    )]
+    pub connection_string_file: Option<PathBuf>,
+}
+
+/// The settings an Event Hubs connection string replaces: (argument id, variable).
+const REPLACED_BY_CONNECTION_STRING: [(&str, &str); 5] = [
+    ("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
+    ("security_protocol", "KAFKA_SECURITY_PROTOCOL"),
+    ("sasl_mechanism", "KAFKA_SASL_MECHANISM"),
+    ("sasl_username", "KAFKA_SASL_USERNAME"),
+    ("sasl_password", "KAFKA_SASL_PASSWORD"),
+];
+
+/// Parses a binary's configuration `C` from its arguments and environment (exiting with
+/// clap's message on a bad flag, as `Parser::parse` does) and resolves its Kafka
+/// settings' Event Hubs connection string ([`KafkaConfig::resolve`]), which needs to
+/// know which settings were given explicitly.
+pub fn parse_resolved<C: clap::Parser>(
+    kafka: impl FnOnce(&mut C) -> &mut KafkaConfig,
+) -> Result<C, crate::KafkaError> {
+    let matches = C::command().get_matches();
+    let mut config = C::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    kafka(&mut config).resolve(&matches)?;
+    Ok(config)
 }
 
 /// Kafka's `security.protocol`: whether connections use TLS and whether they authenticate
@@ -198,6 +250,82 @@ impl fmt::Debug for Secret {
 }
 
 impl KafkaConfig {
+    /// Applies an Event Hubs connection string (KAFKA_CONNECTION_STRING or
+    /// KAFKA_CONNECTION_STRING_FILE), if one is set: the broker, SASL_SSL, PLAIN and the
+    /// credentials come from it. `matches` are the binary's parsed arguments: a setting
+    /// the string replaces that was given explicitly (flag or environment, not a
+    /// default) is an error naming both, and so is an `EntityPath` other than the topic.
+    /// Call before [`KafkaConfig::validate`].
+    pub fn resolve(&mut self, matches: &clap::ArgMatches) -> Result<(), crate::KafkaError> {
+        let explicit = |id: &str| {
+            matches
+                .value_source(id)
+                .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue)
+        };
+        self.apply_connection_string(explicit)
+    }
+
+    fn apply_connection_string(
+        &mut self,
+        explicit: impl Fn(&str) -> bool,
+    ) -> Result<(), crate::KafkaError> {
+        let (setting, text) = match (&self.connection_string, &self.connection_string_file) {
+            (Some(text), _) => ("KAFKA_CONNECTION_STRING", text.expose().to_owned()),
+            (None, Some(path)) => (
+                "KAFKA_CONNECTION_STRING_FILE",
+                std::fs::read_to_string(path).map_err(|error| {
+                    crate::KafkaError::InvalidSetting {
+                        setting: "KAFKA_CONNECTION_STRING_FILE",
+                        reason: format!("cannot read {}: {error}", path.display()),
+                    }
+                })?,
+            ),
+            (None, None) => return Ok(()),
+        };
+        if let Some((_, variable)) = REPLACED_BY_CONNECTION_STRING
+            .iter()
+            .find(|(id, _)| explicit(id))
+        {
+            return Err(crate::KafkaError::InvalidSetting {
+                setting,
+                reason: format!(
+                    "is set together with {variable}: the connection string sets the broker, \
+                     the security protocol and the credentials; unset {variable}"
+                ),
+            });
+        }
+        let parsed = crate::event_hubs::ConnectionString::parse(&text).map_err(|error| {
+            crate::KafkaError::InvalidSetting {
+                setting,
+                reason: error.to_string(),
+            }
+        })?;
+        if let Some(event_hub) = parsed.entity_path()
+            && event_hub != self.topic
+        {
+            return Err(crate::KafkaError::InvalidSetting {
+                setting,
+                reason: format!(
+                    "is an event hub's policy (EntityPath={event_hub}) but KAFKA_TOPIC is {}: \
+                     use a policy of the namespace (it also reaches the dead-letter event hub) \
+                     or set KAFKA_TOPIC={event_hub}",
+                    self.topic
+                ),
+            });
+        }
+        self.bootstrap_servers = vec![parsed.bootstrap_server()];
+        self.security_protocol = SecurityProtocol::SaslSsl;
+        self.sasl_mechanism = Some(SaslMechanism::Plain);
+        self.sasl_username = Some(crate::event_hubs::SASL_USERNAME.to_owned());
+        self.sasl_password = Some(Secret::from(parsed.expose().to_owned()));
+        Ok(())
+    }
+
+    /// Whether an Event Hubs connection string configures the broker.
+    pub fn is_event_hubs(&self) -> bool {
+        self.connection_string.is_some() || self.connection_string_file.is_some()
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -330,6 +458,123 @@ pub(crate) mod tests {
     pub(crate) fn parse(flags: &[&str]) -> KafkaConfig {
         let args = std::iter::once("test").chain(flags.iter().copied());
         Cli::try_parse_from(args).expect("valid flags").kafka
+    }
+
+    /// The configuration these flags give, its connection string applied.
+    fn resolved(flags: &[&str]) -> Result<KafkaConfig, crate::KafkaError> {
+        use clap::{CommandFactory, FromArgMatches};
+        let args = std::iter::once("test").chain(flags.iter().copied());
+        let matches = Cli::command()
+            .try_get_matches_from(args)
+            .expect("valid flags");
+        let mut config = Cli::from_arg_matches(&matches).expect("valid flags").kafka;
+        config.resolve(&matches)?;
+        Ok(config)
+    }
+
+    const EVENT_HUBS: &str = "Endpoint=sb://orchestrator-prod.servicebus.windows.net/;SharedAccessKeyName=orchestrator;SharedAccessKey=a2V5LW9mLXRoZS1uYW1lc3BhY2U=";
+
+    #[test]
+    fn an_event_hubs_connection_string_sets_the_broker_and_the_credentials() {
+        let config = resolved(&["--kafka-connection-string", EVENT_HUBS]).expect("resolved");
+        config.validate().expect("valid");
+        assert!(config.is_event_hubs());
+        assert_eq!(
+            config.bootstrap_servers,
+            ["orchestrator-prod.servicebus.windows.net:9093"]
+        );
+        assert_eq!(config.security_protocol, SecurityProtocol::SaslSsl);
+        match config.sasl_config() {
+            Some(SaslConfig::Plain(credentials)) => {
+                assert_eq!(credentials.username, "$ConnectionString");
+                assert_eq!(credentials.password, EVENT_HUBS);
+            }
+            other => panic!("expected PLAIN, got {other:?}"),
+        }
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("a2V5LW9m"), "{debug}");
+
+        // From a file (a mounted secret), with a trailing newline.
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("connection-string");
+        std::fs::write(&path, format!("{EVENT_HUBS}\n")).expect("written");
+        let path = path.to_str().expect("a UTF-8 path");
+        let config =
+            resolved(&["--kafka-connection-string-file", path]).expect("resolved from a file");
+        assert_eq!(
+            config.sasl_password.as_ref().map(Secret::expose),
+            Some(EVENT_HUBS)
+        );
+
+        // Without one, nothing changes.
+        let config = resolved(&[]).expect("resolved");
+        assert!(!config.is_event_hubs());
+        assert_eq!(config.bootstrap_servers, ["localhost:9092"]);
+    }
+
+    #[test]
+    fn a_connection_string_with_an_explicit_broker_setting_is_refused_naming_both() {
+        for (flag, value, variable) in [
+            (
+                "--kafka-bootstrap-servers",
+                "localhost:9092",
+                "KAFKA_BOOTSTRAP_SERVERS",
+            ),
+            (
+                "--kafka-security-protocol",
+                "PLAINTEXT",
+                "KAFKA_SECURITY_PROTOCOL",
+            ),
+            ("--kafka-sasl-mechanism", "PLAIN", "KAFKA_SASL_MECHANISM"),
+            ("--kafka-sasl-username", "u", "KAFKA_SASL_USERNAME"),
+            ("--kafka-sasl-password", "p", "KAFKA_SASL_PASSWORD"),
+        ] {
+            let error = resolved(&["--kafka-connection-string", EVENT_HUBS, flag, value])
+                .expect_err(flag)
+                .to_string();
+            assert!(error.starts_with("KAFKA_CONNECTION_STRING: "), "{error}");
+            assert!(error.contains(variable), "{error}");
+            assert!(!error.contains("a2V5LW9m"), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_event_hubs_policy_must_name_the_topic() {
+        let hub_policy = |hub: &str| format!("{EVENT_HUBS};EntityPath={hub}");
+        let config = resolved(&[
+            "--kafka-connection-string",
+            &hub_policy("orchestrator-events"),
+        ])
+        .expect("the default topic");
+        config.validate().expect("valid");
+        let error = resolved(&["--kafka-connection-string", &hub_policy("other-hub")])
+            .expect_err("another event hub")
+            .to_string();
+        assert!(error.contains("EntityPath=other-hub"), "{error}");
+        assert!(
+            error.contains("KAFKA_TOPIC is orchestrator-events"),
+            "{error}"
+        );
+        assert!(!error.contains("a2V5LW9m"), "{error}");
+    }
+
+    #[test]
+    fn a_malformed_connection_string_is_named_not_shown() {
+        let error = resolved(&[
+            "--kafka-connection-string",
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=c2VjcmV0",
+        ])
+        .expect_err("no key name")
+        .to_string();
+        assert!(
+            error.starts_with("KAFKA_CONNECTION_STRING: has no SharedAccessKeyName"),
+            "{error}"
+        );
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("[env: KAFKA_CONNECTION_STRING]"), "{help}");
     }
 
     fn invalid_setting(config: &KafkaConfig) -> (&'static str, String) {

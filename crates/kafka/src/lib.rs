@@ -2,6 +2,7 @@
 //! `orchestrator-worker` (which consumes them).
 //!
 //! - [`config`]: the settings both binaries flatten into their configuration.
+//! - [`event_hubs`]: Azure Event Hubs' connection string.
 //! - [`client`]: connecting, with retries bounded by a deadline, TLS and SASL.
 //! - [`security`]: the TLS configuration (certificate authorities) for SSL and SASL_SSL.
 //! - [`relay`]: an in-process SOCKS5 relay that takes rskafka's connections and sets
@@ -11,6 +12,7 @@
 
 pub mod client;
 pub mod config;
+pub mod event_hubs;
 pub mod health;
 pub mod metrics;
 pub mod publisher;
@@ -44,4 +46,10 @@ pub enum KafkaError {
     Timeout(&'static str),
     #[error("the topic has no partitions")]
     NoPartitions,
+    #[error(
+        "topic {0} does not exist and KAFKA_CREATE_TOPICS=false: create it first, with its partitions \
+         (on Azure Event Hubs: an event hub named {0} in the namespace, e.g. \
+         `az eventhubs eventhub create --resource-group RG --namespace-name NAMESPACE --name {0} --partition-count 12`)"
+    )]
+    TopicMissing(String),
 }

@@ -76,6 +76,7 @@ impl TaskPublisher {
             config.partitions,
             config.replication_factor,
             timeout,
+            config.create_topics,
         )
         .await?;
         let mut producers = Vec::new();
@@ -192,6 +193,7 @@ impl TaskPublisher {
                 config.partitions,
                 config.replication_factor,
                 config.request_timeout(),
+                config.create_topics,
             )
             .await;
             if let Err(error) = created {

@@ -6,18 +6,24 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 
 use crate::{KafkaConnection, KafkaError};
 
-/// Makes sure `topic` exists (creating it with `partitions` partitions when missing) and
-/// returns its partition count. Several processes may call this at once: the losers of
-/// the creation race see `TopicAlreadyExists` and use the winner's topic.
+/// Makes sure `topic` exists and returns its partition count. When it is missing and
+/// `create` holds (`KAFKA_CREATE_TOPICS`, the default), creates it with `partitions`
+/// partitions; else fails with [`KafkaError::TopicMissing`] (a broker whose topics are
+/// made elsewhere, such as Azure Event Hubs). Several processes may call this at once:
+/// the losers of the creation race see `TopicAlreadyExists` and use the winner's topic.
 pub async fn ensure_topic(
     kafka: &KafkaConnection,
     topic: &str,
     partitions: i32,
     replication_factor: i16,
     timeout: Duration,
+    create: bool,
 ) -> Result<i32, KafkaError> {
     if let Some(count) = partition_count(kafka, topic).await? {
         return Ok(count);
+    }
+    if !create {
+        return Err(KafkaError::TopicMissing(topic.to_owned()));
     }
     let controller = kafka
         .client()

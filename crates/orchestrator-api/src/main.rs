@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use orchestrator_api::{ApiConfig, Command};
 
 /// Shown when the API's port is taken, the usual first-run surprise.
@@ -19,7 +18,14 @@ async fn main() -> ExitCode {
         let error = anyhow::Error::new(error).context("reading .env");
         return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
-    let config = ApiConfig::parse();
+    let config = match orchestrator_kafka::config::parse_resolved(|config: &mut ApiConfig| {
+        &mut config.kafka
+    }) {
+        Ok(config) => config,
+        Err(error) => {
+            return orchestrator_stdx::exit_on_startup_error(&error.into(), PORT_IN_USE_HINT);
+        }
+    };
     let telemetry = match config.command {
         // Its stdout is the token: logs go to stderr.
         Some(Command::Token { .. } | Command::Retention { .. } | Command::Archive(_)) => {

@@ -345,6 +345,14 @@ async fn start_queue(
         config.outbox_sweep_interval_secs >= 1,
         "OUTBOX_SWEEP_INTERVAL_SECS: must be at least 1"
     );
+    anyhow::ensure!(
+        !config.kafka.is_event_hubs()
+            || config.kafka_max_batch_bytes
+                <= orchestrator_kafka::event_hubs::MAX_PUBLICATION_BYTES,
+        "KAFKA_MAX_BATCH_BYTES: {} is more than Azure Event Hubs takes in one produce request; at most {}",
+        config.kafka_max_batch_bytes,
+        orchestrator_kafka::event_hubs::MAX_PUBLICATION_BYTES
+    );
     let kafka = KafkaConnection::connect(&config.kafka, "orchestrator-api")
         .await
         .context("connecting to Kafka (KAFKA_BOOTSTRAP_SERVERS)")?;

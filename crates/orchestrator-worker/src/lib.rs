@@ -105,18 +105,20 @@ impl Worker {
             config.kafka.partitions,
             config.kafka.replication_factor,
             timeout,
+            config.kafka.create_topics,
         )
         .await
-        .context("creating the task topic (KAFKA_TOPIC)")?;
+        .context("the task topic (KAFKA_TOPIC)")?;
         let dlq_partitions = ensure_topic(
             &kafka,
             &config.dlq_topic,
             partitions,
             config.kafka.replication_factor,
             timeout,
+            config.kafka.create_topics,
         )
         .await
-        .context("creating the dead-letter topic (KAFKA_DLQ_TOPIC)")?;
+        .context("the dead-letter topic (KAFKA_DLQ_TOPIC)")?;
         {
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
             leases::ensure_partitions(&mut conn, &config.kafka.topic, partitions).await?;

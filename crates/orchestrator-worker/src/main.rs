@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use orchestrator_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,14 @@ async fn main() -> ExitCode {
         let error = anyhow::Error::new(error).context("reading .env");
         return orchestrator_stdx::exit_on_startup_error(&error, PORT_IN_USE_HINT);
     }
-    let config = WorkerConfig::parse();
+    let config = match orchestrator_kafka::config::parse_resolved(|config: &mut WorkerConfig| {
+        &mut config.kafka
+    }) {
+        Ok(config) => config,
+        Err(error) => {
+            return orchestrator_stdx::exit_on_startup_error(&error.into(), PORT_IN_USE_HINT);
+        }
+    };
     let telemetry = match orchestrator_telemetry::init(config.log_format, "orchestrator-worker") {
         Ok(telemetry) => telemetry,
         Err(error) => {

@@ -12,6 +12,7 @@ use rskafka::record::Record;
 mod sasl;
 mod support;
 mod tls;
+mod topics;
 
 /// The binaries flatten `KafkaConfig` into their own parser; so does this one.
 #[derive(Debug, Parser)]
@@ -34,7 +35,7 @@ fn random_topic(prefix: &str) -> String {
 /// Creates `topic`, produces one record to it and fetches it back.
 async fn round_trip(kafka: &KafkaConnection, topic: &str) {
     let timeout = Duration::from_secs(10);
-    ensure_topic(kafka, topic, 1, 1, timeout)
+    ensure_topic(kafka, topic, 1, 1, timeout, true)
         .await
         .expect("create the topic");
     let partition = kafka

@@ -327,3 +327,43 @@ async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_tas
         ) > 0.0
     );
 }
+
+/// With Azure Event Hubs as the broker, a produce batch larger than one Event Hubs
+/// publication (1 MB) stops the start, before anything is connected or published.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_produce_batch_over_event_hubs_limit_stops_the_start() {
+    let db = TestDatabase::create().await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator-api"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", "0")
+        .env("USE_KAFKA", "true")
+        // A namespace on loopback: were the check missing, the API would try to connect
+        // there, never outside this machine.
+        .env(
+            "KAFKA_CONNECTION_STRING",
+            "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=p;SharedAccessKey=a2V5",
+        )
+        .env("KAFKA_REQUEST_TIMEOUT_MS", "1000")
+        .env("KAFKA_MAX_BATCH_BYTES", "2000000")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the API binary starts");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("joined")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "KAFKA_MAX_BATCH_BYTES: 2000000 is more than Azure Event Hubs takes in one produce request; at most 1000000"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a2V5"), "{stderr}");
+}

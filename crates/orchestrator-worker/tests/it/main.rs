@@ -3,6 +3,7 @@
 //! the mock services over HTTP.
 
 mod control;
+mod event_hubs;
 mod monitoring;
 mod operations;
 mod pipeline;
