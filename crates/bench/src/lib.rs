@@ -144,13 +144,6 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
             received.len()
         ));
     }
-    if let Some(sink) = &sink {
-        let (exports, bytes) = sink.received();
-        bench.notes.push(format!(
-            "every span of the API and the workers was exported over OTLP/HTTP to a receiver on loopback: {exports} exports, {:.1} MB",
-            bytes as f64 / 1e6
-        ));
-    }
     let mut report = bench.into_report(&setup, ceilings, accept, steady, e2e);
     report.long_poll = long_poll;
     report.evaluate_targets();
@@ -158,6 +151,14 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         progress(&format!("stopping the stack failed: {error}"));
     }
     drop(stack);
+    // Counted once the processes stopped: each exports what it still queued as it exits.
+    if let Some(sink) = &sink {
+        let (exports, bytes) = sink.received();
+        report.notes.push(format!(
+            "every span of the API and the workers was exported over OTLP/HTTP to a receiver on loopback: {exports} exports, {:.1} MB",
+            bytes as f64 / 1e6
+        ));
+    }
 
     let outputs = write_reports(&report, &setup.output_dir)?;
     if !report.passed {

@@ -149,7 +149,9 @@ pub fn parse_resolved<C: clap::Parser>(
     kafka: impl FnOnce(&mut C) -> &mut KafkaConfig,
 ) -> Result<C, crate::KafkaError> {
     let matches = C::command().get_matches();
-    let mut config = C::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let mut config = C::from_arg_matches(&matches)
+        .map_err(|error| error.format(&mut C::command()))
+        .unwrap_or_else(|error| error.exit());
     kafka(&mut config).resolve(&matches)?;
     Ok(config)
 }

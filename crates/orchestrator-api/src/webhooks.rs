@@ -335,9 +335,10 @@ impl Sender {
             .as_deref()
             .and_then(TraceContext::parse)
             .map(|task| TraceContext::of_span(&span, Some(&task)));
-        let (status_code, error) = self.send(&delivery, trace.as_ref()).await;
-        record_delivery(&span, status_code, error.as_deref());
+        let (status_code, failure) = self.send(&delivery, trace.as_ref()).await;
+        record_delivery(&span, status_code, failure.as_ref());
         drop(span);
+        let error = failure.map(|failure| failure.message);
         let attempt = Attempt {
             attempted_at,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
@@ -377,17 +378,20 @@ impl Sender {
         (delivery.id, attempt, outcome)
     }
 
-    /// One attempt: the receiver's status code (when it answered) and the error (none
-    /// when it answered 2xx).
+    /// One attempt: the receiver's status code (when it answered) and why it failed
+    /// (none when it answered 2xx).
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
         trace: Option<&TraceContext>,
-    ) -> (Option<i32>, Option<String>) {
+    ) -> (Option<i32>, Option<Failure>) {
         // Checked again: the policy may have changed since the submit, and an address
         // given as the host does not go through the resolver.
         if let Err(refusal) = self.policy.check_url(&delivery.url) {
-            return (None, Some(format!("refused: {refusal}")));
+            return (
+                None,
+                Some(Failure::new("refused", format!("refused: {refusal}"))),
+            );
         }
         // The stored JSON as PostgreSQL writes it: signed and sent as it is.
         let body = delivery.body.clone().into_bytes();
@@ -397,7 +401,10 @@ impl Sender {
             // The settings changed since the submit: retried until they are back.
             return (
                 None,
-                Some(format!("no signing secret for tenant {}", delivery.tenant)),
+                Some(Failure::new(
+                    "no_secret",
+                    format!("no signing secret for tenant {}", delivery.tenant),
+                )),
             );
         };
         let signature = secret.sign(&id, timestamp, &body);
@@ -428,15 +435,14 @@ impl Sender {
                 if status.is_success() {
                     (code, None)
                 } else {
-                    (code, Some(format!("HTTP {}", status.as_u16())))
+                    let message = format!("HTTP {}", status.as_u16());
+                    (code, Some(Failure::new("status", message)))
                 }
             }
             Err(error) => {
                 let text = orchestrator_stdx::error_chain(&error);
-                (
-                    None,
-                    Some(orchestrator_core::status::excerpt(&text, MAX_ERROR_CHARS)),
-                )
+                let message = orchestrator_core::status::excerpt(&text, MAX_ERROR_CHARS);
+                (None, Some(Failure::new("transport", message)))
             }
         }
     }
@@ -467,21 +473,31 @@ fn delivery_span(delivery: &ClaimedDelivery) -> tracing::Span {
     )
 }
 
+/// Why a delivery attempt failed: what kind of failure (the span's `error.type` when no
+/// status code came) and the error recorded with the attempt.
+struct Failure {
+    kind: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(kind: &'static str, message: String) -> Failure {
+        Failure { kind, message }
+    }
+}
+
 /// An attempt's answer on its span: the status code, and for a failure what kind
-/// (`error.type`: the status code, or `refused`/`transport` before one came).
-fn record_delivery(span: &tracing::Span, status_code: Option<i32>, error: Option<&str>) {
+/// (`error.type`: the status code, or `refused`, `no_secret`, `transport` before one
+/// came).
+fn record_delivery(span: &tracing::Span, status_code: Option<i32>, failure: Option<&Failure>) {
     if span.is_none() {
         return;
     }
     if let Some(code) = status_code {
         span.record("http.response.status_code", code);
     }
-    if error.is_some() {
-        let kind = match status_code {
-            Some(code) => code.to_string(),
-            None if error.is_some_and(|e| e.starts_with("refused")) => "refused".to_owned(),
-            None => "transport".to_owned(),
-        };
+    if let Some(failure) = failure {
+        let kind = status_code.map_or_else(|| failure.kind.to_owned(), |code| code.to_string());
         span.record("error.type", kind);
         span.record("otel.status_code", "ERROR");
     }

@@ -183,30 +183,13 @@ impl OtlpSink {
         let port = listener.local_addr().expect("local address").port();
         let counts = Arc::new(SinkCounts::default());
         let shared = Arc::clone(&counts);
-        let server = HttpServer::new(move || {
-            let counts = Arc::clone(&shared);
-            App::new()
-                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
-                .route(
-                    "/v1/traces",
-                    web::post().to(move |body: web::Bytes| {
-                        counts.exports.fetch_add(1, Ordering::Relaxed);
-                        counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                        async {
-                            HttpResponse::Ok()
-                                .content_type("application/x-protobuf")
-                                .finish()
-                        }
-                    }),
-                )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let handle = serve_traces(listener, move |body| {
+            shared.exports.fetch_add(1, Ordering::Relaxed);
+            shared.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            HttpResponse::Ok()
+                .content_type("application/x-protobuf")
+                .finish()
+        });
         OtlpSink {
             endpoint: format!("http://127.0.0.1:{port}"),
             counts,
@@ -240,25 +223,35 @@ impl Drop for OtlpSink {
 }
 
 fn serve_http(listener: TcpListener, spans: Spans) -> ServerHandle {
+    serve_traces(
+        listener,
+        move |body| match ExportTraceServiceRequest::decode(body) {
+            Ok(request) => {
+                keep(&spans, request);
+                HttpResponse::Ok()
+                    .content_type("application/x-protobuf")
+                    .body(ExportTraceServiceResponse::default().encode_to_vec())
+            }
+            Err(error) => HttpResponse::BadRequest().body(error.to_string()),
+        },
+    )
+}
+
+/// Serves `POST /v1/traces` on `listener`, answering each export with `answer`.
+fn serve_traces(
+    listener: TcpListener,
+    answer: impl Fn(web::Bytes) -> HttpResponse + Send + Sync + 'static,
+) -> ServerHandle {
+    let answer = Arc::new(answer);
     let server = HttpServer::new(move || {
-        let spans = Arc::clone(&spans);
+        let answer = Arc::clone(&answer);
         App::new()
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .route(
                 "/v1/traces",
                 web::post().to(move |body: web::Bytes| {
-                    let spans = Arc::clone(&spans);
-                    async move {
-                        match ExportTraceServiceRequest::decode(body) {
-                            Ok(request) => {
-                                keep(&spans, request);
-                                HttpResponse::Ok()
-                                    .content_type("application/x-protobuf")
-                                    .body(ExportTraceServiceResponse::default().encode_to_vec())
-                            }
-                            Err(error) => HttpResponse::BadRequest().body(error.to_string()),
-                        }
-                    }
+                    let response = answer(body);
+                    async move { response }
                 }),
             )
     })
