@@ -113,8 +113,18 @@ impl TaskEnvelope {
     /// The record key: the task id as text, so every record of a task goes to the same
     /// partition, whichever producer writes it.
     pub fn key(&self) -> Vec<u8> {
-        self.task_id.to_string().into_bytes()
+        task_key(self.task_id)
     }
+}
+
+fn task_key(task_id: Uuid) -> Vec<u8> {
+    task_id.to_string().into_bytes()
+}
+
+/// The partition every record of `task_id` goes to: what the worker that finds records
+/// lost from a partition's log uses to tell which unfinished tasks were its own.
+pub fn partition_of_task(task_id: Uuid, partitions: u32) -> u32 {
+    partition_for_key(&task_key(task_id), partitions)
 }
 
 /// The partition of a record key, the way Kafka's default partitioner picks it
@@ -192,6 +202,23 @@ mod tests {
         assert_eq!(p, partition_for_key(key, 12));
         assert_eq!(partition_for_key(key, 1), 0);
         assert_eq!(partition_for_key(key, 0), 0);
+    }
+
+    #[test]
+    fn a_tasks_partition_is_its_records_partition() {
+        for _ in 0..64 {
+            let task_id = Uuid::new_v4();
+            let envelope = TaskEnvelope::new(task_id, EnvelopeKind::Submitted, None, Utc::now());
+            assert_eq!(
+                partition_of_task(task_id, 7),
+                partition_for_key(&envelope.key(), 7)
+            );
+            assert_eq!(
+                envelope.key(),
+                task_id.to_string().into_bytes(),
+                "the key is the id as text"
+            );
+        }
     }
 
     #[test]

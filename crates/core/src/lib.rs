@@ -35,7 +35,9 @@ pub use access::{InvalidTenant, Scope, TenantName, UnknownScope};
 pub use assignment::assigned_partitions;
 pub use audit::{AuditAction, AuditOutcome, UnknownAction};
 pub use bulk::{BulkAction, BulkRequest, TaskFilter};
-pub use envelope::{EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key};
+pub use envelope::{
+    EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key, partition_of_task,
+};
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
 pub use retention::{InvalidRetention, RetentionPeriod, TenantRetention};

@@ -9,7 +9,8 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use orchestrator_core::TaskEnvelope;
 use orchestrator_processing::{ProcessError, TaskProcessor};
 use orchestrator_stdx::error_chain;
-use orchestrator_store::{DbPool, Fence, StoreError, leases};
+use orchestrator_store::leases::{self, LostRecords};
+use orchestrator_store::{DbPool, Fence, StoreError};
 use orchestrator_telemetry::trace::TraceContext;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
@@ -22,6 +23,7 @@ use tracing::Instrument;
 
 use crate::dead_letters::DeadLetters;
 use crate::offsets::OffsetTracker;
+use crate::recovery::{self, RecoveryError};
 use crate::status::{PartitionProgress, WorkerStatus};
 
 /// Longest wait between two tries of a record whose processing failed for a reason
@@ -34,6 +36,8 @@ pub struct ConsumerContext {
     pub processor: TaskProcessor,
     pub dead_letters: DeadLetters,
     pub max_in_flight: usize,
+    /// The topic's partition count: which partition a task's records go to.
+    pub partitions: u32,
     pub fetch_max_bytes: i32,
     pub fetch_max_wait_ms: i32,
     pub commit_interval: Duration,
@@ -50,9 +54,9 @@ pub enum ConsumerExit {
     Lost,
 }
 
-/// Why a record was not finished.
+/// Why a record (or a lost task's run) was not finished.
 #[derive(Debug)]
-enum RecordError {
+pub(crate) enum RecordError {
     /// The lease moved on: stop the whole partition.
     Fenced,
     /// The consumer is stopping; the record stays uncommitted for the next owner.
@@ -63,8 +67,47 @@ enum Fetched {
     Record(Box<RecordAndOffset>, OwnedSemaphorePermit),
     /// Nothing to read below this offset (a gap in the log).
     SkippedTo(i64),
-    /// The log no longer holds our offset (it was truncated or recreated): resume here.
-    Reset(i64),
+    /// The log no longer holds our offset: records we had not read are gone.
+    Lost(LogLoss),
+}
+
+/// Records gone from a partition's log before the consumer read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogLoss {
+    /// The offset the consumer was at.
+    from: i64,
+    /// Where the surviving log starts: consumption resumes here.
+    to: i64,
+    /// Where the surviving log ended when the loss was seen.
+    log_end: i64,
+    reason: LossReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossReason {
+    /// Below the log's start: the records expired (retention) or were deleted.
+    Expired,
+    /// Past the log's end: the log was truncated or recreated.
+    LogReset,
+}
+
+impl LossReason {
+    /// Where `offset` stands against a log that starts at `earliest` and no longer
+    /// holds it.
+    fn of(offset: i64, earliest: i64) -> Self {
+        if offset < earliest {
+            Self::Expired
+        } else {
+            Self::LogReset
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::LogReset => "log_reset",
+        }
+    }
 }
 
 /// How long a stopping consumer may wait for its records in flight. Set by whoever
@@ -86,12 +129,14 @@ impl DrainBudget {
 
 /// Consumes `client`'s partition from `start` under `fence` until `stop` is cancelled
 /// (then drains within the `drain` budget, commits and releases the lease) or the lease
-/// is lost.
+/// is lost. `lost`: tasks a previous owner found lost from the log and did not run yet.
+#[allow(clippy::too_many_arguments)]
 pub async fn consume(
     ctx: Arc<ConsumerContext>,
     client: Arc<PartitionClient>,
     fence: Fence,
     start: i64,
+    lost: Option<LostRecords>,
     stop: CancellationToken,
     drain: DrainBudget,
     progress: Arc<PartitionProgress>,
@@ -117,6 +162,10 @@ pub async fn consume(
     let mut records: JoinSet<(i64, Result<(), RecordError>)> = JoinSet::new();
     let mut commit_tick = tokio::time::interval(ctx.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The tasks owed a run because their records were lost, and that run (at most one;
+    // aborted with the set when the consumer ends: the debt stays on the lease row).
+    let mut owed = lost;
+    let mut recovering: JoinSet<(LostRecords, Result<usize, RecoveryError>)> = JoinSet::new();
 
     loop {
         progress.in_flight(tracker.in_flight());
@@ -134,6 +183,12 @@ pub async fn consume(
                     }
                 }
             }
+            Some(joined) = recovering.join_next(), if !recovering.is_empty() => {
+                if let Err(exit) = recovered(&ctx, &fence, joined, &mut owed).await {
+                    records.abort_all();
+                    return exit;
+                }
+            }
             Some(item) = rx.recv() => match item {
                 Fetched::Record(record, permit) => {
                     tracker.started(record.offset);
@@ -148,11 +203,16 @@ pub async fn consume(
                     }.in_current_span());
                 }
                 Fetched::SkippedTo(offset) => tracker.skipped_to(offset),
-                Fetched::Reset(offset) => {
-                    if let Err(lost) = follow_reset(
-                        &ctx, &fence, offset, &mut records, &mut tracker, &mut committed, &progress,
+                Fetched::Lost(loss) => {
+                    // A run of an earlier debt stops: the new one covers it.
+                    recovering.abort_all();
+                    match follow_loss(
+                        &ctx, &fence, loss, &mut records, &mut tracker, &mut committed, &progress,
+                        &stop,
                     ).await {
-                        return lost;
+                        Ok(Some(lost)) => owed = Some(lost),
+                        Ok(None) => {} // Stopping: the next owner finds the loss again.
+                        Err(lost) => return lost,
                     }
                 }
             },
@@ -162,6 +222,22 @@ pub async fn consume(
                     return lost;
                 }
                 progress.committed(committed);
+                // The surviving log is read up to where it ended when the loss was seen:
+                // every task whose record survived has run from it, so what is still
+                // unfinished of the lost ones runs now.
+                if let Some(lost) = owed
+                    && recovering.is_empty()
+                    && committed >= lost.recover_at_offset
+                {
+                    let run = recovery::run_lost_tasks(
+                        Arc::clone(&ctx),
+                        Arc::clone(&fence),
+                        lost,
+                        Arc::clone(&permits),
+                        stop.clone(),
+                    );
+                    recovering.spawn(async move { (lost, run.await) }.in_current_span());
+                }
             }
         }
     }
@@ -169,40 +245,109 @@ pub async fn consume(
     // Graceful stop: no more fetching.
     drop(_abort_fetcher);
     drop(rx);
+    recovering.abort_all();
     finish_gracefully(&ctx, &fence, records, tracker, committed, &drain).await
 }
 
-/// The partition's log was reset (the broker lost it, or it was recreated): the records
-/// of the old log finish first, their offsets meaning nothing in the new one; then the
-/// consumer goes on from `offset`, recorded as committed.
-async fn follow_reset(
+/// Records lost from the partition's log: the records of the old log in flight finish
+/// first; then the consumer goes on from where the surviving log starts, and the lease
+/// row records it together with the debt of the lost tasks. Says so as an ERROR and in
+/// `offset_resets_total`: records the consumer had not read are gone. `Ok(None)` when
+/// the consumer stopped before the reset was recorded: the next owner, resuming from
+/// the old offset, finds the loss again.
+#[allow(clippy::too_many_arguments)]
+async fn follow_loss(
     ctx: &ConsumerContext,
     fence: &Fence,
-    offset: i64,
+    loss: LogLoss,
     records: &mut JoinSet<(i64, Result<(), RecordError>)>,
     tracker: &mut OffsetTracker,
     committed: &mut i64,
     progress: &PartitionProgress,
-) -> Result<(), ConsumerExit> {
+    stop: &CancellationToken,
+) -> Result<Option<LostRecords>, ConsumerExit> {
     while let Some(joined) = records.join_next().await {
         if matches!(finished(joined), Finished::Fenced) {
             return Err(ConsumerExit::Lost);
         }
     }
-    tracing::warn!(
-        from = *committed,
-        to = offset,
-        "Partition log was reset; resuming from its start."
+    tracing::error!(
+        offset = loss.from,
+        committed = *committed,
+        earliest = loss.to,
+        log_end = loss.log_end,
+        reason = loss.reason.as_str(),
+        "The partition's log no longer holds the consumer's offset: records not yet read \
+         are gone. Resuming from the log's start; the unfinished tasks of this partition \
+         accepted until now run once the surviving log is read."
     );
-    tracker.reset(offset);
-    match reset_offset(&ctx.pool, fence, offset).await {
-        Ok(()) => {
-            *committed = offset;
-            progress.committed(offset);
+    ctx.status.metrics().offset_reset(loss.reason.as_str());
+    let mut delays = retry_delays();
+    loop {
+        match reset_offset(&ctx.pool, fence, loss.to, loss.log_end).await {
+            Ok(lost) => {
+                // Only now: a commit past the lost records before the debt is recorded
+                // would leave nobody to find them.
+                tracker.reset(loss.to);
+                *committed = loss.to;
+                progress.committed(loss.to);
+                return Ok(Some(lost));
+            }
+            Err(StoreError::Fenced { .. }) => return Err(ConsumerExit::Lost),
+            Err(error) => {
+                let delay = next_delay(&mut delays);
+                tracing::warn!(error = %error_chain(&error), delay_ms = delay.as_millis(), "Could not record the offset reset; retrying.");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Ok(None),
+                }
+            }
         }
-        Err(StoreError::Fenced { .. }) => return Err(ConsumerExit::Lost),
+    }
+}
+
+/// A run of the tasks owed by a loss ended: when it ran them all, that debt is cleared
+/// (a later loss's stays owed); otherwise it stays, and the next commit tick starts
+/// another run.
+async fn recovered(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    joined: Result<(LostRecords, Result<usize, RecoveryError>), tokio::task::JoinError>,
+    owed: &mut Option<LostRecords>,
+) -> Result<(), ConsumerExit> {
+    match joined {
+        Ok((lost, Ok(ran))) => {
+            let cleared = async {
+                let mut conn = ctx.pool.get().await?;
+                leases::clear_lost_records(&mut conn, fence, &lost).await
+            }
+            .await;
+            match cleared {
+                Ok(()) => {
+                    tracing::info!(
+                        tasks = ran,
+                        lost_before = %lost.before,
+                        "Ran the unfinished tasks whose records were lost from the log."
+                    );
+                    if *owed == Some(lost) {
+                        *owed = None;
+                    }
+                }
+                Err(StoreError::Fenced { .. }) => return Err(ConsumerExit::Lost),
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "Could not record that the lost tasks ran; they are looked for again.");
+                }
+            }
+        }
+        Ok((_, Err(RecoveryError::Fenced))) => return Err(ConsumerExit::Lost),
+        Ok((_, Err(RecoveryError::Stopped))) => {}
+        Ok((_, Err(RecoveryError::Store(error)))) => {
+            tracing::warn!(error = %error_chain(&error), "Looking for the tasks whose records were lost failed; retrying.");
+        }
         Err(error) => {
-            tracing::warn!(error = %error_chain(&error), "Could not record the offset reset; will retry.")
+            if error.is_panic() {
+                tracing::error!(%error, "Running the tasks whose records were lost panicked; retrying.");
+            }
         }
     }
     Ok(())
@@ -306,9 +451,14 @@ async fn commit(
     }
 }
 
-async fn reset_offset(pool: &DbPool, fence: &Fence, offset: i64) -> Result<(), StoreError> {
+async fn reset_offset(
+    pool: &DbPool,
+    fence: &Fence,
+    offset: i64,
+    log_end: i64,
+) -> Result<LostRecords, StoreError> {
     let mut conn = pool.get().await?;
-    leases::reset_offset(&mut conn, fence, offset).await
+    leases::reset_offset(&mut conn, fence, offset, log_end).await
 }
 
 async fn release(pool: &DbPool, fence: &Fence) -> Result<(), StoreError> {
@@ -338,8 +488,20 @@ async fn fetch_loop(
                 progress.high_watermark(high_watermark);
                 if records.is_empty() {
                     if high_watermark < next {
-                        next = high_watermark.max(0);
-                        if tx.send(Fetched::Reset(next)).await.is_err() {
+                        // Past the log's end (a broker that answers so rather than with
+                        // OffsetOutOfRange): the log was truncated or recreated.
+                        let Some(earliest) = earliest_offset(&client, next, &mut delays).await
+                        else {
+                            continue;
+                        };
+                        let loss = LogLoss {
+                            from: next,
+                            to: earliest,
+                            log_end: high_watermark.max(earliest),
+                            reason: LossReason::LogReset,
+                        };
+                        next = earliest;
+                        if tx.send(Fetched::Lost(loss)).await.is_err() {
                             return;
                         }
                     } else if high_watermark > next {
@@ -371,14 +533,29 @@ async fn fetch_loop(
                 protocol_error: ProtocolError::OffsetOutOfRange,
                 ..
             }) => {
-                let earliest = client.get_offset(OffsetAt::Earliest).await.unwrap_or(0);
-                tracing::warn!(
-                    offset = next,
-                    earliest,
-                    "Offset out of range; resuming from the earliest record."
-                );
+                let Some(earliest) = earliest_offset(&client, next, &mut delays).await else {
+                    continue;
+                };
+                // Where the surviving log ends, for when its tasks have all run. Kafka
+                // and Event Hubs answer it exactly (Tansu, which never expires records,
+                // answers the last batch's start: at worst a lost task's run starts a
+                // batch early, and that batch's tasks run twice, which is safe).
+                let log_end = match client.get_offset(OffsetAt::Latest).await {
+                    Ok(end) => end.max(earliest),
+                    Err(error) => {
+                        tracing::warn!(error = %error_chain(&error), "Cannot read where the log ends; retrying.");
+                        tokio::time::sleep(next_delay(&mut delays)).await;
+                        continue;
+                    }
+                };
+                let loss = LogLoss {
+                    from: next,
+                    to: earliest,
+                    log_end,
+                    reason: LossReason::of(next, earliest),
+                };
                 next = earliest;
-                if tx.send(Fetched::Reset(next)).await.is_err() {
+                if tx.send(Fetched::Lost(loss)).await.is_err() {
                     return;
                 }
             }
@@ -386,6 +563,23 @@ async fn fetch_loop(
                 tracing::warn!(offset = next, error = %error_chain(&error), "Fetch failed; retrying.");
                 tokio::time::sleep(next_delay(&mut delays)).await;
             }
+        }
+    }
+}
+
+/// Where the partition's log starts now, asked when it no longer holds `offset`; `None`
+/// (after a wait) when the broker did not answer, to try the fetch again.
+async fn earliest_offset(
+    client: &PartitionClient,
+    offset: i64,
+    delays: &mut ExponentialBackoff,
+) -> Option<i64> {
+    match client.get_offset(OffsetAt::Earliest).await {
+        Ok(earliest) => Some(earliest.max(0)),
+        Err(error) => {
+            tracing::warn!(offset, error = %error_chain(&error), "Cannot read where the log starts; retrying.");
+            tokio::time::sleep(next_delay(delays)).await;
+            None
         }
     }
 }
@@ -436,42 +630,71 @@ async fn process_record(
         pickup
     });
     async {
-        let mut delays = retry_delays();
-        loop {
-            match ctx
-                .processor
-                .process(
-                    envelope.task_id,
-                    Some(fence),
-                    envelope.request_id.as_deref(),
-                    pickup.as_ref(),
-                )
-                .await
-            {
-                Ok(_) => {
-                    ctx.status.metrics().processed();
-                    return Ok(());
-                }
-                Err(ProcessError::NotFound(task_id)) => {
-                    let reason = format!("task {task_id} does not exist");
-                    return dead_letter(ctx, fence, record, &reason, stop).await;
-                }
-                Err(ProcessError::Store(StoreError::Fenced { .. })) => {
-                    return Err(RecordError::Fenced);
-                }
-                Err(error) => {
-                    let delay = next_delay(&mut delays);
-                    tracing::warn!(error = %error_chain(&error), delay_ms = delay.as_millis(), "Processing failed; retrying.");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.cancelled() => return Err(RecordError::Stopped),
-                    }
-                }
+        let run = run_task(
+            ctx,
+            fence,
+            envelope.task_id,
+            envelope.request_id.as_deref(),
+            pickup.as_ref(),
+            stop,
+        )
+        .await?;
+        match run {
+            RunEnd::Ran => {
+                ctx.status.metrics().processed();
+                Ok(())
+            }
+            RunEnd::NotFound => {
+                let reason = format!("task {} does not exist", envelope.task_id);
+                dead_letter(ctx, fence, record, &reason, stop).await
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// How a task's run under the partition's lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    Ran,
+    /// No such task (never stored, or removed by retention).
+    NotFound,
+}
+
+/// Runs a task of the partition to the end, under its lease: what a record asks, and
+/// what a task whose record was lost is owed. Failures that another try may cure are
+/// retried until the consumer stops.
+pub(crate) async fn run_task(
+    ctx: &ConsumerContext,
+    fence: &Fence,
+    task_id: uuid::Uuid,
+    request_id: Option<&str>,
+    parent: Option<&TraceContext>,
+    stop: &CancellationToken,
+) -> Result<RunEnd, RecordError> {
+    let mut delays = retry_delays();
+    loop {
+        match ctx
+            .processor
+            .process(task_id, Some(fence), request_id, parent)
+            .await
+        {
+            Ok(_) => return Ok(RunEnd::Ran),
+            Err(ProcessError::NotFound(_)) => return Ok(RunEnd::NotFound),
+            Err(ProcessError::Store(StoreError::Fenced { .. })) => {
+                return Err(RecordError::Fenced);
+            }
+            Err(error) => {
+                let delay = next_delay(&mut delays);
+                tracing::warn!(error = %error_chain(&error), delay_ms = delay.as_millis(), "Processing failed; retrying.");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Err(RecordError::Stopped),
+                }
+            }
+        }
+    }
 }
 
 async fn dead_letter(
@@ -518,4 +741,22 @@ fn retry_delays() -> ExponentialBackoff {
 
 fn next_delay(delays: &mut ExponentialBackoff) -> Duration {
     delays.next().unwrap_or(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_below_the_logs_start_expired_and_one_past_it_was_reset() {
+        // Event Hubs' retention moved the log's start past the stored offset.
+        assert_eq!(LossReason::of(100, 250), LossReason::Expired);
+        assert_eq!(LossReason::of(0, 1), LossReason::Expired);
+        // The log holds less than the offset (Kafka answers OffsetOutOfRange past its
+        // end too): truncated or recreated.
+        assert_eq!(LossReason::of(250, 0), LossReason::LogReset);
+        assert_eq!(LossReason::of(250, 250), LossReason::LogReset);
+        assert_eq!(LossReason::Expired.as_str(), "expired");
+        assert_eq!(LossReason::LogReset.as_str(), "log_reset");
+    }
 }

@@ -237,6 +237,7 @@ impl Coordinator {
                 client,
                 fence.clone(),
                 lease.committed_offset,
+                lease.lost_records(),
                 stop.clone(),
                 drain.clone(),
                 Arc::clone(&progress),

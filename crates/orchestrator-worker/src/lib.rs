@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod dead_letters;
 pub mod http;
 pub mod offsets;
+mod recovery;
 pub mod status;
 
 use std::sync::Arc;
@@ -162,6 +163,7 @@ impl Worker {
                 dlq_partitions,
             ),
             max_in_flight: config.max_in_flight,
+            partitions: u32::try_from(partitions).unwrap_or(0),
             fetch_max_bytes: config.fetch_max_bytes,
             fetch_max_wait_ms: config.fetch_max_wait_ms,
             commit_interval: config.commit_interval(),

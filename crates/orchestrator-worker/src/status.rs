@@ -210,6 +210,13 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResetLabel {
+    /// `expired` (the offset fell below the log's start) or `log_reset` (past its end:
+    /// the log was truncated or recreated).
+    reason: &'static str,
+}
+
 /// The consumer's metrics. [`ConsumerMetrics::default`] is registered nowhere.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerMetrics {
@@ -217,6 +224,8 @@ pub struct ConsumerMetrics {
     lag: Family<PartitionLabel, Gauge>,
     in_flight: Family<PartitionLabel, Gauge>,
     records: Family<OutcomeLabel, Counter>,
+    offset_resets: Family<ResetLabel, Counter>,
+    lost_tasks_run: Counter,
 }
 
 impl ConsumerMetrics {
@@ -242,7 +251,32 @@ impl ConsumerMetrics {
             "Records consumed to the end, by outcome",
             metrics.records.clone(),
         );
+        // Both series exist from the start at 0, so that the first reset is an increase
+        // a rule can see (a series that appears at 1 has none).
+        for reason in ["expired", "log_reset"] {
+            drop(metrics.offset_resets.get_or_create(&ResetLabel { reason }));
+        }
+        registry.register(
+            "offset_resets",
+            "Times a partition's log no longer held the consumer's offset, so records it had not read were lost, by reason",
+            metrics.offset_resets.clone(),
+        );
+        registry.register(
+            "lost_tasks_run",
+            "Unfinished tasks run by a partition's owner because their records were lost from the log",
+            metrics.lost_tasks_run.clone(),
+        );
         metrics
+    }
+
+    pub fn offset_reset(&self, reason: &'static str) {
+        self.offset_resets
+            .get_or_create(&ResetLabel { reason })
+            .inc();
+    }
+
+    pub fn lost_tasks_run(&self, tasks: u64) {
+        self.lost_tasks_run.inc_by(tasks);
     }
 
     pub fn processed(&self) {

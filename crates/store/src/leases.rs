@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Interval, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Interval, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::StoreError;
@@ -37,6 +37,29 @@ pub struct AcquiredLease {
     pub epoch: i64,
     #[diesel(sql_type = BigInt)]
     pub committed_offset: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    lost_before: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    recover_at_offset: Option<i64>,
+}
+
+impl AcquiredLease {
+    /// The tasks a previous owner saw lost from the log and did not run yet.
+    pub fn lost_records(&self) -> Option<LostRecords> {
+        Some(LostRecords {
+            before: self.lost_before?,
+            recover_at_offset: self.recover_at_offset?,
+        })
+    }
+}
+
+/// Records lost from a partition's log before the consumer read them: the unfinished
+/// tasks of the partition accepted `before` the loss was seen are owed a run, once the
+/// consumer has read the surviving log up to `recover_at_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostRecords {
+    pub before: DateTime<Utc>,
+    pub recover_at_offset: i64,
 }
 
 /// A partition's lease as stored, for observers (health endpoints, tests).
@@ -49,6 +72,8 @@ pub struct LeaseRow {
     pub epoch: i64,
     pub expires_at: Option<DateTime<Utc>>,
     pub committed_offset: i64,
+    pub lost_before: Option<DateTime<Utc>>,
+    pub recover_at_offset: Option<i64>,
 }
 
 /// `ttl` as a PostgreSQL interval (bound as `$n` in `now() + $n`).
@@ -146,7 +171,7 @@ pub async fn acquire(
          SET owner = $3, epoch = epoch + 1, expires_at = now() + $4, updated_at = now() \
          WHERE topic = $1 AND partition = $2 \
            AND (owner IS NULL OR expires_at < now() OR owner = $3) \
-         RETURNING partition, epoch, committed_offset",
+         RETURNING partition, epoch, committed_offset, lost_before, recover_at_offset",
     )
     .bind::<Text, _>(topic)
     .bind::<Integer, _>(partition)
@@ -252,13 +277,58 @@ pub async fn list(conn: &mut AsyncPgConnection, topic: &str) -> Result<Vec<Lease
         .await?)
 }
 
-/// Sets the committed offset to `offset`, also backwards: for a partition whose log was
-/// truncated or recreated, so consumption resumes at its new start. Fenced like
-/// [`commit_offset`].
+/// Sets the committed offset to `offset`, also backwards, for a partition whose log
+/// lost records the consumer had not read (they expired, or the log was truncated or
+/// recreated), and records what that leaves owed ([`LostRecords`]): consumption
+/// resumes at the surviving log's start, and the tasks accepted until now are owed a
+/// run once it has read up to `recover_at_offset`. A debt already owed is widened, never
+/// forgotten. Fenced like [`commit_offset`].
 pub async fn reset_offset(
     conn: &mut AsyncPgConnection,
     fence: &Fence,
     offset: i64,
+    recover_at_offset: i64,
+) -> Result<LostRecords, StoreError> {
+    #[derive(QueryableByName)]
+    struct Reset {
+        #[diesel(sql_type = Timestamptz)]
+        lost_before: DateTime<Utc>,
+        #[diesel(sql_type = BigInt)]
+        recover_at_offset: i64,
+    }
+    let reset: Option<Reset> = diesel::sql_query(
+        "UPDATE partition_leases \
+         SET committed_offset = $5, lost_before = now(), recover_at_offset = $6, \
+             updated_at = now() \
+         WHERE topic = $1 AND partition = $2 AND owner = $3 AND epoch = $4 \
+         RETURNING lost_before, recover_at_offset",
+    )
+    .bind::<Text, _>(&fence.topic)
+    .bind::<Integer, _>(fence.partition)
+    .bind::<Text, _>(&fence.owner)
+    .bind::<BigInt, _>(fence.epoch)
+    .bind::<BigInt, _>(offset.max(0))
+    .bind::<BigInt, _>(recover_at_offset.max(0))
+    .get_result(conn)
+    .await
+    .optional()?;
+    reset
+        .map(|reset| LostRecords {
+            before: reset.lost_before,
+            recover_at_offset: reset.recover_at_offset,
+        })
+        .ok_or(StoreError::Fenced {
+            partition: fence.partition,
+            epoch: fence.epoch,
+        })
+}
+
+/// Records that the tasks owed by `lost` have run. A debt recorded since (a later
+/// loss) stays. Fenced like [`commit_offset`].
+pub async fn clear_lost_records(
+    conn: &mut AsyncPgConnection,
+    fence: &Fence,
+    lost: &LostRecords,
 ) -> Result<(), StoreError> {
     let updated = diesel::update(partition_leases::table)
         .filter(partition_leases::topic.eq(&fence.topic))
@@ -266,7 +336,16 @@ pub async fn reset_offset(
         .filter(partition_leases::owner.eq(&fence.owner))
         .filter(partition_leases::epoch.eq(fence.epoch))
         .set((
-            partition_leases::committed_offset.eq(offset.max(0)),
+            partition_leases::lost_before.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                "CASE WHEN lost_before = ",
+            )
+            .bind::<Timestamptz, _>(lost.before)
+            .sql(" THEN NULL ELSE lost_before END")),
+            partition_leases::recover_at_offset.eq(diesel::dsl::sql::<Nullable<BigInt>>(
+                "CASE WHEN lost_before = ",
+            )
+            .bind::<Timestamptz, _>(lost.before)
+            .sql(" THEN NULL ELSE recover_at_offset END")),
             partition_leases::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

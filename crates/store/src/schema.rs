@@ -101,6 +101,8 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         committed_offset -> Int8,
         updated_at -> Timestamptz,
+        lost_before -> Nullable<Timestamptz>,
+        recover_at_offset -> Nullable<Int8>,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod control;
 mod event_hubs;
+mod lost_records;
 mod monitoring;
 mod operations;
 mod pipeline;

@@ -121,6 +121,76 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced() {
 }
 
 #[tokio::test]
+async fn a_log_loss_moves_the_offset_back_with_a_debt_that_outlives_its_owner() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    leases::ensure_partitions(&mut conn, TOPIC, 1)
+        .await
+        .expect("rows");
+    let first = leases::acquire(&mut conn, TOPIC, 0, "first", Duration::ZERO)
+        .await
+        .expect("query")
+        .expect("granted");
+    assert_eq!(first.lost_records(), None);
+    let first_fence = fence("first", 0, first.epoch);
+    leases::commit_offset(&mut conn, &first_fence, 40)
+        .await
+        .expect("commit");
+
+    // Records expired: the log now starts at 100 and ends at 130.
+    let lost = leases::reset_offset(&mut conn, &first_fence, 100, 130)
+        .await
+        .expect("reset");
+    assert_eq!(lost.recover_at_offset, 130);
+    let row = &leases::list(&mut conn, TOPIC).await.expect("list")[0];
+    assert_eq!(
+        (row.committed_offset, row.lost_before, row.recover_at_offset),
+        (100, Some(lost.before), Some(130))
+    );
+    leases::reset_offset(&mut conn, &first_fence, 3, 5)
+        .await
+        .expect("a recreated log moves it back");
+    let row = &leases::list(&mut conn, TOPIC).await.expect("list")[0];
+    assert_eq!((row.committed_offset, row.recover_at_offset), (3, Some(5)));
+    let widened = row.lost_before.expect("still owed");
+    assert!(widened >= lost.before, "the debt only grows");
+
+    // The owner dies before running the lost tasks: the next one inherits the debt.
+    let next = leases::acquire(&mut conn, TOPIC, 0, "next", TTL)
+        .await
+        .expect("query")
+        .expect("an expired lease is granted");
+    let owed = next.lost_records().expect("the debt came with the lease");
+    assert_eq!((owed.before, owed.recover_at_offset), (widened, 5));
+    let refused = leases::clear_lost_records(&mut conn, &first_fence, &owed).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let refused = leases::reset_offset(&mut conn, &first_fence, 0, 0).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+
+    // Clearing an older debt than the one recorded leaves the newer one.
+    let next_fence = fence("next", 0, next.epoch);
+    leases::clear_lost_records(&mut conn, &next_fence, &lost)
+        .await
+        .expect("clear");
+    assert_eq!(
+        leases::list(&mut conn, TOPIC).await.expect("list")[0].lost_before,
+        Some(widened)
+    );
+    leases::clear_lost_records(&mut conn, &next_fence, &owed)
+        .await
+        .expect("clear");
+    let row = &leases::list(&mut conn, TOPIC).await.expect("list")[0];
+    assert_eq!((row.lost_before, row.recover_at_offset), (None, None));
+    assert_eq!(row.committed_offset, 3);
+}
+
+#[tokio::test]
 async fn result_writes_of_a_fenced_owner_are_refused() {
     let db = TestDatabase::create().await;
     let mut conn = db.connection().await;
