@@ -132,26 +132,7 @@ impl TaskPublisher {
             .ok()
             .and_then(|p| self.producers.get(p))
             .ok_or(KafkaError::NoPartitions)?;
-        let mut headers = BTreeMap::new();
-        headers.insert(
-            HEADER_CONTENT_TYPE.to_owned(),
-            ENVELOPE_CONTENT_TYPE.as_bytes().to_vec(),
-        );
-        if let Some(request_id) = &envelope.request_id {
-            headers.insert(HEADER_REQUEST_ID.to_owned(), request_id.as_bytes().to_vec());
-        }
-        if let Some(traceparent) = &envelope.traceparent {
-            headers.insert(
-                HEADER_TRACEPARENT.to_owned(),
-                traceparent.as_bytes().to_vec(),
-            );
-        }
-        let record = Record {
-            key: Some(key),
-            value: Some(envelope.encode()),
-            headers,
-            timestamp: envelope.published_at,
-        };
+        let record = record_of(envelope, key);
         let started = Instant::now();
         let result = tokio::time::timeout(self.config.request_timeout(), producer.produce(record))
             .await
@@ -200,5 +181,59 @@ impl TaskPublisher {
                 tracing::debug!(topic = %config.topic, %error, "Topic check after a publish failure failed.");
             }
         });
+    }
+}
+
+/// The record of a task: its id as the key, the envelope as the value, the request id
+/// and trace context as headers. Never the task's request, which stays in PostgreSQL:
+/// so a record's size is bounded whatever a client submits, far below any broker's
+/// limit (Event Hubs' 1 MB publication among them).
+fn record_of(envelope: &TaskEnvelope, key: Vec<u8>) -> Record {
+    let mut headers = BTreeMap::new();
+    headers.insert(
+        HEADER_CONTENT_TYPE.to_owned(),
+        ENVELOPE_CONTENT_TYPE.as_bytes().to_vec(),
+    );
+    if let Some(request_id) = &envelope.request_id {
+        headers.insert(HEADER_REQUEST_ID.to_owned(), request_id.as_bytes().to_vec());
+    }
+    if let Some(traceparent) = &envelope.traceparent {
+        headers.insert(
+            HEADER_TRACEPARENT.to_owned(),
+            traceparent.as_bytes().to_vec(),
+        );
+    }
+    Record {
+        key: Some(key),
+        value: Some(envelope.encode()),
+        headers,
+        timestamp: envelope.published_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use orchestrator_core::EnvelopeKind;
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn the_largest_record_of_a_task_is_a_fraction_of_a_kilobyte() {
+        // The API's longest request id (128 characters) and a full traceparent.
+        let mut envelope = TaskEnvelope::new(
+            Uuid::new_v4(),
+            EnvelopeKind::Redriven,
+            Some("r".repeat(128)),
+            Utc::now(),
+        );
+        envelope.traceparent =
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned());
+        let record = record_of(&envelope, envelope.key());
+        assert!(record.headers.contains_key(HEADER_TRACEPARENT));
+        let bytes = record.approximate_size();
+        assert!(bytes < 1_024, "{bytes} bytes");
+        assert!(bytes * 1_000 < crate::event_hubs::MAX_PUBLICATION_BYTES);
     }
 }

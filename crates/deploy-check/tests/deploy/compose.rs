@@ -567,3 +567,124 @@ fn created_topics(command: &[String]) -> BTreeMap<String, (Option<u32>, Option<S
         })
         .collect()
 }
+
+/// The override file that points the stack at Azure Event Hubs (README, "Azure Event
+/// Hubs"). Docker is not here to merge it, so what the merge needs is checked as text:
+/// Compose's `!reset` and `!override` tags where the base file's values must go.
+pub const EVENT_HUBS_FILE: &str = "deploy/compose/event-hubs.yml";
+
+#[test]
+fn the_event_hubs_override_swaps_the_local_broker_for_a_connection_string_file() {
+    use serde_norway::value::TaggedValue;
+    let base = Compose::load();
+    let documents = support::yaml_documents(EVENT_HUBS_FILE);
+    assert_eq!(documents.len(), 1, "{EVENT_HUBS_FILE}: one YAML document");
+    let file = &documents[0];
+    let secret_files: BTreeMap<String, String> = file
+        .get("secrets")
+        .and_then(Value::as_mapping)
+        .map(|secrets| {
+            secrets
+                .iter()
+                .filter_map(|(name, spec)| Some((scalar(name)?, text_at(spec, &["file"])?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ignored = support::read(".gitignore");
+    let kafka_services: BTreeSet<&str> = base
+        .services()
+        .filter(|(_, s)| text_at(s, &["image"]).is_some_and(|i| i.starts_with("apache/kafka")))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!kafka_services.is_empty(), "the base file runs Kafka");
+    let tagged = |value: Option<&Value>, tag: &str| -> Option<Value> {
+        match value? {
+            Value::Tagged(tagged) => {
+                let TaggedValue { tag: found, value } = tagged.as_ref();
+                (*found == tag).then(|| value.clone())
+            }
+            _ => None,
+        }
+    };
+
+    let mut problems = Vec::new();
+    for binary in [Binary::Api, Binary::Worker] {
+        let (name, base_service) = base.single(binary);
+        let Some(service) = at(file, &["services", name]) else {
+            problems.push(format!("{name}: not in the override"));
+            continue;
+        };
+        let env = service
+            .get("environment")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let value_of = |key: &str| env.get(Value::String(key.to_owned()));
+        if tagged(value_of("KAFKA_BOOTSTRAP_SERVERS"), "reset").is_none() {
+            problems.push(format!(
+                "{name}: KAFKA_BOOTSTRAP_SERVERS must be `!reset null`: beside the \
+                 connection string it stops the start"
+            ));
+        }
+        if value_of("KAFKA_CONNECTION_STRING").is_some() {
+            problems.push(format!(
+                "{name}: the connection string goes in a file, not the environment"
+            ));
+        }
+        if value_of("KAFKA_CREATE_TOPICS").and_then(scalar).as_deref() != Some("false") {
+            problems.push(format!("{name}: KAFKA_CREATE_TOPICS must be \"false\""));
+        }
+        for key in env.keys().filter_map(scalar) {
+            if !binary.accepts_env(&key) {
+                problems.push(format!("{name}: {key} is not a setting of {binary:?}"));
+            }
+        }
+        let file_setting = value_of("KAFKA_CONNECTION_STRING_FILE").and_then(scalar);
+        let secret = file_setting
+            .as_deref()
+            .and_then(|path| path.strip_prefix("/run/secrets/"));
+        let granted = service.get("secrets").map(words).unwrap_or_default();
+        match secret {
+            Some(secret) if granted.iter().any(|g| g == secret) => match secret_files.get(secret) {
+                Some(path) => {
+                    let dir = path.trim_start_matches("./").split('/').next();
+                    if !dir.is_some_and(|d| ignored.lines().any(|l| l == format!("/{d}/"))) {
+                        problems.push(format!("{path}: not git-ignored"));
+                    }
+                }
+                None => problems.push(format!("secret {secret}: no `file:` declared")),
+            },
+            _ => problems.push(format!(
+                "{name}: KAFKA_CONNECTION_STRING_FILE ({file_setting:?}) must be \
+                 /run/secrets/<a secret the service is granted>"
+            )),
+        }
+        // Everything the base file waits for but the broker and its topic job.
+        let Some(Value::Mapping(depends)) = tagged(service.get("depends_on"), "override") else {
+            problems.push(format!("{name}: depends_on must be `!override`"));
+            continue;
+        };
+        let waits: BTreeSet<String> = depends.keys().filter_map(scalar).collect();
+        let kafka_jobs: BTreeSet<String> = base
+            .services()
+            .filter(|(_, s)| {
+                depends_on(s)
+                    .iter()
+                    .any(|(target, _)| kafka_services.contains(target.as_str()))
+            })
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let expected: BTreeSet<String> = depends_on(base_service)
+            .into_iter()
+            .map(|(target, _)| target)
+            .filter(|t| !kafka_services.contains(t.as_str()) && !kafka_jobs.contains(t))
+            .collect();
+        if waits != expected {
+            problems.push(format!(
+                "{name}: waits for {waits:?}; the base file's dependencies without Kafka are \
+                 {expected:?}"
+            ));
+        }
+    }
+    assert_no_problems(EVENT_HUBS_FILE, &problems);
+}

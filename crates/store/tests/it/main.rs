@@ -127,6 +127,39 @@ async fn fresh_database_is_migrated_once_under_concurrency() {
     assert_eq!(db.count_rows("tasks").await, 0);
 }
 
+/// Every index of `tasks` costs each insert and each status update of every task (the
+/// updates are never HOT: status is indexed), so the set is deliberate: an index no read
+/// uses is dropped (the trigram index, once search stopped using it).
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_carry_only_the_indexes_their_reads_use() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Index {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexname: String,
+    }
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let indexes: Vec<Index> = diesel::sql_query(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY indexname",
+    )
+    .load(&mut conn)
+    .await
+    .expect("indexes");
+    let names: Vec<String> = indexes.into_iter().map(|i| i.indexname).collect();
+    assert_eq!(names, EXPECTED_TASK_INDEXES, "{names:?}");
+}
+
+const EXPECTED_TASK_INDEXES: [&str; 7] = [
+    "tasks_pkey",                       // row ids: bulk operations and archives page on it
+    "tasks_task_id_key",                // GET /api/tasks/{id}, transitions, foreign keys
+    "tasks_tenant_ended_at_idx",        // throughput of finished tasks, retention
+    "tasks_tenant_idempotency_key_idx", // Idempotency-Key
+    "tasks_tenant_newest_first_idx",    // the list, search's slices
+    "tasks_tenant_status_newest_first_idx", // the list by status
+    "tasks_unfinished_idx",             // resuming, lost records, the oldest waiting
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_key_returns_the_existing_task() {
     let db = TestDatabase::create().await;
