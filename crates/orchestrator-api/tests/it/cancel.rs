@@ -184,7 +184,16 @@ async fn a_direct_request_answers_cancelled_when_its_task_is_cancelled() {
 async fn a_task_not_final_by_its_deadline_fails_and_its_call_is_dropped() {
     let app = TestApp::spawn().await;
     let body = example_with(&|body| body["deadline_seconds"] = json!(1));
-    let task_id = submit_with_revenue_hanging(&app, &body).await;
+    // Not submit_with_revenue_hanging: under load its poll may first look after the
+    // second has passed, when the call is already dropped. That revenue's call was in
+    // flight is checked below instead, from what the mock saw.
+    app.mock.set_behaviour("revenue", hanging());
+    let response = app.post_json("/api/orchestrate", &body).await;
+    assert_eq!(response.status(), 202);
+    let task_id = json_line(response).await["task_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let task = app.wait_until_finished(&task_id).await;
     assert_eq!(task["status"], "FAILED", "{task}");
     assert_eq!(task["deadline_seconds"], 1);
@@ -199,6 +208,16 @@ async fn a_task_not_final_by_its_deadline_fails_and_its_call_is_dropped() {
         "{revenue}"
     );
     assert_eq!(by_service(&task, "rebates")["status"], "COMPLETED");
+    let stats = app.mock.stats();
+    assert_eq!(
+        stats.by_path.get("/revenue").copied(),
+        Some(1),
+        "revenue was called once, and hung: {stats:?}"
+    );
+    assert_eq!(
+        stats.by_path_peak_in_flight.get("/revenue").copied(),
+        Some(1)
+    );
     poll::until(
         "the hanging call dropped",
         Duration::from_secs(2),
