@@ -92,7 +92,6 @@ pub(crate) async fn run_lost_tasks(
         while let Some(run) = runs.next().await {
             ran += run?;
         }
-        drop(runs);
         if past || !full {
             break;
         }
