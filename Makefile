@@ -110,7 +110,12 @@ status: ## Show what `make run` started and whether it still runs
 .PHONY: bench
 bench: ## Measure throughput and latency against this machine's ceilings (release build, a stack of its own on free ports; BENCH_ARGS=--help); reports in target/bench/
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -q -p orchestrator-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -q -p orchestrator-bench --bin orchestrator-bench -- $(BENCH_ARGS)
+
+.PHONY: soak
+soak: ## Run the stack 30 minutes (SOAK_MINUTES) at 70% of its measured capacity, RETENTION 3m, on a PostgreSQL cluster of its own with autovacuum on; a sample a minute; report and chart in target/soak/ (SOAK_ARGS=--help)
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -q -p orchestrator-bench --bin orchestrator-soak -- $(SOAK_ARGS)
 
 DASHBOARD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench
 # `make bench-dashboard TASKS=10000000` for ten million.

@@ -26,6 +26,7 @@ pub mod long_poll;
 pub mod machine;
 pub mod report;
 pub mod resources;
+pub mod soak;
 pub mod stack;
 
 use std::collections::{BTreeMap, HashMap};
@@ -186,15 +187,7 @@ impl Setup {
             .clone()
             .unwrap_or_else(|| repo_root.join("target/bench"));
         std::fs::create_dir_all(&output_dir).map_err(|e| BenchError::io(&output_dir, e))?;
-        let bin_dir = match &config.bin_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(Path::to_path_buf))
-                .ok_or_else(|| {
-                    BenchError::Setup("cannot tell where this binary is: pass --bin-dir".into())
-                })?,
-        };
+        let bin_dir = bin_dir(config.bin_dir.as_deref())?;
         let db_name = config
             .database_url
             .database()
@@ -273,21 +266,45 @@ async fn open_stack(
 }
 
 fn write_reports(report: &Report, dir: &Path) -> Result<Outputs, BenchError> {
+    write_outputs(dir, "report", report, report.markdown(), report.svg())
+}
+
+/// Writes `<stem>.json` (`report` serialised), `<stem>.md` and `<stem>.svg` to `dir`.
+fn write_outputs(
+    dir: &Path,
+    stem: &str,
+    report: &impl serde::Serialize,
+    markdown: String,
+    svg: String,
+) -> Result<Outputs, BenchError> {
     let outputs = Outputs {
-        json: dir.join("report.json"),
-        markdown: dir.join("report.md"),
-        svg: dir.join("report.svg"),
+        json: dir.join(format!("{stem}.json")),
+        markdown: dir.join(format!("{stem}.md")),
+        svg: dir.join(format!("{stem}.svg")),
     };
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| BenchError::Setup(format!("serialising the report: {e}")))?;
     for (path, text) in [
         (&outputs.json, json),
-        (&outputs.markdown, report.markdown()),
-        (&outputs.svg, report.svg()),
+        (&outputs.markdown, markdown),
+        (&outputs.svg, svg),
     ] {
         std::fs::write(path, text).map_err(|e| BenchError::io(path, e))?;
     }
     Ok(outputs)
+}
+
+/// The stack's binaries: given, else beside this binary (where cargo put them).
+fn bin_dir(given: Option<&Path>) -> Result<PathBuf, BenchError> {
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                BenchError::Setup("cannot tell where this binary is: pass --bin-dir".into())
+            }),
+    }
 }
 
 /// The repository: given, else the first folder holding `scripts/install-tansu.sh` (which
@@ -1107,34 +1124,8 @@ impl Bench {
         Ok(())
     }
 
-    /// The processes measured now: the stack's (from RUN_DIR), PostgreSQL's (this
-    /// database's connections and the server's background processes) and this one.
     async fn groups(&self, stack: &Stack) -> Result<Groups, BenchError> {
-        let mut groups = Groups::default();
-        if let Some(api) = stack.process("api") {
-            groups.add("api", api);
-        }
-        for (_, worker) in stack.workers() {
-            groups.add("workers", worker);
-        }
-        if let Some(broker) = stack.process("broker") {
-            groups.add("broker", broker);
-        }
-        for service in SERVICES {
-            if let Some(mock) = stack.process(&format!("mock-{service}")) {
-                groups.add("mocks", mock);
-            }
-        }
-        let (backends, background) = db::server_pids(&self.db).await?;
-        for pid in backends.into_iter().chain(background) {
-            if let Some(process) = Process::current(pid) {
-                groups.add("postgres", process);
-            }
-        }
-        if let Some(me) = Process::current(std::process::id()) {
-            groups.add("bench", me);
-        }
-        Ok(groups)
+        measured_processes(stack, &self.db).await
     }
 
     fn reset_peaks(&mut self, groups: &Groups) {
@@ -1154,6 +1145,36 @@ impl Bench {
             .filter_map(|(_, p)| p.peak_rss_mb())
             .fold(None, |acc, v| Some(acc.map_or(v, |a: f64| a.max(v))))
     }
+}
+
+/// The processes measured now: the stack's (from RUN_DIR), PostgreSQL's (this
+/// database's connections and the server's background processes) and this one.
+async fn measured_processes(stack: &Stack, db: &Client) -> Result<Groups, BenchError> {
+    let mut groups = Groups::default();
+    if let Some(api) = stack.process("api") {
+        groups.add("api", api);
+    }
+    for (_, worker) in stack.workers() {
+        groups.add("workers", worker);
+    }
+    if let Some(broker) = stack.process("broker") {
+        groups.add("broker", broker);
+    }
+    for service in SERVICES {
+        if let Some(mock) = stack.process(&format!("mock-{service}")) {
+            groups.add("mocks", mock);
+        }
+    }
+    let (backends, background) = db::server_pids(db).await?;
+    for pid in backends.into_iter().chain(background) {
+        if let Some(process) = Process::current(pid) {
+            groups.add("postgres", process);
+        }
+    }
+    if let Some(me) = Process::current(std::process::id()) {
+        groups.add("bench", me);
+    }
+    Ok(groups)
 }
 
 /// `orchestrator-api migrate` against `url` (the pgbench database gets our schema).

@@ -769,7 +769,7 @@ impl Report {
 }
 
 /// The smallest 1, 2 or 5 × 10^k at or above `v` (an axis maximum with round ticks).
-fn nice_ceiling(v: f64) -> f64 {
+pub(crate) fn nice_ceiling(v: f64) -> f64 {
     let magnitude = 10f64.powf(v.max(1e-9).log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
@@ -846,17 +846,17 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const COLOURS: [&str; 4] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2"];
+pub(crate) const COLOURS: [&str; 4] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2"];
 
-/// A little SVG writer: just what the three panels need.
-struct Svg {
+/// A little SVG writer: just what the benchmark's and the soak's panels need.
+pub(crate) struct Svg {
     width: f64,
     height: f64,
     body: String,
 }
 
 impl Svg {
-    fn new(width: u32, height: u32) -> Svg {
+    pub(crate) fn new(width: u32, height: u32) -> Svg {
         Svg {
             width: f64::from(width),
             height: f64::from(height),
@@ -864,7 +864,7 @@ impl Svg {
         }
     }
 
-    fn text(&mut self, x: f64, y: f64, size: u32, anchor: &str, text: &str) {
+    pub(crate) fn text(&mut self, x: f64, y: f64, size: u32, anchor: &str, text: &str) {
         let _ = writeln!(
             self.body,
             r#"<text x="{x:.1}" y="{y:.1}" font-size="{size}" text-anchor="{anchor}">{}</text>"#,
@@ -873,13 +873,13 @@ impl Svg {
     }
 
     /// Text broken into lines at ", " (bar labels), one under the other.
-    fn label(&mut self, x: f64, y: f64, text: &str) {
+    pub(crate) fn label(&mut self, x: f64, y: f64, text: &str) {
         for (i, line) in text.split(", ").enumerate() {
             self.text(x, y + 12.0 * i as f64, 10, "middle", line);
         }
     }
 
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str) {
+    pub(crate) fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str) {
         let _ = writeln!(
             self.body,
             r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
@@ -888,7 +888,7 @@ impl Svg {
         );
     }
 
-    fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, dashed: bool) {
+    pub(crate) fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, dashed: bool) {
         let dash = if dashed {
             r#" stroke-dasharray="6 4""#
         } else {
@@ -946,7 +946,7 @@ impl Svg {
         }
     }
 
-    fn axis(
+    pub(crate) fn axis(
         &mut self,
         left: f64,
         right: f64,
@@ -1074,7 +1074,28 @@ impl Svg {
         );
     }
 
-    fn finish(self) -> String {
+    /// A line through `points`.
+    pub(crate) fn polyline(&mut self, points: &[(f64, f64)], stroke: &str, dashed: bool) {
+        if points.is_empty() {
+            return;
+        }
+        let dash = if dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let list: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        let _ = writeln!(
+            self.body,
+            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="2"{dash}/>"#,
+            list.join(" ")
+        );
+    }
+
+    pub(crate) fn finish(self) -> String {
         format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{body}</svg>\n",
             w = self.width,

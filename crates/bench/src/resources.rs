@@ -17,6 +17,8 @@ pub trait Measured {
     fn cpu_seconds(&self) -> Option<f64>;
     /// Peak resident set size (VmHWM) in MB (10^6 bytes, as the targets say).
     fn peak_rss_mb(&self) -> Option<f64>;
+    /// Resident set size now (VmRSS) in MB.
+    fn rss_mb(&self) -> Option<f64>;
     /// Starts a new peak: writing 5 to `clear_refs` resets VmHWM to the current RSS
     /// (Linux 4.0+, needs permission); returns whether it did.
     fn reset_peak_rss(&self) -> bool;
@@ -39,6 +41,13 @@ impl Measured for Process {
             return None;
         }
         status_kib(self.pid, "VmHWM:").map(|kib| kib as f64 * 1024.0 / 1e6)
+    }
+
+    fn rss_mb(&self) -> Option<f64> {
+        if !self.is_alive() {
+            return None;
+        }
+        status_kib(self.pid, "VmRSS:").map(|kib| kib as f64 * 1024.0 / 1e6)
     }
 
     fn reset_peak_rss(&self) -> bool {
@@ -201,6 +210,7 @@ mod tests {
         assert!(x != 1);
         assert!(me.cpu_seconds().expect("cpu time") >= 0.0);
         assert!(me.peak_rss_mb().expect("VmHWM") > 0.0);
+        assert!(me.rss_mb().expect("VmRSS") <= me.peak_rss_mb().expect("VmHWM"));
         assert!(machine_busy_seconds().expect("/proc/stat") > 0.0);
     }
 

@@ -16,56 +16,29 @@ use orchestrator_testkit::workspace::{stack_bin_dir, workspace_root};
 use serde_json::Value;
 use xtask::{LocalStack, StackSettings};
 
+mod soak;
+
 /// Starting a debug stack takes ~20 s on a busy 2-core machine; the phases ~30 s.
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::test]
 async fn smoke_run_writes_reports_and_its_checks_pass() {
     let root = workspace_root();
-    let bin_dir = stack_bin_dir();
     let database = TestDatabase::create().await;
     let scratch = Scratch::new(&root);
     let out_dir = scratch.path.join("out");
     let log_path = scratch.path.join("bench.out");
     let log = fs::File::create(&log_path).expect("creating the output file");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator-bench"));
-    command
-        .arg("--smoke")
-        .args(["--database-url", database.url()])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .arg("--repo-root")
-        .arg(&root)
-        .arg("--output-dir")
-        .arg(&out_dir)
-        .arg("--run-dir")
-        .arg(&scratch.run_dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("cloning the output file"))
-        .stderr(log);
-    for var in [
-        "MAKEFLAGS",
-        "MFLAGS",
-        "MAKELEVEL",
-        "RUST_LOG",
-        "BENCH_API_URL",
-    ] {
-        command.env_remove(var);
-    }
-    let mut child = command.spawn().expect("starting orchestrator-bench");
-    let deadline = Instant::now() + SMOKE_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the benchmark") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut command = smoke_command(
+        env!("CARGO_BIN_EXE_orchestrator-bench"),
+        &root,
+        &scratch,
+        &out_dir,
+        log,
+    );
+    command.args(["--database-url", database.url()]);
+    let status = run_bounded(&mut command, SMOKE_TIMEOUT);
     let output = fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         status.is_some_and(|s| s.success()),
@@ -253,6 +226,62 @@ impl Drop for Scratch {
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+/// `program --smoke` with the stack's binaries as built, this repository, its output in
+/// `out_dir` and its RUN_DIR in the scratch folder, its output to `log`, and none of the
+/// caller's settings that would change what it runs.
+fn smoke_command(
+    program: &str,
+    root: &Path,
+    scratch: &Scratch,
+    out_dir: &Path,
+    log: fs::File,
+) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg("--smoke")
+        .arg("--bin-dir")
+        .arg(stack_bin_dir())
+        .arg("--repo-root")
+        .arg(root)
+        .arg("--output-dir")
+        .arg(out_dir)
+        .arg("--run-dir")
+        .arg(&scratch.run_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cloning the output file"))
+        .stderr(log);
+    for var in [
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+        "RUST_LOG",
+        "BENCH_API_URL",
+        "SOAK_DATABASE_URL",
+        "SOAK_MINUTES",
+        "SOAK_RATE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs `command` to its end, or kills it after `timeout` (`None`).
+fn run_bounded(command: &mut Command, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = command.spawn().expect("starting the command");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the command") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
