@@ -200,11 +200,21 @@ pub async fn renew(
         #[diesel(sql_type = Integer)]
         partition: i32,
     }
+    // The rows are locked in partition order first, the order in which a batch write's
+    // fence check (`FOR SHARE ... ORDER BY partition`) locks them: an UPDATE joined to
+    // the array locks them in whatever order its plan visits them, and against a batch
+    // write of the same worker that deadlocked (seen in `make soak`, twice in 30 min).
     let renewed: Vec<Renewed> = diesel::sql_query(
-        "UPDATE partition_leases AS l SET expires_at = now() + $3, updated_at = now() \
-         FROM unnest($4::int4[], $5::int8[]) AS held(partition, epoch) \
-         WHERE l.topic = $1 AND l.owner = $2 \
-           AND l.partition = held.partition AND l.epoch = held.epoch \
+        "WITH locked AS ( \
+           SELECT l.partition FROM partition_leases AS l \
+           JOIN unnest($4::int4[], $5::int8[]) AS held(partition, epoch) \
+             ON l.partition = held.partition AND l.epoch = held.epoch \
+           WHERE l.topic = $1 AND l.owner = $2 \
+           ORDER BY l.partition \
+           FOR UPDATE OF l) \
+         UPDATE partition_leases AS l SET expires_at = now() + $3, updated_at = now() \
+         FROM locked \
+         WHERE l.topic = $1 AND l.owner = $2 AND l.partition = locked.partition \
          RETURNING l.partition",
     )
     .bind::<Text, _>(topic)

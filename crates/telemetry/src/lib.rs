@@ -2,8 +2,8 @@
 //! report alike. Metrics: see [`metrics`]; the trace a task belongs to: [`trace`].
 //!
 //! Human-readable lines by default, one JSON object per line with `LOG_FORMAT=json`;
-//! `RUST_LOG` filters (default `info,rskafka=warn`; the one directive added to it
-//! quiets actix-web's logging of malformed requests).
+//! `RUST_LOG` filters (default `info,rskafka=warn`; the directives added to it quiet
+//! two libraries' ERROR lines about what is not a fault: see [`QUIET`]).
 
 mod export;
 pub mod metrics;
@@ -33,24 +33,40 @@ pub enum LogFormat {
 /// The filter when `RUST_LOG` is not set.
 const DEFAULT_FILTER: &str = "info,rskafka=warn";
 
-/// actix-web answers a request it cannot parse (a NUL or a newline in a header, a broken
-/// chunk) with 400 by itself, and then logs the client's mistake at ERROR from its
-/// HTTP/1 dispatcher ("stream error: request parse error"), as it does a connection the
-/// client dropped. An ERROR must mean a fault of ours, so those are silenced unless
-/// `RUST_LOG` names `actix_http` itself.
-const QUIET_DISPATCHER: &str = "actix_http::h1::dispatcher=off";
+/// Directives added to `RUST_LOG` unless it names their target itself, each silencing
+/// a library that logs at ERROR what is not a fault of ours. An ERROR must mean one.
+///
+/// - actix-web answers a request it cannot parse (a NUL or a newline in a header, a
+///   broken chunk) with 400 by itself, and then logs the client's mistake at ERROR from
+///   its HTTP/1 dispatcher ("stream error: request parse error"), as it does a
+///   connection the client dropped.
+/// - rskafka's controller client logs every error answer at ERROR ("request encountered
+///   fatal error") before returning it. Replicas that start together race to create
+///   the topics, and every loser logged `TopicAlreadyExists` at ERROR on every rollout,
+///   which `topics::ensure_topic` expects and ignores; every other error it returns to
+///   its caller, which reports it.
+const QUIET: [(&str, &str); 2] = [
+    ("actix_http", "actix_http::h1::dispatcher=off"),
+    (
+        "rskafka::client::controller",
+        "rskafka::client::controller=off",
+    ),
+];
 
 /// The `RUST_LOG` directives in force, `rust_log` being the variable's value.
 fn directives(rust_log: Option<&str>) -> String {
-    let directives = rust_log
+    let mut directives = rust_log
         .map(str::trim)
         .filter(|value| !value.is_empty())
-        .unwrap_or(DEFAULT_FILTER);
-    if directives.contains("actix_http") {
-        directives.to_owned()
-    } else {
-        format!("{directives},{QUIET_DISPATCHER}")
+        .unwrap_or(DEFAULT_FILTER)
+        .to_owned();
+    for (named, quiet) in QUIET {
+        if !directives.contains(named) {
+            directives.push(',');
+            directives.push_str(quiet);
+        }
     }
+    directives
 }
 
 /// What [`init`] installed: keep it for the life of the process, and
@@ -175,18 +191,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dispatchers_client_errors_are_quiet_unless_asked_for() {
+    fn libraries_errors_that_are_no_fault_are_quiet_unless_asked_for() {
         assert_eq!(
             directives(None),
-            "info,rskafka=warn,actix_http::h1::dispatcher=off"
+            "info,rskafka=warn,actix_http::h1::dispatcher=off,rskafka::client::controller=off"
         );
         assert_eq!(
             directives(Some("debug")),
-            "debug,actix_http::h1::dispatcher=off"
+            "debug,actix_http::h1::dispatcher=off,rskafka::client::controller=off"
         );
         assert_eq!(
-            directives(Some("info,actix_http=debug")),
-            "info,actix_http=debug"
+            directives(Some(
+                "info,actix_http=debug,rskafka::client::controller=debug"
+            )),
+            "info,actix_http=debug,rskafka::client::controller=debug"
         );
     }
 }

@@ -493,12 +493,15 @@ async fn end_state(
         }
     };
     let mut error_lines = BTreeMap::new();
+    let mut warn_lines = BTreeMap::new();
     if let Some(run_dir) = &stack.run_dir {
         for (name, _) in processes {
             let path = run_dir.join("logs").join(format!("{name}.log"));
-            let count = count_error_lines(&path);
-            if count > 0 {
-                error_lines.insert(name.clone(), count);
+            for (level, counts) in [("ERROR", &mut error_lines), ("WARN", &mut warn_lines)] {
+                let count = count_lines_at(&path, level);
+                if count > 0 {
+                    counts.insert(name.clone(), count);
+                }
             }
         }
     }
@@ -513,6 +516,7 @@ async fn end_state(
         unfinished: row.get(3),
         tasks_with_wrong_rows: row.get(4),
         error_lines,
+        warn_lines,
         dead_processes: processes
             .iter()
             .filter(|(_, p)| !p.is_alive())
@@ -521,19 +525,20 @@ async fn end_state(
     })
 }
 
-/// Lines a process logged at ERROR: the level is the word after the timestamp in the
-/// stack's text format, a field in JSON.
-fn count_error_lines(path: &Path) -> u64 {
+/// Lines a process logged at `level` (ERROR, WARN): the level is the word after the
+/// timestamp in the stack's text format, a field in JSON.
+fn count_lines_at(path: &Path, level: &str) -> u64 {
     let Ok(text) = std::fs::read_to_string(path) else {
         return 0;
     };
+    let json = format!(r#""level":"{level}""#);
     text.lines()
         .filter(|line| {
             let mut words = line.split_whitespace();
             let timestamp = words
                 .next()
                 .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()));
-            (timestamp && words.next() == Some("ERROR")) || line.contains(r#""level":"ERROR""#)
+            (timestamp && words.next() == Some(level)) || line.contains(&json)
         })
         .count() as u64
 }
@@ -565,8 +570,9 @@ mod tests {
              {\"level\":\"INFO\",\"message\":\"an ERROR in a message is not a level\"}\n",
         )
         .expect("writing the log");
-        assert_eq!(count_error_lines(&path), 2);
-        assert_eq!(count_error_lines(&dir.join("missing.log")), 0);
+        assert_eq!(count_lines_at(&path, "ERROR"), 2);
+        assert_eq!(count_lines_at(&path, "INFO"), 2);
+        assert_eq!(count_lines_at(&dir.join("missing.log"), "ERROR"), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

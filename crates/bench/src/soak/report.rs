@@ -185,12 +185,22 @@ impl SoakReport {
         }
         let _ = writeln!(
             md,
-            "\nAt the end: {} accepted, {} in the table, {} removed by retention, {} FAILED, {} unfinished.",
+            "\nAt the end: {} accepted, {} in the table, {} removed by retention, {} FAILED, {} unfinished; lines logged at WARN: {}.",
             self.end.accepted,
             self.end.task_rows,
             self.end.removed,
             self.end.failed,
-            self.end.unfinished
+            self.end.unfinished,
+            if self.end.warn_lines.is_empty() {
+                "none".to_owned()
+            } else {
+                self.end
+                    .warn_lines
+                    .iter()
+                    .map(|(name, n)| format!("{name} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
         md
     }

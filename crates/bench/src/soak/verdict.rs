@@ -70,6 +70,9 @@ pub struct EndState {
     pub tasks_with_wrong_rows: i64,
     /// Lines logged at ERROR by the stack's processes, per process.
     pub error_lines: BTreeMap<String, u64>,
+    /// Lines logged at WARN, per process: reported, not judged (a retried write, a
+    /// slow broker).
+    pub warn_lines: BTreeMap<String, u64>,
     /// Processes that were no longer running at the end.
     pub dead_processes: Vec<String>,
 }

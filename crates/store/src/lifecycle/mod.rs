@@ -53,7 +53,8 @@
 //!   nothing; the other writes of its batch go ahead.
 //! - **Lock order.** Lease rows (`FOR SHARE`, by partition), then task rows (`FOR
 //!   UPDATE`, by task id, [`lock::tasks`]), then service requests. Every transition takes
-//!   them in this order, so concurrent batches cannot deadlock.
+//!   them in this order, so concurrent batches cannot deadlock. A lease renewal
+//!   ([`crate::leases::renew`]) locks its rows by partition too.
 //! - Every status change is logged, in its transaction, by the database's triggers
 //!   into the task event log ([`crate::events`]): transitions write no event
 //!   themselves and cannot forget one.
