@@ -163,9 +163,11 @@ impl Browser {
         self.query(By::Css(css)).nowait().first_opt().await
     }
 
-    /// Replaces the text of an input or text area by typing `text`.
+    /// Replaces the text of an input or text area by typing `text`, once it is on the
+    /// page: a page just navigated to may still be loading (`find` looks once, and CI
+    /// once ran it before the sign-in form was there).
     pub async fn type_into(&self, css: &str, text: &str) -> WebDriverResult<()> {
-        let input = self.find(By::Css(css)).await?;
+        let input = self.query(By::Css(css)).first().await?;
         input.clear().await?;
         input.send_keys(text).await
     }
