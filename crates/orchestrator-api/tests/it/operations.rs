@@ -268,6 +268,22 @@ async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_tas
     let task: Value = response.json().await.expect("JSON");
     let task_id = task["task_id"].as_str().expect("task_id");
     app.wait_until_finished(task_id).await;
+    // A timer read made while the task first waited must not pass for one made after
+    // the change below (CI once saw its age of 10 ms): wait until a read saw it done.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.get("/metrics").await.text().await.expect("body");
+        if text.contains(r#"orchestrator_tasks{status="PENDING"} 0"#)
+            && text.contains(r#"orchestrator_tasks{status="COMPLETED"} 1"#)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the timer never read the finished task:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // The task waits again, since an hour: as a task stuck in the queue would.
     let mut conn = app.db.connection().await;
     diesel_async::RunQueryDsl::execute(
