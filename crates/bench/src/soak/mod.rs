@@ -16,7 +16,6 @@ pub mod report;
 pub mod verdict;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -98,7 +97,7 @@ enum Cluster {
 
 impl Cluster {
     fn start(repo_root: &Path, name: &str) -> Result<Cluster, BenchError> {
-        let port = free_port()?;
+        let port = orchestrator_testkit::ports::free_port();
         progress(&format!(
             "creating PostgreSQL cluster {name} on port {port} (autovacuum on)"
         ));
@@ -146,16 +145,6 @@ fn script(repo_root: &Path, args: &[&str]) -> Result<(), BenchError> {
             args.join(" ")
         )))
     }
-}
-
-/// A port nothing listens on now (the cluster takes it a moment later).
-fn free_port() -> Result<u16, BenchError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BenchError::Setup(format!("no free port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| BenchError::Setup(format!("no free port: {e}")))
 }
 
 async fn soak(
