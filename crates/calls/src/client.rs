@@ -16,64 +16,74 @@ use tokio::time::Instant;
 use url::Url;
 use uuid::Uuid;
 
-use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext};
+use orchestrator_telemetry::trace::{
+    ExportedSpan, KeyValue, SpanKind, TRACEPARENT, TRACESTATE, TraceContext,
+};
 
 use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::metrics::DispatchMetrics;
 use crate::policy::ServicePolicy;
 
-/// The span of one attempt, following OpenTelemetry's HTTP client conventions, while
-/// spans are exported; none otherwise (so an attempt costs no span).
-fn attempt_span(name: &str, service: &Service, attempt: u32) -> tracing::Span {
-    if !orchestrator_telemetry::trace::spans_exported() {
-        return tracing::Span::none();
+/// The span of one attempt under its service request's (`parent`), following
+/// OpenTelemetry's HTTP client conventions, while spans are exported; an empty one
+/// otherwise (so an attempt costs no span).
+fn attempt_span(
+    name: &str,
+    service: &Service,
+    attempt: u32,
+    parent: Option<&TraceContext>,
+) -> ExportedSpan {
+    if parent.is_none() {
+        return ExportedSpan::none();
     }
-    let url = &service.endpoint;
-    tracing::info_span!(
-        target: orchestrator_telemetry::trace::EXPORT_ONLY,
-        "attempt",
-        otel.name = "POST",
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        "http.request.method" = "POST",
-        "url.full" = %url,
-        "server.address" = url.host_str().unwrap_or_default(),
-        "server.port" = url.port_or_known_default().unwrap_or_default(),
-        "http.request.resend_count" = attempt.saturating_sub(1),
-        "http.response.status_code" = tracing::field::Empty,
-        "error.type" = tracing::field::Empty,
-        "orchestrator.service" = name,
-        "orchestrator.attempt" = attempt,
-        "orchestrator.outcome" = tracing::field::Empty,
-    )
+    ExportedSpan::start("POST", SpanKind::Client, parent, || {
+        let url = &service.endpoint;
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("url.full", url.as_str().to_owned()),
+            KeyValue::new(
+                "server.address",
+                url.host_str().unwrap_or_default().to_owned(),
+            ),
+            KeyValue::new(
+                "server.port",
+                i64::from(url.port_or_known_default().unwrap_or_default()),
+            ),
+            KeyValue::new(
+                "http.request.resend_count",
+                i64::from(attempt.saturating_sub(1)),
+            ),
+            KeyValue::new("orchestrator.service", name.to_owned()),
+            KeyValue::new("orchestrator.attempt", i64::from(attempt)),
+        ]
+    })
 }
 
-/// An attempt's place in the task's trace: its span, never entered (a poll of the call
-/// then pays for no more span than its service request's), with what is known of the
-/// attempt recorded on it; and the context sent downstream as its `traceparent`.
+/// An attempt's place in the task's trace: its span, with what is known of the attempt
+/// recorded on it; and the context sent downstream as its `traceparent`.
 struct AttemptTrace {
-    span: tracing::Span,
+    span: ExportedSpan,
     context: Option<TraceContext>,
 }
 
 /// An attempt's outcome on its span (the status code is recorded as it arrives): for a
 /// failure its kind (`error.type`: the status code, or what went wrong before one came).
-fn record_outcome(span: &tracing::Span, result: &Result<Value, CallError>) {
-    if span.is_none() {
+fn record_outcome(span: &mut ExportedSpan, result: &Result<Value, CallError>) {
+    if !span.is_recording() {
         return;
     }
     match result {
         Ok(_) => {
-            span.record("orchestrator.outcome", "success");
+            span.set("orchestrator.outcome", "success");
         }
         Err(error) => {
             let error_type = match error {
                 CallError::Status { status, .. } => status.to_string(),
                 other => other.kind().to_owned(),
             };
-            span.record("error.type", error_type);
-            span.record("orchestrator.outcome", error.outcome());
-            span.record("otel.status_code", "ERROR");
+            span.set("error.type", error_type);
+            span.set("orchestrator.outcome", error.outcome());
+            span.set_error();
         }
     }
 }
@@ -377,11 +387,11 @@ impl Dispatcher {
             let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
             let in_flight = self.metrics.in_flight(name);
-            let span = attempt_span(name, service, attempts);
-            let trace = AttemptTrace {
+            let span = attempt_span(name, service, attempts, origin.trace);
+            let mut trace = AttemptTrace {
                 context: origin
                     .trace
-                    .map(|parent| TraceContext::of_span(&span, Some(parent))),
+                    .map(|parent| span.context_or_child_of(Some(parent))),
                 span,
             };
             let result = self
@@ -390,11 +400,12 @@ impl Dispatcher {
                     idempotency_key,
                     payload,
                     origin.request_id,
-                    &trace,
+                    &mut trace,
                     policy.attempt_timeout.min(remaining),
                 )
                 .await;
-            record_outcome(&trace.span, &result);
+            record_outcome(&mut trace.span, &result);
+            drop(trace);
             drop(in_flight);
             drop(slot);
             permit.record(
@@ -445,7 +456,7 @@ impl Dispatcher {
         idempotency_key: Uuid,
         payload: &Value,
         request_id: Option<&str>,
-        trace: &AttemptTrace,
+        trace: &mut AttemptTrace,
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -473,7 +484,7 @@ impl Dispatcher {
             let status = response.status();
             trace
                 .span
-                .record("http.response.status_code", status.as_u16());
+                .set("http.response.status_code", i64::from(status.as_u16()));
             let retry_after = if matches!(status.as_u16(), 429 | 503) {
                 retry_after(response.headers(), SystemTime::now())
             } else {

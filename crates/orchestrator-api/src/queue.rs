@@ -21,11 +21,12 @@ use diesel_async::AsyncConnection;
 use orchestrator_core::{EnvelopeKind, TaskEnvelope};
 use orchestrator_kafka::{KafkaError, TaskPublisher};
 use orchestrator_store::{DbPool, StoreError, outbox};
-use orchestrator_telemetry::trace::{TraceContext, spans_exported};
+use orchestrator_telemetry::trace::{
+    ExportedSpan, KeyValue, SpanKind, TraceContext, spans_exported,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use orchestrator_stdx::error_chain;
@@ -111,7 +112,8 @@ impl TaskQueue {
     ) -> Result<(), KafkaError> {
         let (envelope, span) =
             self.envelope(task_id, EnvelopeKind::Submitted, request_id, traceparent);
-        let published = self.publisher.publish(&envelope).instrument(span).await?;
+        let published = self.publisher.publish(&envelope).await?;
+        span.end();
         tracing::debug!(%task_id, partition = published.partition, offset = published.offset, "Task published.");
         if self.marks.try_send(task_id).is_err() {
             tracing::debug!(%task_id, "Outbox mark queue full; the sweeper will republish the task.");
@@ -130,24 +132,29 @@ impl TaskQueue {
         kind: EnvelopeKind,
         request_id: &str,
         traceparent: Option<&str>,
-    ) -> (TaskEnvelope, tracing::Span) {
+    ) -> (TaskEnvelope, ExportedSpan) {
+        let stored = traceparent.and_then(TraceContext::parse);
         let span = if spans_exported() {
-            tracing::info_span!(
-                target: orchestrator_telemetry::trace::EXPORT_ONLY,
-                "publish",
-                otel.name = format!("send {}", self.publisher.topic()),
-                otel.kind = "producer",
-                "messaging.system" = "kafka",
-                "messaging.operation.type" = "send",
-                "messaging.destination.name" = self.publisher.topic(),
-                task_id = %task_id,
+            ExportedSpan::start(
+                format!("send {}", self.publisher.topic()),
+                SpanKind::Producer,
+                stored.as_ref(),
+                || {
+                    vec![
+                        KeyValue::new("messaging.system", "kafka"),
+                        KeyValue::new("messaging.operation.type", "send"),
+                        KeyValue::new(
+                            "messaging.destination.name",
+                            self.publisher.topic().to_owned(),
+                        ),
+                        KeyValue::new("task_id", task_id.to_string()),
+                    ]
+                },
             )
         } else {
-            tracing::Span::none()
+            ExportedSpan::none()
         };
-        let published = traceparent
-            .and_then(TraceContext::parse)
-            .map(|stored| TraceContext::of_span(&span, Some(&stored)).traceparent());
+        let published = stored.map(|stored| span.context_or_child_of(Some(&stored)).traceparent());
         let envelope = TaskEnvelope::new(task_id, kind, Some(request_id.to_owned()), Utc::now())
             .with_traceparent(published.as_deref());
         (envelope, span)
@@ -163,11 +170,9 @@ impl TaskQueue {
     ) -> Result<(), KafkaError> {
         let (envelope, span) =
             self.envelope(task_id, EnvelopeKind::Redriven, request_id, traceparent);
-        self.publisher
-            .publish(&envelope)
-            .instrument(span)
-            .await
-            .map(|_| ())
+        let published = self.publisher.publish(&envelope).await.map(|_| ());
+        span.end();
+        published
     }
 }
 

@@ -17,7 +17,6 @@ use orchestrator_store::notify::Listener;
 use orchestrator_store::pool::PgConnector;
 use orchestrator_telemetry::metrics::{self, WriteBatchMetrics};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::ApiConfig;
@@ -281,13 +280,13 @@ fn http_server(
                 let started = Instant::now();
                 let method = request.method().clone();
                 let http_metrics = http_metrics.clone();
-                let span = crate::tracing_http::request_span(&request);
-                let response = service.call(request).instrument(span.clone());
+                let mut span = crate::tracing_http::request_span(&request);
+                let response = service.call(request);
                 async move {
                     let response = response.await?;
                     let route = response.request().match_pattern();
                     crate::tracing_http::record_response(
-                        &span,
+                        &mut span,
                         &method,
                         route.as_deref(),
                         response.status(),

@@ -8,7 +8,11 @@
 use actix_web::dev::ServiceRequest;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage as _, HttpRequest};
-use orchestrator_telemetry::trace::{TRACEPARENT, TRACESTATE, TraceContext, spans_exported};
+use std::borrow::Cow;
+
+use orchestrator_telemetry::trace::{
+    ExportedSpan, KeyValue, SpanKind, TRACEPARENT, TRACESTATE, TraceContext, spans_exported,
+};
 
 /// The caller's trace context, from `traceparent` and `tracestate`.
 fn callers_context(headers: &actix_web::http::header::HeaderMap) -> Option<TraceContext> {
@@ -17,25 +21,47 @@ fn callers_context(headers: &actix_web::http::header::HeaderMap) -> Option<Trace
 }
 
 /// The span of one request while spans are exported (a child of the caller's
-/// `traceparent`, or the root of a new trace); none otherwise.
-pub fn request_span(request: &ServiceRequest) -> tracing::Span {
+/// `traceparent`, or the root of a new trace); an empty one otherwise.
+pub fn request_span(request: &ServiceRequest) -> ExportedSpan {
     if !spans_exported() {
-        return tracing::Span::none();
+        return ExportedSpan::none();
     }
-    let span = tracing::info_span!(
-        target: orchestrator_telemetry::trace::EXPORT_ONLY,
-        "http_request",
-        otel.name = %request.method(),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        "http.request.method" = %request.method(),
-        "url.path" = request.path(),
-        "http.route" = tracing::field::Empty,
-        "http.response.status_code" = tracing::field::Empty,
+    let method = method_name(request.method());
+    let span = ExportedSpan::start(
+        method.clone(),
+        SpanKind::Server,
+        callers_context(request.headers()).as_ref(),
+        || {
+            vec![
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.path", request.path().to_owned()),
+            ]
+        },
     );
-    let context = TraceContext::of_span(&span, callers_context(request.headers()).as_ref());
-    request.extensions_mut().insert(RequestSpan(context));
+    if let Some(context) = span.context() {
+        request.extensions_mut().insert(RequestSpan(context));
+    }
     span
+}
+
+/// A method's name, without an allocation for the common ones.
+fn method_name(method: &Method) -> Cow<'static, str> {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .into_iter()
+    .zip(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+    .find(|(known, _)| known == method)
+    .map_or_else(
+        || Cow::Owned(method.as_str().to_owned()),
+        |(_, name)| Cow::Borrowed(name),
+    )
 }
 
 /// The context of a request's server span, for the handler (see [`request_trace`]).
@@ -45,21 +71,21 @@ struct RequestSpan(TraceContext);
 /// The answer on the request's span: its route (which renames the span, `POST
 /// /api/orchestrate`) and status (a 5xx marks it an error; a 4xx is the client's).
 pub fn record_response(
-    span: &tracing::Span,
+    span: &mut ExportedSpan,
     method: &Method,
     route: Option<&str>,
     status: StatusCode,
 ) {
-    if span.is_none() {
+    if !span.is_recording() {
         return;
     }
     if let Some(route) = route {
-        span.record("http.route", route);
-        orchestrator_telemetry::trace::rename(span, format!("{method} {route}"));
+        span.set("http.route", route.to_owned());
+        span.rename(format!("{method} {route}"));
     }
-    span.record("http.response.status_code", status.as_u16());
+    span.set("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        span.set_error();
     }
 }
 
@@ -70,7 +96,7 @@ pub fn record_response(
 pub fn request_trace(req: &HttpRequest) -> TraceContext {
     let span = tracing::Span::current();
     let trace = server_span(req)
-        .unwrap_or_else(|| TraceContext::of_span(&span, callers_context(req.headers()).as_ref()));
+        .unwrap_or_else(|| TraceContext::child_of(callers_context(req.headers()).as_ref()));
     span.record("trace_id", trace.trace_id());
     span.record("span_id", trace.span_id());
     trace
@@ -91,18 +117,17 @@ pub fn task_action_span(
     asked_by: Option<&TraceContext>,
     name: &'static str,
     traceparent: Option<&str>,
-) -> Option<(tracing::Span, TraceContext)> {
+) -> Option<(ExportedSpan, TraceContext)> {
     let request = asked_by?;
     let accepted = traceparent.and_then(TraceContext::parse)?;
-    let span = tracing::info_span!(
-        target: orchestrator_telemetry::trace::EXPORT_ONLY,
-        parent: None,
-        "task_action",
-        otel.name = name,
-        otel.kind = "internal",
+    let span = ExportedSpan::start_linked(
+        name,
+        SpanKind::Internal,
+        Some(&accepted),
+        || vec![request.clone()],
+        Vec::new,
     );
-    orchestrator_telemetry::trace::link(&span, request);
-    let context = TraceContext::of_span(&span, Some(&accepted));
+    let context = span.context()?;
     Some((span, context))
 }
 

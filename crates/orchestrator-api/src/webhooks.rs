@@ -15,7 +15,9 @@ use futures::StreamExt;
 use orchestrator_core::TenantName;
 use orchestrator_store::DbPool;
 use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, ClaimedDelivery};
-use orchestrator_telemetry::trace::{TRACEPARENT, TraceContext, spans_exported};
+use orchestrator_telemetry::trace::{
+    ExportedSpan, KeyValue, SpanKind, TRACEPARENT, TraceContext, spans_exported,
+};
 use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use orchestrator_webhooks::{TargetPolicy, TargetRefusal, WebhookSecret};
 use tokio_util::sync::CancellationToken;
@@ -329,15 +331,15 @@ impl Sender {
     async fn deliver(&self, delivery: ClaimedDelivery) -> (Uuid, Attempt, AttemptOutcome) {
         let attempted_at = Utc::now();
         let started = Instant::now();
-        let span = delivery_span(&delivery);
-        let trace = delivery
+        let task = delivery
             .traceparent
             .as_deref()
-            .and_then(TraceContext::parse)
-            .map(|task| TraceContext::of_span(&span, Some(&task)));
+            .and_then(TraceContext::parse);
+        let mut span = delivery_span(&delivery, task.as_ref());
+        let trace = task.map(|task| span.context_or_child_of(Some(&task)));
         let (status_code, failure) = self.send(&delivery, trace.as_ref()).await;
-        record_delivery(&span, status_code, failure.as_ref());
-        drop(span);
+        record_delivery(&mut span, status_code, failure.as_ref());
+        span.end();
         let error = failure.map(|failure| failure.message);
         let attempt = Attempt {
             attempted_at,
@@ -448,29 +450,37 @@ impl Sender {
     }
 }
 
-/// The span of one delivery attempt, a client span in the task's trace, while spans
-/// are exported; none otherwise. The receiver's address without its path and query
-/// (which may carry a token of the receiver's): scheme, host and port.
-fn delivery_span(delivery: &ClaimedDelivery) -> tracing::Span {
+/// The span of one delivery attempt, a client span in the task's trace (under `task`),
+/// while spans are exported; an empty one otherwise. The receiver's address without its
+/// path and query (which may carry a token of the receiver's): scheme, host and port.
+fn delivery_span(delivery: &ClaimedDelivery, task: Option<&TraceContext>) -> ExportedSpan {
     if !spans_exported() {
-        return tracing::Span::none();
+        return ExportedSpan::none();
     }
-    let url = reqwest::Url::parse(&delivery.url).ok();
-    tracing::info_span!(
-        target: orchestrator_telemetry::trace::EXPORT_ONLY,
-        "webhook_delivery",
-        otel.name = "POST",
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        "http.request.method" = "POST",
-        "server.address" = url.as_ref().and_then(|url| url.host_str()).unwrap_or_default(),
-        "server.port" = url.as_ref().and_then(reqwest::Url::port_or_known_default).unwrap_or_default(),
-        "http.request.resend_count" = delivery.attempts,
-        "http.response.status_code" = tracing::field::Empty,
-        "error.type" = tracing::field::Empty,
-        "orchestrator.webhook.delivery" = %delivery.id,
-        task_id = %delivery.task_id,
-    )
+    ExportedSpan::start("POST", SpanKind::Client, task, || {
+        let url = reqwest::Url::parse(&delivery.url).ok();
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new(
+                "server.address",
+                url.as_ref()
+                    .and_then(|url| url.host_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            KeyValue::new(
+                "server.port",
+                i64::from(
+                    url.as_ref()
+                        .and_then(reqwest::Url::port_or_known_default)
+                        .unwrap_or_default(),
+                ),
+            ),
+            KeyValue::new("http.request.resend_count", i64::from(delivery.attempts)),
+            KeyValue::new("orchestrator.webhook.delivery", delivery.id.to_string()),
+            KeyValue::new("task_id", delivery.task_id.to_string()),
+        ]
+    })
 }
 
 /// Why a delivery attempt failed: what kind of failure (the span's `error.type` when no
@@ -489,17 +499,17 @@ impl Failure {
 /// An attempt's answer on its span: the status code, and for a failure what kind
 /// (`error.type`: the status code, or `refused`, `no_secret`, `transport` before one
 /// came).
-fn record_delivery(span: &tracing::Span, status_code: Option<i32>, failure: Option<&Failure>) {
-    if span.is_none() {
+fn record_delivery(span: &mut ExportedSpan, status_code: Option<i32>, failure: Option<&Failure>) {
+    if !span.is_recording() {
         return;
     }
     if let Some(code) = status_code {
-        span.record("http.response.status_code", code);
+        span.set("http.response.status_code", i64::from(code));
     }
     if let Some(failure) = failure {
         let kind = status_code.map_or_else(|| failure.kind.to_owned(), |code| code.to_string());
-        span.record("error.type", kind);
-        span.record("otel.status_code", "ERROR");
+        span.set("error.type", kind);
+        span.set_error();
     }
 }
 

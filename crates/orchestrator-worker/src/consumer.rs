@@ -11,7 +11,9 @@ use orchestrator_processing::{ProcessError, TaskProcessor};
 use orchestrator_stdx::error_chain;
 use orchestrator_store::leases::{self, LostRecords};
 use orchestrator_store::{DbPool, Fence, StoreError};
-use orchestrator_telemetry::trace::TraceContext;
+use orchestrator_telemetry::trace::{
+    ExportedSpan, KeyValue, SpanKind, TraceContext, spans_exported,
+};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
@@ -614,17 +616,27 @@ async fn process_record(
         request_id = envelope.request_id.as_deref().unwrap_or(""),
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        otel.name = tracing::field::Empty,
-        otel.kind = "consumer",
-        "messaging.system" = "kafka",
-        "messaging.operation.type" = "process",
-        "messaging.kafka.offset" = record.offset,
     );
-    if orchestrator_telemetry::trace::spans_exported() {
-        span.record("otel.name", format!("process {}", ctx.status.topic()));
-    }
+    // Exported while spans are; it ends when the record's work does.
+    let exported = if spans_exported() {
+        ExportedSpan::start(
+            format!("process {}", ctx.status.topic()),
+            SpanKind::Consumer,
+            published.as_ref(),
+            || {
+                vec![
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.operation.type", "process"),
+                    KeyValue::new("messaging.kafka.offset", record.offset),
+                    KeyValue::new("task_id", envelope.task_id.to_string()),
+                ]
+            },
+        )
+    } else {
+        ExportedSpan::none()
+    };
     let pickup = published.map(|parent| {
-        let pickup = TraceContext::of_span(&span, Some(&parent));
+        let pickup = exported.context_or_child_of(Some(&parent));
         span.record("trace_id", pickup.trace_id());
         span.record("span_id", pickup.span_id());
         pickup

@@ -19,7 +19,7 @@ use orchestrator_store::lifecycle::{
 };
 use orchestrator_store::{DbPool, Fence, ServiceRequestRow, StoreError, TaskRow, tasks};
 use orchestrator_telemetry::metrics::WriteBatchMetrics;
-use orchestrator_telemetry::trace::TraceContext;
+use orchestrator_telemetry::trace::{ExportedSpan, KeyValue, SpanKind, TraceContext};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -144,25 +144,13 @@ impl TaskProcessor {
         request_id: Option<&str>,
         parent: Option<&TraceContext>,
     ) -> Result<Status, ProcessError> {
-        let request = request_id.unwrap_or_default();
-        let span = if parent.is_some() {
-            tracing::info_span!(
-                "process_task",
-                task_id = %task_id,
-                request_id = request,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-            )
-        } else {
-            tracing::info_span!(
-                "process_task",
-                task_id = %task_id,
-                request_id = request,
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-                otel.kind = "internal",
-            )
-        };
+        let span = tracing::info_span!(
+            "process_task",
+            task_id = %task_id,
+            request_id = request_id.unwrap_or_default(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
         self.run(task_id, fence, request_id, parent)
             .instrument(span)
             .await
@@ -180,13 +168,7 @@ impl TaskProcessor {
         let registration = self.running.register(task_id);
         // One transaction locks the task, reads its request and creates its service
         // requests. No connection is held during the HTTP calls.
-        // Started outside this run's span: a batch write links to the span it was asked
-        // from, which would start this one before its parent (below) is known.
-        let started = self
-            .writer
-            .start_task(task_id, fence)
-            .instrument(tracing::Span::none())
-            .await?;
+        let started = self.writer.start_task(task_id, fence).await?;
         let (unfinished, deadline_at, submitted_at, traceparent) = match started {
             StartedTask::Running {
                 rows,
@@ -209,15 +191,21 @@ impl TaskProcessor {
             StartedTask::NotFound => return Err(ProcessError::NotFound(task_id)),
         };
 
-        // Nothing above starts a span under this one, so its parent can still be set.
-        let span = tracing::Span::current();
-        let run = match parent {
-            Some(pickup) => pickup.clone(),
+        // An inline or direct run's own span, which ends when the run returns.
+        let (run, _own_span) = match parent {
+            Some(pickup) => (pickup.clone(), ExportedSpan::none()),
             None => {
                 let stored = traceparent.as_deref().and_then(TraceContext::parse);
-                TraceContext::of_span(&span, stored.as_ref())
+                let own = ExportedSpan::start(
+                    "process_task",
+                    SpanKind::Internal,
+                    stored.as_ref(),
+                    Vec::new,
+                );
+                (own.context_or_child_of(stored.as_ref()), own)
             }
         };
+        let span = tracing::Span::current();
         span.record("trace_id", run.trace_id());
         span.record("span_id", run.span_id());
 
@@ -267,12 +255,12 @@ impl TaskProcessor {
                 return Ok(status);
             }
         }
-        let status = self
-            .writer
-            .finish(task_id, outcomes, fence)
-            .instrument(settle_span())
+        let settle = ExportedSpan::start("settle", SpanKind::Internal, Some(&run), Vec::new);
+        let status = settle
+            .scope(self.writer.finish(task_id, outcomes, fence))
             .await?
             .ok_or(ProcessError::NotFound(task_id))?;
+        settle.end();
         self.count(finished, status, submitted_at);
         tracing::info!(status = %status, "Task processed.");
         Ok(status)
@@ -378,8 +366,6 @@ impl TaskProcessor {
             service = %row.service_name,
             item = row.item_index,
             span_id = tracing::field::Empty,
-            orchestrator.service_request.id = %row.id,
-            otel.kind = "internal",
         )
     )]
     async fn call(
@@ -388,9 +374,15 @@ impl TaskProcessor {
         request_id: Option<&str>,
         run: &TraceContext,
     ) -> FinishedCall {
-        let span = tracing::Span::current();
-        let trace = TraceContext::of_span(&span, Some(run));
-        span.record("span_id", trace.span_id());
+        let exported =
+            ExportedSpan::start("service_request", SpanKind::Internal, Some(run), || {
+                vec![
+                    KeyValue::new("orchestrator.service", row.service_name.clone()),
+                    KeyValue::new("orchestrator.service_request.id", row.id.to_string()),
+                ]
+            });
+        let trace = exported.context_or_child_of(Some(run));
+        tracing::Span::current().record("span_id", trace.span_id());
         let origin = CallOrigin {
             request_id,
             trace: Some(&trace),
@@ -442,16 +434,6 @@ impl TaskProcessor {
             .metrics()
             .service_request_finished(&call.service_name, status);
         Ok(())
-    }
-}
-
-/// The span of a task's settlement (its outcomes and status written, group-committed
-/// with other tasks') while spans are exported; none otherwise.
-fn settle_span() -> tracing::Span {
-    if orchestrator_telemetry::trace::spans_exported() {
-        tracing::info_span!("settle", otel.kind = "internal")
-    } else {
-        tracing::Span::none()
     }
 }
 

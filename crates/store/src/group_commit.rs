@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use orchestrator_stdx::error_chain;
-use orchestrator_telemetry::trace::TraceContext;
+use orchestrator_telemetry::trace::{ExportedSpan, KeyValue, SpanKind, TraceContext};
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot};
-use tracing::Instrument as _;
 
 use crate::{DbPool, StoreError};
 
@@ -196,9 +195,8 @@ async fn write_loop<Req, Resp, W>(
         // the metrics, say) sees its batch counted.
         let observe = || observer(name, writes, started.elapsed());
         let span = batch_span(name, writes, &replies);
-        write_batch(name, &pool, &*write, requests, replies, observe)
-            .instrument(span)
-            .await;
+        write_batch(name, &pool, &*write, requests, replies, observe).await;
+        span.end();
         shared.committing.fetch_sub(1, Ordering::SeqCst);
         shared.committed.notify_waiters();
     }
@@ -207,23 +205,30 @@ async fn write_loop<Req, Resp, W>(
 /// The span of one batch while spans are exported and some of its writes were asked
 /// from a span: one batch serves many tasks, so it is linked to each caller's span
 /// rather than the child of one. None otherwise.
-fn batch_span<Resp>(name: &'static str, writes: usize, replies: &[Reply<Resp>]) -> tracing::Span {
+fn batch_span<Resp>(name: &'static str, writes: usize, replies: &[Reply<Resp>]) -> ExportedSpan {
     if replies.iter().all(|reply| reply.caller.is_none()) {
-        return tracing::Span::none();
+        return ExportedSpan::none();
     }
-    let span = tracing::info_span!(
-        target: orchestrator_telemetry::trace::EXPORT_ONLY,
-        parent: None,
-        "write_batch",
-        otel.name = format!("{name} batch"),
-        otel.kind = "internal",
-        "db.system.name" = "postgresql",
-        "db.operation.batch.size" = writes,
-    );
-    for caller in replies.iter().filter_map(|reply| reply.caller.as_ref()) {
-        orchestrator_telemetry::trace::link(&span, caller);
-    }
-    span
+    ExportedSpan::start_linked(
+        format!("{name} batch"),
+        SpanKind::Internal,
+        None,
+        || {
+            replies
+                .iter()
+                .filter_map(|reply| reply.caller.clone())
+                .collect()
+        },
+        || {
+            vec![
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new(
+                    "db.operation.batch.size",
+                    i64::try_from(writes).unwrap_or(i64::MAX),
+                ),
+            ]
+        },
+    )
 }
 
 /// Adds requests to a batch that is not full while another loop's batch commits, for

@@ -4,13 +4,14 @@
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
 //! `OTEL_BSP_*`), which opentelemetry's SDK and OTLP exporter read themselves.
 //!
-//! Without an endpoint nothing is installed: no layer sees a span, so tracing costs what
-//! it did before. With one, spans end in a bounded queue that a background thread of
+//! Without an endpoint nothing is installed and no span is made
+//! ([`crate::trace::ExportedSpan`] is then empty), so tracing costs what it did before. With one, spans end in a bounded queue that a background thread of
 //! the SDK exports in batches: a slow or unreachable collector fills the queue and
 //! spans are dropped (and counted, [`ExportMetrics`]), never waited for by the code that
 //! ended them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
@@ -22,16 +23,20 @@ use opentelemetry_sdk::trace::{
 };
 use prometheus_client::metrics::counter::ConstCounter;
 
-/// Set once spans are exported: [`crate::trace::TraceContext::of_span`] then reads a
-/// span's ids from the SDK instead of making them.
-static EXPORTING: AtomicBool = AtomicBool::new(false);
+/// The tracer of [`crate::trace::ExportedSpan`]s, set once spans are exported.
+static TRACER: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
 /// Spans ended, exported, and lost (in a failed export or a full queue).
 static ENDED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
 static FAILED: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
+    TRACER.get().is_some()
+}
+
+/// The tracer while spans are exported.
+pub(crate) fn tracer() -> Option<&'static opentelemetry_sdk::trace::Tracer> {
+    TRACER.get()
 }
 
 /// Why spans cannot be exported as configured.
@@ -71,12 +76,10 @@ impl Export {
             ))
             .with_resource(resource(service))
             .build();
-        EXPORTING.store(true, Ordering::Relaxed);
+        // A second start in one process (tests start several apps) keeps the first
+        // tracer, as the subscriber keeps the first layer.
+        let _ = TRACER.set(provider.tracer("orchestrator"));
         Ok(Self { provider })
-    }
-
-    pub(crate) fn tracer(&self) -> opentelemetry_sdk::trace::Tracer {
-        self.provider.tracer("orchestrator")
     }
 
     /// Exports what is still queued, waiting at most `timeout`.

@@ -15,7 +15,6 @@ use std::io::IsTerminal;
 pub use export::{ExportError, ExportMetrics};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -122,33 +121,8 @@ where
     } else {
         None
     };
-    // Only our spans that declare an `otel.kind` are exported: those of a task's trace.
-    // Not the libraries', not long-lived spans such as a partition's consumer (an
-    // orphan trace each), not log events (a span event each); whatever RUST_LOG says.
-    // The SDK starts a span when its context is first asked for, not when it is
-    // entered, so that a remote parent can still be set inside it (see
-    // `trace::TraceContext::of_span`).
-    let spans = export.as_ref().map(|export| {
-        tracing_opentelemetry::layer()
-            .with_tracer(export.tracer())
-            .with_context_activation(false)
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_location(false)
-            .with_target(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span()
-                    && meta.target().starts_with("orchestrator")
-                    && meta.fields().field("otel.kind").is_some()
-            }))
-    });
     // Tests start several apps in one process; only the first installs a subscriber.
-    drop(
-        tracing_subscriber::registry()
-            .with(logs)
-            .with(spans)
-            .try_init(),
-    );
+    drop(tracing_subscriber::registry().with(logs).try_init());
     Ok(Telemetry { export })
 }
 
@@ -165,10 +139,6 @@ where
     let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = EnvFilter::try_new(directives(rust_log.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(directives(None)));
-    // Spans made for the trace alone stay out of log lines (see `trace::EXPORT_ONLY`).
-    let filter = filter.and(tracing_subscriber::filter::filter_fn(|meta| {
-        meta.target() != trace::EXPORT_ONLY
-    }));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_span_events(FmtSpan::NONE)

@@ -8,10 +8,15 @@
 //! from its [`RandomIdGenerator`]; this module adds the strictness the propagator leaves
 //! out (exact field lengths) and a small, cheap type to pass around.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+pub use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{
+    Link, Span as _, SpanContext, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
+};
+pub use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
@@ -20,35 +25,9 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The W3C header carrying vendors' trace state, passed on as received.
 pub const TRACESTATE: &str = "tracestate";
 
-/// The target of spans that exist only to be exported (a request's server span, an
-/// attempt's client span, a publish, a batch write): they are made only while spans are
-/// exported, and log lines never show them, so that exporting changes no log line and
-/// costs no formatting of fields nobody reads. Spans that also give log lines their
-/// context (a task's run, a service request) keep their module's target.
-pub const EXPORT_ONLY: &str = "orchestrator::trace";
-
 /// Whether spans are exported over OTLP (set once, by [`crate::init`]).
 pub fn spans_exported() -> bool {
     crate::export::exporting()
-}
-
-/// Renames an exported span once it has started (`otel.name` names it only before):
-/// a server span learns its route after routing. Nothing while spans are not exported.
-pub fn rename(span: &tracing::Span, name: String) {
-    if crate::export::exporting() && !span.is_none() {
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        span.context().span().update_name(name);
-    }
-}
-
-/// Links `span` to `to`: a span that serves many traces at once (a batch write) names
-/// each span it served. Nothing while spans are not exported; call before `span`
-/// starts.
-pub fn link(span: &tracing::Span, to: &TraceContext) {
-    if crate::export::exporting() && !span.is_none() {
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        span.add_link(to.0.clone());
-    }
 }
 
 /// The position of one span in a trace: its trace id, its span id, whether the trace is
@@ -123,30 +102,9 @@ impl TraceContext {
         parent.map_or_else(|| Self::new_root(sampled), |parent| parent.child())
     }
 
-    /// The context of `span`, a span under `parent` (or under `span`'s own parent in
-    /// the tracing tree when `parent` is `None`).
-    ///
-    /// While spans are exported ([`crate::init`] found an OTLP endpoint) the span is
-    /// the SDK's: `parent` becomes its parent (call this before `span` has a child or
-    /// has been asked for its context) and the ids are those the SDK gave it, sampled
-    /// as its sampler decided. Otherwise nothing is recorded and the ids are made here:
-    /// a child of `parent`, or the first span of an unsampled trace.
-    pub fn of_span(span: &tracing::Span, parent: Option<&Self>) -> Self {
-        if crate::export::exporting() {
-            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-            if let Some(parent) = parent {
-                let remote =
-                    opentelemetry::Context::new().with_remote_span_context(parent.0.clone());
-                // Fails only when the span is disabled or already started: its own
-                // (or its tracing parent's) context stands then.
-                let _ = span.set_parent(remote);
-            }
-            let context = span.context();
-            let own = context.span().span_context().clone();
-            if own.is_valid() {
-                return Self(own);
-            }
-        }
+    /// The caller's context if it sent a valid one, else a new unsampled trace: the
+    /// context of a span that is not exported.
+    pub fn child_of(parent: Option<&Self>) -> Self {
         Self::continue_or_start(parent.cloned(), false)
     }
 
@@ -165,16 +123,13 @@ impl TraceContext {
         Some(self.0.trace_state().header()).filter(|state| !state.is_empty())
     }
 
-    /// The context of the current span while spans are exported (for a link to it);
-    /// `None` otherwise, or outside any exported span.
+    /// The context of the exported span the current task runs in ([`ExportedSpan::scope`]),
+    /// for a link to it; `None` while spans are not exported or outside such a span.
     pub fn current() -> Option<Self> {
         if !crate::export::exporting() {
             return None;
         }
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let context = tracing::Span::current().context();
-        let own = context.span().span_context().clone();
-        own.is_valid().then_some(Self(own))
+        CURRENT.try_with(Clone::clone).ok()
     }
 
     /// The trace id, 32 lowercase hex digits.
@@ -189,6 +144,127 @@ impl TraceContext {
 
     pub fn is_sampled(&self) -> bool {
         self.0.is_sampled()
+    }
+}
+
+tokio::task_local! {
+    /// The context of the exported span a task runs in, for the writes it asks for
+    /// ([`TraceContext::current`]).
+    static CURRENT: TraceContext;
+}
+
+/// A span of a task's trace, made with OpenTelemetry's SDK while spans are exported and
+/// empty (nothing made, nothing recorded, no cost but a branch) otherwise.
+///
+/// Spans are made with the SDK's own API rather than as `tracing` spans bridged to it
+/// (tracing-opentelemetry): the bridge turned every field of a span into an attribute
+/// and kept a builder, a lock and a context per span, which cost about as much again
+/// as the span itself (ARCHITECTURE.md, *Decisions*). Log lines keep their own
+/// `tracing` spans, which carry the `trace_id` and `span_id` of these.
+///
+/// The span starts when made and ends when [`ExportedSpan::end`]ed or dropped.
+#[derive(Debug, Default)]
+pub struct ExportedSpan(Option<opentelemetry_sdk::trace::Span>);
+
+impl ExportedSpan {
+    /// No span.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A span named `name` of `kind` under `parent` (the root of a new trace without
+    /// one), with the attributes `attributes` makes (called only while spans are
+    /// exported, so a disabled span costs no formatting).
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&TraceContext>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Self {
+        Self::start_linked(name, kind, parent, Vec::new, attributes)
+    }
+
+    /// As [`ExportedSpan::start`], linked to the spans `links` names (a span that serves
+    /// many traces at once, a batch write; or an action asked for from another trace).
+    pub fn start_linked(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&TraceContext>,
+        links: impl FnOnce() -> Vec<TraceContext>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Self {
+        let Some(tracer) = crate::export::tracer() else {
+            return Self(None);
+        };
+        let parent = parent.map_or_else(opentelemetry::Context::new, |parent| {
+            opentelemetry::Context::new().with_remote_span_context(parent.0.clone())
+        });
+        let links: Vec<Link> = links()
+            .into_iter()
+            .map(|to| Link::with_context(to.0))
+            .collect();
+        let mut builder = tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes());
+        if !links.is_empty() {
+            builder = builder.with_links(links);
+        }
+        Self(Some(tracer.build_with_context(builder, &parent)))
+    }
+
+    /// Its context; `None` while spans are not exported.
+    pub fn context(&self) -> Option<TraceContext> {
+        let span = self.0.as_ref()?;
+        let context = span.span_context();
+        context.is_valid().then(|| TraceContext(context.clone()))
+    }
+
+    /// Its context, or while spans are not exported one made here: a child of
+    /// `parent`, or the first span of a new unsampled trace.
+    pub fn context_or_child_of(&self, parent: Option<&TraceContext>) -> TraceContext {
+        self.context()
+            .unwrap_or_else(|| TraceContext::child_of(parent))
+    }
+
+    /// Whether it is recorded (exported and sampled): worth an attribute.
+    pub fn is_recording(&self) -> bool {
+        self.0.as_ref().is_some_and(|span| span.is_recording())
+    }
+
+    /// Sets an attribute, if the span is recorded.
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(span) = self.0.as_mut() {
+            span.set_attribute(KeyValue::new(key, value));
+        }
+    }
+
+    /// Marks it failed (OpenTelemetry's `Error` status).
+    pub fn set_error(&mut self) {
+        if let Some(span) = self.0.as_mut() {
+            span.set_status(Status::error(""));
+        }
+    }
+
+    /// Renames it (a server span learns its route after routing).
+    pub fn rename(&mut self, name: String) {
+        if let Some(span) = self.0.as_mut() {
+            span.update_name(name);
+        }
+    }
+
+    /// Ends it now (dropping it does too).
+    pub fn end(self) {
+        drop(self);
+    }
+
+    /// Runs `future` as this span's work: writes it asks for are linked to the span
+    /// ([`TraceContext::current`]). Just `future` while spans are not exported.
+    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
+        match self.context() {
+            Some(context) => CURRENT.scope(context, future).await,
+            None => future.await,
+        }
     }
 }
 

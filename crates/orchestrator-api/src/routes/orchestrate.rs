@@ -7,8 +7,8 @@ use orchestrator_core::{OrchestrationRequest, ValidationErrors};
 use orchestrator_store::TaskRow;
 use orchestrator_store::lifecycle::InsertedTask;
 use orchestrator_store::outbox;
+use orchestrator_telemetry::trace::{ExportedSpan, KeyValue, SpanKind};
 use serde_json::Value;
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -216,19 +216,15 @@ async fn accept(
     };
     // A span while spans are exported: the insert is shared with other requests' tasks
     // (group commit), and its time here includes waiting for the batch.
-    let storing = if orchestrator_telemetry::trace::spans_exported() {
-        tracing::info_span!(
-            target: orchestrator_telemetry::trace::EXPORT_ONLY,
-            "store_task",
-            otel.name = "store task",
-            otel.kind = "internal",
-            "db.system.name" = "postgresql",
-            "db.operation.name" = "INSERT",
-        )
-    } else {
-        tracing::Span::none()
-    };
-    match state.task_writer.insert(stored).instrument(storing).await? {
+    let storing = ExportedSpan::start("store task", SpanKind::Internal, Some(&trace), || {
+        vec![
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.operation.name", "INSERT"),
+        ]
+    });
+    let inserted = storing.scope(state.task_writer.insert(stored)).await;
+    storing.end();
+    match inserted? {
         InsertedTask::Created(task) => Ok((task, true)),
         InsertedTask::Existing(task) => {
             let same_request = task.task_name == request.task_name.as_str()
