@@ -15,9 +15,7 @@ use futures::StreamExt;
 use orchestrator_core::TenantName;
 use orchestrator_store::DbPool;
 use orchestrator_store::webhooks::{self, Attempt, AttemptOutcome, ClaimedDelivery};
-use orchestrator_telemetry::trace::{
-    ExportedSpan, KeyValue, SpanKind, TRACEPARENT, TraceContext, spans_exported,
-};
+use orchestrator_telemetry::trace::{ExportedSpan, KeyValue, SpanKind, TRACEPARENT, TraceContext};
 use orchestrator_webhooks::signature::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use orchestrator_webhooks::{TargetPolicy, TargetRefusal, WebhookSecret};
 use tokio_util::sync::CancellationToken;
@@ -454,9 +452,6 @@ impl Sender {
 /// while spans are exported; an empty one otherwise. The receiver's address without its
 /// path and query (which may carry a token of the receiver's): scheme, host and port.
 fn delivery_span(delivery: &ClaimedDelivery, task: Option<&TraceContext>) -> ExportedSpan {
-    if !spans_exported() {
-        return ExportedSpan::none();
-    }
     ExportedSpan::start("POST", SpanKind::Client, task, || {
         let url = reqwest::Url::parse(&delivery.url).ok();
         vec![

@@ -5,10 +5,10 @@
 //! `OTEL_BSP_*`), which opentelemetry's SDK and OTLP exporter read themselves.
 //!
 //! Without an endpoint nothing is installed and no span is made
-//! ([`crate::trace::ExportedSpan`] is then empty), so tracing costs what it did before. With one, spans end in a bounded queue that a background thread of
-//! the SDK exports in batches: a slow or unreachable collector fills the queue and
-//! spans are dropped (and counted, [`ExportMetrics`]), never waited for by the code that
-//! ended them.
+//! ([`crate::trace::ExportedSpan`] is then empty), so tracing costs what it did before.
+//! With one, spans end in a bounded queue that a background thread of the SDK exports
+//! in batches: a slow or unreachable collector fills the queue and spans are dropped
+//! (and counted, [`ExportMetrics`]), never waited for by the code that ended them.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

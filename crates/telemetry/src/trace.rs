@@ -97,15 +97,10 @@ impl TraceContext {
         ))
     }
 
-    /// The caller's context if it sent a valid one, else a new trace.
-    fn continue_or_start(parent: Option<Self>, sampled: bool) -> Self {
-        parent.map_or_else(|| Self::new_root(sampled), |parent| parent.child())
-    }
-
-    /// The caller's context if it sent a valid one, else a new unsampled trace: the
-    /// context of a span that is not exported.
+    /// A span under `parent` (same trace, a new span id), or the first span of a new
+    /// unsampled trace without one: the context of a span that is not exported.
     pub fn child_of(parent: Option<&Self>) -> Self {
-        Self::continue_or_start(parent.cloned(), false)
+        parent.map_or_else(|| Self::new_root(false), Self::child)
     }
 
     /// The `traceparent` header value: `00-<trace id>-<span id>-<flags>`.
@@ -312,7 +307,7 @@ mod tests {
             Some("0af7651916cd43dd8448eb211c80319c")
         );
 
-        let child = TraceContext::continue_or_start(Some(parent.clone()), false);
+        let child = TraceContext::child_of(Some(&parent));
         assert_eq!(child.trace_id(), parent.trace_id());
         assert_ne!(child.span_id(), parent.span_id());
         assert!(child.is_sampled(), "the caller's sampling decision holds");
@@ -344,7 +339,7 @@ mod tests {
             }
         }
         assert_eq!(TraceContext::from_headers(None, Some("a=b")), None);
-        let started = TraceContext::continue_or_start(None, false);
+        let started = TraceContext::child_of(None);
         assert_eq!(started.trace_id().len(), 32);
         assert!(!started.is_sampled());
         assert!(started.traceparent().ends_with("-00"));

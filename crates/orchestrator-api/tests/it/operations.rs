@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use orchestrator_mock_services::{MockConfig, MockServer};
 use orchestrator_testkit::database::TestDatabase;
+use orchestrator_testkit::poll;
 use orchestrator_testkit::proxy::TcpProxy;
 use serde_json::{Value, json};
 
@@ -270,20 +271,16 @@ async fn metrics_show_table_sizes_tasks_per_status_and_the_oldest_unfinished_tas
     app.wait_until_finished(task_id).await;
     // A timer read made while the task first waited must not pass for one made after
     // the change below (CI once saw its age of 10 ms): wait until a read saw it done.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = app.get("/metrics").await.text().await.expect("body");
-        if text.contains(r#"orchestrator_tasks{status="PENDING"} 0"#)
-            && text.contains(r#"orchestrator_tasks{status="COMPLETED"} 1"#)
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the timer never read the finished task:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll::until(
+        "the timer read the finished task",
+        Duration::from_secs(10),
+        || async {
+            let text = app.get("/metrics").await.text().await.expect("body");
+            text.contains(r#"orchestrator_tasks{status="PENDING"} 0"#)
+                && text.contains(r#"orchestrator_tasks{status="COMPLETED"} 1"#)
+        },
+    )
+    .await;
     // The task waits again, since an hour: as a task stuck in the queue would.
     let mut conn = app.db.connection().await;
     diesel_async::RunQueryDsl::execute(
