@@ -106,28 +106,46 @@ pub async fn vacuum(client: &Client) -> Result<Duration, BenchError> {
     Ok(started.elapsed())
 }
 
+/// Counts tasks not finished yet (`PENDING` or `IN_PROGRESS`).
+const UNFINISHED: &str = "SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'IN_PROGRESS')";
+
+/// Counts completion webhooks neither delivered nor given up.
+const UNDELIVERED: &str = "SELECT count(*) FROM webhook_deliveries \
+                           WHERE delivered_at IS NULL AND gave_up_at IS NULL";
+
 /// Tasks not finished yet (`PENDING` or `IN_PROGRESS`).
 pub async fn unfinished(client: &Client) -> Result<i64, BenchError> {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'IN_PROGRESS')",
-            &[],
-        )
-        .await?;
-    Ok(row.get(0))
+    Ok(client.query_one(UNFINISHED, &[]).await?.get(0))
 }
 
 /// Waits until no task is unfinished; returns how long that took.
 pub async fn wait_drained(client: &Client, timeout: Duration) -> Result<Duration, BenchError> {
+    wait_for_none(client, UNFINISHED, "tasks still unfinished", timeout).await
+}
+
+/// Waits until every completion webhook has been delivered (or given up); returns how
+/// long that took. The deliveries follow the tasks' final transactions, so a phase's CPU
+/// counts them only when its window ends after them.
+pub async fn wait_delivered(client: &Client, timeout: Duration) -> Result<Duration, BenchError> {
+    wait_for_none(client, UNDELIVERED, "webhooks still undelivered", timeout).await
+}
+
+/// Polls the count `count` until it is 0; `left` says what a timeout left over.
+async fn wait_for_none(
+    client: &Client,
+    count: &str,
+    left: &str,
+    timeout: Duration,
+) -> Result<Duration, BenchError> {
     let started = Instant::now();
     loop {
-        let left = unfinished(client).await?;
-        if left == 0 {
+        let remaining: i64 = client.query_one(count, &[]).await?.get(0);
+        if remaining == 0 {
             return Ok(started.elapsed());
         }
         if started.elapsed() >= timeout {
             return Err(BenchError::Timeout(format!(
-                "{left} tasks still unfinished {timeout:?} after the phase"
+                "{remaining} {left} {timeout:?} after the phase"
             )));
         }
         tokio::time::sleep(POLL_INTERVAL).await;

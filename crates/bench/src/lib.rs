@@ -1050,6 +1050,10 @@ impl Bench {
         self.accepted += result.ok;
         let submit_usage = cpu.until(&self.groups(stack).await?);
         db::wait_drained(&self.db, self.plan.drain_timeout).await?;
+        if self.config.e2e_callbacks {
+            // What the tasks cost includes telling their callers.
+            db::wait_delivered(&self.db, self.plan.drain_timeout).await?;
+        }
         let groups = self.groups(stack).await?;
         let usage = cpu.until(&groups);
         let finished = db::finish_times(&self.db, started).await?;

@@ -26,37 +26,42 @@ use crate::policy::ServicePolicy;
 
 /// The span of one attempt under its service request's (`parent`), following
 /// OpenTelemetry's HTTP client conventions, while spans are exported; an empty one
-/// otherwise (so an attempt costs no span).
-fn attempt_span(
-    name: &str,
-    service: &Service,
-    attempt: u32,
-    parent: Option<&TraceContext>,
-) -> ExportedSpan {
+/// otherwise (so an attempt costs no span). The service is its parent's attribute, and
+/// `http.request.resend_count` is set on resends only, as the conventions ask: an
+/// attribute is most of what a span costs to make and export.
+fn attempt_span(service: &Service, attempt: u32, parent: Option<&TraceContext>) -> ExportedSpan {
     if parent.is_none() {
         return ExportedSpan::none();
     }
     ExportedSpan::start("POST", SpanKind::Client, parent, || {
-        let url = &service.endpoint;
-        vec![
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("url.full", url.as_str().to_owned()),
-            KeyValue::new(
-                "server.address",
-                url.host_str().unwrap_or_default().to_owned(),
-            ),
-            KeyValue::new(
-                "server.port",
-                i64::from(url.port_or_known_default().unwrap_or_default()),
-            ),
-            KeyValue::new(
+        let mut attributes = Vec::with_capacity(service.span_attributes.len() + 2);
+        attributes.extend_from_slice(&service.span_attributes);
+        if attempt > 1 {
+            attributes.push(KeyValue::new(
                 "http.request.resend_count",
-                i64::from(attempt.saturating_sub(1)),
-            ),
-            KeyValue::new("orchestrator.service", name.to_owned()),
-            KeyValue::new("orchestrator.attempt", i64::from(attempt)),
-        ]
+                i64::from(attempt - 1),
+            ));
+        }
+        attributes
     })
+}
+
+/// The attributes every attempt's span at `endpoint` carries, made once per service:
+/// their strings are shared by the spans rather than copied into each.
+fn span_attributes(endpoint: &Url) -> Vec<KeyValue> {
+    let shared = |text: &str| orchestrator_telemetry::trace::Value::from(Arc::<str>::from(text));
+    vec![
+        KeyValue::new("http.request.method", "POST"),
+        KeyValue::new("url.full", shared(endpoint.as_str())),
+        KeyValue::new(
+            "server.address",
+            shared(endpoint.host_str().unwrap_or_default()),
+        ),
+        KeyValue::new(
+            "server.port",
+            i64::from(endpoint.port_or_known_default().unwrap_or_default()),
+        ),
+    ]
 }
 
 /// An attempt's place in the task's trace: its span, with what is known of the attempt
@@ -72,19 +77,13 @@ fn record_outcome(span: &mut ExportedSpan, result: &Result<Value, CallError>) {
     if !span.is_recording() {
         return;
     }
-    match result {
-        Ok(_) => {
-            span.set("orchestrator.outcome", "success");
-        }
-        Err(error) => {
-            let error_type = match error {
-                CallError::Status { status, .. } => status.to_string(),
-                other => other.kind().to_owned(),
-            };
-            span.set("error.type", error_type);
-            span.set("orchestrator.outcome", error.outcome());
-            span.set_error();
-        }
+    if let Err(error) = result {
+        let error_type = match error {
+            CallError::Status { status, .. } => status.to_string(),
+            other => other.kind().to_owned(),
+        };
+        span.set("error.type", error_type);
+        span.set_error();
     }
 }
 
@@ -164,7 +163,6 @@ impl CallError {
         }
     }
 
-    /// A short name of the outcome, for metrics labels.
     /// The metric label of a failed attempt: the kind, with the status code for
     /// HTTP errors (`http_503`).
     pub fn outcome(&self) -> String {
@@ -227,6 +225,8 @@ type PolicyOutcome = (Result<Value, CallError>, u32, Vec<FailedAttempt>);
 #[derive(Debug)]
 struct Service {
     endpoint: Url,
+    /// What every attempt's span says of the service ([`span_attributes`]).
+    span_attributes: Vec<KeyValue>,
     policy: ServicePolicy,
     in_flight: Arc<Semaphore>,
     breaker: CircuitBreaker,
@@ -261,6 +261,7 @@ impl Dispatcher {
             .into_iter()
             .map(|(name, endpoint, policy)| {
                 let service = Service {
+                    span_attributes: span_attributes(&endpoint),
                     endpoint,
                     in_flight: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
                     breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown),
@@ -387,7 +388,7 @@ impl Dispatcher {
             let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
             let in_flight = self.metrics.in_flight(name);
-            let span = attempt_span(name, service, attempts, origin.trace);
+            let span = attempt_span(service, attempts, origin.trace);
             let mut trace = AttemptTrace {
                 context: origin
                     .trace

@@ -326,7 +326,7 @@ impl Sender {
     }
 
     /// One attempt at a delivery, and what follows from it (recorded by the round).
-    async fn deliver(&self, delivery: ClaimedDelivery) -> (Uuid, Attempt, AttemptOutcome) {
+    async fn deliver(&self, mut delivery: ClaimedDelivery) -> (Uuid, Attempt, AttemptOutcome) {
         let attempted_at = Utc::now();
         let started = Instant::now();
         let task = delivery
@@ -335,7 +335,8 @@ impl Sender {
             .and_then(TraceContext::parse);
         let mut span = delivery_span(&delivery, task.as_ref());
         let trace = task.map(|task| span.context_or_child_of(Some(&task)));
-        let (status_code, failure) = self.send(&delivery, trace.as_ref()).await;
+        let body = std::mem::take(&mut delivery.body);
+        let (status_code, failure) = self.send(&delivery, body, trace.as_ref()).await;
         record_delivery(&mut span, status_code, failure.as_ref());
         span.end();
         let error = failure.map(|failure| failure.message);
@@ -383,18 +384,22 @@ impl Sender {
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
+        body: String,
         trace: Option<&TraceContext>,
     ) -> (Option<i32>, Option<Failure>) {
         // Checked again: the policy may have changed since the submit, and an address
         // given as the host does not go through the resolver.
-        if let Err(refusal) = self.policy.check_url(&delivery.url) {
-            return (
-                None,
-                Some(Failure::new("refused", format!("refused: {refusal}"))),
-            );
-        }
+        let url = match self.policy.check_url(&delivery.url) {
+            Ok(url) => url,
+            Err(refusal) => {
+                return (
+                    None,
+                    Some(Failure::new("refused", format!("refused: {refusal}"))),
+                );
+            }
+        };
         // The stored JSON as PostgreSQL writes it: signed and sent as it is.
-        let body = delivery.body.clone().into_bytes();
+        let body = body.into_bytes();
         let id = format!("msg_{}", delivery.id.simple());
         let timestamp = Utc::now().timestamp();
         let Some(secret) = self.secrets.of(&delivery.tenant) else {
@@ -410,7 +415,7 @@ impl Sender {
         let signature = secret.sign(&id, timestamp, &body);
         let mut request = self
             .client
-            .post(&delivery.url)
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(ID_HEADER, &id)
             .header(TIMESTAMP_HEADER, timestamp.to_string())
@@ -454,7 +459,7 @@ impl Sender {
 fn delivery_span(delivery: &ClaimedDelivery, task: Option<&TraceContext>) -> ExportedSpan {
     ExportedSpan::start("POST", SpanKind::Client, task, || {
         let url = reqwest::Url::parse(&delivery.url).ok();
-        vec![
+        let mut attributes = vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new(
                 "server.address",
@@ -471,10 +476,17 @@ fn delivery_span(delivery: &ClaimedDelivery, task: Option<&TraceContext>) -> Exp
                         .unwrap_or_default(),
                 ),
             ),
-            KeyValue::new("http.request.resend_count", i64::from(delivery.attempts)),
             KeyValue::new("orchestrator.webhook.delivery", delivery.id.to_string()),
             KeyValue::new("task_id", delivery.task_id.to_string()),
-        ]
+        ];
+        // On resends only, as OpenTelemetry's HTTP conventions ask.
+        if delivery.attempts > 0 {
+            attributes.push(KeyValue::new(
+                "http.request.resend_count",
+                i64::from(delivery.attempts),
+            ));
+        }
+        attributes
     })
 }
 

@@ -4,20 +4,19 @@
 //! in its headers, and each downstream call sends a `traceparent` of its own, a child
 //! of the task's.
 //!
-//! Parsing and formatting are opentelemetry's ([`TraceContextPropagator`]), ids come
-//! from its [`RandomIdGenerator`]; this module adds the strictness the propagator leaves
-//! out (exact field lengths) and a small, cheap type to pass around.
+//! The header's format is W3C's, checked strictly here (exact field lengths, lowercase
+//! hex), its ids and state are opentelemetry's types, new ids come from its
+//! [`RandomIdGenerator`]; [`TraceContext`] is a small, cheap type to pass around.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::str::FromStr;
 
-use opentelemetry::propagation::TextMapPropagator;
 pub use opentelemetry::trace::SpanKind;
 use opentelemetry::trace::{
-    Link, Span as _, SpanContext, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
+    Link, Span as _, SpanContext, SpanId, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _,
 };
 pub use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 /// The W3C header carrying the trace id, the parent span id and the flags.
@@ -43,15 +42,19 @@ impl TraceContext {
         if !well_formed(traceparent) {
             return None;
         }
-        let mut carrier = HashMap::with_capacity(2);
-        carrier.insert(TRACEPARENT.to_owned(), traceparent.to_owned());
-        if let Some(tracestate) = tracestate {
-            carrier.insert(TRACESTATE.to_owned(), tracestate.to_owned());
-        }
-        let context = TraceContextPropagator::new().extract(&carrier);
-        let span = context.span();
-        let span_context = span.span_context();
-        span_context.is_valid().then(|| Self(span_context.clone()))
+        // Read here rather than through the propagator, which wants a map of headers
+        // and a context per call: this runs for every task in the API and the workers.
+        let mut fields = traceparent.split('-').skip(1);
+        let trace_id = TraceId::from_hex(fields.next()?).ok()?;
+        let span_id = SpanId::from_hex(fields.next()?).ok()?;
+        let flags = u8::from_str_radix(fields.next()?, 16).ok()?;
+        let state = tracestate
+            .and_then(|state| TraceState::from_str(state).ok())
+            .unwrap_or_default();
+        // Flags other than `sampled` are accepted and cleared, as W3C asks.
+        let flags = TraceFlags::new(flags) & TraceFlags::SAMPLED;
+        let context = SpanContext::new(trace_id, span_id, flags, true, state);
+        context.is_valid().then_some(Self(context))
     }
 
     /// The trace id of a well-formed `traceparent` value, without parsing the rest.
