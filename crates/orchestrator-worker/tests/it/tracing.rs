@@ -152,6 +152,7 @@ async fn one_trace_per_task(protocol: Protocol) {
         .filter(|span| span.parent_span_id == revenue_request.span_id)
         .collect();
     assert_eq!(revenue.len(), 2, "{revenue:#?}");
+    assert_eq!(revenue[0].parent_span_id, revenue[1].parent_span_id);
     let mut outcomes: Vec<(Option<&str>, Option<&str>)> = revenue
         .iter()
         .map(|span| {
