@@ -222,6 +222,9 @@ diesel::table! {
         attempts -> Int4,
         delivered_at -> Nullable<Timestamptz>,
         gave_up_at -> Nullable<Timestamptz>,
+        delivered_attempted_at -> Nullable<Timestamptz>,
+        delivered_duration_ms -> Nullable<Int8>,
+        delivered_status_code -> Nullable<Int4>,
     }
 }
 

@@ -65,9 +65,13 @@ impl TargetPolicy {
             return Err(TargetRefusal::Credentials);
         }
         let host = url.host().ok_or(TargetRefusal::NoHost)?;
-        let name = host.to_string();
-        if !self.host_allowed(&name) {
-            return Err(TargetRefusal::HostNotAllowed(name));
+        // Checked before every delivery: the host's name is written out only for a
+        // refusal or an allow-list.
+        if !self.allowed_hosts.is_empty() {
+            let name = host.to_string();
+            if !self.host_allowed(&name) {
+                return Err(TargetRefusal::HostNotAllowed(name));
+            }
         }
         let literal = match host {
             Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
@@ -75,7 +79,7 @@ impl TargetPolicy {
             Host::Domain(_) => None,
         };
         if let Some(ip) = literal {
-            self.check_address(&name, ip)?;
+            self.check_address(&host, ip)?;
         }
         Ok(url)
     }
@@ -100,11 +104,15 @@ impl TargetPolicy {
         Ok(url)
     }
 
-    fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), TargetRefusal> {
+    fn check_address(
+        &self,
+        host: &(impl std::fmt::Display + ?Sized),
+        ip: IpAddr,
+    ) -> Result<(), TargetRefusal> {
         match address::refusal(ip) {
             Some(refusal) if !(self.allow_insecure && refusal.allowed_when_insecure()) => {
                 Err(TargetRefusal::Address {
-                    host: host.to_owned(),
+                    host: host.to_string(),
                     refusal,
                 })
             }

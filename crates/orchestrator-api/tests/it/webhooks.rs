@@ -68,6 +68,15 @@ async fn a_finished_task_is_posted_signed_to_its_callback() {
         services.iter().all(|sr| sr["status"] == "COMPLETED"),
         "{body}"
     );
+    // In the order of the items, then of the services' names.
+    let names: Vec<_> = services
+        .iter()
+        .map(|sr| sr["service_name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [json!("rebates"), json!("revenue"), json!("specialty")]
+    );
 
     // The task says it was delivered, in one attempt, under the id the receiver saw.
     poll::until("the delivery recorded", Duration::from_secs(5), || async {
@@ -130,14 +139,38 @@ async fn a_receiver_that_fails_twice_gets_the_third_attempt_under_the_same_id() 
     })
     .await;
     let attempts = deliveries(&app, &task_id).await[0]["attempts"].clone();
-    let codes: Vec<_> = attempts
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["status_code"].clone())
-        .collect();
-    assert_eq!(codes, [json!(500), json!(500), json!(200)]);
+    let field = |name: &str| -> Vec<Value> {
+        attempts
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .map(|a| a[name].clone())
+            .collect()
+    };
+    assert_eq!(field("status_code"), [json!(500), json!(500), json!(200)]);
+    assert_eq!(field("attempt"), [json!(1), json!(2), json!(3)]);
     assert_eq!(attempts[0]["error"], "HTTP 500");
+    assert_eq!(attempts[2]["error"], Value::Null);
+
+    // The failures are rows of their own; the attempt that delivered is kept on the
+    // delivery's row (a row per delivered webhook cost PostgreSQL more than the rest).
+    assert_eq!(attempt_rows(&app).await, 2);
+}
+
+/// Rows of `webhook_attempts`.
+async fn attempt_rows(app: &TestApp) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = app.db.connection().await;
+    let rows: Count = diesel::sql_query("SELECT count(*) AS n FROM webhook_attempts")
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    rows.n
 }
 
 #[tokio::test(flavor = "multi_thread")]
