@@ -29,6 +29,8 @@
 //!   API's metrics.
 //! - [`retention`]: removal of finished tasks past their retention period, in batches,
 //!   and the lease that lets one process at a time run such a job.
+//! - `prepared`: hand-written SQL that each connection prepares once (diesel's
+//!   `sql_query` never caches), for the statements run at every batch.
 //!
 //! Row types live here and carry [`orchestrator_core`] values (status, service names);
 //! nothing here knows about HTTP or Kafka.
@@ -50,6 +52,7 @@ pub mod notify;
 pub mod oidc;
 pub mod outbox;
 pub mod pool;
+mod prepared;
 pub mod retention;
 pub mod schema;
 pub mod seed;

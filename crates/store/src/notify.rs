@@ -52,7 +52,7 @@ pub async fn send(
     task_ids: &[Uuid],
 ) -> Result<(), StoreError> {
     for payload in payloads(task_ids) {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
+        crate::prepared::prepared("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(channel)
             .bind::<Text, _>(payload)
             .execute(conn)

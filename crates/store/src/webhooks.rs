@@ -30,7 +30,7 @@ pub(crate) async fn enqueue(
     if task_ids.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    crate::prepared::prepared(
         "INSERT INTO webhook_deliveries (id, task_id, tenant, url, payload) \
          SELECT gen_random_uuid(), t.task_id, t.tenant, t.callback_url, \
                 jsonb_build_object( \
@@ -114,22 +114,22 @@ pub async fn claim_due(
     limit: i64,
     claim: std::time::Duration,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    Ok(diesel::sql_query(
-        "UPDATE webhook_deliveries SET claimed_until = now() + $2 \
+    Ok(crate::prepared::prepared(
+        "UPDATE webhook_deliveries SET claimed_until = now() + $1 \
          WHERE id IN ( \
            SELECT id FROM webhook_deliveries \
            WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now() \
              AND (claimed_until IS NULL OR claimed_until < now()) \
-           ORDER BY next_attempt_at LIMIT $1 \
+           ORDER BY next_attempt_at LIMIT $2 \
            FOR UPDATE SKIP LOCKED) \
          RETURNING id, task_id, tenant, url, payload::text AS body, created_at, attempts, \
            (SELECT traceparent FROM tasks WHERE tasks.task_id = webhook_deliveries.task_id) \
              AS traceparent",
     )
-    .bind::<BigInt, _>(limit)
     .bind::<Interval, _>(diesel::pg::data_types::PgInterval::from_microseconds(
         i64::try_from(claim.as_micros()).unwrap_or(i64::MAX),
     ))
+    .bind::<BigInt, _>(limit)
     .load(conn)
     .await?)
 }
@@ -195,7 +195,7 @@ pub async fn record_attempts(
     ) -> Vec<T> {
         attempts.iter().map(f).collect()
     }
-    diesel::sql_query(
+    crate::prepared::prepared(
         "WITH v AS ( \
            SELECT * FROM unnest($1::uuid[], $2::bool[], $3::timestamptz[], $4::bool[], \
                                 $5::timestamptz[], $6::int8[], $7::int4[], $8::text[]) \

@@ -85,14 +85,19 @@ pub async fn insert_many_queued(
     // Columns as arrays, so the statement is the same whatever the batch holds.
     // Two rows of one batch with the same idempotency key: the second is skipped (and
     // answered with the first) as if it came later.
-    let created: Vec<TaskRow> = diesel::sql_query(
+    // Prepared once per connection (see `crate::prepared`), so the columns it returns
+    // are named: a cached statement whose result gained a column (a migration adding
+    // one to `tasks`) would be refused by PostgreSQL.
+    let created: Vec<TaskRow> = crate::prepared::prepared(
         "WITH created AS ( \
            INSERT INTO tasks (task_id, task_name, task_description, payload, idempotency_key, tenant, \
                               deadline_seconds, deadline_at, callback_url, traceparent) \
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::text[], \
                                 $7::int4[], $8::timestamptz[], $9::text[], $10::text[]) \
            ON CONFLICT (tenant, idempotency_key) DO NOTHING \
-           RETURNING * \
+           RETURNING id, task_id, task_name, task_description, status, created_at, updated_at, \
+                     payload, error_message, idempotency_key, tenant, deadline_seconds, \
+                     deadline_at, callback_url, traceparent \
          ), queued AS ( \
            INSERT INTO task_outbox (task_id, created_at) \
            SELECT task_id, created_at FROM created \

@@ -156,7 +156,7 @@ async fn settle_locked(
         settled.push((*task_id, status, error_message));
     }
     if !settled.is_empty() {
-        diesel::sql_query(
+        crate::prepared::prepared(
             "UPDATE tasks AS t SET status = v.status, error_message = v.error_message, \
                updated_at = now() \
              FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, status, error_message) \

@@ -125,7 +125,7 @@ pub(super) async fn write_outcomes(
     ) -> Vec<T> {
         writes.iter().map(|(_, finished)| f(finished)).collect()
     }
-    let rows: Vec<UpdatedId> = diesel::sql_query(
+    let rows: Vec<UpdatedId> = crate::prepared::prepared(
         "UPDATE service_requests AS sr SET \
            status = v.status, attempts = sr.attempts + v.attempts, \
            response_payload = v.response_payload, error_message = v.error_message, \
@@ -179,7 +179,7 @@ async fn write_failed_attempts(
     if ids.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    crate::prepared::prepared(
         "INSERT INTO service_request_attempts \
            (service_request_id, attempt, started_at, duration_ms, status_code, error) \
          SELECT v.id, sr.attempts - v.run_attempts + v.number, v.started_at, v.duration_ms, \

@@ -20,6 +20,7 @@ mod history;
 mod leases;
 mod migrations_under_load;
 mod outbox;
+mod prepared;
 mod stop;
 mod tls;
 
