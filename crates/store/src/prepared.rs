@@ -94,44 +94,44 @@ impl Text {
     /// The text before placeholder `$number`, which must come next; skips the
     /// placeholder (diesel writes its own, with the same number).
     fn up_to_placeholder(&mut self, number: usize) -> QueryResult<&'static str> {
-        let mut search = 0;
-        while let Some(found) = self.rest[search..].find('$') {
-            let at = search + found;
-            let digits = self.rest[at + 1..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            if digits == 0 {
-                // A `$` that is not a placeholder (none of ours has one; kept as text).
-                search = at + 1;
-                continue;
+        match next_placeholder(self.rest) {
+            Some((at, end, found)) if found == number => {
+                let before = &self.rest[..at];
+                self.rest = &self.rest[end..];
+                Ok(before)
             }
-            let found_number: usize = self.rest[at + 1..at + 1 + digits]
-                .parse()
-                .map_err(|_| misnumbered(number))?;
-            if found_number != number {
-                return Err(misnumbered(number));
-            }
-            let before = &self.rest[..at];
-            self.rest = &self.rest[at + 1 + digits..];
-            return Ok(before);
+            _ => Err(misnumbered(number)),
         }
-        Err(misnumbered(number))
     }
 
     /// What follows the last placeholder, which must hold none.
     fn rest(&self, count: usize) -> QueryResult<&'static str> {
-        if has_placeholder(self.rest) {
-            return Err(misnumbered(count + 1));
+        match next_placeholder(self.rest) {
+            Some(_) => Err(misnumbered(count + 1)),
+            None => Ok(self.rest),
         }
-        Ok(self.rest)
     }
 }
 
-fn has_placeholder(text: &str) -> bool {
-    text.as_bytes()
-        .windows(2)
-        .any(|pair| pair[0] == b'$' && pair[1].is_ascii_digit())
+/// The first `$<digits>` in `text`: where it starts, where it ends, and its number. A
+/// `$` without digits is text (none of ours has one).
+fn next_placeholder(text: &str) -> Option<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    (0..bytes.len()).find_map(|at| {
+        if bytes[at] != b'$' {
+            return None;
+        }
+        let digits = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = at + 1 + digits;
+        // Too many digits to be a number is no placeholder of ours either.
+        text[at + 1..end]
+            .parse()
+            .ok()
+            .map(|number| (at, end, number))
+    })
 }
 
 fn misnumbered(number: usize) -> Error {

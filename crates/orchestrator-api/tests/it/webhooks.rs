@@ -154,23 +154,7 @@ async fn a_receiver_that_fails_twice_gets_the_third_attempt_under_the_same_id() 
 
     // The failures are rows of their own; the attempt that delivered is kept on the
     // delivery's row (a row per delivered webhook cost PostgreSQL more than the rest).
-    assert_eq!(attempt_rows(&app).await, 2);
-}
-
-/// Rows of `webhook_attempts`.
-async fn attempt_rows(app: &TestApp) -> i64 {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = app.db.connection().await;
-    let rows: Count = diesel::sql_query("SELECT count(*) AS n FROM webhook_attempts")
-        .get_result(&mut conn)
-        .await
-        .expect("count");
-    rows.n
+    assert_eq!(app.db.count_rows("webhook_attempts").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
