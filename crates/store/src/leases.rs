@@ -252,21 +252,20 @@ pub async fn commit_offset(
     fence: &Fence,
     offset: i64,
 ) -> Result<(), StoreError> {
-    let updated = diesel::update(partition_leases::table)
-        .filter(partition_leases::topic.eq(&fence.topic))
-        .filter(partition_leases::partition.eq(fence.partition))
-        .filter(partition_leases::owner.eq(&fence.owner))
-        .filter(partition_leases::epoch.eq(fence.epoch))
-        .set((
-            partition_leases::committed_offset.eq(diesel::dsl::sql::<BigInt>(
-                "GREATEST(committed_offset, ",
-            )
-            .bind::<BigInt, _>(offset)
-            .sql(")")),
-            partition_leases::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    // Prepared (store::prepared): one commit per poll of every partition, and the
+    // query builder's `GREATEST(...)` through `dsl::sql` would not be cached.
+    let updated = crate::prepared::prepared(
+        "UPDATE partition_leases \
+         SET committed_offset = GREATEST(committed_offset, $1), updated_at = now() \
+         WHERE topic = $2 AND partition = $3 AND owner = $4 AND epoch = $5",
+    )
+    .bind::<BigInt, _>(offset)
+    .bind::<Text, _>(&fence.topic)
+    .bind::<Integer, _>(fence.partition)
+    .bind::<Text, _>(&fence.owner)
+    .bind::<BigInt, _>(fence.epoch)
+    .execute(conn)
+    .await?;
     if updated == 1 {
         Ok(())
     } else {

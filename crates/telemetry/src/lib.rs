@@ -71,13 +71,16 @@ fn directives(rust_log: Option<&str>) -> String {
 /// What [`init`] installed: keep it for the life of the process, and
 /// [`Telemetry::shutdown`] it at the end so that queued spans are exported.
 #[derive(Debug)]
-#[must_use = "dropping it early stops nothing, but shutting it down exports the last spans"]
+#[must_use = "dropping it writes the last log lines out and stops their writer; shutting it down also exports the last spans"]
 pub struct Telemetry {
     export: Option<export::Export>,
+    /// Writes the queued log lines out when dropped.
+    _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
-    /// Exports the spans still queued, waiting at most `timeout`.
+    /// Exports the spans still queued, waiting at most `timeout`, and writes the last
+    /// log lines out.
     pub fn shutdown(self, timeout: std::time::Duration) {
         if let Some(export) = self.export {
             export.shutdown(timeout);
@@ -85,17 +88,36 @@ impl Telemetry {
     }
 }
 
+/// Log lines queued for the writer thread before a logging task waits for room: about
+/// 50 MB of lines. Nothing is dropped: a stdout that stops taking lines (a stalled
+/// log collector) slows the process once this is full, as a direct write would at once.
+const QUEUED_LOG_LINES: usize = 100_000;
+/// What the writer thread gathers before one write to stdout.
+const LOG_WRITE_BUFFER: usize = 64 * 1024;
+
 /// Installs the global subscriber, writing to stdout, and exports spans over OTLP when
 /// OpenTelemetry's environment variables ask for it ([`export`]), `service` naming the
 /// process unless `OTEL_SERVICE_NAME` does. Call once, at startup, inside the Tokio
 /// runtime; a second call installs nothing.
+///
+/// Lines are formatted where they are logged and written by a thread of their own, many
+/// to a write: a task never waits on stdout (a pipe to a container runtime, which may
+/// be slow to drain), and a line per task costs no system call of its own. The lines
+/// still queued are written when the returned [`Telemetry`] is dropped or shut down; a
+/// process killed outright loses the last few milliseconds of them.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, ExportError> {
-    install(
-        format,
-        std::io::stdout,
-        std::io::stdout().is_terminal(),
-        service,
-    )
+    let terminal = std::io::stdout().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LOG_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_WRITE_BUFFER,
+            std::io::stdout(),
+        ));
+    let mut telemetry = install(format, writer, terminal, service)?;
+    telemetry._log_writer = Some(guard);
+    Ok(telemetry)
 }
 
 /// As [`init`], writing to stderr: for commands whose stdout is their result. They
@@ -123,7 +145,10 @@ where
     };
     // Tests start several apps in one process; only the first installs a subscriber.
     drop(tracing_subscriber::registry().with(logs).try_init());
-    Ok(Telemetry { export })
+    Ok(Telemetry {
+        export,
+        _log_writer: None,
+    })
 }
 
 /// The log lines' layer, filtered by `RUST_LOG`.

@@ -15,25 +15,6 @@ use crate::leases::Fence;
 use crate::schema::{service_requests, tasks};
 use crate::{ServiceRequestRow, StoreError, TaskRow};
 
-/// Rows per `INSERT`, so that the bind parameters (9 per row) stay under PostgreSQL's
-/// 65,535 whatever the batch holds.
-const INSERT_CHUNK: usize = 5_000;
-
-/// A service request created running, by [`start_tasks`].
-#[derive(Insertable)]
-#[diesel(table_name = service_requests)]
-struct NewStartedServiceRequest<'a> {
-    id: Uuid,
-    task_id: Uuid,
-    item_index: i32,
-    service_name: &'a str,
-    scenario_id: Uuid,
-    business_type_id: Uuid,
-    request_payload: &'a serde_json::Value,
-    status: &'a str,
-    started_at: DateTime<Utc>,
-}
-
 /// What a task's service requests are, from its stored row (read and locked by
 /// [`start_tasks`], so the worker needs no read of its own). An `Err` says why the
 /// stored request can no longer run (e.g. it names a service this worker no longer
@@ -148,34 +129,7 @@ pub async fn start_tasks(
         // New rows start running at once: inserting them IN_PROGRESS saves rewriting
         // every row right after it was written. Rows that exist already (another run,
         // a re-drive) are left alone here and read below.
-        let rows: Vec<NewStartedServiceRequest<'_>> = plans
-            .iter()
-            .flat_map(|(task_id, planned)| {
-                planned.iter().map(move |sr| NewStartedServiceRequest {
-                    id: sr.id,
-                    task_id: *task_id,
-                    item_index: sr.item_index,
-                    service_name: sr.service_name.as_str(),
-                    scenario_id: sr.scenario_id,
-                    business_type_id: sr.business_type_id,
-                    request_payload: &sr.request_payload,
-                    status: Status::InProgress.as_str(),
-                    started_at: now,
-                })
-            })
-            .collect();
-        let mut unfinished: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let inserted: Vec<ServiceRequestRow> = diesel::insert_into(service_requests::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .returning(ServiceRequestRow::as_returning())
-                .get_results(conn)
-                .await?;
-            for row in inserted {
-                unfinished.entry(row.task_id).or_default().push(row);
-            }
-        }
+        let mut unfinished = insert_started(conn, &plans, now).await?;
         // A task all of whose planned rows were just created has exactly those to run;
         // only the others (resumed, re-driven) need their existing rows read.
         let resumed: Vec<Uuid> = plans
@@ -283,4 +237,121 @@ pub async fn start_tasks(
             .collect())
     })
     .await
+}
+
+/// Creates the planned service requests that do not exist yet, `IN_PROGRESS` from
+/// `now`, and answers those it created, by task. One statement for the batch, prepared
+/// once per connection (`store::prepared`): the columns go as arrays, so its text is
+/// the same whatever the batch holds. Only the columns PostgreSQL fills in come back;
+/// the rest is what was planned, so no request payload travels back to be parsed again.
+async fn insert_started(
+    conn: &mut AsyncPgConnection,
+    plans: &[(Uuid, Vec<PlannedServiceRequest>)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, Vec<ServiceRequestRow>>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        created_at: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        updated_at: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        started_at: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+    }
+    let planned: Vec<(Uuid, &PlannedServiceRequest)> = plans
+        .iter()
+        .flat_map(|(task_id, planned)| planned.iter().map(move |sr| (*task_id, sr)))
+        .collect();
+    if planned.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let inserted: Vec<Inserted> = crate::prepared::prepared(
+        "INSERT INTO service_requests (status, started_at, id, task_id, item_index, \
+           service_name, scenario_id, business_type_id, request_payload) \
+         SELECT 'IN_PROGRESS', $1, v.* \
+         FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::text[], $6::uuid[], \
+                     $7::uuid[], $8::jsonb[]) \
+           AS v(id, task_id, item_index, service_name, scenario_id, business_type_id, \
+                request_payload) \
+         ON CONFLICT DO NOTHING \
+         RETURNING id, created_at, updated_at, started_at, attempts",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        planned.iter().map(|(_, sr)| sr.id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        planned
+            .iter()
+            .map(|(task_id, _)| *task_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Integer>, _>(
+        planned
+            .iter()
+            .map(|(_, sr)| sr.item_index)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        planned
+            .iter()
+            .map(|(_, sr)| sr.service_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        planned
+            .iter()
+            .map(|(_, sr)| sr.scenario_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(
+        planned
+            .iter()
+            .map(|(_, sr)| sr.business_type_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<diesel::sql_types::Jsonb>, _>(
+        planned
+            .iter()
+            .map(|(_, sr)| &sr.request_payload)
+            .collect::<Vec<_>>(),
+    )
+    .load(conn)
+    .await?;
+    let by_id: HashMap<Uuid, (Uuid, &PlannedServiceRequest)> = planned
+        .iter()
+        .map(|(task_id, sr)| (sr.id, (*task_id, *sr)))
+        .collect();
+    let mut created: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
+    for row in inserted {
+        let Some((task_id, sr)) = by_id.get(&row.id) else {
+            continue;
+        };
+        created
+            .entry(*task_id)
+            .or_default()
+            .push(ServiceRequestRow {
+                id: row.id,
+                task_id: *task_id,
+                item_index: sr.item_index,
+                service_name: sr.service_name.as_str().to_owned(),
+                scenario_id: sr.scenario_id,
+                business_type_id: sr.business_type_id,
+                status: Status::InProgress,
+                attempts: row.attempts,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                // As stored: PostgreSQL keeps microseconds of `now`.
+                started_at: Some(row.started_at),
+                completed_at: None,
+                request_payload: sr.request_payload.clone(),
+                response_payload: None,
+                error_message: None,
+            });
+    }
+    Ok(created)
 }

@@ -852,15 +852,17 @@ async fn a_failed_task_is_redriven_from_its_page() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_page_follows_its_task_by_events_without_polling() -> anyhow::Result<()> {
-    // Calls of 3 s: a page that polled (it used to, every second) would read the task
-    // several times while it runs.
+    // Calls of 5 s: a page that polled (it used to, every second) would read the task
+    // several times while it runs. The browser starts and signs in before the submit,
+    // so that the page is open while the task still runs however slow the machine is
+    // to start a browser.
     let app = TestApp::spawn_with(|config| config.dispatch.http_timeout_ms = 15_000).await;
     for service in SERVICES {
-        app.mock.set_behaviour(service, slow(3_000));
+        app.mock.set_behaviour(service, slow(5_000));
     }
-    let task_id = submit(&app, &request_named("Followed live")).await;
     let browser = Browser::start().await?;
     browser.sign_in(&app.address, &app.token).await?;
+    let task_id = submit(&app, &request_named("Followed live")).await;
     browser
         .goto(&app.url(&format!("/ui/tasks/{task_id}")))
         .await?;
