@@ -71,10 +71,10 @@ fn directives(rust_log: Option<&str>) -> String {
 /// What [`init`] installed: keep it for the life of the process, and
 /// [`Telemetry::shutdown`] it at the end so that queued spans are exported.
 #[derive(Debug)]
-#[must_use = "dropping it writes the last log lines out and stops their writer; shutting it down also exports the last spans"]
+#[must_use = "dropping it stops the log lines' writer: keep it until the end, then shut it down to export the last spans"]
 pub struct Telemetry {
     export: Option<export::Export>,
-    /// Writes the queued log lines out when dropped.
+    /// Writes the queued log lines out, and stops writing any, when dropped.
     _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
@@ -101,8 +101,8 @@ const LOG_WRITE_BUFFER: usize = 64 * 1024;
 /// runtime; a second call installs nothing.
 ///
 /// Lines are formatted where they are logged and written by a thread of their own, many
-/// to a write: a task never waits on stdout (a pipe to a container runtime, which may
-/// be slow to drain), and a line per task costs no system call of its own. The lines
+/// to a write: a task does not wait on stdout (a pipe to a container runtime, which may
+/// be slow to drain) until [`QUEUED_LOG_LINES`] are queued, and a line per task costs no system call of its own. The lines
 /// still queued are written when the returned [`Telemetry`] is dropped or shut down; a
 /// process killed outright loses the last few milliseconds of them.
 pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, ExportError> {
@@ -115,9 +115,7 @@ pub fn init(format: LogFormat, service: &'static str) -> Result<Telemetry, Expor
             LOG_WRITE_BUFFER,
             std::io::stdout(),
         ));
-    let mut telemetry = install(format, writer, terminal, service)?;
-    telemetry._log_writer = Some(guard);
-    Ok(telemetry)
+    install(format, writer, terminal, service, Some(guard))
 }
 
 /// As [`init`], writing to stderr: for commands whose stdout is their result. They
@@ -133,6 +131,7 @@ fn install<W>(
     writer: W,
     terminal: bool,
     service: &'static str,
+    log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 ) -> Result<Telemetry, ExportError>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
@@ -147,7 +146,7 @@ where
     drop(tracing_subscriber::registry().with(logs).try_init());
     Ok(Telemetry {
         export,
-        _log_writer: None,
+        _log_writer: log_writer,
     })
 }
 

@@ -262,11 +262,39 @@ async fn insert_started(
         #[diesel(sql_type = diesel::sql_types::Integer)]
         attempts: i32,
     }
-    let planned: Vec<(Uuid, &PlannedServiceRequest)> = plans
-        .iter()
-        .flat_map(|(task_id, planned)| planned.iter().map(move |sr| (*task_id, sr)))
-        .collect();
-    if planned.is_empty() {
+    // The statement's columns, and each row's plan by its id, in one pass.
+    let rows: usize = plans.iter().map(|(_, planned)| planned.len()).sum();
+    let mut by_id: HashMap<Uuid, (Uuid, &PlannedServiceRequest)> = HashMap::with_capacity(rows);
+    let (
+        mut ids,
+        mut task_ids,
+        mut items,
+        mut services,
+        mut scenarios,
+        mut business_types,
+        mut payloads,
+    ) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for (task_id, planned) in plans {
+        for sr in planned {
+            by_id.insert(sr.id, (*task_id, sr));
+            ids.push(sr.id);
+            task_ids.push(*task_id);
+            items.push(sr.item_index);
+            services.push(sr.service_name.as_str());
+            scenarios.push(sr.scenario_id);
+            business_types.push(sr.business_type_id);
+            payloads.push(&sr.request_payload);
+        }
+    }
+    if ids.is_empty() {
         return Ok(HashMap::new());
     }
     let inserted: Vec<Inserted> = crate::prepared::prepared(
@@ -281,51 +309,15 @@ async fn insert_started(
          RETURNING id, created_at, updated_at, started_at, attempts",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(now)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(
-        planned.iter().map(|(_, sr)| sr.id).collect::<Vec<_>>(),
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(
-        planned
-            .iter()
-            .map(|(task_id, _)| *task_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<diesel::sql_types::Integer>, _>(
-        planned
-            .iter()
-            .map(|(_, sr)| sr.item_index)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        planned
-            .iter()
-            .map(|(_, sr)| sr.service_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(
-        planned
-            .iter()
-            .map(|(_, sr)| sr.scenario_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(
-        planned
-            .iter()
-            .map(|(_, sr)| sr.business_type_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<diesel::sql_types::Jsonb>, _>(
-        planned
-            .iter()
-            .map(|(_, sr)| &sr.request_payload)
-            .collect::<Vec<_>>(),
-    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(task_ids)
+    .bind::<Array<diesel::sql_types::Integer>, _>(items)
+    .bind::<Array<Text>, _>(services)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(scenarios)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(business_types)
+    .bind::<Array<diesel::sql_types::Jsonb>, _>(payloads)
     .load(conn)
     .await?;
-    let by_id: HashMap<Uuid, (Uuid, &PlannedServiceRequest)> = planned
-        .iter()
-        .map(|(task_id, sr)| (sr.id, (*task_id, *sr)))
-        .collect();
     let mut created: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
     for row in inserted {
         let Some((task_id, sr)) = by_id.get(&row.id) else {
