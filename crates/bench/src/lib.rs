@@ -118,6 +118,7 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         false => None,
     };
     let service_env = sink.as_ref().map(|sink| sink.env()).unwrap_or_default();
+    let logs_before = SpanLogs::mark(&run_dir_of(&config, &setup));
     let mut stack = open_stack(&config, &setup, receiver.is_some(), service_env).await?;
     let mut bench =
         Bench::connect(&config, &stack, receiver.as_ref().map(|r| r.url.as_str())).await?;
@@ -152,13 +153,21 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         progress(&format!("stopping the stack failed: {error}"));
     }
     drop(stack);
-    // Counted once the processes stopped: each exports what it still queued as it exits.
+    // Counted once the processes stopped: each exports what it still queued as it exits,
+    // then logs what became of its spans.
     if let Some(sink) = &sink {
         let (exports, bytes) = sink.received();
+        let (ended, dropped) = logs_before.spans_since();
         report.notes.push(format!(
-            "every span of the API and the workers was exported over OTLP/HTTP to a receiver on loopback: {exports} exports, {:.1} MB",
+            "the spans of the API and the workers were exported over OTLP/HTTP to a receiver on loopback: {ended} spans ended, {dropped} dropped (a full export queue), {exports} exports, {:.1} MB",
             bytes as f64 / 1e6
         ));
+        if dropped > 0 {
+            report.passed = false;
+            progress(&format!(
+                "{dropped} of {ended} spans were dropped: their CPU was not all spent"
+            ));
+        }
     }
 
     let outputs = write_reports(&report, &setup.output_dir)?;
@@ -166,6 +175,83 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         return Err(BenchError::ChecksFailed(outputs.markdown));
     }
     Ok((report, outputs))
+}
+
+/// Where the stack this run starts keeps its files and logs.
+fn run_dir_of(config: &BenchConfig, setup: &Setup) -> PathBuf {
+    config
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| setup.output_dir.join("run"))
+}
+
+/// The processes' logs as a run found them, to read what each process said of its spans
+/// as it stopped (`Spans exported.`, or `Spans were dropped` with the counts) in the
+/// lines written since.
+struct SpanLogs {
+    /// Each log of the API and the workers, and its length at the start.
+    logs: Vec<(PathBuf, u64)>,
+}
+
+impl SpanLogs {
+    fn mark(run_dir: &Path) -> Self {
+        let dir = run_dir.join("logs");
+        let length = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut logs = vec![dir.join("api.log")];
+        logs.extend((1..=64).map(|n| dir.join(format!("worker-{n}.log"))));
+        Self {
+            logs: logs
+                .into_iter()
+                .map(|path| {
+                    let before = length(&path);
+                    (path, before)
+                })
+                .collect(),
+        }
+    }
+
+    /// Spans ended and dropped, summed over the processes that stopped since the mark.
+    fn spans_since(&self) -> (u64, u64) {
+        use std::io::{Read as _, Seek as _};
+        let mut totals = (0, 0);
+        for (path, before) in &self.logs {
+            let Ok(mut file) = std::fs::File::open(path) else {
+                continue;
+            };
+            let mut text = String::new();
+            if file.seek(std::io::SeekFrom::Start(*before)).is_err()
+                || file.read_to_string(&mut text).is_err()
+            {
+                continue;
+            }
+            let (ended, dropped) = spans_logged(&text);
+            totals = (totals.0 + ended, totals.1 + dropped);
+        }
+        totals
+    }
+}
+
+/// The spans ended and dropped that the stop lines of `log` report.
+fn spans_logged(log: &str) -> (u64, u64) {
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|value| {
+                value
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    log.lines()
+        .filter(|line| line.contains("Spans exported.") || line.contains("Spans were dropped"))
+        .fold((0, 0), |(ended, dropped), line| {
+            (
+                ended + field(line, "ended"),
+                dropped + field(line, "dropped"),
+            )
+        })
 }
 
 /// Where a run reads and writes, and what it runs on.
@@ -227,10 +313,7 @@ async fn open_stack(
         ));
     }
     ensure_postgres(&setup.repo_root, &setup.admin_url)?;
-    let run_dir = config
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| setup.output_dir.join("run"));
+    let run_dir = run_dir_of(config, setup);
     stack::stop_leftover(&setup.repo_root, &run_dir);
     db::recreate_database(setup.admin_url.as_str(), &setup.db_name).await?;
     let ports = stack::pick_ports(config.base_port, config.max_workers())?;
@@ -1249,6 +1332,17 @@ fn completion_latency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spans_each_process_reported_as_it_stopped_are_summed() {
+        let log = "\
+2026-12-07T03:57:53.2Z  INFO orchestrator_worker: Task processed. status=COMPLETED
+2026-12-07T03:57:53.3Z  INFO orchestrator_telemetry::export: Spans exported. ended=1200 exported=1200 failed=0 dropped=0
+2026-12-07T03:58:10.1Z  WARN orchestrator_telemetry::export: Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE). ended=900 exported=800 failed=0 dropped=100
+";
+        assert_eq!(spans_logged(log), (2100, 100));
+        assert_eq!(spans_logged("no stop line\n"), (0, 0));
+    }
 
     #[test]
     fn completion_latency_joins_on_task_id() {

@@ -19,7 +19,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Span, SpanData,
+    SpanExporter, SpanProcessor,
 };
 use prometheus_client::metrics::counter::ConstCounter;
 
@@ -70,10 +71,11 @@ impl Export {
     /// the Tokio runtime (the gRPC exporter's channel lives on it).
     pub(crate) fn start(service: &'static str) -> Result<Self, ExportError> {
         let exporter = opentelemetry_otlp::SpanExporter::builder().build()?;
+        let processor = BatchSpanProcessor::builder(Counting(exporter))
+            .with_batch_config(batch_config(|name| std::env::var(name).ok()))
+            .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(Counted(
-                BatchSpanProcessor::builder(Counting(exporter)).build(),
-            ))
+            .with_span_processor(Counted(processor))
             .with_resource(resource(service))
             .build();
         // A second start in one process (tests start several apps) keeps the first
@@ -82,12 +84,70 @@ impl Export {
         Ok(Self { provider })
     }
 
-    /// Exports what is still queued, waiting at most `timeout`.
+    /// Exports what is still queued, waiting at most `timeout`, and says what became of
+    /// the spans this process made: a full queue drops them without a word otherwise.
     pub(crate) fn shutdown(&self, timeout: Duration) {
         if let Err(error) = self.provider.shutdown_with_timeout(timeout) {
             tracing::warn!(%error, "Could not export the last spans.");
         }
+        let ended = ENDED.load(Ordering::Relaxed);
+        let exported = EXPORTED.load(Ordering::Relaxed);
+        let failed = FAILED.load(Ordering::Relaxed);
+        let dropped = ended.saturating_sub(exported + failed);
+        if dropped > 0 {
+            tracing::warn!(
+                ended,
+                exported,
+                failed,
+                dropped,
+                "Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)."
+            );
+        } else {
+            tracing::info!(ended, exported, failed, dropped, "Spans exported.");
+        }
     }
+}
+
+/// The export queue's size in spans unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise.
+/// OpenTelemetry's default (2,048) is a third of a second of this service's spans at
+/// full speed (about 13 spans per task, 1,500 tasks/s on two cores): a collector that
+/// pauses for longer, or an export thread that waits for a core, drops spans. The queue
+/// is a ring of slots allocated whole, so it is not larger still: 8,192 spans are about
+/// 3 MB, and a ring that big already leaves the processor's caches.
+pub(crate) const QUEUE_SIZE: usize = 8_192;
+/// The spans of one export unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says otherwise.
+/// OpenTelemetry's default (512) makes an HTTP request, and wakes the export thread and
+/// the HTTP client's, for every 40 tasks or so; a quarter of the export thread's time
+/// went to that (ARCHITECTURE.md, *Decisions*). 2,048 spans are about 200 KB of
+/// protobuf, well under collectors' 4 MiB request limit.
+pub(crate) const EXPORT_BATCH_SIZE: usize = 2_048;
+
+/// The batch processor's settings: OpenTelemetry's `OTEL_BSP_*` variables where set (the
+/// SDK reads them), this service's own queue and batch sizes where not.
+fn batch_config(env: impl Fn(&str) -> Option<String>) -> BatchConfig {
+    let (queue, batch) = own_sizes(env);
+    let mut builder = BatchConfigBuilder::default();
+    if let Some(queue) = queue {
+        builder = builder.with_max_queue_size(queue);
+    }
+    if let Some(batch) = batch {
+        builder = builder.with_max_export_batch_size(batch);
+    }
+    builder.build()
+}
+
+/// The queue and batch sizes this service sets itself: those the environment leaves
+/// unset (a value the SDK cannot read as a number counts as unset, as the SDK ignores it).
+fn own_sizes(env: impl Fn(&str) -> Option<String>) -> (Option<usize>, Option<usize>) {
+    let unset = |name: &str| {
+        env(name)
+            .and_then(|value| value.parse::<usize>().ok())
+            .is_none()
+    };
+    (
+        unset("OTEL_BSP_MAX_QUEUE_SIZE").then_some(QUEUE_SIZE),
+        unset("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").then_some(EXPORT_BATCH_SIZE),
+    )
 }
 
 /// The process's resource: what the environment says, with our binary's name as the
@@ -242,5 +302,32 @@ mod tests {
         ])));
         assert!(!requested(env(&[endpoint, ("OTEL_SDK_DISABLED", "TRUE")])));
         assert!(requested(env(&[endpoint, ("OTEL_SDK_DISABLED", "false")])));
+    }
+
+    #[test]
+    fn the_queue_and_batch_sizes_are_ours_only_where_the_environment_is_silent() {
+        assert_eq!(
+            own_sizes(env(&[])),
+            (Some(QUEUE_SIZE), Some(EXPORT_BATCH_SIZE))
+        );
+        assert_eq!(
+            own_sizes(env(&[
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "100000"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
+            ])),
+            (None, None)
+        );
+        assert_eq!(
+            own_sizes(env(&[("OTEL_BSP_MAX_QUEUE_SIZE", "2048")])),
+            (None, Some(EXPORT_BATCH_SIZE))
+        );
+        // The SDK ignores what it cannot read as a number; so do these defaults.
+        assert_eq!(
+            own_sizes(env(&[
+                ("OTEL_BSP_MAX_QUEUE_SIZE", " 2048"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "lots"),
+            ])),
+            (Some(QUEUE_SIZE), Some(EXPORT_BATCH_SIZE))
+        );
     }
 }

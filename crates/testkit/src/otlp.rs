@@ -197,13 +197,12 @@ impl OtlpSink {
         }
     }
 
-    /// The environment that points a binary at this sink, with a queue deep enough
-    /// that a burst of spans is exported rather than dropped.
+    /// The environment that points a binary at this sink; the export queue and batches
+    /// are the binaries' defaults, so that what is measured is what ships.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoint.clone()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "65536".to_owned()),
         ]
     }
 
