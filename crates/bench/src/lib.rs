@@ -118,7 +118,7 @@ pub async fn run(config: BenchConfig) -> Result<(Report, Outputs), BenchError> {
         false => None,
     };
     let service_env = sink.as_ref().map(|sink| sink.env()).unwrap_or_default();
-    let logs_before = SpanLogs::mark(&run_dir_of(&config, &setup));
+    let logs_before = SpanLogs::mark(&run_dir_of(&config, &setup), config.max_workers());
     let mut stack = open_stack(&config, &setup, receiver.is_some(), service_env).await?;
     let mut bench =
         Bench::connect(&config, &stack, receiver.as_ref().map(|r| r.url.as_str())).await?;
@@ -194,11 +194,12 @@ struct SpanLogs {
 }
 
 impl SpanLogs {
-    fn mark(run_dir: &Path) -> Self {
+    /// The logs of the API and of `workers` workers in `run_dir`, as the stack names them.
+    fn mark(run_dir: &Path, workers: usize) -> Self {
         let dir = run_dir.join("logs");
         let length = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
         let mut logs = vec![dir.join("api.log")];
-        logs.extend((1..=64).map(|n| dir.join(format!("worker-{n}.log"))));
+        logs.extend((1..=workers).map(|n| dir.join(format!("worker-{n}.log"))));
         Self {
             logs: logs
                 .into_iter()
@@ -1338,7 +1339,7 @@ mod tests {
         let log = "\
 2026-12-07T03:57:53.2Z  INFO orchestrator_worker: Task processed. status=COMPLETED
 2026-12-07T03:57:53.3Z  INFO orchestrator_telemetry::export: Spans exported. ended=1200 exported=1200 failed=0 dropped=0
-2026-12-07T03:58:10.1Z  WARN orchestrator_telemetry::export: Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE). ended=900 exported=800 failed=0 dropped=100
+2026-12-07T03:58:10.1Z  WARN orchestrator_telemetry::export: Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE), or the stop's deadline passed before they were exported. ended=900 exported=800 failed=0 dropped=100
 ";
         assert_eq!(spans_logged(log), (2100, 100));
         assert_eq!(spans_logged("no stop line\n"), (0, 0));

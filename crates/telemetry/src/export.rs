@@ -100,7 +100,7 @@ impl Export {
                 exported,
                 failed,
                 dropped,
-                "Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)."
+                "Spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE), or the stop's deadline passed before they were exported."
             );
         } else {
             tracing::info!(ended, exported, failed, dropped, "Spans exported.");
