@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use orchestrator_core::ServiceName;
 use orchestrator_core::status::excerpt;
+use orchestrator_core::{RawJson, ServiceName};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
@@ -73,7 +73,7 @@ struct AttemptTrace {
 
 /// An attempt's outcome on its span (the status code is recorded as it arrives): for a
 /// failure its kind (`error.type`: the status code, or what went wrong before one came).
-fn record_outcome(span: &mut ExportedSpan, result: &Result<Value, CallError>) {
+fn record_outcome(span: &mut ExportedSpan, result: &Result<RawJson, CallError>) {
     if !span.is_recording() {
         return;
     }
@@ -189,7 +189,8 @@ impl CallError {
 /// What one service request's call came to, over all its attempts.
 #[derive(Debug, Clone)]
 pub struct CallOutcome {
-    pub result: Result<Value, CallError>,
+    /// The answer's body, checked to be JSON and kept as its text.
+    pub result: Result<RawJson, CallError>,
     pub attempts: u32,
     /// Each attempt that failed, in order: the last one too when the call failed for
     /// good. A call that succeeded at its first attempt has none.
@@ -219,7 +220,7 @@ impl FailedAttempt {
 }
 
 /// What the retry loop came to: the result, the attempts made and those that failed.
-type PolicyOutcome = (Result<Value, CallError>, u32, Vec<FailedAttempt>);
+type PolicyOutcome = (Result<RawJson, CallError>, u32, Vec<FailedAttempt>);
 
 /// A service's endpoint, policy and the state that protects it.
 #[derive(Debug)]
@@ -459,7 +460,7 @@ impl Dispatcher {
         request_id: Option<&str>,
         trace: &mut AttemptTrace,
         timeout: Duration,
-    ) -> Result<Value, CallError> {
+    ) -> Result<RawJson, CallError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let limit = service.policy.max_response_bytes;
         let exchange = async {
@@ -503,7 +504,7 @@ impl Dispatcher {
             if status == StatusCode::NO_CONTENT || body.is_empty() {
                 return Err(CallError::InvalidBody("empty body".into()));
             }
-            serde_json::from_slice(&body).map_err(|e| CallError::InvalidBody(e.to_string()))
+            RawJson::parse(&body).map_err(|e| CallError::InvalidBody(e.to_string()))
         };
         tokio::time::timeout(timeout, exchange)
             .await

@@ -23,6 +23,7 @@ pub mod assignment;
 pub mod audit;
 pub mod bulk;
 pub mod envelope;
+pub mod json;
 pub mod plan;
 pub mod request;
 pub mod retention;
@@ -38,6 +39,7 @@ pub use bulk::{BulkAction, BulkRequest, TaskFilter};
 pub use envelope::{
     EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key, partition_of_task,
 };
+pub use json::RawJson;
 pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
 pub use retention::{InvalidRetention, RetentionPeriod, TenantRetention};

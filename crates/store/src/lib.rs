@@ -44,6 +44,7 @@ pub mod error;
 pub mod events;
 pub mod group_commit;
 pub mod health;
+mod json_text;
 pub mod leases;
 pub mod lifecycle;
 pub mod migrations;

@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::Status;
-use serde_json::Value;
+use orchestrator_core::{RawJson, Status};
 use uuid::Uuid;
 
 use super::{fence, only};
 use crate::StoreError;
+use crate::json_text::JsonText;
 use crate::leases::Fence;
 
 /// How one service request ended.
@@ -22,7 +22,8 @@ pub struct FinishedServiceRequest {
     pub status: Status,
     /// Attempts made in this run; added to those of earlier runs.
     pub attempts: i32,
-    pub response_payload: Option<Value>,
+    /// The service's answer, as it sent it.
+    pub response_payload: Option<RawJson>,
     pub error_message: Option<String>,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
@@ -119,9 +120,9 @@ pub(super) async fn write_outcomes(
     if writes.is_empty() {
         return Ok(HashSet::new());
     }
-    fn column<T>(
-        writes: &[(Uuid, &FinishedServiceRequest)],
-        f: impl Fn(&FinishedServiceRequest) -> T,
+    fn column<'a, T>(
+        writes: &[(Uuid, &'a FinishedServiceRequest)],
+        f: impl Fn(&'a FinishedServiceRequest) -> T,
     ) -> Vec<T> {
         writes.iter().map(|(_, finished)| f(finished)).collect()
     }
@@ -137,10 +138,12 @@ pub(super) async fn write_outcomes(
          RETURNING sr.id",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(writes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(column(&writes, |f| f.status.as_str().to_owned()))
+    .bind::<Array<Text>, _>(column(&writes, |f| f.status.as_str()))
     .bind::<Array<Int4>, _>(column(&writes, |f| f.attempts))
-    .bind::<Array<Nullable<Jsonb>>, _>(column(&writes, |f| f.response_payload.clone()))
-    .bind::<Array<Nullable<Text>>, _>(column(&writes, |f| f.error_message.clone()))
+    .bind::<Array<Nullable<Jsonb>>, _>(column(&writes, |f| {
+        f.response_payload.as_ref().map(|json| JsonText(json.get()))
+    }))
+    .bind::<Array<Nullable<Text>>, _>(column(&writes, |f| f.error_message.as_deref()))
     .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.started_at))
     .bind::<Array<Timestamptz>, _>(column(&writes, |f| f.completed_at))
     .load(conn)

@@ -129,15 +129,17 @@ pub async fn start_tasks(
         // New rows start running at once: inserting them IN_PROGRESS saves rewriting
         // every row right after it was written. Rows that exist already (another run,
         // a re-drive) are left alone here and read below.
-        let mut unfinished = insert_started(conn, &plans, now).await?;
+        let planned_rows: Vec<(Uuid, usize)> = plans
+            .iter()
+            .map(|(task_id, planned)| (*task_id, planned.len()))
+            .collect();
+        let mut unfinished = insert_started(conn, plans, now).await?;
         // A task all of whose planned rows were just created has exactly those to run;
         // only the others (resumed, re-driven) need their existing rows read.
-        let resumed: Vec<Uuid> = plans
-            .iter()
-            .filter(|(task_id, planned)| {
-                unfinished.get(task_id).map_or(0, Vec::len) != planned.len()
-            })
-            .map(|(task_id, _)| *task_id)
+        let resumed: Vec<Uuid> = planned_rows
+            .into_iter()
+            .filter(|(task_id, planned)| unfinished.get(task_id).map_or(0, Vec::len) != *planned)
+            .map(|(task_id, _)| task_id)
             .collect();
 
         if !pending.is_empty() {
@@ -243,10 +245,11 @@ pub async fn start_tasks(
 /// `now`, and answers those it created, by task. One statement for the batch, prepared
 /// once per connection (`store::prepared`): the columns go as arrays, so its text is
 /// the same whatever the batch holds. Only the columns PostgreSQL fills in come back;
-/// the rest is what was planned, so no request payload travels back to be parsed again.
+/// the rest is what was planned, so no request payload travels back to be parsed again,
+/// and the plans' payloads move into the rows answered rather than being copied.
 async fn insert_started(
     conn: &mut AsyncPgConnection,
-    plans: &[(Uuid, Vec<PlannedServiceRequest>)],
+    plans: Vec<(Uuid, Vec<PlannedServiceRequest>)>,
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, Vec<ServiceRequestRow>>, StoreError> {
     #[derive(QueryableByName)]
@@ -262,9 +265,8 @@ async fn insert_started(
         #[diesel(sql_type = diesel::sql_types::Integer)]
         attempts: i32,
     }
-    // The statement's columns, and each row's plan by its id, in one pass.
+    // The statement's columns, in one pass.
     let rows: usize = plans.iter().map(|(_, planned)| planned.len()).sum();
-    let mut by_id: HashMap<Uuid, (Uuid, &PlannedServiceRequest)> = HashMap::with_capacity(rows);
     let (
         mut ids,
         mut task_ids,
@@ -282,9 +284,8 @@ async fn insert_started(
         Vec::with_capacity(rows),
         Vec::with_capacity(rows),
     );
-    for (task_id, planned) in plans {
+    for (task_id, planned) in &plans {
         for sr in planned {
-            by_id.insert(sr.id, (*task_id, sr));
             ids.push(sr.id);
             task_ids.push(*task_id);
             items.push(sr.item_index);
@@ -318,19 +319,19 @@ async fn insert_started(
     .bind::<Array<diesel::sql_types::Jsonb>, _>(payloads)
     .load(conn)
     .await?;
+    let mut inserted: HashMap<Uuid, Inserted> =
+        inserted.into_iter().map(|row| (row.id, row)).collect();
     let mut created: HashMap<Uuid, Vec<ServiceRequestRow>> = HashMap::new();
-    for row in inserted {
-        let Some((task_id, sr)) = by_id.get(&row.id) else {
-            continue;
-        };
-        created
-            .entry(*task_id)
-            .or_default()
-            .push(ServiceRequestRow {
+    for (task_id, planned) in plans {
+        for sr in planned {
+            let Some(row) = inserted.remove(&sr.id) else {
+                continue;
+            };
+            created.entry(task_id).or_default().push(ServiceRequestRow {
                 id: row.id,
-                task_id: *task_id,
+                task_id,
                 item_index: sr.item_index,
-                service_name: sr.service_name.as_str().to_owned(),
+                service_name: sr.service_name.into_string(),
                 scenario_id: sr.scenario_id,
                 business_type_id: sr.business_type_id,
                 status: Status::InProgress,
@@ -340,10 +341,11 @@ async fn insert_started(
                 // As stored: PostgreSQL keeps microseconds of `now`.
                 started_at: Some(row.started_at),
                 completed_at: None,
-                request_payload: sr.request_payload.clone(),
+                request_payload: sr.request_payload,
                 response_payload: None,
                 error_message: None,
             });
+        }
     }
     Ok(created)
 }

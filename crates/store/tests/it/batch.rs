@@ -23,7 +23,8 @@ fn finished(status: Status) -> FinishedServiceRequest {
     FinishedServiceRequest {
         status,
         attempts: 2,
-        response_payload: (status == Status::Completed).then(|| serde_json::json!({"ok": true})),
+        response_payload: (status == Status::Completed)
+            .then(|| orchestrator_core::RawJson::from_value(&serde_json::json!({"ok": true}))),
         error_message: (status == Status::Failed).then(|| "HTTP 500: boom".to_owned()),
         started_at: chrono::Utc::now(),
         completed_at: chrono::Utc::now(),

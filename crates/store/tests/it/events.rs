@@ -18,7 +18,8 @@ fn outcome(status: Status) -> FinishedServiceRequest {
     FinishedServiceRequest {
         status,
         attempts: 1,
-        response_payload: (status == Status::Completed).then(|| json!({"ok": true})),
+        response_payload: (status == Status::Completed)
+            .then(|| orchestrator_core::RawJson::from_value(&json!({"ok": true}))),
         error_message: (status == Status::Failed).then(|| "HTTP 500: boom".to_owned()),
         started_at: Utc::now(),
         completed_at: Utc::now(),

@@ -31,7 +31,8 @@ fn outcome(
     FinishedServiceRequest {
         status,
         attempts,
-        response_payload: (status == Status::Completed).then(|| serde_json::json!({"ok": true})),
+        response_payload: (status == Status::Completed)
+            .then(|| orchestrator_core::RawJson::from_value(&serde_json::json!({"ok": true}))),
         error_message: (status == Status::Failed).then(|| "HTTP 503: no".to_owned()),
         started_at: Utc::now(),
         completed_at: Utc::now(),

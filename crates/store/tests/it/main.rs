@@ -349,7 +349,7 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
     let ok = FinishedServiceRequest {
         status: Status::Completed,
         attempts: 1,
-        response_payload: Some(json!({"ok": true})),
+        response_payload: Some(orchestrator_core::RawJson::from_value(&json!({"ok": true}))),
         error_message: None,
         started_at: now,
         completed_at: now,
@@ -408,4 +408,58 @@ async fn starting_twice_creates_rows_once_and_settles_by_the_rules() {
             .expect("start"),
         StartedTask::AlreadyFinished(Status::Failed)
     );
+}
+
+/// A service's answer is stored as it sent it: its numbers keep every digit (an `f64`
+/// on the way would have rounded this amount) and its text is what PostgreSQL parses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_answer_is_stored_with_every_digit_it_sent() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        amount: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        note: String,
+    }
+    let db = TestDatabase::create().await;
+    let (task_id, _) = insert(&db, None).await;
+    let planned = plan_service_requests(task_id, &request(1));
+    let mut conn = db.connection().await;
+    let StartedTask::Running { rows, .. } = start::start_task(&mut conn, task_id, &planned, None)
+        .await
+        .expect("start")
+    else {
+        panic!("task should run");
+    };
+    let answer = orchestrator_core::RawJson::parse(
+        " {\"amount\": 12345678901234567890.12345678901234567890, \"note\": \"caf\\u00e9 \u{1F600}\"}\n"
+            .as_bytes(),
+    )
+    .expect("JSON");
+    let now = Utc::now();
+    let finished = FinishedServiceRequest {
+        status: Status::Completed,
+        attempts: 1,
+        response_payload: Some(answer),
+        error_message: None,
+        started_at: now,
+        completed_at: now,
+        failed_attempts: Vec::new(),
+    };
+    assert!(
+        record::record_finished(&mut conn, rows[0].id, &finished, None)
+            .await
+            .expect("record")
+    );
+    let stored: Stored = diesel::sql_query(
+        "SELECT response_payload->>'amount' AS amount, response_payload->>'note' AS note \
+         FROM service_requests WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(rows[0].id)
+    .get_result(&mut conn)
+    .await
+    .expect("stored");
+    assert_eq!(stored.amount, "12345678901234567890.12345678901234567890");
+    assert_eq!(stored.note, "caf\u{e9} \u{1F600}");
 }

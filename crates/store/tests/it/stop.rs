@@ -21,7 +21,9 @@ fn completed_call() -> FinishedServiceRequest {
     FinishedServiceRequest {
         status: Status::Completed,
         attempts: 1,
-        response_payload: Some(serde_json::json!({"ok": true})),
+        response_payload: Some(orchestrator_core::RawJson::from_value(
+            &serde_json::json!({"ok": true}),
+        )),
         error_message: None,
         started_at: chrono::Utc::now(),
         completed_at: chrono::Utc::now(),
