@@ -371,10 +371,19 @@ async fn screens(
             // loopback, about a millisecond each. An error (an element replaced while
             // it was read) counts as not shown yet.
             while !is_shown(&browser, shown).await.unwrap_or(false) {
-                anyhow::ensure!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "{name}: not ready within 30 s"
-                );
+                if started.elapsed() >= Duration::from_secs(30) {
+                    // What the screen showed instead, to say why.
+                    let shot = browser.screenshot_window("bench-not-ready").await;
+                    let text = match browser.find_now("main").await {
+                        Ok(Some(main)) => main.text_content().await.unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    anyhow::bail!(
+                        "{name}: not ready within 30 s; it showed {:?} (screenshot {})",
+                        text.split_whitespace().collect::<Vec<_>>().join(" "),
+                        shot.map_or_else(|e| e.to_string(), |p| p.display().to_string()),
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             if run > 0 {
