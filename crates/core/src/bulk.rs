@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::request::kind;
-use crate::validation::pointer_push;
+use crate::validation::Place;
 use crate::{ServiceName, Status, ValidationErrors, text};
 
 /// The longest `error_contains` and `task_name_prefix` a filter takes.
@@ -80,6 +80,9 @@ pub struct BulkRequest {
     pub dry_run: bool,
 }
 
+/// Where the filter is: `/filter`.
+static FILTER: Place<'static> = Place::top("filter");
+
 const FILTER_FIELDS: [&str; 6] = [
     "status",
     "created_after",
@@ -106,7 +109,7 @@ impl BulkRequest {
         for field in object.keys() {
             if field != "filter" && field != "dry_run" {
                 errors.push(
-                    pointer_push("", field),
+                    Place::top(field),
                     "unknown field; expected filter or dry_run",
                 );
             }
@@ -155,7 +158,7 @@ fn parse_filter(
     for field in object.keys() {
         if !FILTER_FIELDS.contains(&field.as_str()) {
             errors.push(
-                pointer_push("/filter", field),
+                FILTER.key(field),
                 format!(
                     "unknown field; expected one of {}",
                     FILTER_FIELDS.join(", ")
@@ -238,7 +241,7 @@ fn time(
     field: &str,
     errors: &mut ValidationErrors,
 ) -> Option<DateTime<Utc>> {
-    let pointer = pointer_push("/filter", field);
+    let pointer = FILTER.key(field);
     match object.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(value)) => match DateTime::parse_from_rfc3339(value) {
@@ -267,7 +270,7 @@ fn filter_text(
     field: &str,
     errors: &mut ValidationErrors,
 ) -> Option<String> {
-    let pointer = pointer_push("/filter", field);
+    let pointer = FILTER.key(field);
     match object.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(value)) => {

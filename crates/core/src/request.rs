@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::ServiceName;
 use crate::text;
-use crate::validation::{ValidationErrors, pointer_push, whole_number};
+use crate::validation::{Place, ValidationErrors, whole_number};
 
 /// A task's name: not blank, at most [`TaskName::MAX_CHARS`] characters, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,7 +103,7 @@ impl OrchestrationRequest {
                 "task_name" | "task_description" | "payload" | "deadline_seconds" | "callback_url"
             ) {
                 errors.push(
-                    pointer_push("", key),
+                    Place::top(key),
                     "unknown field; expected task_name, task_description, payload, \
                      deadline_seconds and callback_url",
                 );
@@ -203,28 +203,30 @@ fn optional_text(
     max_chars: usize,
     errors: &mut ValidationErrors,
 ) -> Option<String> {
-    // Made only for an error: the worker parses every task it runs again.
-    let pointer = || pointer_push("", field);
+    let pointer = Place::top(field);
     match object.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) if text.chars().count() > max_chars => {
-            errors.push(pointer(), format!("must be at most {max_chars} characters"));
+            errors.push(pointer, format!("must be at most {max_chars} characters"));
             None
         }
         Some(Value::String(text)) if text::has_nul(text) => {
-            errors.push(pointer(), text::NUL_DETAIL);
+            errors.push(pointer, text::NUL_DETAIL);
             None
         }
         Some(Value::String(text)) => Some(text.clone()),
         Some(other) => {
             errors.push(
-                pointer(),
+                pointer,
                 format!("must be a string or null, not {}", kind(other)),
             );
             None
         }
     }
 }
+
+/// Where the items are: `/payload`.
+static PAYLOAD: Place<'static> = Place::top("payload");
 
 fn parse_items(
     payload: Option<&Value>,
@@ -262,7 +264,7 @@ fn parse_items(
     let parsed: Vec<_> = items
         .iter()
         .enumerate()
-        .map(|(index, item)| parse_item(item, &Place::PAYLOAD.index(index), limits, errors))
+        .map(|(index, item)| parse_item(item, &PAYLOAD.index(index), limits, errors))
         .collect();
     (errors.errors().len() == before).then_some(parsed)
 }
@@ -292,7 +294,7 @@ fn parse_item(
             .filter(|name| limits.known_services.contains(name));
         let Some(service) = service else {
             errors.push(
-                &call_pointer,
+                call_pointer,
                 format!("unknown service; expected one of {}", known_list(limits)),
             );
             continue;
@@ -316,7 +318,7 @@ fn parse_call(
     for key in object.keys() {
         if !matches!(key.as_str(), "scenario_id" | "business_type_id") {
             errors.push(
-                &pointer.key(key),
+                pointer.key(key),
                 "unknown field; expected scenario_id and business_type_id",
             );
         }
@@ -361,70 +363,6 @@ fn parse_uuid(
             );
             None
         }
-    }
-}
-
-/// Where a value sits in the payload: an RFC 6901 JSON pointer, written out only when
-/// an error names it. Every task is parsed twice (by the API, and by the worker that
-/// plans it), and formatting a pointer for each value it checks was most of the
-/// parse's allocations.
-#[derive(Debug, Clone, Copy)]
-struct Place<'a> {
-    parent: Option<&'a Place<'a>>,
-    token: Token<'a>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Token<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-impl<'a> Place<'a> {
-    const PAYLOAD: Place<'static> = Place {
-        parent: None,
-        token: Token::Key("payload"),
-    };
-
-    fn key(&'a self, key: &'a str) -> Place<'a> {
-        Place {
-            parent: Some(self),
-            token: Token::Key(key),
-        }
-    }
-
-    fn index(&'a self, index: usize) -> Place<'a> {
-        Place {
-            parent: Some(self),
-            token: Token::Index(index),
-        }
-    }
-
-    fn write(&self, out: &mut String) {
-        if let Some(parent) = self.parent {
-            parent.write(out);
-        }
-        out.push('/');
-        match self.token {
-            Token::Key(key) => {
-                for c in key.chars() {
-                    match c {
-                        '~' => out.push_str("~0"),
-                        '/' => out.push_str("~1"),
-                        c => out.push(c),
-                    }
-                }
-            }
-            Token::Index(index) => out.push_str(&index.to_string()),
-        }
-    }
-}
-
-impl From<&Place<'_>> for String {
-    fn from(place: &Place<'_>) -> String {
-        let mut pointer = String::new();
-        place.write(&mut pointer);
-        pointer
     }
 }
 

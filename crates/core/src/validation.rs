@@ -72,10 +72,77 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
-/// Appends one reference token to a JSON pointer, escaping it as RFC 6901 requires.
-pub(crate) fn pointer_push(base: &str, token: &str) -> String {
-    let escaped = token.replace('~', "~0").replace('/', "~1");
-    format!("{base}/{escaped}")
+/// Where a value sits in a request body: an RFC 6901 JSON pointer kept as a chain of
+/// borrowed tokens and written out (escaped) only when an error names it. Request
+/// parsing checks every value of every task twice (the API, then the worker that plans
+/// it), and most values have nothing to report.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    parent: Option<&'a Place<'a>>,
+    token: Token<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Token<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Place<'a> {
+    /// A member of the body itself: `/name`.
+    pub(crate) const fn top(key: &'a str) -> Place<'a> {
+        Place {
+            parent: None,
+            token: Token::Key(key),
+        }
+    }
+
+    pub(crate) fn key(&'a self, key: &'a str) -> Place<'a> {
+        Place {
+            parent: Some(self),
+            token: Token::Key(key),
+        }
+    }
+
+    pub(crate) fn index(&'a self, index: usize) -> Place<'a> {
+        Place {
+            parent: Some(self),
+            token: Token::Index(index),
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        if let Some(parent) = self.parent {
+            parent.write(out);
+        }
+        out.push('/');
+        match self.token {
+            Token::Key(key) => {
+                for c in key.chars() {
+                    match c {
+                        '~' => out.push_str("~0"),
+                        '/' => out.push_str("~1"),
+                        c => out.push(c),
+                    }
+                }
+            }
+            Token::Index(index) => out.push_str(&index.to_string()),
+        }
+    }
+}
+
+impl From<&Place<'_>> for String {
+    fn from(place: &Place<'_>) -> String {
+        let mut pointer = String::new();
+        place.write(&mut pointer);
+        pointer
+    }
+}
+
+impl From<Place<'_>> for String {
+    fn from(place: Place<'_>) -> String {
+        String::from(&place)
+    }
 }
 
 #[cfg(test)]
@@ -84,7 +151,10 @@ mod tests {
 
     #[test]
     fn pointer_tokens_are_escaped() {
-        assert_eq!(pointer_push("/payload/0", "a/b~c"), "/payload/0/a~1b~0c");
+        let payload = Place::top("payload");
+        let item = payload.index(0);
+        assert_eq!(String::from(item.key("a/b~c")), "/payload/0/a~1b~0c");
+        assert_eq!(String::from(Place::top("~")), "/~0");
     }
 
     #[test]
