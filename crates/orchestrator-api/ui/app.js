@@ -747,6 +747,9 @@
         clearTimeout(throughputTimer);
         throughputTimer = null;
       },
+      // Shown again from the back/forward cache: the stream reopens and, once live,
+      // reads what changed meanwhile (unless the person paused updates).
+      resume() { if (!state.paused) updates.start(); },
     };
 
     setScreen('tasks', 'Tasks',
@@ -1099,6 +1102,9 @@
     const updates = {
       start() { stream.start(); clock.start(); },
       stop() { stream.stop(); clock.stop(); },
+      // Shown again from the back/forward cache: read the task again (which follows
+      // it again if it still runs).
+      resume() { tick(); },
     };
 
     redriveButton.addEventListener('click', async () => {
@@ -1348,5 +1354,14 @@
     else notFoundScreen();
   }
 
+  // A page left for another (a link, a reload, Back) can stay alive in the browser's
+  // back/forward cache, and its event stream with it. Over HTTP/1.1 a browser opens at
+  // most six connections to a host, so five pages left behind held five of them open
+  // and the next page's reads waited for the last one. The stream closes when the page
+  // is hidden and reopens when it is shown again.
+  window.addEventListener('pagehide', () => { if (currentUpdates) currentUpdates.stop(); });
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted && currentUpdates) currentUpdates.resume();
+  });
   document.addEventListener('DOMContentLoaded', route);
 })();

@@ -180,14 +180,34 @@ struct Horizon {
 /// Where a reader that wants only what happens from now on starts: every event
 /// readable now lies before it.
 pub async fn now(conn: &mut AsyncPgConnection) -> Result<EventPosition, StoreError> {
-    Ok(horizon(conn).await?.0)
+    let row: Now = diesel::sql_query(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(EventPosition {
+        tx: row.horizon,
+        seq: 0,
+    })
+}
+
+#[derive(QueryableByName)]
+struct Now {
+    #[diesel(sql_type = BigInt)]
+    horizon: i64,
 }
 
 /// The position before which every event is settled, and whether committed events
 /// past it wait for older transactions to end (then read again shortly).
 pub async fn horizon(conn: &mut AsyncPgConnection) -> Result<(EventPosition, bool), StoreError> {
+    // The newest event's transaction, read from the end of the primary key whatever
+    // the log's size. `EXISTS (... WHERE tx >= horizon)` read the same, but the
+    // planner cannot know the horizon and expects a third of the log past it, so it
+    // scanned the table for the first one: every read of the feed went through the
+    // whole log (0.6 s at a million tasks).
     let row: Horizon = diesel::sql_query(
-        "SELECT h.horizon, EXISTS (SELECT 1 FROM task_events WHERE tx >= h.horizon) AS held \
+        "SELECT h.horizon, COALESCE((SELECT max(tx) FROM task_events) >= h.horizon, false) \
+           AS held \
          FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h",
     )
     .get_result(conn)

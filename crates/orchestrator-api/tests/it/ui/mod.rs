@@ -903,6 +903,66 @@ async fn the_task_page_follows_its_task_by_events_without_polling() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn pages_left_behind_do_not_hold_the_connections_the_next_page_needs() -> anyhow::Result<()> {
+    // Every list page follows its tenant's event stream. A page left for another site
+    // stays alive in Chromium's back/forward cache; while its stream stayed open with
+    // it, five such pages held five of the six connections Chromium opens to a host
+    // over HTTP/1.1, and the sixth list's reads waited about half a minute for one.
+    // (`about:blank` stands for the other site: nothing leaves the machine.)
+    let app = TestApp::spawn().await;
+    let done = run_direct(&app, &request_named("Seen on every visit")).await;
+    let done_row = row(done["task_id"].as_str().expect("task id"));
+    let browser = Browser::start().await?;
+    browser.sign_in(&app.address, &app.token).await?;
+    for visit in 1..=8 {
+        browser.goto("about:blank").await?;
+        browser.goto(&app.url("/ui")).await?;
+        let listed = format!("the task listed on visit {visit}");
+        browser
+            .query(By::Css(&done_row))
+            .desc(&listed)
+            .first()
+            .await?;
+    }
+
+    // Back to a list restored from the cache: it follows the tenant's tasks again.
+    browser
+        .execute(
+            "window.restoredFromCache = false; \
+             addEventListener('pageshow', (e) => { window.restoredFromCache = e.persisted; });",
+            Vec::new(),
+        )
+        .await?;
+    browser.goto(&app.url("/ui/new")).await?;
+    browser
+        .query(By::Id("task-payload"))
+        .desc("the form")
+        .first()
+        .await?;
+    browser.back().await?;
+    // Else the page was loaded anew, and this test would prove less.
+    browser
+        .wait_for(
+            "the list restored from the back/forward cache",
+            async || {
+                let restored = browser
+                    .execute("return window.restoredFromCache === true", Vec::new())
+                    .await?;
+                Ok((restored.json().as_bool() == Some(true)).then_some(()))
+            },
+        )
+        .await?;
+    let task_id = submit(&app, &request_named("Submitted after Back")).await;
+    browser
+        .query(By::Css(row(&task_id)))
+        .desc("the task submitted after Back, listed without a reload")
+        .first()
+        .await?;
+    browser.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_running_task_is_cancelled_from_its_page() -> anyhow::Result<()> {
     let app = TestApp::spawn().await;
     app.mock.set_behaviour(
