@@ -117,6 +117,14 @@ soak: ## Run the stack 30 minutes (SOAK_MINUTES) at 70% of its measured capacity
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -q -p orchestrator-bench --bin orchestrator-soak -- $(SOAK_ARGS)
 
+# Tasks of the smaller of bench-instructions' two runs (the larger has twice as many).
+INSTRUCTION_TASKS ?= 2000
+
+.PHONY: bench-instructions
+bench-instructions: ## Count one worker's instructions per task under valgrind (repeats to ~0.2%, for changes too small for CPU time to show; INSTRUCTION_TASKS, 2,000); profiles in target/worker-instructions/
+	$(CARGO) build --release --workspace --bins
+	scripts/worker-instructions.sh $(or $(CARGO_TARGET_DIR),target)/release $(INSTRUCTION_TASKS)
+
 DASHBOARD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench
 # `make bench-dashboard TASKS=10000000` for ten million.
 TASKS ?= 1000000

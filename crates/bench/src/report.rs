@@ -200,6 +200,19 @@ fn max_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 impl Report {
+    /// What the binaries' folder says of their build: cargo's `target/release` or
+    /// `target/debug`, else only where they came from (a copy elsewhere says nothing).
+    fn build_kind(&self) -> String {
+        let folder = self.binaries.trim_end_matches('/');
+        if self.release_build {
+            "release build".into()
+        } else if folder.ends_with("debug") {
+            "debug build".into()
+        } else {
+            format!("binaries from {folder}")
+        }
+    }
+
     fn closed_loop(&self) -> Option<&AcceptRun> {
         self.accept.as_ref().map(|a| &a.closed_loop)
     }
@@ -393,7 +406,7 @@ impl Report {
         let _ = writeln!(md, "## Benchmark results\n");
         let _ = writeln!(
             md,
-            "{} · {} cores ({}) · {} GiB · Linux {} · PostgreSQL {} (synchronous_commit={}, fsync={}, autovacuum={}) · {} build · revision {} · load average at start {}\n",
+            "{} · {} cores ({}) · {} GiB · Linux {} · PostgreSQL {} (synchronous_commit={}, fsync={}, autovacuum={}) · {} · revision {} · load average at start {}\n",
             m.date,
             m.cores,
             m.cpu_model,
@@ -403,11 +416,7 @@ impl Report {
             pg.synchronous_commit,
             pg.fsync,
             pg.autovacuum,
-            if self.release_build {
-                "release"
-            } else {
-                "debug"
-            },
+            self.build_kind(),
             m.revision,
             m.load_average_at_start,
         );

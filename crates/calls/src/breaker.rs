@@ -39,6 +39,8 @@ enum State {
 
 #[derive(Debug)]
 struct Inner {
+    /// The service it guards, for its log lines.
+    service: String,
     state: Mutex<State>,
     /// Woken whenever the state changes, so waiting callers look again at once.
     changed: Notify,
@@ -72,11 +74,12 @@ pub struct NotNow {
 const PROBE_WAIT: Duration = Duration::from_millis(100);
 
 impl CircuitBreaker {
-    /// `threshold` consecutive failures open the breaker for `cooldown`; a threshold of
-    /// 0 disables it.
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    /// `threshold` consecutive failures of calls to `service` open the breaker for
+    /// `cooldown`; a threshold of 0 disables it.
+    pub fn new(service: &str, threshold: u32, cooldown: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                service: service.to_owned(),
                 state: Mutex::new(State::Closed {
                     consecutive_failures: 0,
                 }),
@@ -187,6 +190,7 @@ impl CircuitBreaker {
         drop(state);
         if opened {
             tracing::warn!(
+                service = self.inner.service,
                 cooldown_ms = self.inner.cooldown.as_millis(),
                 "Circuit breaker opened."
             );
@@ -227,7 +231,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_the_threshold_then_one_probe_decides() {
-        let breaker = CircuitBreaker::new(3, Duration::from_secs(5));
+        let breaker = CircuitBreaker::new("revenue", 3, Duration::from_secs(5));
         for _ in 0..2 {
             breaker.try_acquire().expect("closed").record(false);
         }
@@ -255,7 +259,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_success_resets_the_count_and_an_abandoned_probe_frees_the_slot() {
-        let breaker = CircuitBreaker::new(2, Duration::from_secs(1));
+        let breaker = CircuitBreaker::new("revenue", 2, Duration::from_secs(1));
         breaker.try_acquire().expect("closed").record(false);
         breaker.try_acquire().expect("closed").record(true);
         breaker.try_acquire().expect("closed").record(false);
@@ -274,7 +278,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waiters_wake_when_the_cool_down_ends_or_give_up_at_their_deadline() {
-        let breaker = CircuitBreaker::new(1, Duration::from_secs(2));
+        let breaker = CircuitBreaker::new("revenue", 1, Duration::from_secs(2));
         breaker.try_acquire().expect("closed").record(false);
         let start = Instant::now();
         assert!(
@@ -294,7 +298,7 @@ mod tests {
 
     #[test]
     fn threshold_zero_never_opens() {
-        let breaker = CircuitBreaker::new(0, Duration::from_secs(1));
+        let breaker = CircuitBreaker::new("revenue", 0, Duration::from_secs(1));
         for _ in 0..100 {
             breaker.try_acquire().expect("closed").record(false);
         }

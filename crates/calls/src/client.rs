@@ -265,7 +265,11 @@ impl Dispatcher {
                     span_attributes: span_attributes(&endpoint),
                     endpoint,
                     in_flight: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
-                    breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown),
+                    breaker: CircuitBreaker::new(
+                        name.as_str(),
+                        policy.breaker_threshold,
+                        policy.breaker_cooldown,
+                    ),
                     policy,
                 };
                 (name, service)
@@ -446,7 +450,7 @@ impl Dispatcher {
                 // Waiting as asked would pass the deadline: stop now rather than later.
                 return (Err(give_up(Some(error))), attempts, failed);
             }
-            tracing::debug!(attempt = attempts, error = %error, delay_ms = delay.as_millis(), "Retrying service request.");
+            tracing::debug!(service = name, attempt = attempts, error = %error, delay_ms = delay.as_millis(), "Retrying service request.");
             tokio::time::sleep(delay).await;
             last = Some(error);
         }

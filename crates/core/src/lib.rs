@@ -40,7 +40,7 @@ pub use envelope::{
     EnvelopeError, EnvelopeKind, TaskEnvelope, partition_for_key, partition_of_task,
 };
 pub use json::RawJson;
-pub use plan::{PlannedServiceRequest, plan_service_requests, service_request_id};
+pub use plan::{PlannedServiceRequest, plan_items, plan_service_requests, service_request_id};
 pub use request::{OrchestrationRequest, RequestLimits, ServiceCall, TaskName};
 pub use retention::{InvalidRetention, RetentionPeriod, TenantRetention};
 pub use service::ServiceName;

@@ -1,9 +1,11 @@
 //! Splitting a request into the service requests that carry it out.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{OrchestrationRequest, ServiceName};
+use crate::{OrchestrationRequest, ServiceCall, ServiceName};
 
 /// One downstream call to make for a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +34,16 @@ pub fn plan_service_requests(
     task_id: Uuid,
     request: &OrchestrationRequest,
 ) -> Vec<PlannedServiceRequest> {
-    request
-        .items
+    plan_items(task_id, &request.items)
+}
+
+/// [`plan_service_requests`] for a request's items alone, as a stored task's are read
+/// ([`OrchestrationRequest::parse_stored_payload`]).
+pub fn plan_items(
+    task_id: Uuid,
+    items: &[BTreeMap<ServiceName, ServiceCall>],
+) -> Vec<PlannedServiceRequest> {
+    items
         .iter()
         .enumerate()
         .flat_map(|(index, item)| {

@@ -173,6 +173,34 @@ impl OrchestrationRequest {
         }
     }
 
+    /// A stored task's payload (the JSON text the API stored, [`Self::payload_json`]),
+    /// checked again against `limits`: the services a deployment knows may have changed
+    /// since it accepted the task. Errors point into `/payload`, as [`Self::parse`]'s do.
+    pub fn parse_stored_payload(
+        payload: &str,
+        limits: &RequestLimits,
+    ) -> Result<Vec<BTreeMap<ServiceName, ServiceCall>>, ValidationErrors> {
+        // What the API stored is valid but for a service removed since, so it is read
+        // straight into the calls: a `Value` of it (a map per item and per call, a
+        // string per key) would be built only to be walked once, for every task a
+        // worker starts. What that read does not take (an unknown service, an escaped
+        // key) is read again the slow way, which says what is wrong as a request's
+        // parse would, or takes it.
+        if let Some(items) = stored_items(payload, limits) {
+            return Ok(items);
+        }
+        let mut errors = ValidationErrors::default();
+        match serde_json::from_str::<Value>(payload) {
+            Ok(value) => {
+                if let Some(items) = parse_items(Some(&value), limits, &mut errors) {
+                    return Ok(items);
+                }
+            }
+            Err(error) => errors.push("/payload", format!("is not JSON: {error}")),
+        }
+        Err(errors)
+    }
+
     /// The payload in its canonical JSON form, as stored with the task.
     pub fn payload_json(&self) -> Value {
         Value::Array(
@@ -366,6 +394,45 @@ fn parse_uuid(
     }
 }
 
+/// A call as a stored payload holds it, its ids as the text they are in; fields
+/// borrowed, so a text with escapes (never stored by the API) is left to the slow read.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredCall<'a> {
+    scenario_id: &'a str,
+    business_type_id: &'a str,
+}
+
+/// The items of a stored payload when they pass every check [`parse_items`] makes;
+/// `None` for anything else, without saying why.
+fn stored_items(
+    payload: &str,
+    limits: &RequestLimits,
+) -> Option<Vec<BTreeMap<ServiceName, ServiceCall>>> {
+    let items: Vec<BTreeMap<&str, StoredCall<'_>>> = serde_json::from_str(payload).ok()?;
+    if items.is_empty() || items.len() > limits.max_items {
+        return None;
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            if item.is_empty() {
+                return None;
+            }
+            item.into_iter()
+                .map(|(name, call)| {
+                    let service = limits.known_services.get(name)?.clone();
+                    let call = ServiceCall {
+                        scenario_id: Uuid::try_parse(call.scenario_id).ok()?,
+                        business_type_id: Uuid::try_parse(call.business_type_id).ok()?,
+                    };
+                    Some((service, call))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn known_list(limits: &RequestLimits) -> String {
     let names: Vec<&str> = limits
         .known_services
@@ -554,5 +621,56 @@ mod tests {
                 "/payload/1/revenue/business_type_id",
             ]
         );
+    }
+
+    /// The stored payloads a worker reads: what the API stored is read as the request
+    /// was; a payload that no longer passes says why as a request's parse would.
+    #[test]
+    fn a_stored_payload_reads_as_its_request_did() {
+        let body = json!({
+            "task_name": "t",
+            "payload": [{"revenue": call(), "rebates": call()}, {"specialty": call()}],
+        });
+        let request = OrchestrationRequest::parse(&body, &limits()).expect("valid");
+        // As PostgreSQL gives `jsonb` back: keys reordered, spaces after separators.
+        let stored = serde_json::to_string_pretty(&request.payload_json()).expect("JSON");
+        let items = OrchestrationRequest::parse_stored_payload(&stored, &limits());
+        assert_eq!(items, Ok(request.items.clone()));
+
+        // A key with an escape is not read the fast way, and is the same name.
+        let escaped = stored.replacen("revenue", "rev\\u0065nue", 1);
+        assert_ne!(escaped, stored);
+        let items = OrchestrationRequest::parse_stored_payload(&escaped, &limits());
+        assert_eq!(items, Ok(request.items));
+
+        let stored_pointers = |payload: &str, limits: &RequestLimits| {
+            OrchestrationRequest::parse_stored_payload(payload, limits)
+                .expect_err("should be rejected")
+                .errors()
+                .iter()
+                .map(|error| error.pointer.clone())
+                .collect::<Vec<_>>()
+        };
+        // A service this deployment no longer knows.
+        let mut fewer = limits();
+        fewer.known_services.remove("rebates");
+        assert_eq!(stored_pointers(&stored, &fewer), vec!["/payload/0/rebates"]);
+        // More items than are accepted now.
+        let mut smaller = limits();
+        smaller.max_items = 1;
+        assert_eq!(stored_pointers(&stored, &smaller), vec!["/payload"]);
+        // Ids and fields that are not what a call holds.
+        let bad = format!(
+            r#"[{{"revenue": {{"scenario_id": "nope", "business_type_id": "{BUSINESS}"}}}}, {{"rebates": {{"scenario_id": "{SCENARIO}", "business_type_id": "{BUSINESS}", "x": 1}}}}, {{}}]"#
+        );
+        assert_eq!(
+            stored_pointers(&bad, &limits()),
+            vec![
+                "/payload/0/revenue/scenario_id",
+                "/payload/1/rebates/x",
+                "/payload/2"
+            ]
+        );
+        assert_eq!(stored_pointers("[{", &limits()), vec!["/payload"]);
     }
 }

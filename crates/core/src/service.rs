@@ -61,6 +61,14 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// Sets of names are looked up by the text of a name, without making one: a name
+/// orders and compares as its text does.
+impl std::borrow::Borrow<str> for ServiceName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::str::FromStr for ServiceName {
     type Err = InvalidServiceName;
 

@@ -68,5 +68,5 @@ pub use cursor::{InvalidCursor, TaskCursor};
 pub use diesel_async::AsyncPgConnection;
 pub use error::StoreError;
 pub use leases::Fence;
-pub use models::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow};
+pub use models::{AttemptRow, RedriveRow, ServiceRequestRow, TaskRow, TaskState};
 pub use pool::{DbPool, PoolConfig, build_pool};

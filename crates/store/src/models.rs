@@ -50,6 +50,23 @@ impl TaskRow {
     }
 }
 
+/// A task's state without its request: what a transition reads of a task it locks
+/// (see [`crate::lifecycle`]). The request (`payload`) only the start reads, as text
+/// ([`crate::lifecycle::start::TaskToStart`]); the others never look at it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = tasks, check_for_backend(Pg))]
+pub struct TaskState {
+    pub task_id: Uuid,
+    #[diesel(deserialize_as = DbStatus)]
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+    pub tenant: String,
+    pub deadline_seconds: Option<i32>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub callback_url: Option<String>,
+    pub traceparent: Option<String>,
+}
+
 /// A row of `service_requests`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = service_requests, check_for_backend(Pg))]

@@ -98,10 +98,11 @@ CROSS JOIN LATERAL (SELECT t.status = 'FAILED' AND s.name = 'revenue' AS failed)
 WHERE $5
 "#;
 
-/// Vacuums and analyses the seeded tables, as autovacuum would soon after such a load:
-/// up-to-date statistics for the planner and a visibility map for index-only scans.
+/// Vacuums and analyses the seeded tables (and the event log their triggers wrote), as
+/// autovacuum would soon after such a load: up-to-date statistics for the planner and a
+/// visibility map for index-only scans.
 pub async fn vacuum(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
-    diesel::sql_query("VACUUM (ANALYZE) tasks, service_requests")
+    diesel::sql_query("VACUUM (ANALYZE) tasks, service_requests, task_events")
         .execute(conn)
         .await?;
     Ok(())

@@ -74,7 +74,7 @@ pub use accept::{InsertedTask, NewTask};
 pub use finish::FinishRequest;
 pub use record::{FailedAttempt, FinishedServiceRequest, RecordRequest};
 pub use redrive::Redrive;
-pub use start::{Planner, StartRequest, StartedTask};
+pub use start::{Planner, StartRequest, StartedTask, TaskToStart};
 pub use stop::Stop;
 
 use crate::StoreError;

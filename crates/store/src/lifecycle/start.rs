@@ -7,20 +7,30 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orchestrator_core::{PlannedServiceRequest, Status};
+use orchestrator_core::{PlannedServiceRequest, RawJson, Status};
 use uuid::Uuid;
 
 use super::{fence, lock, only};
 use crate::leases::Fence;
 use crate::schema::{service_requests, tasks};
-use crate::{ServiceRequestRow, StoreError, TaskRow};
+use crate::{ServiceRequestRow, StoreError, TaskState};
 
-/// What a task's service requests are, from its stored row (read and locked by
+/// A task [`start_tasks`] has locked to start: its state and the request it stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskToStart {
+    pub state: TaskState,
+    /// The stored `payload`, as the JSON text PostgreSQL gives back (a planner reads it
+    /// into its own types, e.g. with
+    /// [`orchestrator_core::OrchestrationRequest::parse_stored_payload`]).
+    pub payload: RawJson,
+}
+
+/// What a task's service requests are, from its stored request (read and locked by
 /// [`start_tasks`], so the worker needs no read of its own). An `Err` says why the
 /// stored request can no longer run (e.g. it names a service this worker no longer
 /// knows); the task is then failed with that reason.
 pub type Planner<'p> =
-    dyn Fn(&TaskRow) -> Result<Vec<PlannedServiceRequest>, String> + Send + Sync + 'p;
+    dyn Fn(&TaskToStart) -> Result<Vec<PlannedServiceRequest>, String> + Send + Sync + 'p;
 
 /// A task to start: create its planned service requests and mark it running.
 #[derive(Debug, Clone)]
@@ -73,7 +83,7 @@ pub async fn start_task(
         task_id,
         fence: fence.cloned(),
     };
-    let plan = |_: &crate::TaskRow| Ok(planned.to_vec());
+    let plan = |_: &TaskToStart| Ok(planned.to_vec());
     only(start_tasks(conn, std::slice::from_ref(&request), &plan).await?)
 }
 
@@ -92,7 +102,7 @@ pub async fn start_tasks(
             .filter(|(_, fenced)| !**fenced)
             .map(|(r, _)| r.task_id)
             .collect();
-        let found = lock::tasks(conn, &ids).await?;
+        let found = lock::tasks_to_start(conn, &ids).await?;
 
         // Plan the tasks that run: found, not finished, fence held. A task twice in the
         // batch (a duplicate record) is planned once and both get the same answer.
@@ -106,16 +116,16 @@ pub async fn start_tasks(
             let Some(task) = found.get(task_id) else {
                 continue;
             };
-            if task.status.is_terminal() || !seen.insert(*task_id) {
+            if task.state.status.is_terminal() || !seen.insert(*task_id) {
                 continue;
             }
-            if task.deadline_at.is_some_and(|at| at <= now) {
+            if task.state.deadline_at.is_some_and(|at| at <= now) {
                 expired.insert(*task_id);
                 continue;
             }
             match plan(task) {
                 Ok(planned) => {
-                    if task.status == Status::Pending {
+                    if task.state.status == Status::Pending {
                         pending.push(*task_id);
                     }
                     plans.push((*task_id, planned));
@@ -171,7 +181,7 @@ pub async fn start_tasks(
         }
         // One message per deadline length is rare enough not to group further.
         for task_id in &expired {
-            let reason = super::stop::deadline_message(found[task_id].deadline_seconds);
+            let reason = super::stop::deadline_message(found[task_id].state.deadline_seconds);
             super::stop::end(conn, &[*task_id], Status::Failed, Some(&reason)).await?;
         }
         if !resumed.is_empty() {
@@ -214,7 +224,7 @@ pub async fn start_tasks(
                 if *fenced {
                     return Err(fence::fenced_error(request.fence.as_ref()));
                 }
-                let Some(task) = found.get(&request.task_id) else {
+                let Some(task) = found.get(&request.task_id).map(|task| &task.state) else {
                     return Ok(StartedTask::NotFound);
                 };
                 if let Some(reason) = rejected.get(&request.task_id) {

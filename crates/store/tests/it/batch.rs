@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use orchestrator_core::Status;
+use orchestrator_core::{OrchestrationRequest, Status, plan_items};
 use orchestrator_store::leases::{self, Fence};
 use orchestrator_store::lifecycle::finish::finish_many;
 use orchestrator_store::lifecycle::record::record_many;
 use orchestrator_store::lifecycle::start::start_tasks;
 use orchestrator_store::lifecycle::{
-    FinishRequest, FinishedServiceRequest, RecordRequest, StartRequest, StartedTask,
+    FinishRequest, FinishedServiceRequest, RecordRequest, StartRequest, StartedTask, TaskToStart,
 };
 use orchestrator_store::service_requests;
-use orchestrator_store::{StoreError, TaskRow, tasks};
+use orchestrator_store::{StoreError, tasks};
 use orchestrator_testkit::database::TestDatabase;
 use uuid::Uuid;
 
@@ -71,7 +71,7 @@ async fn a_batch_starts_records_and_settles_many_tasks_and_fences_only_the_stale
         task_id,
         fence: Some(fence.clone()),
     };
-    let plan = |task: &TaskRow| Ok(crate::planned(task.task_id));
+    let plan = |task: &TaskToStart| Ok(crate::planned(task.state.task_id));
     let started = start_tasks(
         &mut conn,
         &[
@@ -196,7 +196,7 @@ async fn a_finish_records_outcomes_and_settles_in_one_go_and_a_fenced_one_change
     let (done, _) = crate::insert(&db, None).await;
     let (half, _) = crate::insert(&db, None).await;
     let (fenced, _) = crate::insert(&db, None).await;
-    let plan = |task: &TaskRow| Ok(crate::planned(task.task_id));
+    let plan = |task: &TaskToStart| Ok(crate::planned(task.state.task_id));
     let started = start_tasks(
         &mut conn,
         &[done, half, fenced].map(|task_id| StartRequest {
@@ -302,11 +302,16 @@ async fn a_start_the_planner_refuses_fails_the_task_with_the_reason() {
     let mut conn = db.connection().await;
     let (refused, _) = crate::insert(&db, None).await;
     let (fine, _) = crate::insert(&db, None).await;
-    let plan = |task: &TaskRow| {
-        if task.task_id == refused {
+    // The other is planned from what it stored, as a worker plans it.
+    let plan = |task: &TaskToStart| {
+        if task.state.task_id == refused {
             Err("the stored request names an unknown service".to_owned())
         } else {
-            Ok(crate::planned(task.task_id))
+            let items =
+                OrchestrationRequest::parse_stored_payload(task.payload.get(), &crate::limits())
+                    .map_err(|errors| errors.to_string())?;
+            assert_eq!(items, crate::request(1).items);
+            Ok(plan_items(task.state.task_id, &items))
         }
     };
     let started = start_tasks(

@@ -36,16 +36,20 @@ fn request(items: usize) -> OrchestrationRequest {
     let payload: Vec<_> = (0..items)
         .map(|_| json!({"revenue": call, "rebates": call}))
         .collect();
-    let limits = RequestLimits {
+    OrchestrationRequest::parse(&json!({"task_name": "t", "payload": payload}), &limits())
+        .expect("valid request")
+}
+
+/// The services [`request`] names.
+fn limits() -> RequestLimits {
+    RequestLimits {
         known_services: ["revenue", "rebates"]
             .into_iter()
             .map(|n| ServiceName::parse(n).expect("valid"))
             .collect(),
         max_items: 100,
         max_deadline_secs: RequestLimits::DEFAULT_MAX_DEADLINE_SECS,
-    };
-    OrchestrationRequest::parse(&json!({"task_name": "t", "payload": payload}), &limits)
-        .expect("valid request")
+    }
 }
 
 async fn insert(db: &TestDatabase, key: Option<&str>) -> (Uuid, InsertedTask) {

@@ -5,9 +5,9 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use orchestrator_store::leases::{self, Fence};
-use orchestrator_store::lifecycle::StartRequest;
 use orchestrator_store::lifecycle::start::start_tasks;
-use orchestrator_store::{TaskRow, notify, webhooks};
+use orchestrator_store::lifecycle::{StartRequest, TaskToStart};
+use orchestrator_store::{notify, webhooks};
 use orchestrator_testkit::database::TestDatabase;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ async fn batch_statements_are_prepared_once_and_reused() {
         epoch: lease.epoch,
         owner: "me".into(),
     };
-    let plan = |task: &TaskRow| Ok(crate::planned(task.task_id));
+    let plan = |task: &TaskToStart| Ok(crate::planned(task.state.task_id));
     for round in 0..3 {
         notify::send(&mut conn, "prepared_test", &[Uuid::new_v4()])
             .await
