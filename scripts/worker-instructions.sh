@@ -6,8 +6,9 @@
 # billion instructions). Instruction counts repeat to within ~0.2% from run to run,
 # where CPU time on this machine varies by ±20%: a change of a few percent shows here.
 #
-#   scripts/worker-instructions.sh BIN_DIR [TASKS]   (default 2000; ~2 min per 1,000)
+#   scripts/worker-instructions.sh BIN_DIR [TASKS [BENCH ARGS...]]   (TASKS 2000, ~1 min)
 #
+# e.g. `... target/release 2000 --export-spans` for what exporting spans costs.
 # BIN_DIR holds release binaries (target/release; BENCH names an orchestrator-bench
 # elsewhere); profiles and logs go to target/worker-instructions/ (`callgrind_annotate`
 # reads the .out files).
@@ -15,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_dir=$(realpath "${1:?usage: $0 BIN_DIR [TASKS]}")
 tasks=${2:-2000}
+shift $(( $# < 2 ? $# : 2 ))
 bench=${BENCH:-$bin_dir/orchestrator-bench}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 [ -x "$bench" ] || { echo "$bench is missing: cargo build --release -p orchestrator-bench" >&2; exit 1; }
@@ -35,16 +37,17 @@ chmod +x "$out/bin/orchestrator-worker"
 # process nothing, e.g. to check the binary).
 count() {
     local run=$1 n=$2
+    shift 2
     mkdir -p "$out/$run"
     "$bench" --bin-dir "$out/bin" --output-dir "$out/$run" --phases e2e --worker-counts 1 \
-        --mock-latencies-ms 0 --e2e-tasks "$n" --e2e-callbacks=false \
+        --mock-latencies-ms 0 --e2e-tasks "$n" --e2e-callbacks=false "$@" \
         >"$out/$run/stdout" 2>"$out/$run/stderr"
     local logs
     logs=$(ls "$out"/worker-*.log)
     grep -h "Collected" $logs | awk '{print $4}' | sort -n | tail -1
     mkdir -p "$out/$run/profiles" && mv "$out"/worker-* "$out/$run/profiles/"
 }
-small=$(count small "$tasks")
-large=$(count large $((tasks * 2)))
+small=$(count small "$tasks" "$@")
+large=$(count large $((tasks * 2)) "$@")
 echo "worker instructions: $small for $tasks tasks, $large for $((tasks * 2))"
 echo "per task: $(( (large - small) / tasks ))"
