@@ -404,7 +404,9 @@ struct StoredCall<'a> {
 }
 
 /// The items of a stored payload when they pass every check [`parse_items`] makes;
-/// `None` for anything else, without saying why.
+/// `None` for anything else, without saying why. The checks are the same rules in a
+/// second form: a rule added to [`parse_items`] belongs here too, or a stored payload
+/// that breaks it would still run.
 fn stored_items(
     payload: &str,
     limits: &RequestLimits,
@@ -636,10 +638,16 @@ mod tests {
         let stored = serde_json::to_string_pretty(&request.payload_json()).expect("JSON");
         let items = OrchestrationRequest::parse_stored_payload(&stored, &limits());
         assert_eq!(items, Ok(request.items.clone()));
+        // ... and the fast way, without the request parser.
+        assert_eq!(
+            stored_items(&stored, &limits()),
+            Some(request.items.clone())
+        );
 
         // A key with an escape is not read the fast way, and is the same name.
         let escaped = stored.replacen("revenue", "rev\\u0065nue", 1);
         assert_ne!(escaped, stored);
+        assert_eq!(stored_items(&escaped, &limits()), None);
         let items = OrchestrationRequest::parse_stored_payload(&escaped, &limits());
         assert_eq!(items, Ok(request.items));
 
