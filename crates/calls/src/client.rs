@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use orchestrator_core::status::excerpt;
-use orchestrator_core::{RawJson, ServiceName};
+use orchestrator_core::{RawJson, ServiceName, Status};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use orchestrator_telemetry::trace::{
 };
 
 use crate::breaker::{BreakerState, CircuitBreaker};
-use crate::metrics::DispatchMetrics;
+use crate::metrics::{DispatchMetrics, ServiceSeries};
 use crate::policy::ServicePolicy;
 
 /// The span of one attempt under its service request's (`parent`), following
@@ -222,8 +222,9 @@ impl FailedAttempt {
 /// What the retry loop came to: the result, the attempts made and those that failed.
 type PolicyOutcome = (Result<RawJson, CallError>, u32, Vec<FailedAttempt>);
 
-/// A service's endpoint, policy and the state that protects it.
-#[derive(Debug)]
+/// A service's endpoint, policy and the state that protects it. Clones share the
+/// concurrency limit and the breaker.
+#[derive(Debug, Clone)]
 struct Service {
     endpoint: Url,
     /// What every attempt's span says of the service ([`span_attributes`]).
@@ -231,6 +232,8 @@ struct Service {
     policy: ServicePolicy,
     in_flight: Arc<Semaphore>,
     breaker: CircuitBreaker,
+    /// The dispatcher's metric series of this service.
+    series: ServiceSeries,
 }
 
 /// Calls downstream services. Cheap to clone: the HTTP client (and its connection
@@ -251,6 +254,7 @@ impl Dispatcher {
         services: impl IntoIterator<Item = (ServiceName, Url, ServicePolicy)>,
         connect_timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
+        let metrics = DispatchMetrics::default();
         let http = reqwest::Client::builder()
             // Small JSON requests: send them at once rather than wait to coalesce.
             .tcp_nodelay(true)
@@ -270,6 +274,7 @@ impl Dispatcher {
                         policy.breaker_threshold,
                         policy.breaker_cooldown,
                     ),
+                    series: metrics.series(name.as_str()),
                     policy,
                 };
                 (name, service)
@@ -278,7 +283,7 @@ impl Dispatcher {
         Ok(Self {
             http,
             services: Arc::new(services),
-            metrics: DispatchMetrics::default(),
+            metrics,
         })
     }
 
@@ -286,6 +291,21 @@ impl Dispatcher {
     /// they go to metrics registered nowhere).
     #[must_use]
     pub fn with_metrics(mut self, metrics: DispatchMetrics) -> Self {
+        let services = self
+            .services
+            .iter()
+            .map(|(name, service)| {
+                let series = metrics.series(name.as_str());
+                (
+                    name.clone(),
+                    Service {
+                        series,
+                        ..service.clone()
+                    },
+                )
+            })
+            .collect();
+        self.services = Arc::new(services);
         self.metrics = metrics;
         self.publish_breaker_states();
         self
@@ -298,10 +318,16 @@ impl Dispatcher {
     /// Sets the breaker gauges to the breakers' current states. Called before each
     /// scrape too, since an open breaker turns half-open by the clock alone.
     pub fn publish_breaker_states(&self) {
-        for (name, service) in self.services.iter() {
-            self.metrics
-                .breaker_state(name.as_str(), service.breaker.state());
+        for service in self.services.values() {
+            DispatchMetrics::breaker_state(&service.series, service.breaker.state());
         }
+    }
+
+    /// Counts a service request of `service` that ended `status`.
+    pub fn service_request_finished(&self, service: &str, status: Status) {
+        let series = self.services.get(service).map(|service| &service.series);
+        self.metrics
+            .service_request_finished(service, series, status);
     }
 
     /// The names of the services this dispatcher can call.
@@ -328,10 +354,9 @@ impl Dispatcher {
         origin: CallOrigin<'_>,
     ) -> CallOutcome {
         let started_at = Utc::now();
-        let found = ServiceName::parse(service)
-            .ok()
-            .and_then(|name| self.services.get(&name));
-        let Some(target) = found else {
+        // Found by the name as given (`ServiceName` borrows as `str`): a name that is
+        // not valid is not configured either.
+        let Some(target) = self.services.get(service) else {
             return CallOutcome {
                 result: Err(CallError::UnknownService(service.to_owned())),
                 attempts: 0,
@@ -392,7 +417,7 @@ impl Dispatcher {
             let attempt_started = Instant::now();
             let attempt_started_at = Utc::now();
             let remaining = deadline.saturating_duration_since(attempt_started);
-            let in_flight = self.metrics.in_flight(name);
+            let in_flight = DispatchMetrics::in_flight(&service.series);
             let span = attempt_span(service, attempts, origin.trace);
             let mut trace = AttemptTrace {
                 context: origin
@@ -420,13 +445,11 @@ impl Dispatcher {
                     .err()
                     .is_none_or(|e| !e.is_service_failure()),
             );
-            self.metrics.breaker_state(name, service.breaker.state());
+            DispatchMetrics::breaker_state(&service.series, service.breaker.state());
             self.metrics.attempt(
                 name,
-                &result
-                    .as_ref()
-                    .err()
-                    .map_or_else(|| "success".to_owned(), CallError::outcome),
+                &service.series,
+                result.as_ref().err().map(CallError::outcome),
                 attempt_started.elapsed().as_secs_f64(),
                 attempts > 1,
             );

@@ -266,10 +266,11 @@ impl TaskProcessor {
     }
 
     fn count(&self, finished: Vec<(String, Status)>, status: Status, submitted_at: DateTime<Utc>) {
-        let metrics = self.dispatcher.metrics();
         for (service_name, status) in finished {
-            metrics.service_request_finished(&service_name, status);
+            self.dispatcher
+                .service_request_finished(&service_name, status);
         }
+        let metrics = self.dispatcher.metrics();
         if status.is_terminal() {
             metrics.task_finished(status);
             // From submission to now, on this host's clock against the database's (a
@@ -432,7 +433,6 @@ impl TaskProcessor {
         let status = call.finished.status;
         self.writer.record(call.id, call.finished, fence).await?;
         self.dispatcher
-            .metrics()
             .service_request_finished(&call.service_name, status);
         Ok(())
     }
