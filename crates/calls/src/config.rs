@@ -119,7 +119,7 @@ pub enum ConfigError {
     #[error("--service-policy / SERVICE_POLICIES: {entry:?}: {reason}")]
     InvalidPolicy { entry: String, reason: String },
     #[error("building the HTTP client failed")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] crate::client::ClientError),
 }
 
 impl DispatchConfig {

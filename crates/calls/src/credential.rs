@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::Path;
 
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 /// A header sent with every call to one service.
 #[derive(Clone, PartialEq, Eq)]
