@@ -249,9 +249,9 @@ pub struct Dispatcher {
 /// The HTTP client of the downstream calls: hyper's pooled client, over TLS (native-tls,
 /// the system's roots) for `https` endpoints. Not reqwest's, which wraps the same client
 /// in a redirect layer that parses every request's URL twice (`Url::parse` of the URI's
-/// text: 8.5% of a worker's instructions per task; a service's answer is never followed
-/// to another address anyway) and in boxed tower layers whose futures are copied on
-/// every poll. Calls connect directly: `HTTP(S)_PROXY` is not read ([`Dispatcher::new`]).
+/// text: 8.5% of a worker's instructions per task) and in boxed tower layers whose
+/// futures are copied on every poll. Calls connect directly (`HTTP(S)_PROXY` is not
+/// read: [`Dispatcher::new`]) and a redirect is not followed: it is the service's answer.
 type HttpClient = hyper_util::client::legacy::Client<
     hyper_tls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     http_body_util::Full<bytes::Bytes>,
@@ -623,12 +623,14 @@ async fn read_limited(
     limit: usize,
 ) -> Result<Vec<u8>, CallError> {
     use http_body_util::BodyExt as _;
-    let declared = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    use hyper::body::Body as _;
+    // hyper reads `Content-Length` into the body's size hint.
+    if response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len > limit as u64)
+    {
         return Err(CallError::TooLarge { limit });
     }
     let mut body = Vec::new();
