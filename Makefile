@@ -121,9 +121,9 @@ soak: ## Run the stack 30 minutes (SOAK_MINUTES) at 70% of its measured capacity
 INSTRUCTION_TASKS ?= 2000
 
 .PHONY: bench-instructions
-bench-instructions: ## Count one worker's instructions per task under valgrind (repeats to ~0.2%, for changes too small for CPU time to show; INSTRUCTION_TASKS, 2,000; BENCH_ARGS=--export-spans); profiles in target/worker-instructions/
+bench-instructions: ## Count one worker's instructions per task under valgrind (repeats to ~0.2%, for changes too small for CPU time to show; PROCESS=api for the API's; INSTRUCTION_TASKS, 2,000; BENCH_ARGS=--export-spans); profiles in target/instructions/
 	$(CARGO) build --release --workspace --bins
-	scripts/worker-instructions.sh $(or $(CARGO_TARGET_DIR),target)/release $(INSTRUCTION_TASKS) $(BENCH_ARGS)
+	PROCESS=$(or $(PROCESS),worker) scripts/instructions.sh $(or $(CARGO_TARGET_DIR),target)/release $(INSTRUCTION_TASKS) $(BENCH_ARGS)
 
 DASHBOARD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orchestrator_dashboard_bench
 # `make bench-dashboard TASKS=10000000` for ten million.

@@ -282,6 +282,13 @@ const PROXY_VARIABLES: [&str; 6] = [
     "all_proxy",
 ];
 
+/// The first of [`PROXY_VARIABLES`] that `lookup` finds set to something.
+fn proxy_variable_set(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<&'static str> {
+    PROXY_VARIABLES
+        .into_iter()
+        .find(|name| lookup(name).is_some_and(|value| !value.is_empty()))
+}
+
 /// How much of an error body goes into the recorded error.
 const ERROR_BODY_EXCERPT_CHARS: usize = 200;
 
@@ -331,10 +338,7 @@ impl Dispatcher {
             };
             built.insert(name, service);
         }
-        if let Some(variable) = PROXY_VARIABLES
-            .into_iter()
-            .find(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
-        {
+        if let Some(variable) = proxy_variable_set(|name| std::env::var_os(name)) {
             tracing::warn!(
                 variable,
                 "A proxy is set in the environment; calls to the services connect to them directly and do not use it."
@@ -695,6 +699,25 @@ mod tests {
         assert!(CallError::Timeout(1).is_service_failure());
         assert!(!status(400).is_service_failure());
         assert!(!CallError::InvalidBody("x".into()).is_service_failure());
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_is_noticed_in_either_case() {
+        let only = |set: &'static str, value: &'static str| {
+            move |name: &str| (name == set).then(|| std::ffi::OsString::from(value))
+        };
+        assert_eq!(proxy_variable_set(|_| None), None);
+        assert_eq!(
+            proxy_variable_set(only("https_proxy", "http://proxy:3128")),
+            Some("https_proxy")
+        );
+        assert_eq!(
+            proxy_variable_set(only("ALL_PROXY", "socks5://proxy:1080")),
+            Some("ALL_PROXY")
+        );
+        // Set but empty is how a variable is commonly switched off.
+        assert_eq!(proxy_variable_set(only("HTTP_PROXY", "")), None);
+        assert_eq!(proxy_variable_set(only("NO_PROXY", "localhost")), None);
     }
 
     #[test]

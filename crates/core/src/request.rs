@@ -173,6 +173,38 @@ impl OrchestrationRequest {
         }
     }
 
+    /// A request body that is valid, read straight into the request: the common case,
+    /// without a [`Value`] of the body built only to be walked once. `None` for
+    /// anything it does not take (a problem, or a form it leaves to the full parse:
+    /// `10.0` seconds, a key written with escapes, a field given twice), which
+    /// [`Self::parse`] then reads to say what is wrong, or takes. The same rules in a
+    /// second form, as for stored payloads: a rule added to [`Self::parse`] belongs here
+    /// too.
+    pub fn parse_valid(body: &[u8], limits: &RequestLimits) -> Option<Self> {
+        let body: ValidBody<'_> = serde_json::from_slice(body).ok()?;
+        let task_name = TaskName::parse(&body.task_name).ok()?;
+        let text = |value: Option<std::borrow::Cow<'_, str>>, max_chars: usize| match value {
+            Some(text) if text.chars().count() > max_chars || text::has_nul(&text) => Err(()),
+            other => Ok(other.map(std::borrow::Cow::into_owned)),
+        };
+        let task_description =
+            text(body.task_description, RequestLimits::MAX_DESCRIPTION_CHARS).ok()?;
+        let callback_url = text(body.callback_url, RequestLimits::MAX_CALLBACK_URL_CHARS).ok()?;
+        if body
+            .deadline_seconds
+            .is_some_and(|seconds| !(1..=limits.max_deadline_secs).contains(&seconds))
+        {
+            return None;
+        }
+        Some(Self {
+            task_name,
+            task_description,
+            items: checked_items(body.payload, limits)?,
+            deadline_seconds: body.deadline_seconds,
+            callback_url,
+        })
+    }
+
     /// A stored task's payload (the JSON text the API stored, [`Self::payload_json`]),
     /// checked again against `limits`: the services a deployment knows may have changed
     /// since it accepted the task. Errors point into `/payload`, as [`Self::parse`]'s do.
@@ -403,6 +435,23 @@ struct StoredCall<'a> {
     business_type_id: &'a str,
 }
 
+/// A request body as [`OrchestrationRequest::parse_valid`] reads it: absent and null
+/// optional fields alike are `None`, as [`OrchestrationRequest::parse`] takes them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidBody<'a> {
+    #[serde(borrow)]
+    task_name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    task_description: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    payload: Vec<BTreeMap<&'a str, StoredCall<'a>>>,
+    #[serde(default)]
+    deadline_seconds: Option<u32>,
+    #[serde(borrow, default)]
+    callback_url: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The items of a stored payload when they pass every check [`parse_items`] makes;
 /// `None` for anything else, without saying why. The checks are the same rules in a
 /// second form: a rule added to [`parse_items`] belongs here too, or a stored payload
@@ -411,7 +460,15 @@ fn stored_items(
     payload: &str,
     limits: &RequestLimits,
 ) -> Option<Vec<BTreeMap<ServiceName, ServiceCall>>> {
-    let items: Vec<BTreeMap<&str, StoredCall<'_>>> = serde_json::from_str(payload).ok()?;
+    checked_items(serde_json::from_str(payload).ok()?, limits)
+}
+
+/// Items read as calls by service name, when they pass every check [`parse_items`]
+/// makes; `None` otherwise.
+fn checked_items(
+    items: Vec<BTreeMap<&str, StoredCall<'_>>>,
+    limits: &RequestLimits,
+) -> Option<Vec<BTreeMap<ServiceName, ServiceCall>>> {
     if items.is_empty() || items.len() > limits.max_items {
         return None;
     }
@@ -680,5 +737,103 @@ mod tests {
             ]
         );
         assert_eq!(stored_pointers("[{", &limits()), vec!["/payload"]);
+    }
+
+    /// The API's fast read of a body takes only what the full parse takes, as the full
+    /// parse reads it, and takes the common valid bodies; everything else (every
+    /// problem, and forms it leaves alone) goes to the full parse.
+    #[test]
+    fn a_valid_body_is_read_the_fast_way_as_the_full_parse_reads_it() {
+        let call = format!(r#"{{"scenario_id": "{SCENARIO}", "business_type_id": "{BUSINESS}"}}"#);
+        let body = |fields: &str| format!(r#"{{"task_name": "Quarterly", {fields}}}"#);
+        let payload = format!(r#""payload": [{{"revenue": {call}, "rebates": {call}}}]"#);
+        let fast = [
+            body(&payload),
+            body(&format!(
+                r#"{payload}, "task_description": null, "callback_url": null, "deadline_seconds": null"#
+            )),
+            body(&format!(
+                r#"{payload}, "task_description": "EMEA \"Q3\" \u00e9", "deadline_seconds": 600, "callback_url": "https://hooks.example/x""#
+            )),
+            format!(r#"{{"task_name": "caf\u00e9", {payload}}}"#),
+            // A service named twice in an item: the last one counts, in both reads.
+            body(&format!(
+                r#""payload": [{{"revenue": {{"scenario_id": "{BUSINESS}", "business_type_id": "{BUSINESS}"}}, "revenue": {call}}}]"#
+            )),
+        ];
+        for text in &fast {
+            let full = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|value| OrchestrationRequest::parse(&value, &limits()).ok());
+            assert!(full.is_some(), "valid: {text}");
+            assert_eq!(
+                OrchestrationRequest::parse_valid(text.as_bytes(), &limits()),
+                full,
+                "{text}"
+            );
+        }
+        let nul = "\\u0000";
+        let left_to_the_full_parse = [
+            // Valid, in forms the fast read leaves alone.
+            body(&format!(r#"{payload}, "deadline_seconds": 60.0"#)),
+            body(&format!(r#""payload": [{{"rev\u0065nue": {call}}}]"#)),
+            body(&format!(
+                r#"{payload}, "task_description": "a", "task_description": "b""#
+            )),
+            // Problems.
+            "[]".to_owned(),
+            "{".to_owned(),
+            body(&payload).replace("Quarterly", " "),
+            body(&payload).replace("Quarterly", nul),
+            body(&payload).replace("Quarterly", &"n".repeat(256)),
+            format!(r#"{{{payload}}}"#),
+            format!(r#"{{"task_name": null, {payload}}}"#),
+            body(r#""payload": []"#),
+            body(r#""payload": null"#),
+            body(r#""payload": [{}]"#),
+            body(&format!(r#""payload": [{{"unknown": {call}}}]"#)),
+            body(&format!(
+                r#""payload": [{{"revenue": {{"scenario_id": "{SCENARIO}"}}}}]"#
+            )),
+            body(&format!(
+                r#""payload": [{{"revenue": {{"scenario_id": "nope", "business_type_id": "{BUSINESS}"}}}}]"#
+            )),
+            body(&format!(
+                r#""payload": [{{"revenue": {{"scenario_id": "{SCENARIO}", "business_type_id": "{BUSINESS}", "x": 1}}}}]"#
+            )),
+            body(&format!(
+                r#""payload": [{}]"#,
+                vec![format!(r#"{{"revenue": {call}}}"#); 6].join(", ")
+            )),
+            body(&format!(r#"{payload}, "deadline_seconds": 0"#)),
+            body(&format!(r#"{payload}, "deadline_seconds": 601"#)),
+            body(&format!(r#"{payload}, "deadline_seconds": -1"#)),
+            body(&format!(r#"{payload}, "task_description": "{nul}""#)),
+            body(&format!(
+                r#"{payload}, "task_description": "{}""#,
+                "d".repeat(RequestLimits::MAX_DESCRIPTION_CHARS + 1)
+            )),
+            body(&format!(
+                r#"{payload}, "callback_url": "{}""#,
+                "u".repeat(RequestLimits::MAX_CALLBACK_URL_CHARS + 1)
+            )),
+            body(&format!(r#"{payload}, "callback_url": 7"#)),
+            body(&format!(r#"{payload}, "extra": true"#)),
+        ];
+        for text in &left_to_the_full_parse {
+            assert_eq!(
+                OrchestrationRequest::parse_valid(text.as_bytes(), &limits()),
+                None,
+                "{text}"
+            );
+        }
+        // The valid ones among them are still taken, by the full parse.
+        for text in &left_to_the_full_parse[..3] {
+            let value = serde_json::from_str::<Value>(text).expect("JSON");
+            assert!(
+                OrchestrationRequest::parse(&value, &limits()).is_ok(),
+                "{text}"
+            );
+        }
     }
 }

@@ -412,3 +412,124 @@ async fn every_attempt_sends_a_traceparent_of_the_tasks_trace() {
     assert_eq!(stats.trace_id_count(&service_request.trace_id()), 3);
     assert_eq!(stats.by_trace_id.len(), 1);
 }
+
+/// A loopback server that reads each request whole and answers every one with
+/// `response`, then keeps the connection open until the client closes it. It counts
+/// the requests it read. For answers the mock services do not give.
+async fn canned(
+    response: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&read);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if read.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                if stream.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Hold the connection: a body shorter than declared never ends.
+                while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (address, requests)
+}
+
+fn dispatcher_for(endpoint: &str, policy: ServicePolicy) -> Dispatcher {
+    let name = ServiceName::parse(SERVICE).expect("valid");
+    let endpoint = Url::parse(endpoint).expect("url");
+    Dispatcher::new([(name, endpoint, policy)], Duration::from_secs(2)).expect("client")
+}
+
+/// A redirect is the service's answer, recorded as a failed one: it is not followed,
+/// even to an address that would have answered well (the mock here).
+#[tokio::test]
+async fn a_redirect_is_recorded_as_the_answer_and_not_followed() {
+    let mock = MockServer::start(MockConfig::for_tests())
+        .await
+        .expect("mock starts");
+    let location = format!("{}/{SERVICE}", mock.base_url());
+    let response: &'static str = Box::leak(
+        format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 5\r\n\r\nmoved")
+            .into_boxed_str(),
+    );
+    let (address, requests) = canned(response).await;
+    let dispatcher = dispatcher_for(&format!("http://{address}/{SERVICE}"), policy());
+    let key = Uuid::new_v4();
+    let outcome = call(&dispatcher, key).await;
+    assert_eq!(outcome.attempts, 1, "a 3xx is not retried");
+    assert!(
+        matches!(
+            &outcome.result,
+            Err(CallError::Status { status: 302, body, .. }) if body == "moved"
+        ),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        mock.stats().key_count(&key.to_string()),
+        0,
+        "the redirect's target was never called"
+    );
+}
+
+/// A body declared larger than the limit is refused on its `Content-Length`, before
+/// any of it is read: this server never sends the body, so waiting for it would end
+/// in the attempt's timeout instead.
+#[tokio::test]
+async fn a_body_declared_too_large_is_refused_before_it_is_read() {
+    let (address, requests) = canned(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3000000\r\n\r\n",
+    )
+    .await;
+    let policy = ServicePolicy {
+        max_response_bytes: 1024 * 1024,
+        attempt_timeout: Duration::from_secs(5),
+        ..policy()
+    };
+    let dispatcher = dispatcher_for(&format!("http://{address}/{SERVICE}"), policy);
+    let outcome = call(&dispatcher, Uuid::new_v4()).await;
+    assert_eq!(
+        outcome.result,
+        Err(CallError::TooLarge { limit: 1024 * 1024 })
+    );
+    assert_eq!(outcome.attempts, 1);
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -183,9 +183,14 @@ async fn accept(
 ) -> Result<(TaskRow, bool), ApiError> {
     let trace = crate::tracing_http::request_trace(req);
     let idempotency_key = idempotency_key(req)?;
-    let json = read_json(req, body, state.max_body_bytes).await?;
-    let request =
-        OrchestrationRequest::parse(&json, state.limits()).map_err(ApiError::Validation)?;
+    let body = read_json_body(req, body, state.max_body_bytes).await?;
+    // A valid body is read straight into the request; any other is parsed whole, for
+    // what it says is wrong.
+    let request = match OrchestrationRequest::parse_valid(&body, state.limits()) {
+        Some(request) => request,
+        None => OrchestrationRequest::parse(&parse_json(&body)?, state.limits())
+            .map_err(ApiError::Validation)?,
+    };
     if let Some(url) = &request.callback_url {
         state
             .webhooks
@@ -198,14 +203,12 @@ async fn accept(
                 ))
             })?;
     }
-    let payload = request.payload_json();
-
     let deadline_seconds = request.deadline_seconds.or(state.default_deadline_secs);
     let stored = TaskToStore {
         task_id: Uuid::new_v4(),
         task_name: request.task_name.as_str().to_owned(),
         task_description: request.task_description.clone(),
-        payload: payload.clone(),
+        payload: request.payload_json(),
         idempotency_key,
         tenant: caller.tenant.clone(),
         deadline_seconds: deadline_seconds.and_then(|s| i32::try_from(s).ok()),
@@ -227,9 +230,10 @@ async fn accept(
     match inserted? {
         InsertedTask::Created(task) => Ok((task, true)),
         InsertedTask::Existing(task) => {
+            // Rare: the payload is made again rather than kept for every request.
             let same_request = task.task_name == request.task_name.as_str()
                 && task.task_description == request.task_description
-                && task.payload == payload;
+                && task.payload == request.payload_json();
             if same_request {
                 Ok((task, false))
             } else {
@@ -263,9 +267,22 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// chunked bodies that announce no length.
 pub(crate) async fn read_json(
     req: &HttpRequest,
-    mut body: web::Payload,
+    body: web::Payload,
     limit: usize,
 ) -> Result<Value, ApiError> {
+    parse_json(&read_json_body(req, body, limit).await?)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// The bytes of a body that says it is JSON ([`read_json`]), not yet parsed.
+async fn read_json_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -303,5 +320,5 @@ pub(crate) async fn read_json(
         }
         bytes.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+    Ok(bytes)
 }

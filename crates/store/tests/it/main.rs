@@ -179,6 +179,46 @@ async fn idempotency_key_returns_the_existing_task() {
     assert_eq!(db.count_rows("tasks").await, 3);
 }
 
+/// The insert returns only what the database decided (id, status, times) and builds
+/// the rest of a created row from what it sent: that row is the one stored, in both
+/// modes' statements, every column set.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_row_is_the_row_stored() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connection().await;
+    let payload = request(2).payload_json();
+    let deadline_at = Some(Utc::now() + chrono::TimeDelta::seconds(60));
+    let new_task = |key| NewTask {
+        task_id: Uuid::new_v4(),
+        task_name: "quarterly forecast",
+        task_description: Some("EMEA, #77"),
+        payload: &payload,
+        idempotency_key: Some(key),
+        tenant: "acme",
+        deadline_seconds: Some(60),
+        deadline_at,
+        callback_url: Some("https://hooks.example/done"),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    };
+    let inline = accept::insert_many(&mut conn, &[new_task("inline")])
+        .await
+        .expect("insert");
+    let queued = accept::insert_many_queued(&mut conn, &[new_task("queued")])
+        .await
+        .expect("insert");
+    for answer in inline.into_iter().chain(queued) {
+        let InsertedTask::Created(created) = answer else {
+            panic!("a new key creates a task: {answer:?}");
+        };
+        assert_eq!(created.status, Status::Pending);
+        let stored = tasks::find(&mut conn, created.task_id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(created, stored);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_tenant_has_its_own_tasks_counts_and_idempotency_keys() {
     let db = TestDatabase::create().await;
